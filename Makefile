@@ -1,0 +1,39 @@
+# Two commands for a new user: `make demo` and `make test`.  Both create .venv.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint docs bench-throughput bench-latency clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The CPU build of torch first, so that no other requirement pulls a different one.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[all,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m mofsim_cli demo
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy spool mofsimd executors mofsim_cli mofsim_http mofsim_client
+
+docs: $(STAMP)
+	$(PY) -m sphinx -W --keep-going -b html docs build/docs
+
+bench-throughput: $(STAMP)
+	$(PY) bench/throughput.py
+
+bench-latency: $(STAMP)
+	$(PY) bench/api_latency.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,40 @@
+"""What a structure must satisfy before a given task with a given model runs on it.
+
+One rule set for every entry point: ``mofsim submit``, the HTTP API, and the executor
+itself (hand-written job files reach it without any other check).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from executors.structure_io import validate_atoms
+
+if TYPE_CHECKING:
+    from ase import Atoms
+
+    from executors.models import ModelSpec
+
+# Tasks that strain, sample or thermostat a crystal need a full periodic cell.
+PERIODIC_TASKS = frozenset({"stability", "bulk-modulus", "heat-capacity"})
+
+
+def allowed_elements(spec: ModelSpec | None) -> set[str] | None:
+    if spec is None or not spec.elements or "all" in spec.elements:
+        return None
+    return set(spec.elements)
+
+
+def check_for_task(atoms: Atoms, task_type: str, spec: ModelSpec | None,
+                   params: dict[str, Any] | None = None) -> None:
+    """Raise ``InvalidStructure`` (field ``structure``) when ``atoms`` cannot be run, or
+    the task's own ``check_structure`` error (e.g. a guest index out of range) when
+    its validated ``params`` do not fit this structure."""
+    validate_atoms(atoms, require_periodic=task_type in PERIODIC_TASKS,
+                   allowed_elements=allowed_elements(spec))
+    if params is not None:
+        from executors.registry import task_module
+
+        check = getattr(task_module(task_type), "check_structure", None)
+        if check is not None:
+            check(params, atoms)

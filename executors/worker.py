@@ -1,0 +1,230 @@
+"""The executor process: one per slot, long-lived, calculators kept warm between jobs.
+
+The supervisor starts it as ``python -m executors.worker --spool DIR --slot ID`` with
+``CUDA_VISIBLE_DEVICES`` already in the environment (so torch, imported later, sees only
+its card).  Commands arrive as JSON lines on stdin, replies leave as JSON lines on
+stdout; everything a person reads goes to the task's ``events.jsonl``.
+
+Commands:  ``{"type": "run", "task_id": ..., "path": <claimed job file>}``,
+``{"type": "load", "model": ...}``, ``{"type": "unload", "model": ...}``,
+``{"type": "shutdown"}``.
+Replies:   ``ready``, ``started``, ``finished`` (status, error, transient), ``loaded``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import IO, Any
+
+from spool import transitions
+from spool.errors import MofsimError, TaskCancelled
+from spool.events import EventWriter
+from spool.layout import SpoolPaths
+from spool.store import read_job
+
+
+class SpoolObserver:
+    """The Observer of ``executors.api`` writing to ``events.jsonl``; cancel is a marker
+    file (one ``stat`` per step, microseconds)."""
+
+    def __init__(self, events: EventWriter, cancel_marker: Path, logger: str) -> None:
+        self.events = events
+        self.cancel_marker = cancel_marker
+        self.logger = logger
+        self.last: dict[str, Any] = {}
+
+    def log(self, message: str, level: str = "INFO", **extra: Any) -> None:
+        self.events.emit(message, level=level, logger=self.logger, **extra)
+
+    def progress(self, fraction: float | None, message: str = "", **metrics: Any) -> None:
+        self.last = dict(metrics)
+        if fraction is not None:
+            fraction = max(0.0, min(1.0, float(fraction)))
+        self.events.emit(message or "progress", event="progress", logger=self.logger,
+                         progress=fraction, **metrics)
+
+    def check_cancel(self) -> None:
+        if self.cancel_marker.exists():
+            raise TaskCancelled("cancelled by request")
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Out-of-memory is worth another attempt (maybe on another card); bugs are not."""
+    if isinstance(exc, MemoryError):
+        return True
+    name = type(exc).__name__
+    return name == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+
+
+class Worker:
+    def __init__(self, spool_root: Path, slot: str, *, device: str = "cpu",
+                 gpu_id: int | None = None, cache_size: int = 2, dtype: str = "float32",
+                 out: IO[str] | None = None) -> None:
+        from executors.calc_cache import CalculatorCache
+
+        self.paths = SpoolPaths(spool_root)
+        self.slot = slot
+        self.device = device
+        self.gpu_id = gpu_id
+        self.dtype = dtype
+        self.cache = CalculatorCache(max_size=cache_size)
+        self._versions: dict[str, dict[str, Any]] = {}  # package metadata reads are slow
+        self.out = out or sys.stdout
+
+    def reply(self, **msg: Any) -> None:
+        self.out.write(json.dumps(msg, default=str) + "\n")
+        self.out.flush()
+
+    def loaded(self) -> list[str]:
+        return list(self.cache.loaded_keys())
+
+    def serve(self, inp: IO[str]) -> None:
+        self.reply(type="ready", slot=self.slot, pid=os.getpid(), loaded=self.loaded())
+        for line in inp:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                cmd = json.loads(line)
+            except ValueError:
+                continue
+            kind = cmd.get("type")
+            if kind == "shutdown":
+                break
+            if kind == "run":
+                self.reply(type="started", task_id=cmd["task_id"], t=time.time())
+                outcome = self.run_job(cmd["task_id"], Path(cmd["path"]))
+                self.reply(type="finished", task_id=cmd["task_id"], loaded=self.loaded(),
+                           **outcome)
+            elif kind == "load":
+                self.reply(type="loaded", **self.preload(str(cmd.get("model")),
+                                                         bool(cmd.get("with_d3", False))))
+            elif kind == "unload":
+                self.cache.unload(str(cmd.get("model")))
+                self.reply(type="loaded", ok=True, loaded=self.loaded())
+
+    def preload(self, model: str, with_d3: bool) -> dict[str, Any]:
+        from executors.models import resolve_model
+
+        try:
+            spec = resolve_model(model, self.paths.models)
+            self.cache.get(spec, self.device, self.dtype, with_d3, models_root=self.paths.models)
+        except MofsimError as exc:
+            return {"ok": False, "error": exc.to_dict(), "loaded": self.loaded()}
+        return {"ok": True, "loaded": self.loaded()}
+
+    def run_job(self, task_id: str, path: Path) -> dict[str, Any]:
+        """Run one claimed job; writes result.json on success.  Never raises."""
+        events = EventWriter(self.paths.events_file(task_id), task_id, gpu_id=self.gpu_id)
+        t0 = time.time()
+        try:
+            job = read_job(path)
+            events.logger = f"task.{job.task_type}"
+            result = self._execute(job, events)
+        except TaskCancelled:
+            return {"status": "CANCELLED", "error": {"code": 50004, "message": "cancelled"}}
+        except MofsimError as exc:
+            events.emit(f"Task failed: {exc.message}", level="ERROR", code=exc.code,
+                        field=exc.field)
+            return {"status": "FAILED", "error": exc.to_dict(), "transient": False}
+        except BaseException as exc:  # noqa: BLE001 - one failing task must not kill the slot
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            transient = _is_transient(exc)
+            events.emit(f"Task failed: {type(exc).__name__}: {exc}", level="ERROR",
+                        transient=transient)
+            events.emit("".join(traceback.format_exception(exc))[-4000:], level="DEBUG")
+            return {"status": "FAILED", "transient": transient,
+                    "error": {"code": 50001, "type": type(exc).__name__,
+                              "message": f"{type(exc).__name__}: {exc}"}}
+        result["duration_seconds"] = round(time.time() - t0, 3)
+        transitions.atomic_write_json(self.paths, self.paths.result_file(task_id), result)
+        return {"status": "COMPLETED"}
+
+    def _execute(self, job: Any, events: EventWriter) -> dict[str, Any]:
+        from executors.api import TaskContext, json_safe
+        from executors.loaders import describe_versions
+        from executors.models import check_usable, resolve_model
+        from executors.registry import task_module
+        from executors.structure_checks import check_for_task
+        from executors.structure_io import load_structure
+
+        module = task_module(job.task_type)
+        params = module.validate(dict(job.parameters))
+        spec = resolve_model(job.model, self.paths.models)
+        check_usable(spec)
+        atoms, name = load_structure(job.structure, self.paths.root)
+        check_for_task(atoms, job.task_type, spec, params)
+        dtype = str(params.get("dtype") or self.dtype)
+        with_d3 = bool(params.get("with_d3", False))
+        force_d3 = bool(params.get("force_d3", False))
+        events.status("RUNNING", f"Task started on {self.slot}", slot=self.slot,
+                      structure_name=name, natoms=len(atoms), model=spec.key, pid=os.getpid())
+        t_load = time.perf_counter()
+        calc = self.cache.get(spec, self.device, dtype, with_d3, force_d3=force_d3,
+                              models_root=self.paths.models)
+        load_s = time.perf_counter() - t_load
+        if load_s > 0.05:
+            events.emit(f"Model {spec.key} loaded in {load_s:.1f} s", logger="executor.models",
+                        model=spec.key, load_seconds=round(load_s, 3))
+        # A warm calculator must not answer a new job from the previous job's results.
+        calc.reset()
+        atoms.calc = calc
+        workspace = self.paths.workspace(job.task_id)
+        observer = SpoolObserver(events, self.paths.cancel_marker(job.task_id), events.logger)
+        ctx = TaskContext(
+            task_id=job.task_id, task_type=job.task_type, atoms=atoms, structure_name=name,
+            parameters=params, model_key=spec.key, calculator=calc, workspace=workspace,
+            observer=observer, device=self.device,
+        )
+        peak = _reset_peak_memory(self.device)
+        result = module.run(ctx)
+        metrics: dict[str, Any] = {"model_load_seconds": round(load_s, 3)}
+        if isinstance(result, dict) and result.get("avg_step_time_ms") is not None:
+            metrics["avg_step_time_ms"] = result["avg_step_time_ms"]
+        if peak:
+            metrics["peak_gpu_memory_MB"] = peak()
+        if spec.key not in self._versions:
+            self._versions[spec.key] = describe_versions(spec)
+        provenance = {"model": spec.key, "model_family": spec.family, "dtype": dtype,
+                      "with_d3": with_d3, "device": self.device, "slot": self.slot,
+                      "versions": self._versions[spec.key]}
+        return json_safe({"result": result, "metrics": metrics, "structure_name": name,
+                          "provenance": provenance})
+
+
+def _reset_peak_memory(device: str) -> Any:
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    torch.cuda.reset_peak_memory_stats()
+    return lambda: round(torch.cuda.max_memory_allocated() / 2**20, 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="executors.worker")
+    ap.add_argument("--spool", required=True)
+    ap.add_argument("--slot", required=True)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--gpu-id", type=int, default=None)
+    ap.add_argument("--cache-size", type=int, default=2)
+    ap.add_argument("--dtype", default="float32")
+    args = ap.parse_args(argv)
+    # Replies own stdout; stray prints from model libraries go to stderr instead.
+    out = sys.stdout
+    sys.stdout = sys.stderr
+    worker = Worker(Path(args.spool), args.slot, device=args.device, gpu_id=args.gpu_id,
+                    cache_size=args.cache_size, dtype=args.dtype, out=out)
+    worker.serve(sys.stdin)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,331 @@
+"""``RemoteBackend``: the commands' ``Backend`` through the SDK (``--server URL``).
+
+It answers with the documents ``LocalBackend`` gives for the same task, so every
+command prints the same in both modes: task records become ``views.task_view``s, a
+failed task's result is the error the task recorded (read from its record, as locally),
+and output files are absolute URLs on the server where locally they are paths.
+
+The SDK's errors become the project's own (``spool.errors``, by the server's code and
+type), so a server's refusal ends as the same ``error CODE: message (field: ...)`` line.
+A server that cannot be reached at all is ``ServerUnreachable`` (code 10001).
+
+Endpoints the SDK has no method for (a model's status, load/unload, deleting custom
+models and structures, one structure's detail, system devices, queue, configuration
+and alerts) are called through the SDK's own transport, so they get the same API key,
+retries and error mapping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from mofsim_cli.backend import Submission, upload_file
+from mofsim_cli.views import LIST_KEYS, failure_of, result_view_of, task_view
+from spool.errors import (
+    ERROR_CODES,
+    EndpointNotFound,
+    InternalError,
+    MofsimError,
+    StructureNotFound,
+    ValidationError,
+    error_from_code,
+)
+from spool.events import Event
+from spool.job import normalize_priority, normalize_task_type, priority_name
+from spool.layout import TERMINAL_STATES
+
+T = TypeVar("T")
+LOG_PAGE = 1000  # the server's largest page
+
+
+class ServerUnreachable(InternalError):
+    """The server did not answer (connection refused, timeouts, a proxy without it),
+    even after the SDK's retries."""
+
+
+def _spool_class(name: str | None, code: int) -> type[MofsimError] | None:
+    """The project's exception class called ``name`` that carries ``code``."""
+    pending: list[type[MofsimError]] = list(MofsimError.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        if cls.__name__ == name:
+            return cls if ERROR_CODES[cls.code_name].code == code else None
+        pending.extend(cls.__subclasses__())
+    return None
+
+
+def translate(exc: Exception) -> MofsimError:
+    """An SDK error as the project's error of the same code, type, message and field.
+    The message is the server's ``detail`` (what went wrong with this request), not the
+    code's summary."""
+    code = getattr(exc, "code", None)
+    message = str(getattr(exc, "detail", None) or getattr(exc, "message", None) or exc)
+    field = getattr(exc, "field", None)
+    if not isinstance(code, int):
+        if getattr(exc, "http_status", None) == 404:
+            return EndpointNotFound(f"{message}: is --server the root URL of a MOFSim "
+                                    "server?")
+        return ServerUnreachable(str(getattr(exc, "message", None) or exc))
+    cls = _spool_class(getattr(exc, "error_type", None), code)
+    if cls is not None:
+        return cls(message, field=field)
+    return error_from_code(code, message, field)
+
+
+@contextlib.contextmanager
+def translated() -> Iterator[None]:
+    from mofsim_client import MOFSimError as SdkError
+
+    try:
+        yield
+    except SdkError as exc:
+        raise translate(exc) from None
+
+
+def structure_ref(arg: str) -> dict[str, Any]:
+    """The task's ``structure`` as ``mofsim submit`` builds it locally: ``builtin:NAME``,
+    ``upload:FILE_ID``, or a file sent inline with its name and format.  The server
+    checks it."""
+    from mofsim_cli.submission import MAX_STRUCTURE_BYTES
+
+    if arg.startswith(("builtin:", "upload:")):
+        source, _, name = arg.partition(":")
+        return ({"source": "builtin", "name": name} if source == "builtin"
+                else {"source": "upload", "file_id": name})
+    path = Path(arg).expanduser()
+    if not path.is_file():
+        raise StructureNotFound(
+            f"structure file {arg!r} not found (use builtin:NAME for a built-in framework)",
+            field="structure")
+    size = path.stat().st_size
+    if size > MAX_STRUCTURE_BYTES:
+        from spool.errors import PayloadTooLarge
+
+        raise PayloadTooLarge(f"structure file is {size} bytes, over {MAX_STRUCTURE_BYTES}",
+                              field="structure")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        from spool.errors import InvalidStructure
+
+        raise InvalidStructure(f"structure file {path.name!r} is not text",
+                               field="structure") from exc
+    ref: dict[str, Any] = {"source": "inline", "content": text, "name": path.stem,
+                           "filename": path.name}
+    try:
+        from executors.structure_io import detect_format, format_from_filename
+    except ModuleNotFoundError:
+        return ref  # the server tells the format from the file name or the content
+    fmt = format_from_filename(path.name) or detect_format(text)
+    if fmt is not None:
+        ref["format"] = fmt
+    return ref
+
+
+def _event(raw: dict[str, Any], event_id: Any) -> Event | None:
+    """A stream event or a log item as the spool's ``Event`` (its id is the offset in
+    the task's ``events.jsonl``)."""
+    offset = int(event_id) if str(event_id).isdigit() else None
+    if offset is None:
+        return None
+    return Event(offset, {k: v for k, v in raw.items() if k != "id"})
+
+
+class RemoteFollower:
+    """A task's events from the server's stream, until its ``end`` event."""
+
+    def __init__(self, client: Any, task_id: str) -> None:
+        self.client = client
+        self.task_id = task_id
+        self.state: str | None = None
+
+    def __iter__(self) -> Iterator[Event]:
+        with translated():
+            for ev in self.client.stream_events(self.task_id):
+                if ev.event == "end":
+                    self.state = str(ev.raw.get("status") or ev.status or "") or None
+                    return
+                converted = _event(ev.raw, ev.id)
+                if converted is not None:
+                    yield converted
+
+
+class RemoteBackend:
+    """A MOFSim server, through ``mofsim_client.MOFSimClient``."""
+
+    def __init__(self, server: str, api_key: str | None) -> None:
+        from mofsim_client import MOFSimClient
+
+        self.client = MOFSimClient(server, api_key=api_key or None)
+        self.where = f"server {self.client.base_url}"
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _call(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        with translated():
+            return fn(*args, **kw)
+
+    def _api(self, method: str, path: str, **kw: Any) -> Any:
+        with translated():
+            return self.client._t.request(method, path, **kw)
+
+    @staticmethod
+    def _seg(value: str) -> str:
+        return quote(value, safe=":")
+
+    # --- tasks -----------------------------------------------------------------------------
+
+    def submit(self, sub: Submission) -> dict[str, Any]:
+        # The checks that need nothing from the server are made here, with the same
+        # messages as locally; the server checks the rest.
+        task_type = normalize_task_type(sub.task_type)
+        priority = priority_name(normalize_priority(sub.priority))
+        if sub.timeout is not None and not (math.isfinite(sub.timeout) and sub.timeout > 0):
+            raise ValidationError("--timeout must be a positive number of seconds",
+                                  field="options.timeout")
+        ref = structure_ref(sub.structure)
+        task = self._call(self.client.submit, task_type, ref, sub.model, priority=priority,
+                          timeout=sub.timeout, parameters=sub.params)
+        return task_view(task.info.raw)
+
+    def status(self, task_id: str) -> dict[str, Any]:
+        return task_view(self._call(self.client.get_task_info, task_id).raw)
+
+    def result(self, task_id: str) -> dict[str, Any]:
+        from mofsim_client import MOFSimError as SdkError
+        from mofsim_client import ResultNotReadyError, TaskError
+
+        try:
+            doc = self.client.get_result(task_id).raw
+        except SdkError as exc:
+            if isinstance(exc, TaskError) and not isinstance(exc, ResultNotReadyError):
+                # The error the task itself recorded, as the local view reads it.
+                record = self.status(task_id)
+                if record["status"] in TERMINAL_STATES and record["status"] != "COMPLETED":
+                    raise failure_of(record) from None
+            raise translate(exc) from None
+        inner = doc.get("result") if isinstance(doc.get("result"), dict) else {}
+        urls = inner.get("output_files") if isinstance(inner, dict) else None
+        files = {str(k): self._absolute(str(v)) for k, v in (urls or {}).items()
+                 if isinstance(v, str)}
+        return result_view_of(doc, files, None)
+
+    def _absolute(self, url: str) -> str:
+        return self.client.base_url + url if url.startswith("/") else url
+
+    def events(self, task_id: str, level: str | None) -> Iterator[Event]:
+        offset = 0
+        while True:
+            page = self._call(self.client.get_logs, task_id, level=level, limit=LOG_PAGE,
+                              offset=offset)
+            for entry in page:
+                ev = _event(entry.raw, entry.raw.get("id"))
+                if ev is not None:
+                    yield ev
+            if len(page) < LOG_PAGE:
+                return
+            offset += len(page)
+
+    def follow(self, task_id: str) -> RemoteFollower:
+        self.status(task_id)  # an unknown task is an error before anything is shown
+        return RemoteFollower(self.client, task_id)
+
+    def cancel(self, task_id: str) -> str:
+        return str(self._call(self.client.cancel_task, task_id).status)
+
+    def list_tasks(self, state: str | None, limit: int) -> list[dict[str, Any]]:
+        size = min(limit, LOG_PAGE) if limit else 100
+        with translated():
+            return [task_view(info.raw, keys=LIST_KEYS) for info in self.client.list_tasks(
+                status=state, page_size=size, limit=limit or None)]
+
+    # --- models ----------------------------------------------------------------------------
+
+    def models(self, family: str | None) -> list[dict[str, Any]]:
+        if family is None:
+            return [m.raw for m in self._call(self.client.list_models)]
+        data = self._api("GET", "models", params={"family": family})
+        return list(data.get("items") or []) if isinstance(data, dict) else list(data)
+
+    def model(self, key: str) -> dict[str, Any]:
+        return self._call(self.client.get_model, self._seg(key)).raw
+
+    def model_status(self, key: str) -> dict[str, Any]:
+        return dict(self._api("GET", f"models/{self._seg(key)}/status"))
+
+    def model_action(self, key: str, action: str, slot: str | None) -> dict[str, Any]:
+        body = {"slot": slot} if slot else {}
+        return dict(self._api("POST", f"models/{self._seg(key)}/{action}", json=body))
+
+    def upload_model(self, path: Path, fields: dict[str, Any]) -> dict[str, Any]:
+        source = upload_file(path, "model")
+        extra = {k: v for k, v in fields.items()
+                 if k not in ("name", "framework", "description", "with_d3")}
+        info = self._call(self.client.upload_model, source, fields.get("name") or "",
+                          fields.get("framework") or "", description=fields.get("description"),
+                          with_d3=fields.get("with_d3"), **extra)
+        return info.raw
+
+    def validate_model(self, model_id: str) -> dict[str, Any]:
+        return self._call(self.client.validate_model, self._seg(model_id))
+
+    def delete_model(self, model_id: str) -> dict[str, Any]:
+        return dict(self._api("DELETE", f"models/custom/{self._seg(model_id)}"))
+
+    # --- structures ------------------------------------------------------------------------
+
+    def upload_structure(self, path: Path, name: str | None) -> dict[str, Any]:
+        source = upload_file(path, "structure")
+        return self._call(self.client.upload_structure, source, name=name).raw
+
+    def structures(self) -> list[dict[str, Any]]:
+        with translated():
+            return [s.raw for s in self.client.list_structures()]
+
+    def structure(self, file_id: str) -> dict[str, Any]:
+        return dict(self._api("GET", f"structures/{self._seg(file_id)}"))
+
+    def delete_structure(self, file_id: str) -> dict[str, Any]:
+        return dict(self._api("DELETE", f"structures/{self._seg(file_id)}"))
+
+    def builtin_structures(self) -> list[dict[str, Any]]:
+        return [s.raw for s in self._call(self.client.list_builtin_structures)]
+
+    # --- system ----------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        return self._call(self.client.health)
+
+    def gpus(self) -> dict[str, Any]:
+        return dict(self._api("GET", "system/gpus"))
+
+    def queue(self) -> dict[str, Any]:
+        return dict(self._api("GET", "system/queue"))
+
+    def config(self) -> dict[str, Any]:
+        return dict(self._api("GET", "system/config"))
+
+    def alerts(self, kind: str) -> dict[str, Any]:
+        return dict(self._api("GET", f"system/alerts/{kind}"))
+
+    # --- retention -------------------------------------------------------------------------
+
+    def retention(self, apply: bool) -> dict[str, Any]:
+        if apply:
+            raise ValidationError("a server applies its retention policy itself, hourly; "
+                                  "through a server only --dry-run is possible",
+                                  field="dry_run")
+        return {**dict(self._api("GET", "system/retention")), "applied": False}
+
+    def keep(self, task_id: str, keep: bool) -> dict[str, Any]:
+        return dict(self._api("POST", f"tasks/{self._seg(task_id)}/keep",
+                              json={"keep": keep}))
+
+    def delete_data(self, task_id: str) -> dict[str, Any]:
+        return dict(self._api("DELETE", f"tasks/{self._seg(task_id)}"))

@@ -1,0 +1,79 @@
+"""The MOFSim Python SDK: submit MOF simulations to a MOFSim server and collect results.
+
+    from mofsim_client import MOFSimClient
+
+    client = MOFSimClient(base_url="http://server:8000", api_key="your-api-key")
+    task = client.submit_optimization(structure="path/to/mof.cif", model="mace_prod",
+                                      priority="NORMAL")
+    result = task.wait()
+
+``AsyncMOFSimClient`` is the asyncio twin.  Importing this package needs only httpx: ASE
+is imported only when an ``Atoms`` object is passed as a structure.
+"""
+
+from mofsim_client._http import DEFAULT_SERVER, Settings
+from mofsim_client.aclient import AsyncMOFSimClient
+from mofsim_client.client import MOFSimClient
+from mofsim_client.errors import (
+    AuthenticationError,
+    EndpointNotFoundError,
+    InvalidStructureError,
+    ModelNotFoundError,
+    MOFSimError,
+    NotFoundError,
+    OutputFileNotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    QueueFullError,
+    RateLimitError,
+    ResourceUnavailableError,
+    ResultNotReadyError,
+    ServerError,
+    ServerUnavailableError,
+    StructureNotFoundError,
+    TaskAlreadyFinishedError,
+    TaskCancelledError,
+    TaskDivergedError,
+    TaskError,
+    TaskFailedError,
+    TaskNotFoundError,
+    TaskTimeoutError,
+    UnsupportedFormatError,
+    ValidationError,
+    WaitTimeoutError,
+)
+from mofsim_client.models import (
+    BulkModulusResult,
+    CancelResult,
+    CellParameters,
+    HeatCapacityResult,
+    InteractionEnergyResult,
+    LogEntry,
+    ModelInfo,
+    OptimizationResult,
+    SinglePointResult,
+    StabilityResult,
+    StructureInfo,
+    SystemStatus,
+    TaskEvent,
+    TaskInfo,
+    TaskResult,
+)
+from mofsim_client.task import AsyncTask, LogStream, Task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_SERVER", "AsyncMOFSimClient", "AsyncTask", "AuthenticationError",
+    "BulkModulusResult", "CancelResult", "CellParameters", "EndpointNotFoundError",
+    "HeatCapacityResult", "InteractionEnergyResult", "InvalidStructureError", "LogEntry",
+    "LogStream", "MOFSimClient", "MOFSimError", "ModelInfo", "ModelNotFoundError",
+    "NotFoundError", "OptimizationResult", "OutputFileNotFoundError", "PayloadTooLargeError",
+    "PermissionDeniedError", "QueueFullError", "RateLimitError", "ResourceUnavailableError",
+    "ResultNotReadyError", "ServerError", "ServerUnavailableError", "Settings",
+    "SinglePointResult", "StabilityResult", "StructureInfo", "StructureNotFoundError",
+    "SystemStatus", "Task", "TaskAlreadyFinishedError", "TaskCancelledError",
+    "TaskDivergedError", "TaskError", "TaskEvent", "TaskFailedError", "TaskInfo",
+    "TaskNotFoundError", "TaskResult", "TaskTimeoutError", "UnsupportedFormatError",
+    "ValidationError", "WaitTimeoutError", "__version__",
+]

@@ -1,0 +1,399 @@
+"""Typed views of what the server answers: task records, results per task type, models,
+structures, system status, log lines and stream events.
+
+Every model is a dataclass built by ``from_dict``, which takes the fields it knows and
+ignores the rest (a newer server may send more), and keeps the whole answer in ``.raw``.
+Field names follow the server's JSON keys, units included (``final_energy_eV``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"})
+
+M = TypeVar("M", bound="_Model")
+
+
+@dataclass
+class _Model:
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def _known(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)} - {"raw"}
+
+    @classmethod
+    def from_dict(cls: type[M], data: dict[str, Any] | None) -> M:
+        data = dict(data or {})
+        known = cls._known()
+        return cls(raw=data, **{k: v for k, v in data.items() if k in known})
+
+
+# --- tasks ----------------------------------------------------------------------------------
+
+
+@dataclass
+class TaskInfo(_Model):
+    """A task record (``GET /api/v1/tasks/{id}``)."""
+
+    task_id: str = ""
+    task_type: str | None = None
+    status: str | None = None
+    priority: str | None = None
+    model: str | None = None
+    created_at: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    progress: float | None = None
+    progress_detail: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    queue_position: int | None = None
+    structure_name: str | None = None
+    gpu_id: int | None = None
+    slot: str | None = None
+    attempts: int | None = None
+    parameters: dict[str, Any] | None = None
+    options: dict[str, Any] | None = None
+    result_url: str | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATES
+
+    @property
+    def error_code(self) -> int | None:
+        code = (self.error or {}).get("code")
+        return code if isinstance(code, int) else None
+
+    @property
+    def error_message(self) -> str | None:
+        message = (self.error or {}).get("message")
+        return str(message) if message is not None else None
+
+
+@dataclass
+class CancelResult(_Model):
+    task_id: str = ""
+    status: str | None = None
+    message: str | None = None
+
+
+# --- results --------------------------------------------------------------------------------
+
+
+async def _same(value: Any) -> Any:
+    return value
+
+
+@dataclass
+class TaskResult(_Model):
+    """The result document of spec 5.3: task metadata around the type's ``result``.
+
+    ``from_dict`` takes the whole document or only its inner ``result`` object.  A
+    result can be awaited and gives itself: code written for the async client
+    (``result = await task.result()``) then also runs with a sync ``Task``."""
+
+    task_id: str | None = None
+    task_type: str | None = None
+    status: str | None = None
+    model: str | None = None
+    structure_name: str | None = None
+    created_at: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    duration_seconds: float | None = None
+    gpu_id: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    result: dict[str, Any] = field(default_factory=dict, repr=False)
+    output_files: dict[str, str] = field(default_factory=dict)
+    parameters_used: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_dict(cls: type[M], data: dict[str, Any] | None) -> M:
+        doc = dict(data or {})
+        inner = doc.get("result") if isinstance(doc.get("result"), dict) else None
+        if inner is None:  # only the inner result was given
+            inner, doc = doc, {"result": doc}
+        base = TaskResult._known() - {"result", "output_files", "parameters_used"}
+        kwargs: dict[str, Any] = {k: doc[k] for k in base if k in doc and doc[k] is not None}
+        own = cls._known() - base - {"result"}
+        kwargs.update({k: inner[k] for k in own if k in inner and inner[k] is not None})
+        kwargs["result"] = inner
+        return cls(raw=doc, **kwargs)
+
+    def __getitem__(self, key: str) -> Any:
+        """Any key of the inner result, including those without a field here."""
+        return self.result[key]
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return _same(self).__await__()
+
+
+@dataclass
+class CellParameters(_Model):
+    a: float | None = None
+    b: float | None = None
+    c: float | None = None
+    alpha: float | None = None
+    beta: float | None = None
+    gamma: float | None = None
+
+
+@dataclass
+class OptimizationResult(TaskResult):
+    converged: bool | None = None
+    steps: int | None = None
+    initial_energy_eV: float | None = None
+    final_energy_eV: float | None = None
+    final_fmax: float | None = None
+    initial_volume_A3: float | None = None
+    final_volume_A3: float | None = None
+    volume_change_percent: float | None = None
+    cell_parameters: CellParameters | None = None
+    rmsd_from_initial: float | None = None
+    natoms: int | None = None
+    formula: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.cell_parameters, dict):
+            self.cell_parameters = CellParameters.from_dict(self.cell_parameters)
+
+    @property
+    def volumes(self) -> tuple[float | None, float | None]:
+        """(initial, final) cell volume in A^3."""
+        return self.initial_volume_A3, self.final_volume_A3
+
+
+@dataclass
+class StabilityResult(TaskResult):
+    stability_assessment: str | None = None
+    verdict: dict[str, Any] | None = None
+    thresholds: dict[str, Any] | None = None
+    initial_volume_A3: float | None = None
+    final_volume_A3: float | None = None
+    volume_change_percent: float | None = None
+    final_rmsd: float | None = None
+    max_rmsd: float | None = None
+    avg_temperature: float | None = None
+    temp_std: float | None = None
+    nvt_duration_ps: float | None = None
+    npt_duration_ps: float | None = None
+    metal_coordination: dict[str, Any] | None = None
+    n_frames: int | None = None
+    stages: list[dict[str, Any]] | None = field(default=None, repr=False)
+    time_series: dict[str, list[Any]] | None = field(default=None, repr=False)
+
+    @property
+    def stable(self) -> bool | None:
+        if self.stability_assessment is None:
+            return None
+        return self.stability_assessment == "stable"
+
+
+@dataclass
+class BulkModulusResult(TaskResult):
+    bulk_modulus_GPa: float | None = None
+    b0_prime: float | None = None
+    v0_A3: float | None = None
+    e0_eV: float | None = None
+    eos: str | None = None
+    reliable: bool | None = None
+    v0_offset_percent: float | None = None
+    fit_rms_residual_eV: float | None = None
+    all_points_converged: bool | None = None
+    volumes_A3: list[float] | None = field(default=None, repr=False)
+    energies_eV: list[float] | None = field(default=None, repr=False)
+
+
+@dataclass
+class HeatCapacityResult(TaskResult):
+    temperatures_K: list[float] | None = field(default=None, repr=False)
+    cv_J_per_K_mol: list[float] | None = field(default=None, repr=False)
+    cv_J_per_K_g: list[float] | None = field(default=None, repr=False)
+    cv_300K_J_per_K_mol: float | None = None
+    cv_300K_J_per_K_g: float | None = None
+    entropy_J_per_K_mol: list[float] | None = field(default=None, repr=False)
+    free_energy_kJ_per_mol: list[float] | None = field(default=None, repr=False)
+    imaginary_modes_gamma: int | None = None
+    lowest_frequency_thz: float | None = None
+    n_displacements: int | None = None
+
+    def cv_at(self, temperature_K: float, per: str = "g") -> float | None:
+        """Cv at the tabulated temperature nearest ``temperature_K``, in J/(K g)
+        (``per="g"``) or J/(K mol) (``per="mol"``)."""
+        values = self.cv_J_per_K_g if per == "g" else self.cv_J_per_K_mol
+        if not self.temperatures_K or not values:
+            return None
+        i = min(range(len(self.temperatures_K)),
+                key=lambda j: abs(self.temperatures_K[j] - temperature_K))  # type: ignore[index]
+        return values[i]
+
+
+@dataclass
+class InteractionEnergyResult(TaskResult):
+    interaction_energy_eV: float | None = None
+    interaction_energy_kJ_mol: float | None = None
+    complex_energy_eV: float | None = None
+    framework_energy_eV: float | None = None
+    guest_energy_eV: float | None = None
+    guest_indices: list[int] | None = None
+    guest_formula: str | None = None
+    guest_forces_eV_A: list[list[float]] | None = field(default=None, repr=False)
+    min_guest_framework_distance_A: float | None = None
+
+
+@dataclass
+class SinglePointResult(TaskResult):
+    energy_eV: float | None = None
+    energy_per_atom_eV: float | None = None
+    max_force_eV_A: float | None = None
+    pressure_GPa: float | None = None
+    volume_A3: float | None = None
+    natoms: int | None = None
+    formula: str | None = None
+    periodic: bool | None = None
+    forces_eV_A: list[list[float]] | None = field(default=None, repr=False)
+    stress_voigt_GPa: list[float] | None = field(default=None, repr=False)
+
+
+RESULT_CLASSES: dict[str, type[TaskResult]] = {
+    "optimization": OptimizationResult,
+    "stability": StabilityResult,
+    "bulk-modulus": BulkModulusResult,
+    "heat-capacity": HeatCapacityResult,
+    "interaction-energy": InteractionEnergyResult,
+    "single-point-energy": SinglePointResult,
+    "single-point": SinglePointResult,
+}
+
+
+def result_from_dict(doc: dict[str, Any], task_type: str | None = None) -> TaskResult:
+    """The typed result for a result document (its ``task_type`` picks the class)."""
+    kind = str(doc.get("task_type") or task_type or "").replace("_", "-")
+    return RESULT_CLASSES.get(kind, TaskResult).from_dict(doc)
+
+
+# --- resources ------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelInfo(_Model):
+    key: str = ""
+    name: str | None = None
+    family: str | None = None
+    description: str | None = None
+    aliases: list[str] | None = None
+    supported_tasks: list[str] | None = None
+    elements: list[str] | None = field(default=None, repr=False)
+    framework: str | None = None
+    d3_trained: bool | None = None
+    with_d3: bool | None = None
+    loaded: bool | None = None
+    loaded_on: list[str] | None = None
+    model_id: str | None = None  # custom models
+    validated: bool | None = None  # custom models: passed validation
+
+    def __post_init__(self) -> None:
+        if not self.key:  # MIRA says model_key; custom models have an id
+            raw = self.raw
+            self.key = str(raw.get("model_key") or raw.get("id") or raw.get("name") or "")
+
+
+@dataclass
+class StructureInfo(_Model):
+    file_id: str | None = None
+    name: str | None = None
+    format: str | None = None
+    filename: str | None = None
+    size_bytes: int | None = None
+    created_at: str | None = None
+    formula: str | None = None
+    natoms: int | None = None
+    elements: list[str] | None = None
+    volume: float | None = None
+    density: float | None = None
+    cell: Any = field(default=None, repr=False)
+    spacegroup: str | None = None
+
+    @property
+    def reference(self) -> str:
+        """What ``submit_*(structure=...)`` takes for this structure."""
+        return self.file_id if self.file_id else f"builtin:{self.name}"
+
+
+@dataclass
+class SystemStatus(_Model):
+    """``get_system_status()``: health, devices and the queue in one object."""
+
+    status: str | None = None
+    version: str | None = None
+    health: dict[str, Any] = field(default_factory=dict)
+    gpus: list[dict[str, Any]] = field(default_factory=list)
+    queue: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def healthy(self) -> bool:
+        return str(self.status).lower() in ("healthy", "ok", "ready")
+
+
+# --- streams --------------------------------------------------------------------------------
+
+
+@dataclass
+class LogEntry(_Model):
+    """One structured log line (spec 6.3)."""
+
+    id: int | None = None
+    timestamp: str | None = None
+    level: str | None = None
+    logger: str | None = None
+    message: str = ""
+    task_id: str | None = None
+    gpu_id: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    event: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.timestamp or '-'} {self.level or 'INFO':<7} {self.message}"
+
+
+@dataclass
+class TaskEvent(_Model):
+    """One event of a task's stream: ``log``, ``status``, ``progress`` or ``end`` from
+    the server; ``disconnected`` / ``reconnected`` when the client lost and regained the
+    server while following a task (``error`` says why)."""
+
+    event: str = "log"
+    id: str | None = None
+    task_id: str | None = None
+    status: str | None = None
+    progress: float | None = None
+    message: str | None = None
+    level: str | None = None
+    timestamp: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    error: Exception | None = None
+
+    @classmethod
+    def from_sse(cls, event: str, data: Any, event_id: str | None) -> TaskEvent:
+        body = data if isinstance(data, dict) else {"message": data}
+        raw_extra = body.get("extra")
+        extra: dict[str, Any] = raw_extra if isinstance(raw_extra, dict) else {}
+        status = extra.get("status") if event == "status" else body.get("status")
+        progress = extra.get("progress")
+        return cls(raw=body, event=event, id=event_id, task_id=body.get("task_id"),
+                   status=str(status) if status is not None else None,
+                   progress=float(progress) if isinstance(progress, int | float) else None,
+                   message=body.get("message"), level=body.get("level"),
+                   timestamp=body.get("timestamp"), extra=extra)
+
+    def as_log(self) -> LogEntry:
+        entry = LogEntry.from_dict(self.raw)
+        if self.id is not None and self.id.isdigit():
+            entry.id = int(self.id)
+        return entry

@@ -1,0 +1,348 @@
+"""API keys, the authentication middleware and per-key rate limits.
+
+Keys are random tokens ``msk_<id>_<secret>``; only a salted SHA-256 of the secret is
+stored (the secret carries 256 random bits, so a slow hash would add nothing), in a JSON
+file written atomically and re-read when it changes, so ``mofsim keys create`` takes
+effect on a running server.  A client sends its key as ``X-API-Key: K`` or
+``Authorization: Bearer K``.
+
+Rules: with no active key and a loopback bind, every request is allowed (a local user
+needs no set-up); once a key exists every route except the public ones needs one, and
+routes described ``admin=True`` need an admin key.  Each key (each client address when
+anonymous) has a token bucket; an empty bucket answers 429 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import ipaddress
+import json
+import math
+import os
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from mofsim_http.describe import description_of
+from mofsim_http.envelope import API_KEY, API_KEY_ID, error_response
+from spool.errors import (
+    AuthError,
+    ForbiddenError,
+    MofsimError,
+    PayloadTooLarge,
+    RateLimited,
+    StorageError,
+    ValidationError,
+)
+from spool.events import iso_now
+from spool.layout import SpoolPaths
+
+KEY_PREFIX = "msk_"
+_ID_LEN = 12
+# Probes and documentation answer without a key, whatever the key set.
+PUBLIC_PATHS = frozenset({"/health", "/healthz", "/readyz", "/docs", "/redoc",
+                          "/openapi.json", "/openapi.yaml", "/api/v1/health"})
+PUBLIC_PREFIXES = ("/docs/",)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+# --- the key file ---------------------------------------------------------------------------
+
+
+def _hash(salt: str, secret: str) -> str:
+    return hashlib.sha256(bytes.fromhex(salt) + secret.encode()).hexdigest()
+
+
+def public_view(entry: dict[str, Any]) -> dict[str, Any]:
+    """What may be shown of a key: never its hash or salt."""
+    return {"id": entry["id"], "name": entry.get("name"), "admin": bool(entry.get("admin")),
+            "prefix": KEY_PREFIX + entry["id"], "created_at": entry.get("created_at"),
+            "revoked_at": entry.get("revoked_at")}
+
+
+class KeyStore:
+    """The hashed keys in one JSON file (``{"keys": [...]}``)."""
+
+    def __init__(self, path: Path, spool_paths: SpoolPaths | None = None) -> None:
+        self.path = Path(path)
+        self.spool_paths = spool_paths
+        self._stamp: tuple[int, int] | None = None
+        self._keys: list[dict[str, Any]] = []
+
+    # -- reading (cached until the file changes)
+    def _load(self) -> list[dict[str, Any]]:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            self._stamp, self._keys = None, []
+            return self._keys
+        stamp = (st.st_mtime_ns, st.st_ino)
+        if stamp != self._stamp:
+            try:
+                data = json.loads(self.path.read_text())
+            except (OSError, ValueError) as exc:
+                # Failing closed: an unreadable key file must not open the server.
+                raise StorageError(f"API key file {self.path.name} is unreadable: {exc}") from exc
+            keys = data.get("keys") if isinstance(data, dict) else None
+            self._keys = [k for k in keys or [] if isinstance(k, dict) and "id" in k]
+            self._stamp = stamp
+        return self._keys
+
+    def entries(self) -> list[dict[str, Any]]:
+        return [public_view(k) for k in self._load()]
+
+    def active(self) -> list[dict[str, Any]]:
+        return [k for k in self._load() if not k.get("revoked_at")]
+
+    def has_keys(self) -> bool:
+        return bool(self.active())
+
+    def verify(self, token: str) -> dict[str, Any] | None:
+        """The key's public view when ``token`` is an active key, else None."""
+        if not token.startswith(KEY_PREFIX) or len(token) < len(KEY_PREFIX) + _ID_LEN + 2:
+            return None
+        key_id = token[len(KEY_PREFIX):len(KEY_PREFIX) + _ID_LEN]
+        if token[len(KEY_PREFIX) + _ID_LEN] != "_":
+            return None
+        secret = token[len(KEY_PREFIX) + _ID_LEN + 1:]
+        for entry in self.active():
+            if entry["id"] == key_id:
+                expected = str(entry.get("hash", ""))
+                try:
+                    actual = _hash(str(entry.get("salt", "")), secret)
+                except ValueError:
+                    return None
+                return public_view(entry) if hmac.compare_digest(actual, expected) else None
+        return None
+
+    # -- writing (read-modify-write under a lock file)
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[list[dict[str, Any]]]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._stamp = None
+            keys = [dict(k) for k in self._load()]
+            yield keys
+            self._write(keys)
+
+    def _write(self, keys: list[dict[str, Any]]) -> None:
+        text = json.dumps({"keys": keys}, indent=2, sort_keys=True)
+        paths = self.spool_paths
+        if paths is not None and self.path.parent.resolve().is_relative_to(paths.root):
+            from spool.transitions import atomic_write
+
+            atomic_write(paths, self.path, text)
+        else:
+            _atomic_write_beside(self.path, text)
+        os.chmod(self.path, 0o600)
+        self._stamp = None
+
+    def create(self, name: str | None = None, admin: bool = False) -> tuple[dict[str, Any], str]:
+        """A new key: its public view and the token, which is never stored or shown again."""
+        if name is not None and (len(name) > 100 or not name.isprintable()):
+            raise ValidationError("key name must be printable, at most 100 characters",
+                                  field="name")
+        key_id = secrets.token_hex(_ID_LEN // 2)
+        secret = secrets.token_urlsafe(32)
+        salt = secrets.token_hex(16)
+        entry = {"id": key_id, "name": name, "admin": bool(admin), "salt": salt,
+                 "hash": _hash(salt, secret), "created_at": iso_now(), "revoked_at": None}
+        with self._locked() as keys:
+            keys.append(entry)
+        return public_view(entry), f"{KEY_PREFIX}{key_id}_{secret}"
+
+    def revoke(self, key_id: str) -> dict[str, Any]:
+        key_id = key_id.removeprefix(KEY_PREFIX)
+        with self._locked() as keys:
+            for entry in keys:
+                if entry["id"] == key_id:
+                    if not entry.get("revoked_at"):
+                        entry["revoked_at"] = iso_now()
+                    return public_view(entry)
+        from spool.errors import NotFoundError
+
+        raise NotFoundError(f"no API key with id {key_id!r}", field="key_id")
+
+
+def _atomic_write_beside(dest: Path, text: str) -> None:
+    """A key file outside the spool: temporary file in the same directory, then replace."""
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, text.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, dest)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StorageError(f"cannot write {dest.name}: {exc.strerror or exc}") from exc
+
+
+def token_of(request: web.Request) -> str | None:
+    key = request.headers.get("X-API-Key")
+    if key:
+        return key.strip()
+    auth = request.headers.get("Authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+# --- rate limits ----------------------------------------------------------------------------
+
+
+@dataclass
+class TokenBuckets:
+    """``rate`` tokens per second up to ``burst``, one bucket per identity."""
+
+    rate: float
+    burst: int
+    max_entries: int = 10_000
+    buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def enabled(self) -> bool:
+        return self.rate > 0 and self.burst > 0
+
+    def take(self, identity: str, now: float | None = None) -> float:
+        """0 when a request may pass, else the seconds until one token is back."""
+        if not self.enabled:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        tokens, last = self.buckets.get(identity, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if tokens >= 1.0:
+            self.buckets[identity] = (tokens - 1.0, now)
+            if len(self.buckets) > self.max_entries:
+                self._prune(now)
+            return 0.0
+        self.buckets[identity] = (tokens, now)
+        return (1.0 - tokens) / self.rate
+
+    def _prune(self, now: float) -> None:
+        """Forget buckets that have refilled: they hold no information."""
+        full_after = self.burst / self.rate
+        for identity, (_, last) in list(self.buckets.items()):
+            if now - last >= full_after:
+                del self.buckets[identity]
+
+
+# --- the middleware -------------------------------------------------------------------------
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if host is None:
+        return True
+    text = host.strip().strip("[]")
+    if text.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        return False  # any other host name may resolve anywhere
+
+
+@dataclass
+class Guard:
+    """Everything the middleware needs, kept on the application."""
+
+    keys: KeyStore
+    buckets: TokenBuckets
+    bound_loopback: bool
+    upload_limit: int
+
+
+GUARD_KEY = web.AppKey("auth_guard", Guard)
+
+
+def _is_public(request: web.Request) -> bool:
+    path = request.path
+    if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+        return True
+    desc = description_of(request.match_info.handler)
+    return bool(desc and desc.get("public"))
+
+
+def _needs_admin(request: web.Request) -> bool:
+    desc = description_of(request.match_info.handler)
+    return bool(desc and desc.get("admin"))
+
+
+def _too_large(request: web.Request, limit: int) -> web.Response:
+    response = error_response(request, PayloadTooLarge(
+        f"request body is over the limit of {limit / 2**20:g} MB", field="body"))
+    response.force_close()
+    return response
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    guard = request.app[GUARD_KEY]
+    public = _is_public(request)
+    token = token_of(request)
+    key = guard.keys.verify(token) if token else None
+    if key is not None:
+        request[API_KEY_ID] = key["id"]
+        request[API_KEY] = key
+    if not public:
+        identity = f"key:{key['id']}" if key else f"addr:{request.remote}"
+        wait = guard.buckets.take(identity)
+        if wait > 0:
+            exc = RateLimited(f"too many requests; retry in {math.ceil(wait)} s")
+            exc.headers = {"Retry-After": str(max(1, math.ceil(wait)))}  # type: ignore[attr-defined]
+            raise exc
+        if key is None:
+            if token is not None:
+                raise AuthError("invalid or revoked API key")
+            if guard.keys.has_keys() or not (guard.bound_loopback
+                                             and is_loopback_host(request.remote)):
+                raise AuthError("an API key is required: send X-API-Key: KEY or "
+                                "Authorization: Bearer KEY (create one with `mofsim keys "
+                                "create`)")
+        elif _needs_admin(request) and not key["admin"]:
+            raise ForbiddenError("this operation needs an admin key")
+    length = request.content_length
+    if length is not None and length > guard.upload_limit:
+        # Refused from the header alone: the body is never read.
+        return _too_large(request, guard.upload_limit)
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        return _too_large(request, guard.upload_limit)
+    except PayloadTooLarge as exc:
+        response = error_response(request, exc)
+        response.force_close()
+        return response
+
+
+def install(app: web.Application, keys: KeyStore, *, rate: float, burst: int,
+            bound_loopback: bool, upload_limit: int) -> None:
+    """Put the guard on ``app`` (its middleware is listed in ``create_app``)."""
+    app[GUARD_KEY] = Guard(keys, TokenBuckets(rate, burst), bound_loopback, upload_limit)
+
+
+def check_bind(host: str, keys: KeyStore) -> None:
+    """Serving beyond this machine with nobody able to authenticate is refused."""
+    try:
+        has_keys = keys.has_keys()
+    except MofsimError:
+        has_keys = False
+    if not is_loopback_host(host) and not has_keys:
+        raise ValidationError(
+            f"refusing to serve on {host} without an API key: anyone who can reach it could "
+            "submit and cancel tasks. Create one first with `mofsim keys create --admin` "
+            "(same --spool), or bind to 127.0.0.1", field="http")

@@ -1,0 +1,251 @@
+"""Custom models: upload (spec 3.4), list, delete, and validation in a child process.
+
+Core functions shared by both dialects; no aiohttp here.  An upload is kept in
+``<spool>/models/<model_id>/`` the way ``executors.models.custom_spec`` reads it
+(``meta.json`` plus ``model.<ext>``), marked ``validated: false``.  Validating loads the
+weights and computes one single point in ``python -m mofsimd.validate_model`` with a
+time limit: weights files are pickles and are never unpickled in the server process.
+The verdict is recorded in ``meta.json``; only validated models can be loaded or used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from executors.models import CUSTOM_FRAMEWORKS, CUSTOM_PREFIX, custom_spec, normalize_precision
+from mofsim_http.model_service import custom_meta, custom_public, live_snapshot, loaded_slots
+from mofsim_http.structure_service import sanitize_filename
+from mofsimd.control import submit_request
+from mofsimd.slot_state import daemon_status
+from spool.errors import ModelNotFound, UnsupportedFormat, ValidationError
+from spool.events import iso_now
+from spool.store import Spool
+from spool.transitions import atomic_write
+
+MODEL_ID_PREFIX = "model_"
+_MODEL_ID_RE = re.compile(r"model_[0-9a-f]{12}")
+VALIDATION_TIMEOUT_S = 600.0
+# torch.save writes a zip archive; files from torch < 1.6 are a bare pickle stream.
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
+def _parse_bool(value: Any, field: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", ""):
+        return False
+    raise ValidationError(f"{field} must be true or false", field=field)
+
+
+def _parse_elements(value: Any) -> list[str] | None:
+    if value is None or value == "":
+        return None
+    items: Any = value
+    if isinstance(value, str):
+        try:
+            items = json.loads(value)
+        except ValueError:
+            items = [x.strip() for x in value.split(",") if x.strip()]
+    if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+        raise ValidationError("elements must be a list of element symbols", field="elements")
+    from ase.data import chemical_symbols
+
+    bad = [x for x in items if x not in chemical_symbols[1:]]
+    if bad:
+        raise ValidationError(f"unknown element symbol(s): {', '.join(bad)}", field="elements")
+    return list(dict.fromkeys(items))
+
+
+def custom_fields(fields: dict[str, Any], filename: str | None) -> dict[str, Any]:
+    """Check the upload form of spec 3.4 (name, framework, description, with_d3,
+    config, elements) against the file's name; returns the meta.json fields."""
+    framework = str(fields.get("framework") or "").strip().lower()
+    if framework not in CUSTOM_FRAMEWORKS:
+        raise ValidationError(
+            f"framework must be one of {', '.join(CUSTOM_FRAMEWORKS)} (a generic PyTorch "
+            "model needs an interface this build does not have)", field="framework")
+    safe = sanitize_filename(filename) or ""
+    suffix = Path(safe).suffix.lower()
+    if suffix not in CUSTOM_FRAMEWORKS[framework]:
+        raise UnsupportedFormat(
+            f"a {framework} model file must end with "
+            f"{' or '.join(CUSTOM_FRAMEWORKS[framework])}, got {safe or 'no file name'!r}",
+            field="file")
+    config: Any = fields.get("config") or {}
+    if isinstance(config, str):
+        try:
+            config = json.loads(config)
+        except ValueError as exc:
+            raise ValidationError(f"config is not valid JSON: {exc}", field="config") from exc
+    if not isinstance(config, dict):
+        raise ValidationError("config must be a JSON object", field="config")
+    if "precision" in config:
+        config["precision"] = normalize_precision(config["precision"], "config.precision")
+    name = "".join(ch for ch in str(fields.get("name") or "") if ch.isprintable()).strip()
+    description = str(fields.get("description") or "").strip()
+    out: dict[str, Any] = {
+        "name": name[:200] or Path(safe).stem or "custom model", "framework": framework,
+        "description": description[:2000], "with_d3": _parse_bool(fields.get("with_d3", False),
+                                                                   "with_d3"),
+        "config": config, "file": "model" + suffix,
+        "original_filename": safe,
+    }
+    elements = _parse_elements(fields.get("elements"))
+    if elements:
+        out["elements"] = elements
+    return out
+
+
+def save_custom_model(spool: Spool, upload: Path, filename: str | None,
+                      fields: dict[str, Any]) -> dict[str, Any]:
+    """Keep an uploaded weights file (already on disk, in the spool's tmp/) as a new
+    custom model, not yet validated; returns its public description."""
+    try:
+        meta = custom_fields(fields, filename)
+        with open(upload, "rb") as fh:
+            head = fh.read(4)
+        if not head.startswith(_TORCH_MAGIC):
+            raise UnsupportedFormat("the file is not a PyTorch file (neither a torch.save "
+                                    "archive nor a pickle)", field="file")
+        digest = hashlib.sha256()
+        with open(upload, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+        model_id = MODEL_ID_PREFIX + uuid.uuid4().hex[:12]
+        folder = spool.paths.models / model_id
+        folder.mkdir(parents=True)
+        meta.update(model_id=model_id, size_bytes=upload.stat().st_size,
+                    sha256=digest.hexdigest(), created_at=iso_now(), validated=False,
+                    validation=None)
+        os.replace(upload, folder / meta["file"])
+    finally:
+        upload.unlink(missing_ok=True)
+    # meta.json last: a folder without it is invisible to the catalogue.
+    try:
+        atomic_write(spool.paths, folder / "meta.json", json.dumps(meta, indent=2))
+        custom_spec(model_id, spool.paths.models)  # what the executors read must parse
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return custom_public(meta)
+
+
+def _check_model_id(model_id: str) -> str:
+    """A generated id (``model_<12 hex>``), also accepted as ``custom:<id>``."""
+    text = str(model_id)
+    if text.startswith(CUSTOM_PREFIX):
+        text = text[len(CUSTOM_PREFIX):]
+    if not _MODEL_ID_RE.fullmatch(text):
+        raise ModelNotFound(f"custom model {model_id!r} not found", field="model_id")
+    return text
+
+
+def get_custom_model(spool: Spool, model_id: str) -> dict[str, Any]:
+    model_id = _check_model_id(model_id)
+    meta = custom_meta(spool, model_id)
+    if meta.get("model_id") != model_id:
+        raise ModelNotFound(f"custom model {model_id!r} not found", field="model_id")
+    return custom_public(meta)
+
+
+def list_custom_models(spool: Spool) -> list[dict[str, Any]]:
+    """Every uploaded model, newest first, validated or not."""
+    root = spool.paths.models
+    out = []
+    for name in sorted(os.listdir(root)) if root.is_dir() else []:
+        meta = custom_meta(spool, name)
+        if meta.get("model_id") == name:
+            out.append(custom_public(meta))
+    out.sort(key=lambda m: str(m.get("created_at") or ""), reverse=True)
+    return out
+
+
+def delete_custom_model(spool: Spool, model_id: str) -> dict[str, Any]:
+    """Remove an upload; executors that hold it keep their copy until evicted or
+    unloaded (an unload request is sent when a daemon is running)."""
+    info = get_custom_model(spool, model_id)
+    model_id = str(info["model_id"])
+    unload = None
+    if daemon_status(spool.root)["alive"] and loaded_slots(live_snapshot(spool)).get(
+            info["model_key"]):
+        unload = submit_request(spool.paths, "unload", info["model_key"])["request_id"]
+    shutil.rmtree(spool.paths.models / model_id)
+    return {"model_id": model_id, "model_key": info["model_key"], "deleted": True,
+            "unload_request_id": unload}
+
+
+async def validate_custom_model(spool: Spool, model_id: str, *,
+                                timeout: float = VALIDATION_TIMEOUT_S) -> dict[str, Any]:
+    """Load the model and compute one single point in a child process (never in the
+    server), within ``timeout`` seconds; the outcome is recorded in meta.json and
+    returned as ``{model_id, model_key, valid, validation}``."""
+    info = get_custom_model(spool, model_id)
+    model_id = str(info["model_id"])
+    started = time.time()
+    outcome = await _run_validator(spool.paths.models, model_id, timeout)
+    outcome["validated_at"] = iso_now()
+    outcome["wall_seconds"] = round(time.time() - started, 3)
+    valid = outcome.get("ok") is True
+    folder = spool.paths.models / model_id
+    meta = custom_meta(spool, model_id)
+    if not folder.is_dir() or meta.get("model_id") != model_id:
+        raise ModelNotFound(f"custom model {model_id!r} was deleted during validation",
+                            field="model_id")
+    meta["validated"] = valid
+    meta["validation"] = outcome
+    found = outcome.get("model_elements")
+    if valid and not meta.get("elements") and isinstance(found, list) and found:
+        meta["elements"] = found  # the catalogue then shows what the model covers
+    atomic_write(spool.paths, folder / "meta.json", json.dumps(meta, indent=2))
+    return {"model_id": model_id, "model_key": info["model_key"], "valid": valid,
+            "validation": outcome}
+
+
+async def _run_validator(models_root: Path, model_id: str, timeout: float) -> dict[str, Any]:
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    # On the CPU: the cards belong to the daemon's executors.
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    env.setdefault("OMP_NUM_THREADS", "2")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mofsimd.validate_model", "--models-root", str(models_root),
+        "--model-id", model_id, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except BaseException as exc:  # a timeout, or the client went away: no orphan left
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        if not isinstance(exc, TimeoutError):
+            raise
+        await proc.wait()
+        return {"ok": False, "error": {"code": 30005, "message":
+                                       f"validation did not finish within {timeout:g} s"}}
+    lines = [ln for ln in out.decode(errors="replace").splitlines() if ln.strip()]
+    try:
+        doc = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        tail = err.decode(errors="replace").strip().splitlines()[-3:]
+        return {"ok": False, "exit_code": proc.returncode, "error": {
+            "code": 30005, "message": "the validator crashed: " + (" | ".join(tail) or
+                                                                   f"exit {proc.returncode}")}}
+    doc["exit_code"] = proc.returncode
+    return doc

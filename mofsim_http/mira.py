@@ -1,0 +1,293 @@
+"""The MIRA dialect: ``/mira/api/v1/...`` and ``/mira/health``.
+
+A MIRA client works unmodified against this server with
+``MIRA_GATEWAY_URL=http://host:port/mira``.  Everything here is request parsing and
+response shaping around the same core functions ``/api/v1`` uses (``task_service``,
+``structure_service``, ``model_service``, ``files``); the shapes are in ``mira_shapes``.
+Bodies are bare (no envelope), states lowercase, errors ``{detail, error_code, field}``
+(the shared error middleware does that for every path under ``/mira/``).
+
+This module holds tasks, results and health; ``mira_resources`` structures and models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from mofsim_http import mira_resources
+from mofsim_http.app import MIRA_API_PREFIX, MIRROR_KEY, SPOOL_KEY
+from mofsim_http.describe import describe
+from mofsim_http.envelope import ok
+from mofsim_http.files import file_response, find_output
+from mofsim_http.mira_resources import int_query
+from mofsim_http.mira_shapes import mira_result, mira_summary, mira_task
+from mofsim_http.openapi import api_version, path_params, returns
+from mofsim_http.task_service import (
+    cancel_task,
+    get_result,
+    get_task,
+    list_tasks,
+    submit_task,
+)
+from spool.errors import ValidationError
+from spool.events import iso_now
+from spool.job import TASK_TYPE_ALIASES, TASK_TYPES
+
+MIRA_ROOT = "/mira"
+TAGS = ["MIRA"]
+# MIRA's vocabulary has "pending" for everything that has not started yet.
+STATUS_FILTERS = {"pending": ["PENDING", "QUEUED", "ASSIGNED"]}
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+
+_ID = {"type": "string"}
+TASK_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "task_id": _ID, "task_type": {"type": "string"},
+        "status": {"$ref": "#/components/schemas/MiraTaskState"},
+        "model_key": {"type": "string"}, "structure_id": {"type": ["string", "null"]},
+        "structure_name": {"type": ["string", "null"]},
+        "created_at": {"type": "string"}, "started_at": {"type": ["string", "null"]},
+        "completed_at": {"type": ["string", "null"]},
+        "progress": {"type": "number", "description": "percent, 0-100"},
+        "current_step": {"type": ["integer", "null"]},
+        "total_steps": {"type": ["integer", "null"]},
+        "estimated_remaining_minutes": {"type": ["number", "null"]},
+        "error_message": {"type": ["string", "null"]},
+        "error_code": {"type": ["integer", "null"]},
+    },
+}
+TASK_EXAMPLE = {"task_id": "task_7c9e66797425", "task_type": "optimization",
+                "status": "running", "model_key": "sevennet-0",
+                "structure_id": "struct_550e8400e29b41d4", "created_at": "2025-12-30T10:35:00Z",
+                "started_at": "2025-12-30T10:35:15Z", "progress": 42, "current_step": 210,
+                "total_steps": 500, "estimated_remaining_minutes": 3}
+
+
+# --- tasks -------------------------------------------------------------------------------------
+
+
+def submit_body_schema(task_type: str) -> dict[str, Any]:
+    """The guide's flat body: ``structure_id``, ``model_key`` and the task's parameters
+    side by side (plus the spec's options, also flat)."""
+    from executors.registry import task_module
+
+    params = task_module(task_type).SCHEMA.to_schema()["properties"]
+    props: dict[str, Any] = {
+        "structure_id": {"type": "string", "description": "an uploaded structure's id"},
+        "model_key": {"type": "string", "description": "a model key (GET /models)"},
+        **params,
+        "priority": {"type": "string", "enum": ["CRITICAL", "HIGH", "NORMAL", "LOW"]},
+        "timeout": {"type": "number", "exclusiveMinimum": 0, "description": "seconds"},
+        "notify_url": {"type": "string", "format": "uri"},
+    }
+    return {"type": "object", "required": ["structure_id", "model_key"], "properties": props}
+
+
+def _submit_handler(task_type: str) -> Any:
+    @returns(schema=TASK_SCHEMA, status=201)
+    @describe(summary=f"Submit a {task_type} task", tags=TAGS,
+              body=submit_body_schema(task_type),
+              responses={201: "queued", 400: "invalid parameter", 404: "unknown structure or "
+                         "model", 422: "structure unusable for this task or model"})
+    async def submit(request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        app = request.app
+        record = await asyncio.to_thread(submit_task, app[SPOOL_KEY], app[MIRROR_KEY], body,
+                                         task_type)
+        out = mira_task(record)
+        out["estimated_time_minutes"] = None  # no cost model yet: unknown, not guessed
+        return ok(request, out, status=201)
+
+    submit.__name__ = f"submit_{task_type.replace('-', '_')}"
+    submit.__doc__ = (f"The guide's `POST /tasks/{task_type}`: a flat JSON body, e.g. "
+                      '`{"structure_id": ..., "model_key": ..., "fmax": 0.05}`.')
+    return submit
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        body = json.loads(raw) if raw.strip() else None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValidationError(f"the body is not valid JSON: {exc}", field="body") from None
+    if not isinstance(body, dict):
+        raise ValidationError("the body must be a JSON object", field="body")
+    return body
+
+
+LIST_QUERY = {"type": "object", "properties": {
+    "status": {"type": "string", "description": "pending (not started yet), queued, "
+               "assigned, running, completed, failed, cancelled or timeout; "
+               "comma-separated for several"},
+    "task_type": {"type": "string", "enum": [*TASK_TYPES, *TASK_TYPE_ALIASES]},
+    "skip": {"type": "integer", "minimum": 0},
+    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+}}
+
+
+def _states(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    out: list[str] = []
+    for part in value.split(","):
+        name = part.strip().lower()
+        out.extend(STATUS_FILTERS.get(name, [name]))
+    return out
+
+
+@returns(schema={"type": "object", "properties": {
+    "total": {"type": "integer"}, "skip": {"type": "integer"}, "limit": {"type": "integer"},
+    "tasks": {"type": "array", "items": TASK_SCHEMA}}})
+@describe(summary="List tasks", tags=TAGS, query=LIST_QUERY,
+          responses={200: "a page of tasks, newest first", 400: "bad filter"})
+async def list_handler(request: web.Request) -> web.Response:
+    """`status`, `task_type`, `skip`, `limit` as in the guide."""
+    skip = int_query(request, "skip", 0, 0, 10**9)
+    limit = int_query(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    app = request.app
+    items, total = await asyncio.to_thread(
+        list_tasks, app[SPOOL_KEY], app[MIRROR_KEY], status=_states(request.query.get("status")),
+        task_type=request.query.get("task_type") or None, limit=limit, offset=skip)
+    return ok(request, {"total": total, "skip": skip, "limit": limit,
+                        "tasks": [mira_task(r) for r in items]})
+
+
+@returns(schema=TASK_SCHEMA, example=TASK_EXAMPLE)
+@describe(summary="Task status", tags=TAGS, responses={200: "the task", 404: "unknown task"})
+async def status_handler(request: web.Request) -> web.Response:
+    """Poll this until `status` is completed (or failed); a failed task carries
+    `error_message` and `error_code`."""
+    record = await asyncio.to_thread(get_task, request.app[SPOOL_KEY],
+                                     request.match_info["task_id"])
+    return ok(request, mira_task(record))
+
+
+@returns(schema={"type": "object", "properties": {
+    "message": {"type": "string"}, "task_id": _ID, "status": {"type": "string"}}})
+@describe(summary="Cancel a task", tags=TAGS,
+          responses={200: "cancelled, or cancel requested for a running task",
+                     404: "unknown task", 409: "the task has already finished"})
+async def cancel_handler(request: web.Request) -> web.Response:
+    """A queued task is cancelled at once; a running one stops at its next step."""
+    app = request.app
+    out = await asyncio.to_thread(cancel_task, app[SPOOL_KEY], app[MIRROR_KEY],
+                                  request.match_info["task_id"])
+    done = out["status"] == "CANCELLED"
+    message = ("Task cancelled successfully" if done
+               else "Cancellation requested; the task stops at its next step")
+    return ok(request, {"message": message, "task_id": out["task_id"],
+                        "status": "cancelled" if done else "cancelling"})
+
+
+# --- results -----------------------------------------------------------------------------------
+
+
+def _optimized_structure(spool: Any, task_id: str) -> dict[str, Any] | None:
+    """The guide's ``optimized_structure``: symbols, positions and cell of the output."""
+    from executors.structure_io import read_structure_file
+    from spool.errors import MofsimError
+
+    try:
+        out = find_output(spool, task_id, "structure")
+        atoms = read_structure_file(out.path)
+    except MofsimError:
+        return None
+    return {"symbols": atoms.get_chemical_symbols(),
+            "positions": [[float(x) for x in row] for row in atoms.positions],
+            "cell": [[float(x) for x in row] for row in atoms.cell.array],
+            "pbc": [bool(x) for x in atoms.pbc]}
+
+
+def full_result(spool: Any, task_id: str) -> dict[str, Any]:
+    """``GET /results/{id}``: the result flat, with the guide's key names."""
+    doc = get_result(spool, task_id)
+    record = spool.record(task_id)
+    structure = (_optimized_structure(spool, task_id)
+                 if doc["task_type"] == "optimization" else None)
+    return mira_result(doc, record, structure)
+
+
+@returns(schema={"type": "object", "description": "identity and timing, then every value "
+                 "of the result: our names (energy_eV, ...) and the guide's (final_energy, "
+                 "num_steps, ...)"})
+@describe(summary="Task result", tags=TAGS,
+          responses={200: "the result", 404: "unknown task",
+                     409: "not finished yet (50003), or failed/cancelled/timed out"})
+async def result_handler(request: web.Request) -> web.Response:
+    """Optimization results carry `optimized_structure` (symbols, positions, cell)."""
+    data = await asyncio.to_thread(full_result, request.app[SPOOL_KEY],
+                                   request.match_info["task_id"])
+    return ok(request, data)
+
+
+@returns(schema={"type": "object", "properties": {
+    "task_id": _ID, "task_type": {"type": "string"}, "status": {"type": "string"},
+    "model_key": {"type": "string"}, "key_metrics": {"type": "object"},
+    "computation_time_seconds": {"type": ["number", "null"]},
+    "completed_at": {"type": ["string", "null"]}}})
+@describe(summary="Result summary", tags=TAGS,
+          responses={200: "the key numbers", 404: "unknown task", 409: "no result"})
+async def summary_handler(request: web.Request) -> web.Response:
+    """`key_metrics` holds the few numbers that characterise the result."""
+    doc = await asyncio.to_thread(get_result, request.app[SPOOL_KEY],
+                                  request.match_info["task_id"])
+    return ok(request, mira_summary(doc))
+
+
+DOWNLOAD_KINDS = ("structure", "trajectory", "log")
+
+
+@path_params(file_type={"type": "string", "enum": list(DOWNLOAD_KINDS)})
+@returns(media_type="application/octet-stream")
+@describe(summary="Download a result file", tags=TAGS,
+          responses={200: "the file (chemical/x-cif, application/octet-stream for ASE "
+                          "trajectories, application/x-ndjson for the log)",
+                     404: "unknown task or no such file", 409: "not finished yet"})
+async def download_handler(request: web.Request) -> web.StreamResponse:
+    """`file_type`: structure (the optimized or relaxed structure), trajectory, or log
+    (the task's structured event log, one JSON record per line)."""
+    kind = request.match_info["file_type"]
+    if kind not in DOWNLOAD_KINDS:
+        raise ValidationError(f"file_type must be one of {', '.join(DOWNLOAD_KINDS)}",
+                              field="file_type")
+    out = await asyncio.to_thread(find_output, request.app[SPOOL_KEY],
+                                  request.match_info["task_id"], kind)
+    return file_response(out)
+
+
+# --- health ------------------------------------------------------------------------------------
+
+
+@returns(schema={"type": "object", "properties": {
+    "status": {"type": "string"}, "version": {"type": "string"},
+    "timestamp": {"type": "string"}}},
+    example={"status": "healthy", "version": "0.1.0", "timestamp": "2025-12-30T10:30:00Z"})
+@describe(summary="Health (MIRA shape)", tags=TAGS, public=True,
+          responses={200: "healthy"})
+async def health_handler(request: web.Request) -> web.Response:
+    """The spool directory answers: the server can accept work."""
+    spool = request.app[SPOOL_KEY]
+    healthy = await asyncio.to_thread(spool.paths.incoming.is_dir)
+    body = {"status": "healthy" if healthy else "unhealthy", "version": api_version(),
+            "timestamp": iso_now()}
+    return web.json_response(body, status=200 if healthy else 503)
+
+
+def setup(app: web.Application) -> None:
+    p = MIRA_API_PREFIX
+    app.router.add_get(MIRA_ROOT + "/health", health_handler)
+    for task_type in (*TASK_TYPES, "single-point"):  # the short name /api/v1 answers too
+        app.router.add_post(f"{p}/tasks/{task_type}", _submit_handler(task_type))
+    app.router.add_get(p + "/tasks", list_handler)
+    app.router.add_get(p + "/tasks/{task_id}", status_handler)
+    app.router.add_post(p + "/tasks/{task_id}/cancel", cancel_handler)
+    app.router.add_get(p + "/results/{task_id}", result_handler)
+    app.router.add_get(p + "/results/{task_id}/summary", summary_handler)
+    app.router.add_get(p + "/results/{task_id}/download/{file_type}", download_handler)
+    mira_resources.setup(app)

@@ -1,0 +1,183 @@
+"""The MIRA guide's response shapes, built from the records both dialects share.
+
+Pure functions: a task record or a spec-5.3 result document in, the MIRA body out
+(lowercase states, ``model_key``/``structure_id``, the guide's flat result keys next to
+ours, ``key_metrics`` for summaries).  Nothing here reads files.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+MIRA_API = "/mira/api/v1"
+
+# MIRA's name for a value -> ours, per task type.  Both are kept in a MIRA result, so a
+# client written for either vocabulary finds its keys.
+RESULT_ALIASES: dict[str, dict[str, str]] = {
+    "optimization": {"initial_energy": "initial_energy_eV", "final_energy": "final_energy_eV",
+                     "energy_change": "energy_change_eV", "num_steps": "steps",
+                     "initial_volume": "initial_volume_A3", "final_volume": "final_volume_A3",
+                     "rmsd": "rmsd_from_initial"},
+    "single-point-energy": {"energy": "energy_eV", "forces": "forces_eV_A",
+                            "max_force": "max_force_eV_A"},
+    "bulk-modulus": {"bulk_modulus": "bulk_modulus_GPa", "v0": "v0_A3", "e0": "e0_eV"},
+    "heat-capacity": {"heat_capacity_300K": "cv_300K_J_per_K_mol",
+                      "temperatures": "temperatures_K"},
+    "interaction-energy": {"interaction_energy": "interaction_energy_eV"},
+    "stability": {},
+}
+
+# The handful of numbers a summary shows, per task type (MIRA names where it has them).
+KEY_METRICS: dict[str, tuple[str, ...]] = {
+    "optimization": ("final_energy", "converged", "num_steps", "final_fmax",
+                     "volume_change_percent"),
+    "stability": ("stability_assessment", "volume_drift_percent", "final_rmsd",
+                  "avg_temperature"),
+    "bulk-modulus": ("bulk_modulus_GPa", "b0_prime", "reliable"),
+    "heat-capacity": ("cv_300K_J_per_K_mol", "cv_300K_J_per_K_g", "imaginary_modes_gamma"),
+    "single-point-energy": ("energy", "max_force", "energy_per_atom_eV"),
+    "interaction-energy": ("interaction_energy_eV", "interaction_energy_kJ_mol"),
+}
+
+def mira_state(state: Any) -> str | None:
+    return str(state).lower() if state is not None else None
+
+
+def structure_id_of(record: dict[str, Any]) -> str | None:
+    ref = record.get("structure")
+    if isinstance(ref, dict) and ref.get("source") == "upload":
+        return str(ref.get("file_id"))
+    return None
+
+
+def _parse_time(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def remaining_minutes(started_at: Any, fraction: Any, now: datetime | None = None
+                      ) -> float | None:
+    """Elapsed time scaled by the work left; None before any progress is known."""
+    start = _parse_time(started_at)
+    if start is None or not isinstance(fraction, int | float) or not 0 < fraction < 1:
+        return None
+    elapsed = ((now or datetime.now(UTC)) - start).total_seconds()
+    if elapsed <= 0:
+        return None
+    return round(elapsed * (1 - fraction) / fraction / 60.0, 2)
+
+
+def _total_steps(task_type: Any, params: dict[str, Any]) -> int | None:
+    """An optimization's step budget (its progress is steps over it); other task types
+    run several stages whose steps are not one count."""
+    if task_type != "optimization":
+        return None
+    from executors.registry import validate_parameters
+    from spool.errors import MofsimError
+
+    try:
+        return int(validate_parameters("optimization", params)["max_steps"])
+    except (MofsimError, KeyError, TypeError, ValueError):
+        return None
+
+
+def mira_task(record: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """A task as the MIRA guide shows it (submit answer, status, list item)."""
+    fraction = record.get("progress")
+    detail = record.get("progress_detail") or {}
+    params = record.get("parameters") or {}
+    state = record.get("status")
+    out: dict[str, Any] = {
+        "task_id": record.get("task_id"),
+        "task_type": record.get("task_type"),
+        "status": mira_state(state),
+        "model_key": record.get("model"),
+        "structure_id": structure_id_of(record),
+        "structure_name": record.get("structure_name"),
+        "priority": record.get("priority"),
+        "created_at": record.get("created_at"),
+        "started_at": record.get("started_at"),
+        "completed_at": record.get("completed_at"),
+        "progress": (round(100.0 * fraction, 1) if isinstance(fraction, int | float)
+                     else 0),
+        "current_step": detail.get("step") if isinstance(detail, dict) else None,
+        "total_steps": _total_steps(record.get("task_type"), params),
+        "estimated_remaining_minutes": (remaining_minutes(record.get("started_at"), fraction,
+                                                          now) if state == "RUNNING" else None),
+        "parameters": params,
+    }
+    if "queue_position" in record:
+        out["queue_position"] = record["queue_position"]
+    error = record.get("error")
+    if isinstance(error, dict):
+        out["error_message"] = error.get("message") or error.get("detail")
+        out["error_code"] = error.get("code")
+    elif state in ("FAILED", "TIMEOUT", "CANCELLED"):
+        out["error_message"] = f"task {mira_state(state)}"
+    return out
+
+
+def download_urls(task_id: str, result: dict[str, Any]) -> dict[str, str]:
+    """MIRA download links for the kinds this result has files for (the log always)."""
+    from mofsim_http.files import KIND_KEYS
+
+    given = result.get("output_files")
+    files: dict[str, Any] = given if isinstance(given, dict) else {}
+    out = {}
+    for kind in ("structure", "trajectory"):
+        if any(files.get(k) for k in KIND_KEYS[kind]):
+            out[kind] = f"{MIRA_API}/results/{task_id}/download/{kind}"
+    out["log"] = f"{MIRA_API}/results/{task_id}/download/log"
+    return out
+
+
+def mira_result(doc: dict[str, Any], record: dict[str, Any] | None = None,
+                optimized_structure: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A completed task's result, flat, with the guide's names beside ours."""
+    task_type = str(doc.get("task_type"))
+    result = dict(doc.get("result") or {})
+    out: dict[str, Any] = {
+        "task_id": doc.get("task_id"),
+        "task_type": task_type,
+        "status": mira_state(doc.get("status")),
+        "model_key": doc.get("model"),
+        "structure_id": structure_id_of(record or {}),
+        "structure_name": doc.get("structure_name"),
+    }
+    out.update(result)
+    for mira_name, ours in RESULT_ALIASES.get(task_type, {}).items():
+        if ours in result and mira_name not in out:
+            out[mira_name] = result[ours]
+    if optimized_structure is not None:
+        out["optimized_structure"] = optimized_structure
+    out.update({
+        "computation_time_seconds": doc.get("duration_seconds"),
+        "created_at": doc.get("created_at"),
+        "started_at": doc.get("started_at"),
+        "completed_at": doc.get("completed_at"),
+        "metrics": doc.get("metrics") or {},
+        "provenance": doc.get("provenance") or {},
+        "downloads": download_urls(str(doc.get("task_id")), result),
+    })
+    return out
+
+
+def mira_summary(doc: dict[str, Any]) -> dict[str, Any]:
+    """The guide's summary: identity, ``key_metrics``, timing; no bulky arrays."""
+    flat = mira_result(doc)
+    names = KEY_METRICS.get(str(doc.get("task_type")), ())
+    return {
+        "task_id": flat["task_id"],
+        "task_type": flat["task_type"],
+        "status": flat["status"],
+        "model_key": flat["model_key"],
+        "key_metrics": {n: flat[n] for n in names if n in flat},
+        "computation_time_seconds": flat["computation_time_seconds"],
+        "completed_at": flat["completed_at"],
+    }

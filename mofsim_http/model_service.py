@@ -1,0 +1,177 @@
+"""Models as the API shows them: catalogue, where each is loaded, load/unload requests.
+
+Core functions shared by both dialects; no aiohttp here.  Nothing in this module loads
+a model or unpickles a file: "loaded where" comes from the daemon's slot snapshot
+(``mofsimd.slot_state``) and load/unload are request files the daemon carries out
+(``mofsimd.control``).  Custom model uploads live in ``custom_models``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from executors.models import (
+    ALL_TASKS,
+    CUSTOM_PREFIX,
+    FAMILIES,
+    ModelSpec,
+    families,
+    list_models,
+    resolve_model,
+)
+from mofsimd.control import custom_model_validated, list_requests, submit_request
+from mofsimd.slot_state import daemon_status, read_snapshot
+from spool.errors import DeviceUnavailable, ModelUnavailable, ValidationError
+from spool.store import Spool
+
+# --- where models are loaded -------------------------------------------------------------------
+
+
+def loaded_slots(snapshot: dict[str, Any] | None) -> dict[str, list[dict[str, Any]]]:
+    """model key -> the slots holding it (from a slot snapshot)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for s in (snapshot or {}).get("slots", []):
+        for key in s.get("loaded_models") or []:
+            out.setdefault(str(key), []).append(
+                {"slot_id": s.get("slot_id"), "device": s.get("device"),
+                 "state": s.get("state")})
+    return out
+
+
+def live_snapshot(spool: Spool) -> dict[str, Any] | None:
+    """The snapshot if a daemon is running; what a dead daemon had loaded is gone."""
+    snap = read_snapshot(spool.root)
+    return snap if daemon_status(spool.root, snapshot=snap)["snapshot_current"] else None
+
+
+def custom_meta(spool: Spool, model_id: str) -> dict[str, Any]:
+    try:
+        meta = json.loads((spool.paths.models / model_id / "meta.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def custom_public(meta: dict[str, Any]) -> dict[str, Any]:
+
+    keys = ("model_id", "name", "framework", "description", "with_d3", "config", "elements",
+            "original_filename", "size_bytes", "sha256", "created_at", "validated",
+            "validation")
+    out = {k: meta.get(k) for k in keys}
+    out["model_key"] = CUSTOM_PREFIX + str(meta.get("model_id"))
+    out["validated"] = meta.get("validated") is True
+    return out
+
+
+def model_entry(spec: ModelSpec, loaded: dict[str, list[dict[str, Any]]],
+                spool: Spool | None = None) -> dict[str, Any]:
+    """The MIRA fields of a model plus its framework, aliases, D3 flag, where it is
+    loaded, and for custom models whether they passed validation."""
+    out = spec.to_full_dict()
+    slots = loaded.get(spec.key, [])
+    out["loaded"] = bool(slots)
+    out["loaded_on"] = [s["slot_id"] for s in slots]
+    if spec.is_custom:
+        model_id = str(spec.extra.get("model_id", spec.aliases[0]))
+        meta = custom_meta(spool, model_id) if spool is not None else {}
+        out["model_id"] = model_id
+        out["validated"] = meta.get("validated") is True
+    return out
+
+
+def list_model_entries(spool: Spool, family: str | None = None) -> list[dict[str, Any]]:
+    """Every model (built-in, then usable custom ones), optionally of one family."""
+    if family is not None and family.lower() not in FAMILIES:
+        raise ValidationError(f"unknown family {family!r}; families: {', '.join(FAMILIES)}",
+                              field="family")
+    loaded = loaded_slots(live_snapshot(spool))
+    specs = list_models(spool.paths.models)
+    if family is not None:
+        specs = [s for s in specs if s.family == family.lower()]
+    return [model_entry(s, loaded, spool) for s in specs]
+
+
+def model_families(spool: Spool) -> list[dict[str, Any]]:
+    """Each family, its package and whether it is installed, and its models (custom
+    uploads included)."""
+    custom = [s.key for s in list_models(spool.paths.models) if s.is_custom]
+    out = []
+    for fam in families():
+        if fam["family"] == "custom":
+            fam = {**fam, "models": fam["models"] + custom}
+        out.append(fam)
+    return out
+
+
+def model_detail(spool: Spool, key: str) -> dict[str, Any]:
+    """One model in full; ModelNotFound for unknown keys (with suggestions)."""
+    spec = resolve_model(key, spool.paths.models)
+    snap = live_snapshot(spool)
+    out = model_entry(spec, loaded_slots(snap), spool)
+    out["supported_task_types"] = list(ALL_TASKS)
+    fam = next((f for f in families() if f["family"] == spec.framework), None)
+    out["installed"] = bool(fam and fam["installed"])
+    if spec.is_custom:
+        meta = custom_meta(spool, out["model_id"])
+        out["custom"] = custom_public(meta)
+    return out
+
+
+def model_status(spool: Spool, key: str) -> dict[str, Any]:
+    """Where a model is loaded now, and its recent load/unload requests."""
+    spec = resolve_model(key, spool.paths.models)
+    snap = read_snapshot(spool.root)
+    daemon = daemon_status(spool.root, snapshot=snap)
+    slots = loaded_slots(snap if daemon["snapshot_current"] else None).get(spec.key, [])
+    in_flight = {s.get("control_request"): s.get("slot_id")
+                 for s in (snap or {}).get("slots", []) if s.get("control_request")}
+    requests = []
+    for req in list_requests(spool.paths, model=spec.key, limit=10):
+        if req.get("status") == "pending" and req.get("request_id") in in_flight:
+            req = {**req, "status": "running", "running_on": in_flight[req["request_id"]]}
+        requests.append(req)
+    return {
+        "model_key": spec.key, "loaded": bool(slots),
+        "device": slots[0]["device"] if slots else None,
+        # The executors do not report per-model memory yet.
+        "memory_usage_mb": None,
+        "slots": slots, "daemon_running": daemon["alive"], "requests": requests,
+    }
+
+
+def request_model_action(spool: Spool, key: str, action: str, *, slot: str | None = None,
+                         gpu_id: int | None = None, with_d3: bool = False) -> dict[str, Any]:
+    """Ask the daemon to load (or unload) a model; returns the pending request."""
+    spec = (check_model_usable(spool, key) if action == "load"
+            else resolve_model(key, spool.paths.models))
+    snap = read_snapshot(spool.root)
+    daemon = daemon_status(spool.root, snapshot=snap)
+    if not daemon["alive"]:
+        raise DeviceUnavailable("no daemon is running on this spool, so no executor can "
+                                "load models; start it with `mofsim daemon`")
+    slot_ids = [str(s.get("slot_id")) for s in (snap or {}).get("slots", [])]
+    if slot is None and gpu_id is not None:
+        by_index = [str(s.get("slot_id")) for s in (snap or {}).get("slots", [])
+                    if s.get("index") == gpu_id and s.get("kind") != "cpu"]
+        if not by_index:
+            raise ValidationError(f"no GPU {gpu_id}; slots: {', '.join(slot_ids)}",
+                                  field="gpu_id")
+        slot = by_index[0]
+    if slot is not None and daemon["snapshot_current"] and slot not in slot_ids:
+        raise ValidationError(f"unknown slot {slot!r}; slots: {', '.join(slot_ids)}",
+                              field="slot")
+    req = submit_request(spool.paths, action, spec.key, slot=slot, with_d3=with_d3)
+    return {**req, "model_key": spec.key}
+
+
+def check_model_usable(spool: Spool, key: str) -> ModelSpec:
+    """For task submission: the model exists, and a custom one has been validated."""
+    spec = resolve_model(key, spool.paths.models)
+    if spec.is_custom:
+        model_id = str(spec.extra.get("model_id", spec.aliases[0]))
+        if not custom_model_validated(spool.paths.models, model_id):
+            raise ModelUnavailable(
+                f"custom model {spec.key} has not been validated; validate it first "
+                f"(POST /api/v1/models/custom/{model_id}/validate)", field="model")
+    return spec

@@ -1,0 +1,247 @@
+"""``/api/v1/models``: catalogue, families, detail, status, load/unload, custom models.
+
+Handlers parse and shape; ``model_service`` does the work.  Load and unload answer 202
+with a request id: the daemon carries the request out and ``GET /models/{key}/status``
+shows the outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from mofsim_http.app import API_PREFIX, CONFIG_KEY, SPOOL_KEY, config_upload_limit
+from mofsim_http.custom_models import (
+    VALIDATION_TIMEOUT_S,
+    delete_custom_model,
+    get_custom_model,
+    list_custom_models,
+    save_custom_model,
+    validate_custom_model,
+)
+from mofsim_http.describe import describe
+from mofsim_http.envelope import ok
+from mofsim_http.model_service import (
+    list_model_entries,
+    model_detail,
+    model_families,
+    model_status,
+    request_model_action,
+)
+from mofsim_http.structures import read_upload_form
+from mofsimd.config import Config
+from spool.errors import ValidationError
+
+VALIDATION_LOCKS_KEY = web.AppKey("model_validation_locks", dict)
+
+
+def validation_timeout(config: Config) -> float:
+    extra = config.extra if isinstance(config.extra, dict) else {}
+    return float(extra.get("model_validation_timeout_s", VALIDATION_TIMEOUT_S))
+
+
+def model_upload_limit(config: Config) -> int:
+    """Model files obey the one upload limit (``max_upload_mb``, 100 MB by default)."""
+    return config_upload_limit(config)
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    """An optional JSON object body (empty means {})."""
+    if not request.can_read_body:
+        return {}
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise ValidationError(f"body is not valid JSON: {exc}", field="body") from exc
+    if not isinstance(body, dict):
+        raise ValidationError("body must be a JSON object", field="body")
+    return body
+
+
+def _action_args(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
+    slot = body.get("slot", request.query.get("slot"))
+    gpu_id = body.get("gpu_id", request.query.get("gpu_id"))
+    with_d3 = body.get("with_d3", request.query.get("with_d3", False))
+    if slot is not None and not isinstance(slot, str):
+        raise ValidationError("slot must be a string such as 'gpu0' or 'cpu0'", field="slot")
+    if gpu_id is not None:
+        try:
+            gpu_id = int(gpu_id)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError("gpu_id must be an integer", field="gpu_id") from exc
+    if isinstance(with_d3, str):
+        with_d3 = with_d3.lower() in ("1", "true", "yes")
+    return {"slot": slot, "gpu_id": gpu_id, "with_d3": bool(with_d3)}
+
+
+# --- catalogue ---------------------------------------------------------------------------------
+
+@describe(summary="List models", tags=["models"],
+          query={"type": "object", "properties": {"family": {"type": "string"}}})
+async def list_all(request: web.Request) -> web.Response:
+    """Built-in and validated-or-not custom models, with where each is loaded."""
+    items = await asyncio.to_thread(list_model_entries, request.app[SPOOL_KEY],
+                                    request.query.get("family") or None)
+    return ok(request, {"items": items, "total": len(items)})
+
+
+@describe(summary="Model families", tags=["models"])
+async def list_families(request: web.Request) -> web.Response:
+    """Each family with its package, whether that package is installed, and its models."""
+    items = await asyncio.to_thread(model_families, request.app[SPOOL_KEY])
+    return ok(request, {"items": items, "total": len(items)})
+
+
+@describe(summary="Model detail", tags=["models"], responses={404: "unknown model"})
+async def detail(request: web.Request) -> web.Response:
+    """Elements, supported task types, D3 flag, source of the weights, loaded slots."""
+    data = await asyncio.to_thread(model_detail, request.app[SPOOL_KEY],
+                                   request.match_info["key"])
+    return ok(request, data)
+
+
+@describe(summary="Where a model is loaded", tags=["models"], responses={404: "unknown model"})
+async def status(request: web.Request) -> web.Response:
+    """Loaded or not, on which slots, and the recent load/unload requests with their
+    outcome (pending, running, completed, failed)."""
+    data = await asyncio.to_thread(model_status, request.app[SPOOL_KEY],
+                                   request.match_info["key"])
+    return ok(request, data)
+
+
+_ACTION_BODY = {"type": "object", "properties": {
+    "slot": {"type": "string", "description": "e.g. gpu0, cpu0; default: any idle slot "
+             "(load) or every slot holding it (unload)"},
+    "gpu_id": {"type": "integer", "minimum": 0},
+    "with_d3": {"type": "boolean"},
+}}
+
+
+async def _action(request: web.Request, action: str) -> web.Response:
+    args = _action_args(request, await _json_body(request))
+    data = await asyncio.to_thread(request_model_action, request.app[SPOOL_KEY],
+                                   request.match_info["key"], action, **args)
+    data["status_url"] = f"{API_PREFIX}/models/{data['model_key']}/status"
+    return ok(request, data, status=202, message=f"Model {action} requested")
+
+
+@describe(summary="Load a model onto a slot", tags=["models"], body=_ACTION_BODY, admin=True,
+          responses={202: "requested", 404: "unknown model", 409: "no daemon or unvalidated"})
+async def load(request: web.Request) -> web.Response:
+    """The daemon loads it on an idle executor (or the one named); follow the outcome
+    at ``/models/{key}/status``."""
+    return await _action(request, "load")
+
+
+@describe(summary="Unload a model", tags=["models"], body=_ACTION_BODY, admin=True,
+          responses={202: "requested", 404: "unknown model", 409: "no daemon"})
+async def unload(request: web.Request) -> web.Response:
+    """From the slot named, or every slot holding it."""
+    return await _action(request, "unload")
+
+
+# --- custom models -----------------------------------------------------------------------------
+
+_CUSTOM_BODY = {"type": "object", "required": ["file", "framework"], "properties": {
+    "file": {"type": "string", "format": "binary",
+             "description": "MACE .model/.pt/.pth, ORB .pt/.pth/.ckpt, SevenNet .pt/.pth"},
+    "name": {"type": "string", "maxLength": 200},
+    "framework": {"type": "string", "enum": ["mace", "orb", "sevennet"]},
+    "description": {"type": "string"},
+    "with_d3": {"type": "boolean", "description": "the weights already include D3"},
+    "config": {"type": "string", "description": "JSON object, e.g. {\"precision\": "
+               "\"float32\"}"},
+    "elements": {"type": "string", "description": "element symbols, JSON list or commas"},
+}}
+
+
+@describe(summary="Upload a custom model", tags=["models"], body=_CUSTOM_BODY,
+          content_type="multipart/form-data", admin=True,
+          responses={201: "stored (not yet validated)", 413: "too large",
+                     415: "not a model file of that framework"})
+async def upload_custom(request: web.Request) -> web.Response:
+    """Stored unvalidated: validate it (``POST /models/custom/{id}/validate``) before
+    tasks can use it as ``custom:<model_id>``."""
+    spool = request.app[SPOOL_KEY]
+    form = await read_upload_form(request, limit=model_upload_limit(request.app[CONFIG_KEY]),
+                                  file_fields=("file",), spill_dir=spool.paths.tmp)
+    try:
+        if form.path is None:
+            raise ValidationError("send the weights as the multipart file part 'file'",
+                                  field="file")
+        fields: dict[str, Any] = dict(form.fields)
+        metadata = fields.pop("metadata", None)
+        if metadata:
+            try:
+                extra = json.loads(metadata)
+            except ValueError as exc:
+                raise ValidationError("metadata is not valid JSON", field="metadata") from exc
+            if not isinstance(extra, dict):
+                raise ValidationError("metadata must be a JSON object", field="metadata")
+            fields = {**extra, **fields}
+        info = await asyncio.to_thread(save_custom_model, spool, form.path, form.filename,
+                                       fields)
+    finally:
+        form.discard()
+    return ok(request, info, status=201, message="Custom model uploaded; validate it next")
+
+
+@describe(summary="List custom models", tags=["models"])
+async def list_custom(request: web.Request) -> web.Response:
+    items = await asyncio.to_thread(list_custom_models, request.app[SPOOL_KEY])
+    return ok(request, {"items": items, "total": len(items)})
+
+
+@describe(summary="Custom model detail", tags=["models"], responses={404: "not found"})
+async def get_custom(request: web.Request) -> web.Response:
+    data = get_custom_model(request.app[SPOOL_KEY], request.match_info["model_id"])
+    return ok(request, data)
+
+
+@describe(summary="Delete a custom model", tags=["models"], admin=True,
+          responses={404: "not found"})
+async def delete_custom(request: web.Request) -> web.Response:
+    """Removes the files; slots holding it are asked to unload it."""
+    data = await asyncio.to_thread(delete_custom_model, request.app[SPOOL_KEY],
+                                   request.match_info["model_id"])
+    return ok(request, data, message="Custom model deleted")
+
+
+@describe(summary="Validate a custom model", tags=["models"], admin=True,
+          responses={404: "not found"})
+async def validate(request: web.Request) -> web.Response:
+    """Loads the weights and computes one single point in a separate process (the
+    server never unpickles uploads), within ``model_validation_timeout_s``.  The answer
+    says ``valid`` true or false with the details; the verdict is kept with the model."""
+    app = request.app
+    info = get_custom_model(app[SPOOL_KEY], request.match_info["model_id"])
+    locks = app[VALIDATION_LOCKS_KEY]
+    lock = locks.setdefault(info["model_id"], asyncio.Lock())
+    async with lock:
+        data = await validate_custom_model(app[SPOOL_KEY], info["model_id"],
+                                           timeout=validation_timeout(app[CONFIG_KEY]))
+    return ok(request, data, message="Model is valid" if data["valid"] else
+              "Model failed validation")
+
+
+def setup(app: web.Application) -> None:
+    app[VALIDATION_LOCKS_KEY] = {}
+    p = API_PREFIX + "/models"
+    r = app.router
+    r.add_get(p, list_all)
+    r.add_get(p + "/families", list_families)
+    r.add_get(p + "/custom", list_custom)
+    r.add_post(p + "/custom", upload_custom)
+    r.add_get(p + "/custom/{model_id}", get_custom)
+    r.add_delete(p + "/custom/{model_id}", delete_custom)
+    r.add_post(p + "/custom/{model_id}/validate", validate)
+    r.add_get(p + "/{key}", detail)
+    r.add_get(p + "/{key}/status", status)
+    r.add_post(p + "/{key}/load", load)
+    r.add_post(p + "/{key}/unload", unload)

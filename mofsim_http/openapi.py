@@ -1,0 +1,404 @@
+"""The OpenAPI 3.1 document, generated from the running application.
+
+Nothing here is written by hand per endpoint: ``build_openapi`` walks ``app.router`` and
+reads the ``@describe`` metadata every handler carries (summary, tags, JSON Schemas of
+body and query), so the document always matches the routes that exist.  Around them it
+adds what is shared: the two dialects' response and error shapes, the error code table
+from ``spool.errors.ERROR_CODES``, the parameter schema of each task type (from its
+module's ``SCHEMA.to_schema()``), and the API-key security schemes.
+
+``@returns(...)`` is an optional companion of ``@describe``: it states what a success
+answers (a JSON Schema of the payload, a media type other than JSON, an example).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from mofsim_http.describe import description_of
+from spool.errors import ERROR_CODES
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+OPENAPI_VERSION = "3.1.0"
+MIRA_ROOT = "/mira"
+API_ROOT = "/api/v1"
+_METHODS = ("get", "put", "post", "delete", "patch", "options")
+_PATH_PARAM = re.compile(r"{([^}:]+)(?::[^}]*)?}")
+
+TASK_STATES = ["PENDING", "QUEUED", "ASSIGNED", "RUNNING", "COMPLETED", "FAILED",
+               "CANCELLED", "TIMEOUT"]
+
+
+def returns(*, schema: dict[str, Any] | None = None, media_type: str | None = None,
+            example: Any = None, status: int | None = None) -> Callable[[F], F]:
+    """What a handler's success answers: ``schema`` of the payload (the envelope's
+    ``data`` on /api/v1, the whole body on /mira), ``media_type`` when it is not JSON
+    (a download, HTML, ``text/plain``), an ``example``.  Independent of ``@describe``'s
+    order."""
+
+    def mark(fn: F) -> F:
+        fn.__openapi_returns__ = {  # type: ignore[attr-defined]
+            "schema": schema, "media_type": media_type, "example": example, "status": status,
+        }
+        return fn
+
+    return mark
+
+
+def returns_of(handler: Any) -> dict[str, Any]:
+    return dict(getattr(handler, "__openapi_returns__", None) or {})
+
+
+def path_params(**schemas: dict[str, Any]) -> Callable[[F], F]:
+    """JSON Schemas of path parameters narrower than "a string" (an enum of kinds)."""
+
+    def mark(fn: F) -> F:
+        fn.__openapi_path__ = schemas  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def is_mira_path(path: str) -> bool:
+    return path == MIRA_ROOT or path.startswith(MIRA_ROOT + "/")
+
+
+def dialect_of(path: str) -> str:
+    """``api`` (the envelope), ``mira`` (bare bodies, MIRA errors) or ``root`` (probes,
+    metrics, documentation: bodies of their own, errors in the envelope)."""
+    if is_mira_path(path):
+        return "mira"
+    return "api" if path.startswith(API_ROOT + "/") else "root"
+
+
+def api_version() -> str:
+    """The installed distribution's version (the source tree's pyproject otherwise)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("mofsim")
+    except metadata.PackageNotFoundError:
+        import tomllib
+        from pathlib import Path
+
+        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        try:
+            return str(tomllib.loads(pyproject.read_text())["project"]["version"])
+        except (OSError, KeyError, ValueError):
+            return "0"
+
+
+# --- shared components -----------------------------------------------------------------------
+
+
+def error_code_table_markdown() -> str:
+    rows = ["| code | HTTP | name | meaning |", "|---|---|---|---|"]
+    rows += [f"| {e.code} | {e.http_status} | `{e.name}` | {e.summary} |"
+             for e in ERROR_CODES.values()]
+    return "\n".join(rows)
+
+
+def _codes_for_status(status: int) -> list[int]:
+    return [e.code for e in ERROR_CODES.values() if e.http_status == status]
+
+
+def shared_schemas() -> dict[str, Any]:
+    """Envelope, errors, task states: the shapes every operation refers to."""
+    codes = [e.code for e in ERROR_CODES.values()]
+    return {
+        "Envelope": {
+            "type": "object",
+            "description": "Every /api/v1 success: the spec's unified response (section 5.1).",
+            "required": ["success", "code", "message", "data", "timestamp", "request_id"],
+            "properties": {
+                "success": {"const": True},
+                "code": {"type": "integer", "description": "the HTTP status"},
+                "message": {"type": "string"},
+                "data": {"description": "the payload"},
+                "timestamp": {"type": "string", "format": "date-time"},
+                "request_id": {"type": "string"},
+            },
+            "example": {"success": True, "code": 200, "message": "OK", "data": {},
+                        "timestamp": "2025-12-30T10:00:00Z", "request_id": "req_abc123"},
+        },
+        "ErrorDetail": {
+            "type": "object",
+            "required": ["type", "detail"],
+            "properties": {
+                "type": {"type": "string", "description": "the exception class"},
+                "detail": {"type": "string"},
+                "field": {"type": ["string", "null"],
+                          "description": "the request field at fault, if any"},
+            },
+        },
+        "ErrorEnvelope": {
+            "type": "object",
+            "description": "Every /api/v1 error; `code` is one of the table in the "
+                           "document's description (also `x-error-codes`).",
+            "required": ["success", "code", "message", "error", "timestamp", "request_id"],
+            "properties": {
+                "success": {"const": False},
+                "code": {"type": "integer", "enum": codes},
+                "message": {"type": "string"},
+                "error": {"$ref": "#/components/schemas/ErrorDetail"},
+                "timestamp": {"type": "string", "format": "date-time"},
+                "request_id": {"type": "string"},
+            },
+            "example": {"success": False, "code": 40001, "message": "Request validation failed",
+                        "error": {"type": "ValidationError",
+                                  "detail": "fmax must be > 0.0, got -1",
+                                  "field": "parameters.fmax"},
+                        "timestamp": "2025-12-30T10:00:00Z", "request_id": "req_abc123"},
+        },
+        "MiraError": {
+            "type": "object",
+            "description": "Every /mira error (the MIRA guide's shape).",
+            "required": ["detail", "error_code"],
+            "properties": {
+                "detail": {"type": "string"},
+                "error_code": {"type": "integer", "enum": codes},
+                "field": {"type": ["string", "null"]},
+            },
+            "example": {"detail": "structure 'x' not found", "error_code": 30002,
+                        "field": "structure_id"},
+        },
+        "TaskState": {"type": "string", "enum": TASK_STATES},
+        "MiraTaskState": {"type": "string", "enum": [s.lower() for s in TASK_STATES]},
+        "StructureRef": {
+            "description": "Where a task's structure comes from.",
+            "oneOf": [
+                {"type": "object", "required": ["source", "file_id"],
+                 "properties": {"source": {"const": "upload"}, "file_id": {"type": "string"}}},
+                {"type": "object", "required": ["source", "name"],
+                 "properties": {"source": {"const": "builtin"}, "name": {"type": "string"},
+                                "primitive": {"type": "boolean", "default": True}}},
+                {"type": "object", "required": ["source", "content"],
+                 "properties": {"source": {"const": "inline"},
+                                "format": {"type": "string",
+                                           "enum": ["cif", "xyz", "extxyz", "poscar"]},
+                                "content": {"type": "string"}, "name": {"type": "string"}}},
+            ],
+        },
+    }
+
+
+def task_parameter_schemas() -> dict[str, Any]:
+    """``Parameters-<task type>`` for each task type of this build, from its module."""
+    from executors.registry import available_task_types, task_module
+
+    out: dict[str, Any] = {}
+    for task_type in available_task_types():
+        schema = task_module(task_type).SCHEMA.to_schema(title=f"{task_type} parameters")
+        out[f"Parameters-{task_type}"] = schema
+    return out
+
+
+def security_schemes() -> dict[str, Any]:
+    return {
+        "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                         "description": "An API key (`mofsim keys create`)."},
+        "BearerAuth": {"type": "http", "scheme": "bearer",
+                       "description": "The same API key as `Authorization: Bearer KEY`."},
+    }
+
+
+# --- operations ------------------------------------------------------------------------------
+
+
+def _operation_id(method: str, path: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", _PATH_PARAM.sub(r"by_\1", path)).strip("_")
+    return f"{method.lower()}_{slug}"
+
+
+def _path_parameters(path: str, handler: Any) -> list[dict[str, Any]]:
+    narrower = getattr(handler, "__openapi_path__", None) or {}
+    return [{"name": name, "in": "path", "required": True,
+             "schema": narrower.get(name, {"type": "string"})}
+            for name in _PATH_PARAM.findall(path)]
+
+
+def _query_parameters(query: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if not query:
+        return []
+    required = set(query.get("required") or [])
+    out = []
+    for name, schema in (query.get("properties") or {}).items():
+        param: dict[str, Any] = {"name": name, "in": "query", "required": name in required,
+                                 "schema": schema}
+        if isinstance(schema, dict) and schema.get("description"):
+            param["description"] = schema["description"]
+        out.append(param)
+    return out
+
+
+def _error_response(status: int, text: str, mira: bool) -> dict[str, Any]:
+    codes = _codes_for_status(status)
+    if codes:
+        text = f"{text} (error codes: {', '.join(map(str, codes))})"
+    ref = "#/components/schemas/MiraError" if mira else "#/components/schemas/ErrorEnvelope"
+    return {"description": text, "content": {"application/json": {"schema": {"$ref": ref}}}}
+
+
+def _success_response(status: int, text: str, desc: dict[str, Any], ret: dict[str, Any],
+                      dialect: str) -> dict[str, Any]:
+    if desc.get("sse"):
+        return {"description": text, "content": {"text/event-stream": {
+            "schema": {"type": "string",
+                       "description": "Server-sent events: `event:` log, status, progress, "
+                                      "end; an `id:` on each; resume with Last-Event-ID."}}}}
+    media = ret.get("media_type") or "application/json"
+    payload = ret.get("schema")
+    structured = media.endswith(("json", "yaml"))
+    if not structured:
+        content: dict[str, Any] = {"schema": {"type": "string"}}
+        if media.startswith(("application/octet-stream", "chemical/")):
+            content["schema"] = {"type": "string", "contentMediaType": media}
+        return {"description": text, "content": {media: content}}
+    if dialect == "api":
+        schema: dict[str, Any] = {"$ref": "#/components/schemas/Envelope"}
+        if payload is not None:
+            schema = {"allOf": [schema, {"type": "object",
+                                         "properties": {"data": payload}}]}
+    else:
+        schema = payload if payload is not None else {}
+    body: dict[str, Any] = {"schema": schema}
+    if ret.get("example") is not None:
+        body["example"] = ret["example"]
+    return {"description": text, "content": {media: body}}
+
+
+def _request_body(desc: dict[str, Any]) -> dict[str, Any] | None:
+    body = desc.get("body")
+    if not body:
+        return None
+    media = desc.get("content_type") or "application/json"
+    required = bool(body.get("required")) or media == "application/json"
+    return {"required": required, "content": {media: {"schema": body}}}
+
+
+def build_operation(method: str, path: str, handler: Any) -> dict[str, Any]:
+    """One OpenAPI operation from a handler's ``@describe`` (and ``@returns``)."""
+    desc = description_of(handler) or {}
+    ret = returns_of(handler)
+    dialect = dialect_of(path)
+    mira = dialect == "mira"
+    tags = list(desc.get("tags") or [])
+    if mira and "MIRA" not in tags:
+        tags = ["MIRA", *tags]
+    name = getattr(handler, "__name__", "handler")
+    op: dict[str, Any] = {
+        "operationId": _operation_id(method, path),
+        "summary": desc.get("summary") or name.replace("_", " "),
+        "tags": tags or ["misc"],
+    }
+    notes = [desc.get("description") or ""]
+    if desc.get("admin"):
+        notes.append("Needs an **admin** API key.")
+    if not desc:
+        notes.append("(This handler carries no `@describe` metadata.)")
+    text = "\n\n".join(n for n in notes if n)
+    if text:
+        op["description"] = text
+    params = _path_parameters(path, handler) + _query_parameters(desc.get("query"))
+    if params:
+        op["parameters"] = params
+    body = _request_body(desc)
+    if body is not None:
+        op["requestBody"] = body
+
+    responses: dict[str, Any] = {}
+    declared = {int(k): str(v) for k, v in (desc.get("responses") or {}).items()}
+    success = [s for s in declared if s < 400]
+    if not success:
+        declared[int(ret.get("status") or 200)] = "OK"
+    for status in sorted(declared):
+        text_s = declared[status]
+        if status < 300:
+            responses[str(status)] = _success_response(status, text_s, desc, ret, dialect)
+        elif status < 400:
+            responses[str(status)] = {"description": text_s}
+        else:
+            responses[str(status)] = _error_response(status, text_s, mira)
+    if not desc.get("public") and "401" not in responses:
+        responses["401"] = _error_response(401, "API key missing or invalid", mira)
+    if desc.get("admin") and "403" not in responses:
+        responses["403"] = _error_response(403, "an admin key is needed", mira)
+    responses["default"] = _error_response(500, "any other error", mira)
+    op["responses"] = responses
+    if desc.get("public"):
+        op["security"] = []
+    return op
+
+
+def _routes(app: web.Application) -> list[tuple[str, str, Any]]:
+    out = []
+    for route in app.router.routes():
+        method = route.method.lower()
+        if method not in _METHODS:
+            continue  # HEAD mirrors GET; '*' routes are not operations
+        resource = route.resource
+        if resource is None or isinstance(resource, web.StaticResource):
+            continue
+        out.append((method, resource.canonical, route.handler))
+    return out
+
+
+def build_openapi(app: web.Application, *, title: str = "MOFSim API") -> dict[str, Any]:
+    """The whole document for ``app``'s routes (call after every ``setup`` has run)."""
+    paths: dict[str, dict[str, Any]] = {}
+    tags: dict[str, None] = {}
+    for method, path, handler in _routes(app):
+        op = build_operation(method, path, handler)
+        paths.setdefault(path, {})[method] = op
+        for tag in op["tags"]:
+            tags.setdefault(tag, None)
+    schemas = shared_schemas()
+    schemas.update(task_parameter_schemas())
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {"title": title, "version": api_version(), "description": _description()},
+        "servers": [{"url": "/", "description": "this server"}],
+        "tags": [{"name": t, "description": TAG_TEXT.get(t, "")} for t in tags],
+        "paths": dict(sorted(paths.items())),
+        "components": {"schemas": schemas, "securitySchemes": security_schemes()},
+        "security": [{"ApiKeyHeader": []}, {"BearerAuth": []}],
+        "x-error-codes": [{"code": e.code, "http_status": e.http_status, "name": e.name,
+                           "summary": e.summary} for e in ERROR_CODES.values()],
+    }
+
+
+TAG_TEXT = {
+    "MIRA": "The MIRA guide's dialect under /mira/api/v1: bare bodies, lowercase states, "
+            "`structure_id`/`model_key`, errors as `{detail, error_code, field}`.",
+}
+
+_USAGE = '''```python
+import httpx
+
+api = httpx.Client(base_url="http://127.0.0.1:8000/api/v1",
+                   headers={"X-API-Key": "KEY"})
+task = api.post("/tasks/optimization", json={
+    "model": "sevennet-0", "structure": {"source": "builtin", "name": "MOF-5"},
+    "parameters": {"fmax": 0.05}}).json()["data"]
+print(api.get(f"/tasks/{task['task_id']}").json()["data"]["status"])
+```'''
+
+
+def _description() -> str:
+    return "\n\n".join([
+        "Job server for MOF simulations with machine-learning interatomic potentials.",
+        "**Dialects.** `/api/v1` answers the spec's envelope `{success, code, message, data, "
+        "timestamp, request_id}` with uppercase task states; `/mira/api/v1` answers the MIRA "
+        "guide's bare bodies with lowercase states (a MIRA client works unmodified with "
+        "`MIRA_GATEWAY_URL=http://host:port/mira`).",
+        "**Authentication.** When the server has API keys, send one as `X-API-Key: KEY` or "
+        "`Authorization: Bearer KEY`. Admin operations need an admin key.",
+        "**Example.**\n\n" + _USAGE,
+        "**Error codes.** Each code has exactly one HTTP status.\n\n"
+        + error_code_table_markdown(),
+    ])

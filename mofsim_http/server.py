@@ -1,0 +1,128 @@
+"""Running the HTTP API: inside the daemon's event loop, or alone (``mofsim serve``).
+
+Either way the server only reads and writes the spool and the mirror; alone, it needs a
+daemon on the same spool for tasks to run.  Before listening anywhere but loopback it
+checks that at least one API key exists, and refuses otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from loguru import logger
+
+from mofsim_http.auth import KeyStore, check_bind
+from mofsimd.config import Config
+from spool.errors import ValidationError
+from spool.store import Spool
+
+DEFAULT_BIND = "127.0.0.1:8000"
+# Open requests get this long to finish on shutdown (SSE streams end at once).
+SHUTDOWN_TIMEOUT_S = 5.0
+
+
+def parse_bind(value: str | None) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8000`` for IPv6) into its parts."""
+    text = (value or DEFAULT_BIND).strip()
+    host, sep, port = text.rpartition(":")
+    host = host.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValidationError(f"http must be HOST:PORT (e.g. {DEFAULT_BIND}), got {text!r}",
+                              field="http")
+    return host, int(port)
+
+
+class HttpServer:
+    """The application on an ``AppRunner``/``TCPSite`` in the current event loop."""
+
+    def __init__(self, config: Config, *, spool: Spool | None = None,
+                 mirror: Any = None) -> None:
+        self.config = config
+        self.host, self.port = parse_bind(config.http)
+        self.spool = spool or Spool(config.spool_path)
+        self.mirror = mirror
+        self.runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def check(self) -> None:
+        """Refuse settings that must not serve: call before starting anything else."""
+        if not self.config.max_upload_mb > 0:
+            raise ValidationError("max_upload_mb must be positive", field="max_upload_mb")
+        check_bind(self.host, KeyStore(self.config.api_keys_path, self.spool.paths))
+
+    async def start(self) -> None:
+        from mofsim_http.app import create_app
+
+        self.check()
+        app = create_app(self.config, spool=self.spool, mirror=self.mirror)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ValidationError(f"cannot listen on {self.host}:{self.port}: "
+                                  f"{exc.strerror or exc}", field="http") from exc
+        self.runner = runner
+        logger.info("HTTP API on {} (docs at {}/docs)", self.url, self.url)
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            runner, self.runner = self.runner, None
+            await runner.cleanup()
+            logger.info("HTTP API stopped")
+
+
+def _daemon_alive(spool_root: Path) -> bool:
+    from mofsimd.lifecycle import pid_of_daemon
+
+    pid = pid_of_daemon(spool_root)
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def serve(config: Config, *, ready_file: Path | None = None) -> int:
+    """Blocking: serve the API on ``config.http`` until SIGTERM or Ctrl-C."""
+    from mofsimd.lifecycle import setup_logging
+
+    setup_logging(config)
+    server = HttpServer(config)
+    server.check()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await server.start()
+        if not _daemon_alive(server.spool.root):
+            logger.warning("no daemon is running on spool {}: tasks are queued but will not "
+                           "run until one starts (mofsim daemon)", server.spool.root)
+        if ready_file is not None:
+            ready_file.write_text(server.url)
+        try:
+            await stop.wait()
+        finally:
+            await server.stop()
+
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,350 @@
+"""Uploaded structures: accept, store, list, describe, preview and delete them.
+
+Core functions shared by both API dialects; no aiohttp here.  An upload is parsed and
+checked (``executors.structure_io``: a periodic cell, no overlapping atoms) before it is
+accepted, then kept as ``<spool>/structures/<file_id>/structure.<ext>`` plus
+``meta.json``, both written atomically.  File ids are generated (``struct_<hex>``);
+the client's file name is sanitized and stored for display only, never used as a path.
+Parsing is CPU work: the HTTP layer calls these functions in a worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import threading
+import time
+import unicodedata
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from spool.errors import (
+    InvalidStructure,
+    MofsimError,
+    PayloadTooLarge,
+    StructureNotFound,
+    TaskNotFound,
+    TaskTerminal,
+    UnsupportedFormat,
+)
+from spool.events import iso_from_ms
+from spool.layout import TERMINAL_DIRS
+from spool.store import Spool
+from spool.transitions import atomic_write
+
+FILE_ID_PREFIX = "struct_"
+_FILE_ID_RE = re.compile(r"^struct_[0-9a-f]{16}$")
+# Stored extension per canonical format; each maps back through format_from_filename.
+EXTENSIONS = {"cif": "cif", "xyz": "xyz", "extxyz": "extxyz", "poscar": "vasp"}
+PREVIEW_HEAD_LINES = 20
+MAX_NAME_CHARS = 200
+
+
+def new_file_id() -> str:
+    return FILE_ID_PREFIX + uuid.uuid4().hex[:16]
+
+
+def sanitize_filename(filename: str | None) -> str | None:
+    """The last component of a client's file name, printable, at most 255 chars; for
+    display and format detection only (``../../etc/passwd`` -> ``passwd``)."""
+    if not filename:
+        return None
+    # Clients percent-encode names in Content-Disposition; decode before cutting.
+    text = unicodedata.normalize("NFC", unquote(str(filename))).replace("\\", "/")
+    base = text.rsplit("/", 1)[-1]
+    base = "".join(ch for ch in base if ch.isprintable()).strip().lstrip(".")
+    return base[:255] or None
+
+
+def sanitize_name(name: str | None, fallback: str) -> str:
+    text = "".join(ch for ch in str(name or "") if ch.isprintable()).strip()
+    return text[:MAX_NAME_CHARS] or fallback
+
+
+def check_file_id(file_id: str) -> str:
+    if not isinstance(file_id, str) or not _FILE_ID_RE.match(file_id):
+        raise StructureNotFound(f"structure {file_id!r} not found", field="structure_id")
+    return file_id
+
+
+def parse_upload(content: bytes | str, fmt: str | None, filename: str | None) -> tuple[Any, str]:
+    """Parse and check an upload; returns ``(atoms, canonical format)``.
+
+    A file name with an extension that is not a structure format (``.pdb``, ``.exe``) is
+    refused as an unsupported format unless ``fmt`` says what the content is."""
+    from executors.structure_io import (
+        detect_format,
+        format_from_filename,
+        normalize_format,
+        parse_structure_text,
+        validate_atoms,
+    )
+
+    canonical = normalize_format(fmt)
+    if canonical is None and filename:
+        canonical = format_from_filename(filename)
+        if canonical is None and Path(filename).suffix:
+            raise UnsupportedFormat(
+                f"unsupported file type {Path(filename).suffix!r}; upload cif, xyz, extxyz "
+                "or POSCAR/.vasp files, or say the format", field="file")
+    atoms = parse_structure_text(content, canonical, filename)
+    if canonical is None:
+        text = content if isinstance(content, str) else content.decode("latin-1")
+        canonical = detect_format(text) or "extxyz"
+    validate_atoms(atoms, require_periodic=True)
+    return atoms, canonical
+
+
+def describe_atoms(atoms: Any) -> dict[str, Any]:
+    """``structure_summary`` plus the space group when spglib is installed."""
+    from executors.structure_io import structure_summary
+
+    summary = structure_summary(atoms)
+    try:
+        import spglib
+
+        cell = (atoms.cell.array, atoms.get_scaled_positions(), atoms.numbers)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # its error-handling notice
+            summary["spacegroup"] = spglib.get_spacegroup(cell, symprec=1e-3)
+    except Exception:  # noqa: BLE001 - optional extra: absent package or odd cell
+        summary["spacegroup"] = None
+    return summary
+
+
+def store_structure(spool: Spool, content: bytes | str, *, name: str | None = None,
+                    fmt: str | None = None, filename: str | None = None,
+                    max_bytes: int | None = None) -> dict[str, Any]:
+    """Validate and keep an upload; returns its ``meta.json`` document."""
+    raw = content.encode() if isinstance(content, str) else bytes(content)
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise PayloadTooLarge(f"structure is {len(raw)} bytes, over the {max_bytes} limit")
+    if not raw.strip():
+        raise InvalidStructure("structure content is empty", field="content")
+    safe_filename = sanitize_filename(filename)
+    atoms, canonical = parse_upload(raw, fmt, safe_filename)
+    file_id = new_file_id()
+    default_name = Path(safe_filename).stem if safe_filename else file_id
+    created_ms = int(time.time() * 1000)
+    stored_as = f"structure.{EXTENSIONS[canonical]}"
+    meta = {
+        "file_id": file_id, "name": sanitize_name(name, default_name), "format": canonical,
+        "filename": safe_filename, "stored_as": stored_as,
+        "size_bytes": len(raw), "created_at": iso_from_ms(created_ms),
+        "created_ms": created_ms, "summary": describe_atoms(atoms),
+    }
+    folder = spool.paths.structures / file_id
+    folder.mkdir(parents=True)
+    atomic_write(spool.paths, folder / stored_as, raw)
+    atomic_write(spool.paths, folder / "meta.json", json.dumps(meta, indent=2))
+    return meta
+
+
+def structure_view(meta: dict[str, Any]) -> dict[str, Any]:
+    """The flat description both dialects start from."""
+    summary = meta.get("summary") or {}
+    return {
+        "file_id": meta["file_id"], "name": meta.get("name"), "format": meta.get("format"),
+        "filename": meta.get("filename"), "size_bytes": meta.get("size_bytes"),
+        "created_at": meta.get("created_at"), "formula": summary.get("formula"),
+        "natoms": summary.get("natoms"), "elements": summary.get("elements"),
+        "volume": summary.get("volume"), "density": summary.get("density"),
+        "cell": summary.get("cell"), "spacegroup": summary.get("spacegroup"),
+        "summary": summary,
+    }
+
+
+class StructureIndex:
+    """Upload metadata, cached in memory: meta files never change after creation, so
+    a listing re-reads only new folders (one ``listdir`` per call)."""
+
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+        self._metas: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def refresh(self) -> list[dict[str, Any]]:
+        root = self.spool.paths.structures
+        try:
+            names = {n for n in os.listdir(root) if _FILE_ID_RE.match(n)}
+        except FileNotFoundError:
+            names = set()
+        with self._lock:
+            for gone in set(self._metas) - names:
+                del self._metas[gone]
+            for fid in names - set(self._metas):
+                meta = _read_meta(root / fid)
+                if meta is not None:
+                    self._metas[fid] = meta
+            metas = list(self._metas.values())
+        metas.sort(key=lambda m: (m.get("created_ms") or 0, m["file_id"]), reverse=True)
+        return metas
+
+    def list(self, offset: int = 0, limit: int = 100) -> tuple[list[dict[str, Any]], int]:
+        """Newest first: one page of views and the total."""
+        metas = self.refresh()
+        return [structure_view(m) for m in metas[offset:offset + limit]], len(metas)
+
+    def get(self, file_id: str) -> dict[str, Any]:
+        """The meta document of one upload; StructureNotFound otherwise."""
+        check_file_id(file_id)
+        with self._lock:
+            meta = self._metas.get(file_id)
+        if meta is None or not (self.spool.paths.structures / file_id).is_dir():
+            meta = _read_meta(self.spool.paths.structures / file_id)
+            if meta is None:
+                raise StructureNotFound(f"structure {file_id!r} not found",
+                                        field="structure_id")
+            with self._lock:
+                self._metas[file_id] = meta
+        return meta
+
+    def forget(self, file_id: str) -> None:
+        with self._lock:
+            self._metas.pop(file_id, None)
+
+
+def _read_meta(folder: Path) -> dict[str, Any] | None:
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("file_id") != folder.name:
+        return None
+    return meta
+
+
+def structure_file(spool: Spool, meta: dict[str, Any]) -> Path:
+    folder = spool.paths.structures / meta["file_id"]
+    stored = str(meta.get("stored_as") or "")
+    if stored and Path(stored).name == stored and (folder / stored).is_file():
+        return folder / stored
+    files = sorted(folder.glob("structure.*"))
+    if not files:
+        raise StructureNotFound(f"structure {meta['file_id']!r} has no file")
+    return files[0]
+
+
+def preview_structure(spool: Spool, meta: dict[str, Any],
+                      max_atoms: int | None = None) -> dict[str, Any]:
+    """Atoms and cell for a viewer (the MIRA preview: symbols, positions, cell, pbc),
+    plus the first lines of the stored file.  ``max_atoms`` truncates the atom lists."""
+    from executors.structure_io import read_structure_file
+
+    path = structure_file(spool, meta)
+    atoms = read_structure_file(path, meta.get("format"))
+    n = len(atoms)
+    keep = n if max_atoms is None else max(0, min(n, max_atoms))
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        head = [line.rstrip("\n") for _, line in zip(range(PREVIEW_HEAD_LINES), fh,
+                                                      strict=False)]
+    return {
+        "file_id": meta["file_id"], "name": meta.get("name"), "format": meta.get("format"),
+        "natoms": n, "truncated": keep < n,
+        "symbols": atoms.get_chemical_symbols()[:keep],
+        "positions": [[float(x) for x in row] for row in atoms.positions[:keep]],
+        "cell": [[float(x) for x in row] for row in atoms.cell.array],
+        "pbc": [bool(x) for x in atoms.pbc],
+        "head": head,
+    }
+
+
+# --- deleting a structure and its tasks ----------------------------------------------------
+
+
+def tasks_using(spool: Spool, file_id: str) -> list[tuple[str, str, Path]]:
+    """``(task_id, state, job file)`` of every task whose structure is this upload;
+    state is QUEUED, CLAIMED or terminal.  Reads each job file once."""
+    paths = spool.paths
+    dirs: list[tuple[str, Path]] = [("QUEUED", d) for _, d in paths.priority_dirs()]
+    dirs += [("CLAIMED", paths.claimed / s) for s in _listdir(paths.claimed)]
+    dirs += [(state, paths.root / d) for state, d in TERMINAL_DIRS.items()]
+    found: list[tuple[str, str, Path]] = []
+    for state, d in dirs:
+        for name in _listdir(d):
+            if not name.endswith(".json") or name.startswith("."):
+                continue
+            try:
+                job = json.loads((d / name).read_bytes())
+            except (OSError, ValueError):
+                continue
+            if not isinstance(job, dict):
+                continue
+            ref = job.get("structure")
+            if isinstance(ref, dict) and ref.get("file_id") == file_id and ref.get(
+                    "source", "upload") == "upload" and isinstance(job.get("task_id"), str):
+                found.append((job["task_id"], state, d / name))
+    return found
+
+
+def delete_task_files(spool: Spool, task_id: str, job_path: Path, mirror: Any = None) -> None:
+    """Remove a terminal task: its workspace first (a workspace holding the
+    hand-submitted original without a job file would be republished by the recovery
+    sweep), then the job file, then its mirror rows."""
+    shutil.rmtree(spool.paths.workspace(task_id), ignore_errors=True)
+    job_path.unlink(missing_ok=True)
+    spool.paths.cancel_marker(task_id).unlink(missing_ok=True)
+    if mirror is not None:
+        try:
+            mirror.delete_task(task_id)
+        except MofsimError:
+            pass  # the mirror is rebuildable; the spool no longer has the task
+
+
+def delete_structure(spool: Spool, index: StructureIndex | None, file_id: str,
+                     mirror: Any = None) -> dict[str, Any]:
+    """Delete an upload and the tasks that use it: queued ones are cancelled and
+    deleted, finished ones deleted (spool files and mirror rows), running ones get a
+    cancel request (they end CANCELLED and stay listed)."""
+    check_file_id(file_id)
+    folder = spool.paths.structures / file_id
+    if not folder.is_dir():
+        raise StructureNotFound(f"structure {file_id!r} not found", field="structure_id")
+    # The structure goes first, so a task submitted meanwhile fails instead of running.
+    shutil.rmtree(folder)
+    if index is not None:
+        index.forget(file_id)
+    deleted: list[str] = []
+    cancelling: list[str] = []
+    for task_id, state, path in tasks_using(spool, file_id):
+        if state in ("QUEUED", "CLAIMED"):
+            try:
+                after = spool.request_cancel(task_id)
+            except (TaskNotFound, TaskTerminal):
+                after = None  # finished meanwhile: look it up again below
+            if after == "CANCELLING":
+                cancelling.append(task_id)
+                continue
+            loc = spool.locate(task_id)
+            if loc is None or loc.state not in TERMINAL_DIRS:
+                if loc is not None:
+                    cancelling.append(task_id)
+                continue
+            path = loc.path
+        delete_task_files(spool, task_id, path, mirror)
+        deleted.append(task_id)
+    return {"file_id": file_id, "deleted": True, "deleted_tasks": len(deleted),
+            "deleted_task_ids": deleted, "cancelled_running_task_ids": cancelling}
+
+
+def builtin_structures() -> list[dict[str, Any]]:
+    """The built-in frameworks (``executors.builtin_structures.builtin_info``), each
+    with the reference a task uses: ``{"source": "builtin", "name": ...}``."""
+    from executors.builtin_structures import builtin_info
+
+    out = []
+    for info in builtin_info():
+        out.append({**info, "structure": {"source": "builtin", "name": info["name"]}})
+    return out
+
+
+def _listdir(d: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(d))
+    except FileNotFoundError:
+        return []

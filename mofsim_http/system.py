@@ -1,0 +1,389 @@
+"""Health, readiness, device inventory, queue statistics, configuration, alerts.
+
+Everything is read from the spool, the mirror and the daemon's slot snapshot
+(``mofsimd.slot_state``); a server running without a daemon reads its devices
+directly.  Alerts come from the daemon's alert engine (``mofsimd.alerts``, its store in
+``<spool>/state/alerts/``); while no daemon evaluates them the endpoints answer empty
+lists and say so (``engine``) rather than list rules that nothing checks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from mofsim_http.app import (
+    API_PREFIX,
+    CONFIG_KEY,
+    MIRROR_KEY,
+    SPOOL_KEY,
+    STARTED_KEY,
+    config_upload_limit,
+)
+from mofsim_http.describe import describe
+from mofsim_http.envelope import is_mira, ok, request_id_of
+from mofsimd.config import Config
+from mofsimd.slot_state import daemon_status, read_snapshot
+from spool.errors import MofsimError, ValidationError
+from spool.events import iso_from_ms, iso_now
+from spool.job import PRIORITIES
+from spool.layout import CANONICAL_NAME, TERMINAL_DIRS
+from spool.store import Spool
+
+DIRECT_BACKEND_KEY = web.AppKey("direct_device_backend", dict)
+ALERT_ENGINE = "not running on this spool"
+_SECRET_KEY = re.compile(r"secret|password|passwd|token|api_?key|credential|dsn", re.I)
+_DEVICE_FIELDS = ("memory_total_mb", "memory_used_mb", "memory_free_mb",
+                  "utilization_percent", "temperature_c", "available", "error")
+
+
+def server_version() -> str:
+    from mofsim_http.openapi import api_version
+
+    return api_version()
+
+
+def _stale_after(config: Config) -> float:
+    return max(30.0, 5 * float(config.rescan_interval_s))
+
+
+def spool_writable(spool: Spool) -> tuple[bool, str | None]:
+    """Create and remove a file in the spool's tmp/: what every submission does."""
+    probe = spool.paths.tmp / f".probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        return False, exc.strerror or str(exc)
+    return True, None
+
+
+def health_info(app: web.Application) -> dict[str, Any]:
+    """Overall state: ``healthy`` (spool writable, daemon running and turning),
+    ``degraded`` (no daemon: tasks queue but do not run), ``unhealthy`` (spool not
+    writable)."""
+    spool, config = app[SPOOL_KEY], app[CONFIG_KEY]
+    writable, why = spool_writable(spool)
+    daemon = daemon_status(spool.root, stale_after=_stale_after(config))
+    try:
+        usage = shutil.disk_usage(spool.root)
+        disk: dict[str, Any] = {"free_gb": round(usage.free / 1e9, 2),
+                                "total_gb": round(usage.total / 1e9, 2)}
+    except OSError:
+        disk = {"free_gb": None, "total_gb": None}
+    status = "healthy" if writable and daemon["responsive"] else (
+        "degraded" if writable else "unhealthy")
+    started = app[STARTED_KEY]
+    return {
+        "status": status, "version": server_version(),
+        "started_at": iso_from_ms(started * 1000),
+        "uptime_seconds": round(time.time() - started, 3),
+        "daemon": daemon,
+        "spool": {"writable": writable, "error": why, **disk},
+        "mirror": app[MIRROR_KEY] is not None,
+    }
+
+
+def readiness(app: web.Application) -> dict[str, Any]:
+    """Ready to take work: the spool is writable and a daemon is running on it."""
+    spool, config = app[SPOOL_KEY], app[CONFIG_KEY]
+    writable, why = spool_writable(spool)
+    daemon = daemon_status(spool.root, stale_after=_stale_after(config))
+    checks = {"spool_writable": writable, "daemon_running": daemon["alive"],
+              "daemon_responsive": daemon["responsive"]}
+    ready = writable and daemon["responsive"]
+    return {"status": "ready" if ready else "not ready", "ready": ready, "checks": checks,
+            "spool_error": why}
+
+
+def _direct_backend(app: web.Application) -> Any:
+    """The device backend of a server running without a daemon, made once."""
+    holder = app[DIRECT_BACKEND_KEY]
+    if "backend" not in holder:
+        from mofsimd.devices import parse_slots
+
+        try:
+            holder["backend"] = parse_slots(
+                app[CONFIG_KEY].slots,
+                state_file=app[SPOOL_KEY].paths.state_dir / "simulated-devices.json")
+            holder["error"] = None
+        except MofsimError as exc:
+            holder["backend"], holder["error"] = None, exc.message
+    return holder["backend"]
+
+
+async def _close_direct_backend(app: web.Application) -> None:
+    backend = app[DIRECT_BACKEND_KEY].get("backend")
+    if backend is not None:
+        backend.close()
+
+
+def gpu_inventory(app: web.Application) -> dict[str, Any]:
+    """Every slot with its device's memory, utilization, temperature, loaded models and
+    current task: from the daemon's snapshot, or read directly without a daemon."""
+    spool, config = app[SPOOL_KEY], app[CONFIG_KEY]
+    snap = read_snapshot(spool.root)
+    daemon = daemon_status(spool.root, stale_after=_stale_after(config), snapshot=snap)
+    if snap is not None and daemon["snapshot_current"]:
+        items = []
+        for s in snap["slots"]:
+            dev = s.get("device_status") or {}
+            items.append({
+                "slot_id": s.get("slot_id"), "kind": s.get("kind"), "index": s.get("index"),
+                "name": s.get("name"), "device": s.get("device"), "state": s.get("state"),
+                **{k: dev.get(k) for k in _DEVICE_FIELDS},
+                "loaded_models": s.get("loaded_models") or [],
+                "current_task": s.get("current_task"), "executor": s.get("executor"),
+            })
+        return {"source": "daemon", "daemon_running": True,
+                "snapshot_age_seconds": daemon["snapshot_age_seconds"],
+                "count": len(items), "gpus": items}
+    backend = _direct_backend(app)
+    if backend is None:
+        return {"source": "direct", "daemon_running": daemon["alive"], "count": 0, "gpus": [],
+                "error": app[DIRECT_BACKEND_KEY].get("error")}
+    from mofsimd.slot_state import slot_device
+
+    status = {d.slot_id: d.to_dict() for d in backend.status()}
+    items = []
+    for slot in backend.slots():
+        dev = status.get(slot.slot_id, {})
+        items.append({
+            "slot_id": slot.slot_id, "kind": slot.kind, "index": slot.index,
+            "name": slot.name, "device": slot_device(slot.kind, slot.index),
+            "state": "no executor", **{k: dev.get(k) for k in _DEVICE_FIELDS},
+            "loaded_models": [], "current_task": None, "executor": None,
+        })
+    return {"source": "direct", "daemon_running": daemon["alive"], "count": len(items),
+            "gpus": items}
+
+
+def _count(path: Any) -> int:
+    try:
+        return sum(1 for n in os.listdir(path) if n.endswith(".json") and not n.startswith("."))
+    except FileNotFoundError:
+        return 0
+
+
+def queue_stats(app: web.Application) -> dict[str, Any]:
+    """Queued tasks per priority and the oldest one's age (from the spool), tasks per
+    state (the spool for queued and finished ones, the mirror for assigned/running),
+    and what each slot is doing (from the snapshot)."""
+    spool, mirror = app[SPOOL_KEY], app[MIRROR_KEY]
+    names = {v: k for k, v in PRIORITIES.items()}
+    by_priority = dict.fromkeys(PRIORITIES, 0)
+    oldest_ms: int | None = None
+    for q in spool.queued():
+        by_priority[names[q.priority]] += 1
+        m = CANONICAL_NAME.match(q.name)
+        if m:
+            created = int(m.group(1))
+            oldest_ms = created if oldest_ms is None else min(oldest_ms, created)
+    claimed = sum(_count(spool.paths.claimed / s) for s in _listdir(spool.paths.claimed))
+    by_state: dict[str, int | None] = {}
+    source = "spool"
+    if mirror is not None:
+        try:
+            by_state.update(mirror.counts_by_status())
+            source = "spool+mirror"
+        except MofsimError:
+            pass
+    if not by_state:
+        by_state = {"PENDING": 0, "ASSIGNED": None, "RUNNING": None}
+    by_state["QUEUED"] = sum(by_priority.values())
+    for state, dirname in TERMINAL_DIRS.items():
+        by_state[state] = _count(spool.root / dirname)
+    snap = read_snapshot(spool.root)
+    daemon = daemon_status(spool.root, snapshot=snap)
+    slots = snap["slots"] if snap is not None and daemon["snapshot_current"] else []
+    states = [s.get("state") for s in slots]
+    running = [{"task_id": s["current_task"]["task_id"], "slot_id": s.get("slot_id"),
+                "started_at": iso_from_ms(float(s["current_task"]["started_at"]) * 1000)}
+               for s in slots if s.get("current_task")]
+    return {
+        "queued": {"total": by_state["QUEUED"], "by_priority": by_priority,
+                   "oldest_queued_at": iso_from_ms(oldest_ms),
+                   "oldest_age_seconds": None if oldest_ms is None
+                   else round(time.time() - oldest_ms / 1000, 3)},
+        "claimed": claimed,
+        "by_state": by_state, "counts_source": source,
+        "running": running,
+        "slots": {"total": len(slots), "busy": states.count("busy"),
+                  "idle": states.count("idle"), "loading": states.count("loading"),
+                  "down": states.count("down") + states.count("starting")},
+        "daemon_running": daemon["alive"],
+    }
+
+
+def mask_secrets(value: Any) -> Any:
+    """Dict values under secret-looking keys replaced by ``***``, at any depth."""
+    if isinstance(value, dict):
+        return {k: ("***" if _SECRET_KEY.search(str(k)) and v not in (None, "") else
+                    mask_secrets(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_secrets(v) for v in value]
+    return value
+
+
+def system_config(app: web.Application) -> dict[str, Any]:
+    """The running configuration, secrets masked, and the limits derived from it."""
+    config = app[CONFIG_KEY]
+    data = config.masked()
+    data["extra"] = mask_secrets(data.get("extra") or {})
+    from mofsim_http.models_api import model_upload_limit, validation_timeout
+
+    return {"config": data, "effective": {
+        "spool": str(config.spool_path), "max_upload_bytes": config_upload_limit(config),
+        "max_model_upload_bytes": model_upload_limit(config),
+        "model_validation_timeout_s": validation_timeout(config)}}
+
+
+def alerts_dir(spool: Spool) -> Path:
+    """Where the daemon's alert engine keeps ``active.json`` and ``history.jsonl``."""
+    return spool.paths.state_dir / "alerts"
+
+
+def alert_rules_file(config: Config) -> Path:
+    extra = config.extra if isinstance(config.extra, dict) else {}
+    if extra.get("alert_rules"):
+        return Path(str(extra["alert_rules"])).expanduser()
+    return Path(__file__).resolve().parents[1] / "etc" / "alerts.toml"
+
+
+def alerts(app: web.Application, kind: str, limit: int = 100) -> dict[str, Any]:
+    """``rules``, ``active`` or ``history`` (newest first, at most ``limit``) of the
+    alert engine (``mofsimd.alerts``), read from its store; empty lists with ``engine``
+    saying so while no daemon runs the engine on this spool."""
+    from mofsimd.alerts import load_rules, read_active, read_history
+
+    directory = alerts_dir(app[SPOOL_KEY])
+    if not directory.is_dir():
+        return {kind: [], "total": 0, "engine": ALERT_ENGINE}
+    items: list[dict[str, Any]]
+    if kind == "rules":
+        try:
+            rules = load_rules(alert_rules_file(app[CONFIG_KEY]))
+        except (OSError, ValueError) as exc:
+            return {kind: [], "total": 0, "engine": "running",
+                    "error": f"alert rules unreadable: {exc}"}
+        items = [asdict(r) for r in rules.values()]
+    elif kind == "active":
+        items = read_active(directory)
+    else:
+        items = read_history(directory, limit=limit)
+    return {kind: items, "total": len(items), "engine": "running"}
+
+
+def _listdir(d: Any) -> list[str]:
+    try:
+        return sorted(os.listdir(d))
+    except FileNotFoundError:
+        return []
+
+
+# --- handlers --------------------------------------------------------------------------------
+
+
+def _health_response(request: web.Request, data: dict[str, Any]) -> web.Response:
+    code = 503 if data["status"] == "unhealthy" else 200
+    if is_mira(request):
+        return ok(request, data, status=code)
+    # The envelope plus MIRA's top-level status and version, for clients of either seed.
+    body = {"success": code == 200, "code": code, "message": data["status"], "data": data,
+            "timestamp": iso_now(), "request_id": request_id_of(request),
+            "status": data["status"], "version": data["version"]}
+    return web.Response(text=json.dumps(body), status=code, content_type="application/json")
+
+
+@describe(summary="Service health", tags=["system"], public=True,
+          responses={503: "spool not writable"})
+async def health(request: web.Request) -> web.Response:
+    """``healthy``, ``degraded`` (no daemon running) or ``unhealthy``; version, uptime,
+    daemon liveness, free disk space."""
+    return _health_response(request, health_info(request.app))
+
+
+@describe(summary="Liveness probe", tags=["system"], public=True)
+async def healthz(request: web.Request) -> web.Response:
+    """The server answers: 200."""
+    return web.json_response({"status": "ok"})
+
+
+@describe(summary="Readiness probe", tags=["system"], public=True,
+          responses={503: "not ready"})
+async def readyz(request: web.Request) -> web.Response:
+    """200 when the spool is writable and a daemon is running on it, else 503."""
+    data = readiness(request.app)
+    return web.json_response(data, status=200 if data["ready"] else 503)
+
+
+@describe(summary="Devices (GPUs or CPU slots)", tags=["system"])
+async def gpus(request: web.Request) -> web.Response:
+    """Per slot: device name, memory, utilization, temperature, loaded models, current
+    task."""
+    import asyncio
+
+    return ok(request, await asyncio.to_thread(gpu_inventory, request.app))
+
+
+@describe(summary="Queue statistics", tags=["system"])
+async def queue(request: web.Request) -> web.Response:
+    """Queued per priority, oldest queued age, tasks per state, slot occupancy."""
+    import asyncio
+
+    return ok(request, await asyncio.to_thread(queue_stats, request.app))
+
+
+@describe(summary="Running configuration", tags=["system"], admin=True)
+async def config(request: web.Request) -> web.Response:
+    """Secrets (database passwords, tokens, keys) are masked."""
+    return ok(request, system_config(request.app))
+
+
+def _alerts_handler(kind: str) -> Any:
+    limit_query = {"type": "object", "properties": {
+        "limit": {"type": "integer", "minimum": 1, "maximum": 10000}}}
+    query = limit_query if kind == "history" else None
+
+    @describe(summary=f"Alerts: {kind}", tags=["alerts"], query=query)
+    async def handler(request: web.Request) -> web.Response:
+        """From the daemon's alert engine; empty, with ``engine`` saying why, while no
+        daemon evaluates alerts on this spool."""
+        limit = 100
+        if kind == "history" and request.query.get("limit"):
+            try:
+                limit = int(request.query["limit"])
+            except ValueError as exc:
+                raise ValidationError("limit must be an integer", field="limit") from exc
+            if not 1 <= limit <= 10000:
+                raise ValidationError("limit must be between 1 and 10000", field="limit")
+        return ok(request, alerts(request.app, kind, limit))
+
+    handler.__name__ = f"alerts_{kind}"
+    return handler
+
+
+def setup(app: web.Application) -> None:
+    app[DIRECT_BACKEND_KEY] = {}
+    app.on_cleanup.append(_close_direct_backend)
+    r = app.router
+    r.add_get("/health", health)
+    r.add_get(API_PREFIX + "/health", health)
+    r.add_get("/healthz", healthz)
+    r.add_get("/readyz", readyz)
+    r.add_get(API_PREFIX + "/system/gpus", gpus)
+    r.add_get(API_PREFIX + "/system/queue", queue)
+    r.add_get(API_PREFIX + "/system/config", config)
+    for kind in ("rules", "history", "active"):
+        handler = _alerts_handler(kind)
+        r.add_get(f"{API_PREFIX}/system/alerts/{kind}", handler)
+        r.add_get(f"{API_PREFIX}/alerts/{kind}", handler)

@@ -1,0 +1,326 @@
+"""Tasks as both API dialects see them: submit, read, cancel, list, log history.
+
+Plain blocking functions over the spool and the mirror (file system, SQLite, structure
+parsing): handlers call them through ``asyncio.to_thread`` and only parse requests and
+shape answers (``/api/v1`` in ``tasks.py``, the MIRA adapters elsewhere).  Submissions
+are validated by ``task_validation.build_job`` before anything is published.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loguru import logger
+
+from mofsim_http.task_records import (
+    MAX_PAGE,
+    failure_of,
+    mirror_record,
+    mirror_task,
+    page_args,
+    pagination,
+    public_record,
+    queue_positions,
+    queued_record,
+)
+from mofsim_http.task_validation import StructureChecks, build_job
+from spool.errors import (
+    DatabaseError,
+    MofsimError,
+    ResultNotReady,
+    TaskNotFound,
+    ValidationError,
+)
+from spool.events import Event, filter_events, ms_from_iso, read_events
+from spool.job import Job, normalize_task_type
+from spool.layout import TERMINAL_STATES
+from spool.store import Spool
+
+__all__ = ["MAX_BATCH", "MAX_PAGE", "submit_task", "submit_batch", "get_task", "get_result",
+           "cancel_task", "list_tasks", "task_logs", "normalize_states", "parse_kinds",
+           "page_args", "pagination", "public_record", "queue_positions", "queued_record",
+           "failure_of", "event_item"]
+
+MAX_BATCH = 1000
+ALL_STATES = ("PENDING", "QUEUED", "ASSIGNED", "RUNNING", "COMPLETED", "FAILED",
+              "CANCELLED", "TIMEOUT")
+_STATE_ALIASES = {"canceled": "CANCELLED", "done": "COMPLETED", "finished": "COMPLETED"}
+EVENT_KINDS = ("log", "status", "progress")
+
+
+# --- submitting -----------------------------------------------------------------------------
+
+
+def submit_task(spool: Spool, mirror: Any, body: Any, task_type: str | None = None) -> dict:
+    """Validate and publish one task; its record (with ``queue_position``)."""
+    job = build_job(spool, body, task_type)
+    spool.submit(job)
+    record = queued_record(job)
+    mirror_record(mirror, record)
+    return public_record(record, queue_positions(spool))
+
+
+def submit_batch(spool: Spool, mirror: Any, items: Any, task_type: str | None = None) -> dict:
+    """Validate every item first, then publish the valid ones.  Per item: the record,
+    or the error (code, message, field).  Raises only when the list itself is bad or
+    no item is valid."""
+    if not isinstance(items, list) or not items:
+        raise ValidationError("tasks must be a non-empty list", field="tasks")
+    if len(items) > MAX_BATCH:
+        raise ValidationError(f"a batch holds at most {MAX_BATCH} tasks, got {len(items)}",
+                              field="tasks")
+    checks = StructureChecks()
+    jobs: list[tuple[int, Job]] = []
+    errors: dict[int, MofsimError] = {}
+    for i, item in enumerate(items):
+        try:
+            job = build_job(spool, item, task_type, checks=checks)
+        except MofsimError as exc:
+            errors[i] = exc
+            continue
+        if any(j.task_id == job.task_id for _, j in jobs):
+            errors[i] = ValidationError(f"task id {job.task_id} appears twice in the batch",
+                                        field="task_id")
+            continue
+        jobs.append((i, job))
+    if not jobs:
+        first = min(errors)
+        worst = errors[first]
+        summary = "; ".join(f"tasks[{i}]: {errors[i].message}" for i in sorted(errors)[:10])
+        raise type(worst)(f"no task in the batch is valid ({len(errors)} rejected); {summary}",
+                          field=f"tasks[{first}].{worst.field or 'body'}", detail=summary)
+    published: dict[int, dict[str, Any]] = {}
+    for i, job in jobs:
+        try:
+            spool.submit(job)
+        except MofsimError as failed:
+            errors[i] = failed
+            continue
+        published[i] = queued_record(job)
+        mirror_record(mirror, published[i])
+    queue = queue_positions(spool)
+    results: list[dict[str, Any]] = []
+    for i in range(len(items)):
+        if i in published:
+            results.append({"index": i, "accepted": True,
+                            "task": public_record(published[i], queue)})
+        else:
+            err = errors[i]
+            results.append({"index": i, "accepted": False, "error": {
+                "code": err.code, "type": type(err).__name__, "message": err.message,
+                "field": f"tasks[{i}].{err.field}" if err.field else f"tasks[{i}]"}})
+    return {"accepted": len(published), "rejected": len(items) - len(published),
+            "task_ids": [published[i]["task_id"] for i in sorted(published)], "items": results}
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def get_task(spool: Spool, task_id: str) -> dict[str, Any]:
+    record = spool.record(task_id)
+    queue = queue_positions(spool) if record["status"] == "QUEUED" else None
+    return public_record(record, queue)
+
+
+def get_result(spool: Spool, task_id: str) -> dict[str, Any]:
+    """The spec's 5.3 result; 50003 while unfinished, the task's error when it failed."""
+    record = spool.record(task_id)
+    state = record["status"]
+    if state != "COMPLETED":
+        if state in TERMINAL_STATES:
+            raise failure_of(record)
+        raise ResultNotReady(f"task {task_id} is {state}; its result is not ready yet")
+    body = record.get("result")
+    if not isinstance(body, dict):
+        raise ResultNotReady(f"task {task_id} is COMPLETED but its result is unreadable")
+    result = dict(body["result"]) if isinstance(body.get("result"), dict) else {}
+    if "output_files" in result:
+        from mofsim_http.files import output_file_urls
+
+        result["output_files"] = output_file_urls(task_id, result["output_files"])
+    return {
+        "task_id": task_id,
+        "task_type": record["task_type"],
+        "status": state,
+        "model": record["model"],
+        "structure_name": body.get("structure_name") or record.get("structure_name"),
+        "created_at": record["created_at"],
+        "started_at": record["started_at"],
+        "completed_at": record["completed_at"],
+        "duration_seconds": body.get("duration_seconds"),
+        "gpu_id": record.get("gpu_id"),
+        "result": result,
+        "metrics": body.get("metrics") or {},
+        "provenance": body.get("provenance") or {},
+    }
+
+
+def cancel_task(spool: Spool, mirror: Any, task_id: str) -> dict[str, Any]:
+    """QUEUED: cancelled now.  ASSIGNED/RUNNING: the executor stops at its next step
+    (killed after the daemon's grace period).  Terminal: TaskTerminal (50005)."""
+    state = spool.request_cancel(task_id)
+    if state == "CANCELLED":
+        mirror_task(spool, mirror, task_id)
+        message = "Task cancelled"
+    else:
+        message = "Cancel requested; the task stops at its next step"
+    return {"task_id": task_id, "status": state, "message": message}
+
+
+# --- lists ----------------------------------------------------------------------------------
+
+
+def normalize_states(value: str | list[str] | None) -> list[str] | None:
+    """``running``, ``QUEUED,RUNNING``, MIRA's lowercase names: the states meant."""
+    if value is None or value == "":
+        return None
+    parts = value if isinstance(value, list) else str(value).split(",")
+    out = []
+    for part in parts:
+        text = str(part).strip()
+        state = _STATE_ALIASES.get(text.lower(), text.upper())
+        if state not in ALL_STATES:
+            raise ValidationError(f"unknown status {text!r}; expected one of "
+                                  f"{', '.join(ALL_STATES)}", field="status")
+        out.append(state)
+    return out
+
+
+def _canonical_model(model: str, spool: Spool) -> str:
+    from executors.models import resolve_model
+
+    try:
+        return resolve_model(model, spool.paths.models).key
+    except MofsimError:
+        return model  # not a model this server knows: nothing matches, which is the answer
+
+
+def list_tasks(spool: Spool, mirror: Any, *, status: str | list[str] | None = None,
+               task_type: str | None = None, model: str | None = None, limit: int = 20,
+               offset: int = 0, order: str = "created_at desc",
+               ) -> tuple[list[dict[str, Any]], int]:
+    """A page of task records (newest first) and the total count matching.
+
+    From the mirror when it answers, else by reading the spool.  Rows of tasks not yet
+    finished are refreshed from the spool, whose state is always the latest."""
+    states = normalize_states(status)
+    kind = normalize_task_type(task_type) if task_type else None
+    model_key = _canonical_model(model, spool) if model else None
+    rows: list[dict[str, Any]] | None = None
+    if mirror is not None:
+        try:
+            rows, total = mirror.list_tasks(status=states, task_type=kind, model=model_key,
+                                            limit=limit, offset=offset, order=order)
+        except DatabaseError as exc:
+            logger.warning("mirror unavailable, listing from the spool: {}", exc.message)
+    if rows is None:
+        rows, total = _list_from_spool(spool, states, kind, model_key, limit, offset, order)
+    items = []
+    queue = queue_positions(spool)
+    for row in rows:
+        if row.get("status") not in TERMINAL_STATES:
+            task_id = str(row["task_id"])
+            if row.get("status") == "QUEUED" and task_id in queue:
+                items.append(public_record(row, queue))  # still waiting: the row is true
+                continue
+            try:
+                fresh = spool.record(task_id)
+            except MofsimError:
+                fresh = row  # gone from the spool: the mirror's row is all there is
+            if fresh.get("status") != row.get("status"):
+                # Changed behind the mirror's back (e.g. cancelled from the CLI while
+                # queued): repair the row, and keep the page true to its filter.
+                mirror_task(spool, mirror, str(row["task_id"]))
+                if states is not None and fresh.get("status") not in states:
+                    continue
+            row = fresh
+        items.append(public_record(row, queue))
+    return items, total
+
+
+def _list_from_spool(spool: Spool, states: list[str] | None, kind: str | None,
+                     model: str | None, limit: int, offset: int, order: str,
+                     ) -> tuple[list[dict[str, Any]], int]:
+    from mofsimd.mirror import SORTABLE
+
+    parts = order.strip().lower().split()
+    if parts and parts[0].startswith("-"):
+        parts = [parts[0][1:], "desc"]
+    if not 1 <= len(parts) <= 2 or parts[0] not in SORTABLE or parts[-1] not in (
+            parts[0], "asc", "desc"):
+        raise ValidationError(f"invalid order {order!r}: use one of {', '.join(SORTABLE)}, "
+                              "then asc or desc", field="order")
+    records = [r for r in spool.records()
+               if (states is None or r["status"] in states)
+               and (kind is None or r["task_type"] == kind)
+               and (model is None or r["model"] == model)]
+    key = parts[0]
+    present = sorted((r for r in records if r.get(key) is not None),
+                     key=lambda r: (str(r[key]) if key != "progress" else r[key], r["task_id"]),
+                     reverse=len(parts) == 2 and parts[1] == "desc")
+    ordered = present + [r for r in records if r.get(key) is None]
+    return ordered[offset:offset + limit], len(records)
+
+
+# --- log history ----------------------------------------------------------------------------
+
+
+def parse_kinds(value: str | None) -> tuple[str, ...] | None:
+    if not value:
+        return None
+    kinds = tuple(k.strip() for k in value.split(",") if k.strip())
+    bad = [k for k in kinds if k not in EVENT_KINDS]
+    if bad:
+        raise ValidationError(f"unknown event type(s) {', '.join(bad)}; expected "
+                              f"{', '.join(EVENT_KINDS)}", field="types")
+    return kinds
+
+
+def event_item(ev: Event) -> dict[str, Any]:
+    """One events.jsonl entry as the API shows it: the spec's 6.3 log record plus its
+    ``id`` (the byte offset SSE streams use too)."""
+    return {"id": ev.offset, **ev.data}
+
+
+def task_logs(spool: Spool, task_id: str, *, level: str | None = None, limit: int = 100,
+              offset: int = 0, since: str | None = None,
+              kinds: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """A task's events, oldest first.  ``level`` is a minimum; ``since`` an event id
+    (events after it) or an ISO time (events later than it)."""
+    if spool.locate(task_id) is None:
+        raise TaskNotFound(f"task {task_id} not found")
+    if level is not None and level.upper() not in ("DEBUG", "INFO", "WARNING", "WARN",
+                                                   "ERROR", "CRITICAL"):
+        raise ValidationError(f"unknown log level {level!r}", field="level")
+    floor = "WARNING" if level and level.upper() == "WARN" else level
+    after_id, after_ms = _since(since)
+    events = filter_events(read_events(spool.paths.events_file(task_id),
+                                       after_id if after_id is not None else 0),
+                           level=floor, kinds=kinds)
+    if after_id is not None:
+        events = [e for e in events if e.offset > after_id]
+    if after_ms is not None:
+        events = [e for e in events if _event_ms(e) > after_ms]
+    page = events[offset:offset + limit]
+    return {"task_id": task_id, "items": [event_item(e) for e in page],
+            "pagination": pagination(len(events), limit, offset),
+            "last_id": page[-1].offset if page else after_id}
+
+
+def _since(since: str | None) -> tuple[int | None, int | None]:
+    if since is None or since == "":
+        return None, None
+    if since.isdigit():
+        return int(since), None
+    try:
+        return None, ms_from_iso(since)
+    except ValueError:
+        raise ValidationError("since must be an event id or an ISO-8601 time",
+                              field="since") from None
+
+
+def _event_ms(ev: Event) -> int:
+    try:
+        return ms_from_iso(str(ev.data.get("timestamp")))
+    except ValueError:
+        return 0

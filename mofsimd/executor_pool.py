@@ -1,0 +1,158 @@
+"""Executor processes as seen from the supervisor: start, talk, kill, restart.
+
+Each executor is its own process group (``start_new_session``) so that a timeout or a
+forced cancel kills it and anything it spawned, and a crash of one never touches the
+others.  ``CUDA_VISIBLE_DEVICES`` is set in its environment before it imports torch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from mofsimd.devices import Slot
+
+Message = dict[str, Any]
+
+
+@dataclass
+class RunningTask:
+    task_id: str
+    claimed_path: Path
+    started: float
+    timeout: float
+    attempts: int
+    cancel_seen_at: float | None = None
+
+
+@dataclass
+class Executor:
+    slot: Slot
+    spool_root: Path
+    cache_size: int = 2
+    dtype: str = "float32"
+    threads: int | None = None
+    on_message: Callable[[Executor, Message], None] | None = None
+    on_exit: Callable[[Executor, int | None], None] | None = None
+    proc: asyncio.subprocess.Process | None = None
+    ready: bool = False
+    current: RunningTask | None = None
+    loaded_models: list[str] = field(default_factory=list)
+    restarts: int = 0
+    started_at: float = 0.0
+    _reader: asyncio.Task[None] | None = None
+    _stopping: bool = False
+
+    @property
+    def slot_id(self) -> str:
+        return self.slot.slot_id
+
+    @property
+    def idle(self) -> bool:
+        return self.ready and self.current is None and self.alive
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    def _command(self) -> list[str]:
+        device = "cuda" if self.slot.kind == "nvml" else "cpu"
+        cmd = [sys.executable, "-m", "executors.worker", "--spool", str(self.spool_root),
+               "--slot", self.slot_id, "--device", device, "--cache-size", str(self.cache_size),
+               "--dtype", self.dtype]
+        if self.slot.kind == "nvml":
+            cmd += ["--gpu-id", str(self.slot.index)]
+        return cmd
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["CUDA_VISIBLE_DEVICES"] = self.slot.cuda_visible or ""
+        env["MOFSIM_SLOT"] = self.slot_id
+        env["PYTHONUNBUFFERED"] = "1"
+        # numpy's BLAS on tiny 3x3 cell-filter algebra only loses to thread hand-offs;
+        # the model's own torch threads are set separately below.
+        env.setdefault("OPENBLAS_NUM_THREADS", "1")
+        if self.threads:
+            # Several CPU slots share the machine's cores instead of oversubscribing them.
+            env["OMP_NUM_THREADS"] = str(self.threads)
+        root = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        return env
+
+    async def start(self) -> None:
+        self.ready = False
+        self._stopping = False
+        self.proc = await asyncio.create_subprocess_exec(
+            *self._command(), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=None, env=self._env(), start_new_session=True, limit=2**24)
+        self.started_at = time.time()
+        self._reader = asyncio.create_task(self._read_loop(), name=f"reader-{self.slot_id}")
+        logger.info("executor {} started (pid {})", self.slot_id, self.proc.pid)
+
+    async def _read_loop(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        proc = self.proc
+        stdout = self.proc.stdout
+        while True:
+            line = await stdout.readline()
+            if not line:
+                break
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if msg.get("type") == "ready":
+                self.ready = True
+            if "loaded" in msg:
+                self.loaded_models = list(msg["loaded"])
+            if self.on_message:
+                self.on_message(self, msg)
+        code = await proc.wait()
+        self.ready = False
+        if self.on_exit and not self._stopping:
+            self.on_exit(self, code)
+
+    def send(self, msg: Message) -> None:
+        if not self.alive or self.proc is None or self.proc.stdin is None:
+            raise RuntimeError(f"executor {self.slot_id} is not running")
+        self.proc.stdin.write((json.dumps(msg) + "\n").encode())
+
+    def run(self, task: RunningTask) -> None:
+        self.current = task
+        self.send({"type": "run", "task_id": task.task_id, "path": str(task.claimed_path)})
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: timeouts and forced cancels."""
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Polite shutdown; forced after ``timeout``."""
+        self._stopping = True
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        with contextlib.suppress(RuntimeError, ConnectionError):
+            self.send({"type": "shutdown"})
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout)
+        except TimeoutError:
+            self.kill()
+            await self.proc.wait()
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader

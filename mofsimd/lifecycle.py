@@ -1,0 +1,194 @@
+"""Task transitions as the supervisor performs them: spool rename, event, mirror row.
+
+The supervisor decides *when*; this module does *what* a transition means, in the one
+order that survives a crash at any point: outcome files first (``result.json`` by the
+executor, ``error.json`` here), then the rename, then the event and the mirror.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from loguru import logger
+
+from mofsimd.config import Config
+from mofsimd.executor_pool import Executor, RunningTask
+from mofsimd.mirror_writer import MirrorWriter
+from spool import transitions
+from spool.errors import MofsimError, StorageError
+from spool.job import Job, priority_name
+from spool.recovery import record_failure
+from spool.store import Spool, read_job
+
+
+def setup_logging(config: Config) -> Path:
+    """System, access and audit logs as JSON lines per day, human lines on stderr."""
+    from mofsimd.logs import configure
+
+    log_dir = log_dir_of(config)
+    configure(log_dir, config.log_level)
+    return log_dir
+
+
+def log_dir_of(config: Config) -> Path:
+    configured = config.extra.get("log_dir") if isinstance(config.extra, dict) else None
+    return (Path(configured).expanduser() if configured
+            else config.spool_path / "state" / "logs")
+
+
+class Lifecycle:
+    def __init__(self, spool: Spool, config: Config) -> None:
+        self.spool = spool
+        self.config = config
+        self.mirror: Any = None
+        self.writer: MirrorWriter | None = None
+        self._lock: IO[str] | None = None
+        self._model_keys: dict[str, str] = {}
+        # Told of every terminal transition (webhooks, failure counts); must be cheap.
+        self.on_transition: Callable[[str, str], None] | None = None
+
+    # -- daemon-wide -------------------------------------------------------------------
+    def open(self) -> None:
+        from mofsimd.mirror_factory import database_url, mirror_location, open_mirror
+
+        database_url(self.config)  # a malformed URL is a configuration error: refuse now
+        self._take_lock()
+
+        def opener() -> Any:
+            return open_mirror(self.config, self.spool.paths)
+
+        try:
+            self.mirror = opener()
+        except MofsimError as exc:
+            # The spool is the truth: run without the mirror, the writer thread keeps
+            # trying to open it and then writes everything that happened meanwhile.
+            logger.warning("mirror {} unavailable, working from the spool and retrying: {}",
+                           mirror_location(self.config, self.spool.paths), exc.message)
+            self.mirror = None
+        self.writer = MirrorWriter(self.spool, self.mirror, opener=opener,
+                                   pending_file=self.spool.paths.state_dir
+                                   / "mirror_pending.json")
+        self.writer.start()
+
+    def _take_lock(self) -> None:
+        """One daemon per spool: two would each think the other's claims are orphans."""
+        path = self.spool.paths.state_dir / "daemon.lock"
+        fh = open(path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            fh.seek(0)
+            pid = fh.read().strip() or "?"
+            fh.close()
+            raise StorageError(
+                f"another mofsim daemon (pid {pid}) is running on spool {self.spool.root}"
+            ) from exc
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._lock = fh
+
+    def close(self) -> None:
+        mirror = self.mirror
+        if self.writer is not None:
+            self.writer.stop()
+            mirror = self.writer.mirror  # the one the writer opened, if it had to
+            self.writer = None
+        if mirror is not None:
+            mirror.close()
+        self.mirror = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    # -- admission ---------------------------------------------------------------------
+    def model_key(self, name: str) -> str:
+        key = self._model_keys.get(name)
+        if key is None:
+            from executors.models import resolve_model
+
+            key = resolve_model(name, self.spool.paths.models).key
+            self._model_keys[name] = key
+        return key
+
+    def validate(self, job: Job) -> None:
+        """What the spool cannot check: the model exists, the parameters make sense."""
+        from executors.models import check_usable, resolve_model
+        from executors.registry import validate_parameters
+
+        self.model_key(job.model)
+        check_usable(resolve_model(job.model, self.spool.paths.models))
+        validate_parameters(job.task_type, job.parameters)
+
+    # -- transitions -------------------------------------------------------------------
+    def assigned(self, job: Job, ex: Executor) -> None:
+        self.spool.events(job.task_id).status(
+            "ASSIGNED", f"Task assigned to {ex.slot_id}", slot=ex.slot_id,
+            priority=priority_name(job.priority), attempts=job.attempts)
+        self.mirror_task(job.task_id)
+
+    def finish(self, task: RunningTask, state: str, *, code: int | None = None,
+               message: str | None = None, slot: str | None = None,
+               error: dict[str, Any] | None = None) -> None:
+        paths = self.spool.paths
+        if state != "COMPLETED":
+            extra = {k: v for k, v in (error or {}).items() if k not in ("code", "message")}
+            record_failure(self.spool, task.task_id, state, code or 50001,
+                           message or state.lower(), **extra)
+        try:
+            transitions.finish(paths, task.claimed_path, state)
+        except FileNotFoundError:
+            logger.warning("claimed file of {} vanished before {}", task.task_id, state)
+        level = "INFO" if state == "COMPLETED" else "WARNING" if state == "CANCELLED" else "ERROR"
+        text = f"Task {state.lower()}" + (f": {message}" if message and state != "COMPLETED"
+                                          else "")
+        self.spool.events(task.task_id).status(state, text, level=level, slot=slot, code=code)
+        marker = paths.cancel_marker(task.task_id)
+        if marker.exists():
+            marker.unlink(missing_ok=True)
+        self.mirror_task(task.task_id, with_logs=True)
+        if self.on_transition is not None:
+            self.on_transition(task.task_id, state)
+        logger.info("task {} {}", task.task_id, state)
+
+    def requeue(self, task: RunningTask, attempts: int, reason: str) -> None:
+        try:
+            job = read_job(task.claimed_path)
+        except MofsimError:
+            return
+        transitions.requeue(self.spool.paths, task.claimed_path, job.with_attempts(attempts))
+        self.spool.events(task.task_id).status(
+            "QUEUED", f"Task requeued: {reason}", level="WARNING", attempts=attempts)
+        self.mirror_task(task.task_id)
+
+    def requeue_after_shutdown(self, task: RunningTask) -> None:
+        """A task interrupted by shutdown did not fail: its attempt is not counted."""
+        try:
+            job = read_job(task.claimed_path)
+        except MofsimError:
+            return
+        transitions.requeue(self.spool.paths, task.claimed_path, job)
+        self.spool.events(task.task_id).status(
+            "QUEUED", "Task requeued: daemon shutting down", level="WARNING")
+        self.mirror_task(task.task_id)
+
+    def executor_restarted(self, ex: Executor) -> None:
+        logger.info("executor {} restarted ({} restarts)", ex.slot_id, ex.restarts)
+
+    # -- mirror ------------------------------------------------------------------------
+    def mirror_task(self, task_id: str, *, with_logs: bool = False) -> None:
+        if self.writer is not None:
+            self.writer.submit(task_id, with_logs)
+
+
+def pid_of_daemon(spool_root: Path) -> int | None:
+    try:
+        text = (spool_root / "state" / "daemon.lock").read_text().strip()
+        return int(text) if text else None
+    except (FileNotFoundError, ValueError):
+        return None

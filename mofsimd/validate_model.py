@@ -1,0 +1,123 @@
+"""Check that an uploaded custom model loads and computes, in a process of its own.
+
+``python -m mofsimd.validate_model --models-root DIR --model-id ID`` loads the model the
+way an executor would (``executors.loaders.load_calculator``), computes energy, forces
+and, where the model has them, stress of a small periodic cell made of elements the
+model covers, and prints one JSON line: ``{"ok": true, ...}`` or ``{"ok": false,
+"error": {...}}``.  Weights files are pickles, so this never runs inside the HTTP
+server; the server starts it with a time limit and records the outcome.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import IO, Any
+
+from spool.errors import MofsimError
+
+_FALLBACK_ELEMENTS = ["C", "O"]
+
+
+def model_elements(calc: Any) -> list[str] | None:
+    """The species a loaded calculator knows (MACE's z table, SevenNet's type map);
+    None when it does not say (ORB covers the periodic table)."""
+    from ase.data import chemical_symbols
+
+    zs: list[int] | None = None
+    z_table = getattr(calc, "z_table", None)
+    if z_table is not None and getattr(z_table, "zs", None) is not None:
+        zs = [int(z) for z in z_table.zs]
+    type_map = getattr(calc, "type_map", None)
+    if zs is None and isinstance(type_map, dict):
+        zs = sorted(int(z) for z in type_map)
+    if not zs:
+        return None
+    return [chemical_symbols[z] for z in zs if 0 < z < len(chemical_symbols)]
+
+
+def probe_atoms(elements: list[str]) -> Any:
+    """Two atoms 2.26 A apart in a 4.5 A cubic periodic cell."""
+    from ase import Atoms
+
+    pair = (elements * 2)[:2]
+    return Atoms(pair, positions=[[0.0, 0.0, 0.0], [1.3, 1.4, 1.2]], cell=[4.5, 4.5, 4.5],
+                 pbc=True)
+
+
+def validate(models_root: Path, model_id: str, device: str = "cpu") -> dict[str, Any]:
+    from executors.loaders import load_calculator
+    from executors.models import custom_spec
+
+    spec = custom_spec(model_id, models_root)
+    t0 = time.perf_counter()
+    calc = load_calculator(spec, device=device, dtype=spec.default_dtype,
+                           models_root=models_root)
+    load_s = time.perf_counter() - t0
+    known = model_elements(calc)
+    declared = [e for e in spec.elements if e != "all"]
+    elements = known or declared or _FALLBACK_ELEMENTS
+    atoms = probe_atoms(elements)
+    atoms.calc = calc
+    t1 = time.perf_counter()
+    energy = float(atoms.get_potential_energy())
+    forces = atoms.get_forces()
+    compute_s = time.perf_counter() - t1
+    if not math.isfinite(energy) or not all(math.isfinite(float(x)) for x in forces.flat):
+        raise MofsimError(f"the model returned non-finite values (energy {energy})")
+    if forces.shape != (len(atoms), 3):
+        raise MofsimError(f"the model returned forces of shape {forces.shape}")
+    out: dict[str, Any] = {
+        "ok": True, "model_key": spec.key, "framework": spec.framework,
+        "dtype": spec.default_dtype, "device": device,
+        "model_elements": known, "tested_formula": atoms.get_chemical_formula(),
+        "energy_eV": energy,
+        "max_force_eV_A": float(max(math.sqrt(sum(c * c for c in f)) for f in forces)),
+        "load_seconds": round(load_s, 3), "compute_seconds": round(compute_s, 3),
+    }
+    try:
+        stress = atoms.get_stress()
+        out["stress_finite"] = all(math.isfinite(float(x)) for x in stress)
+    except Exception as exc:  # noqa: BLE001 - stress is optional for a potential
+        out["stress_finite"] = None
+        out["stress_note"] = f"{type(exc).__name__}: {exc}"[:300]
+    if declared and known:
+        missing = sorted(set(declared) - set(known))
+        if missing:
+            out["warning"] = f"declared elements the model does not know: {', '.join(missing)}"
+    return out
+
+
+def run(models_root: Path, model_id: str, device: str, out: IO[str]) -> int:
+    try:
+        doc = validate(models_root, model_id, device)
+    except MofsimError as exc:
+        doc = {"ok": False, "error": exc.to_dict()}
+    except Exception as exc:  # noqa: BLE001 - any failure is the verdict, reported whole
+        doc = {"ok": False, "error": {"code": 30005, "type": type(exc).__name__,
+                                      "message": f"{type(exc).__name__}: {exc}"[:2000]}}
+        traceback.print_exc(file=sys.stderr)
+    out.write(json.dumps(doc, default=str) + "\n")
+    out.flush()
+    return 0 if doc.get("ok") else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="mofsimd.validate_model")
+    ap.add_argument("--models-root", required=True)
+    ap.add_argument("--model-id", required=True)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args(argv)
+    # The verdict owns stdout; model libraries print to stderr instead.
+    out = sys.stdout
+    sys.stdout = sys.stderr
+    return run(Path(args.models_root), args.model_id, args.device, out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

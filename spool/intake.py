@@ -1,0 +1,85 @@
+"""Turning whatever sits in ``incoming/`` into canonical, validated jobs.
+
+People and scripts drop files by hand: any name ending ``.json``, ``task_id`` optional.
+A canonical file (``<13-digit ms>-<task_id>.json``) is parsed when claimed; any other
+file is adopted here: validated, given an id and republished under the canonical name.
+Whatever does not validate goes to ``rejected/`` with a reason; nothing raises.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from spool import transitions
+from spool.errors import InvalidJobFile, MofsimError
+from spool.job import Job, new_task_id, priority_name
+from spool.store import QueuedFile, Spool
+
+# Extra checks the spool itself cannot make (model keys, task parameters): raise a
+# MofsimError to reject.  Supplied by the daemon, which knows the executors' catalogue.
+Validator = Callable[[Job], None]
+
+MAX_JOB_BYTES = 64 * 1024 * 1024
+
+
+def parse_dropped(path: Path, level: int) -> Job:
+    """Build a job from a hand-written file, filling what a person would leave out."""
+    size = path.stat().st_size
+    if size > MAX_JOB_BYTES:
+        raise InvalidJobFile(f"job file is {size} bytes; the limit is {MAX_JOB_BYTES}")
+    raw = path.read_bytes()
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidJobFile(f"not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidJobFile("job must be a JSON object")
+    data = dict(data)
+    data.setdefault("task_id", new_task_id())
+    options = dict(data.get("options") or {}) if isinstance(data.get("options"), dict) else {}
+    # The directory a person dropped the file into is the priority, unless the file says.
+    options.setdefault("priority", priority_name(level))
+    data["options"] = options
+    if "created_at" not in data:
+        data["created_at"] = int(os.stat(path).st_mtime * 1000)
+    return Job.from_dict(data)
+
+
+def admit(spool: Spool, qfile: QueuedFile, validator: Validator | None = None) -> Job | None:
+    """Validate one queued file.  Returns the job when it may be claimed as it is,
+    None when it was rejected, adopted under a new name, or vanished.  ``validator``
+    applies to hand-written files only (see below)."""
+    try:
+        if qfile.task_id is not None:
+            job = Job.from_json(qfile.path.read_bytes())
+            if job.task_id != qfile.task_id:
+                raise InvalidJobFile(
+                    f"file name says task {qfile.task_id} but the file holds {job.task_id}")
+            # A canonical job has an id its submitter knows: a bad model or parameter
+            # fails that task (the caller's business) instead of vanishing into rejected/.
+            return job
+        job = parse_dropped(qfile.path, qfile.priority)
+        if spool.locate(job.task_id) is not None:
+            raise InvalidJobFile(f"task id {job.task_id} already exists")
+        if validator:
+            validator(job)
+    except FileNotFoundError:
+        return None
+    except MofsimError as exc:
+        reason = f"{exc.code} {type(exc).__name__}: {exc.message}"
+        if exc.field:
+            reason += f" (field: {exc.field})"
+        transitions.reject(spool.paths, qfile.path, reason)
+        return None
+    except OSError as exc:
+        transitions.reject(spool.paths, qfile.path, f"unreadable: {exc}")
+        return None
+    published = transitions.adopt_submission(spool.paths, qfile.path, job)
+    if published is not None:
+        spool.events(job.task_id).status(
+            "QUEUED", f"Task queued from hand-written file {qfile.name}",
+            priority=priority_name(job.priority), source_file=qfile.name)
+    return None

@@ -1,0 +1,277 @@
+"""The spool as a whole: submit, find, describe and cancel tasks.
+
+Every reader (CLI in local mode, HTTP server, mirror rebuild) goes through ``Spool``;
+state is always derived from where the job file sits plus the task's event log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spool import transitions
+from spool.errors import InvalidJobFile, TaskNotFound, TaskTerminal, ValidationError
+from spool.events import EventWriter, iso_from_ms, read_events
+from spool.job import Job, priority_name
+from spool.layout import CANONICAL_NAME, TERMINAL_DIRS, SpoolPaths, is_safe_token
+
+
+@dataclass(frozen=True)
+class Located:
+    task_id: str
+    state: str  # QUEUED, CLAIMED, or a terminal state
+    path: Path
+    slot: str | None = None
+
+
+@dataclass(frozen=True)
+class QueuedFile:
+    priority: int
+    name: str
+    path: Path
+
+    @property
+    def task_id(self) -> str | None:
+        m = CANONICAL_NAME.match(self.name)
+        return m.group(2) if m else None
+
+
+class Spool:
+    def __init__(self, root: Path | str, *, create: bool = True) -> None:
+        self.paths = SpoolPaths(Path(root).expanduser().resolve())
+        if create:
+            self.paths.ensure()
+
+    @property
+    def root(self) -> Path:
+        return self.paths.root
+
+    # -- writing -----------------------------------------------------------------------
+    def submit(self, job: Job) -> Path:
+        """Publish a validated job.  Its workspace and first event exist before it is
+        visible in the queue, so a claimer always finds them."""
+        workspace = self.paths.workspace(job.task_id)
+        if self.locate(job.task_id) is not None:
+            raise ValidationError(f"task id {job.task_id} already exists", field="task_id")
+        workspace.mkdir(parents=True, exist_ok=True)
+        self.events(job.task_id).status("QUEUED", f"Task queued ({priority_name(job.priority)})",
+                                        priority=priority_name(job.priority))
+        return transitions.publish(self.paths, job)
+
+    def events(self, task_id: str, gpu_id: int | None = None) -> EventWriter:
+        return EventWriter(self.paths.events_file(task_id), task_id, gpu_id=gpu_id)
+
+    def request_cancel(self, task_id: str) -> str:
+        """QUEUED tasks are cancelled here and now; running ones get a marker that the
+        executor sees at its next step.  Returns the state after the request."""
+        loc = self.locate(task_id)
+        if loc is None:
+            raise TaskNotFound(f"task {task_id} not found")
+        if loc.state in TERMINAL_DIRS:
+            raise TaskTerminal(f"task {task_id} is already {loc.state}; nothing to cancel")
+        if loc.state == "QUEUED":
+            if transitions.cancel_queued(self.paths, loc.path, task_id) is not None:
+                self.events(task_id).status("CANCELLED", "Task cancelled while queued")
+                return "CANCELLED"
+        transitions.atomic_write(self.paths, self.paths.cancel_marker(task_id), b"")
+        return "CANCELLING"
+
+    def cancel_requested(self, task_id: str) -> bool:
+        return self.paths.cancel_marker(task_id).exists()
+
+    # -- finding -----------------------------------------------------------------------
+    def locate(self, task_id: str) -> Located | None:
+        """Where the job file is now.  Directories are scanned in the order jobs move
+        through them (queue, claims, terminal), so a job renamed during the scan is
+        still found further on; a requeue moves backwards, hence one more pass."""
+        if not is_safe_token(task_id):
+            return None
+        for _ in range(2):
+            found = self._scan(task_id)
+            if found is not None:
+                return found
+        return None
+
+    def _scan(self, task_id: str) -> Located | None:
+        suffix = f"-{task_id}.json"
+        for _, d in self.paths.priority_dirs():
+            for name in _listdir(d):
+                if name.endswith(suffix) and CANONICAL_NAME.match(name):
+                    return Located(task_id, "QUEUED", d / name)
+        claimed = self.paths.claimed
+        for slot in _listdir(claimed):
+            p = claimed / slot / f"{task_id}.json"
+            if p.exists():
+                return Located(task_id, "CLAIMED", p, slot)
+        for state, dirname in TERMINAL_DIRS.items():
+            p = self.paths.root / dirname / f"{task_id}.json"
+            if p.exists():
+                return Located(task_id, state, p)
+        return None
+
+    def queued(self) -> list[QueuedFile]:
+        """Every file in incoming/, in scheduling order (priority, then FIFO by name)."""
+        out: list[QueuedFile] = []
+        for level, d in self.paths.priority_dirs():
+            try:
+                names = sorted(os.listdir(d))
+            except FileNotFoundError:
+                continue
+            out.extend(QueuedFile(level, n, d / n) for n in names if n.endswith(".json")
+                       and not n.startswith("."))
+        return out
+
+    def iter_task_ids(self) -> Iterator[str]:
+        seen: set[str] = set()
+        for q in self.queued():
+            if q.task_id and q.task_id not in seen:
+                seen.add(q.task_id)
+                yield q.task_id
+        dirs = [self.paths.claimed / s for s in _listdir(self.paths.claimed)]
+        dirs += [self.paths.root / d for d in TERMINAL_DIRS.values()]
+        for d in dirs:
+            for name in _listdir(d):
+                if name.endswith(".json") and not name.startswith("."):
+                    tid = name[:-5]
+                    if tid not in seen:
+                        seen.add(tid)
+                        yield tid
+
+    # -- describing --------------------------------------------------------------------
+    def load_job(self, task_id: str) -> Job:
+        for _ in range(5):
+            loc = self.locate(task_id)
+            if loc is None:
+                break
+            try:
+                return read_job(loc.path)
+            except TaskNotFound:
+                continue  # renamed between locating and reading it: look again
+        raise TaskNotFound(f"task {task_id} not found")
+
+    def record(self, task_id: str) -> dict[str, Any]:
+        """The task as the API shows it (the mirror stores the same dict)."""
+        for _ in range(5):
+            loc = self.locate(task_id)
+            if loc is None:
+                raise TaskNotFound(f"task {task_id} not found")
+            try:
+                job = read_job(loc.path)
+                break
+            except TaskNotFound:
+                continue  # renamed between locating and reading it: look again
+        else:
+            raise TaskNotFound(f"task {task_id} keeps moving; try again")
+        info = summarize_events(self.paths.events_file(task_id))
+        state = loc.state
+        if state == "CLAIMED":
+            state = "RUNNING" if info["running"] else "ASSIGNED"
+        record: dict[str, Any] = {
+            "task_id": task_id,
+            "task_type": job.task_type,
+            "model": job.model,
+            "status": state,
+            "priority": priority_name(job.priority),
+            "created_at": iso_from_ms(job.created_at),
+            "started_at": info["started_at"],
+            "completed_at": info["completed_at"] if state in TERMINAL_DIRS else None,
+            "slot": loc.slot or info["slot"],
+            "gpu_id": info["gpu_id"],
+            "attempts": job.attempts,
+            "progress": 1.0 if state == "COMPLETED" else info["progress"],
+            "progress_detail": info["progress_detail"],
+            "structure_name": info["structure_name"] or structure_label(job.structure),
+            "error": None,
+            "result": None,
+            "parameters": job.parameters,
+            "options": job.options,
+            "structure": structure_ref_for_record(job.structure),
+        }
+        if state == "COMPLETED":
+            record["result"] = _read_json(self.paths.result_file(task_id))
+        elif state in TERMINAL_DIRS:
+            record["error"] = _read_json(self.paths.error_file(task_id))
+        return record
+
+    def records(self, status: str | None = None) -> Iterator[dict[str, Any]]:
+        for tid in self.iter_task_ids():
+            try:
+                rec = self.record(tid)
+            except (TaskNotFound, InvalidJobFile, ValidationError):
+                continue  # moved or removed while we were looking
+            if status is None or rec["status"] == status.upper():
+                yield rec
+
+
+def read_job(path: Path) -> Job:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise TaskNotFound(f"job file {path.name} vanished") from exc
+    return Job.from_json(data)
+
+
+def summarize_events(path: Path) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "running": False, "started_at": None, "completed_at": None, "slot": None,
+        "gpu_id": None, "progress": None, "progress_detail": None, "structure_name": None,
+    }
+    for ev in read_events(path):
+        d = ev.data
+        extra = d.get("extra") or {}
+        if ev.kind == "status":
+            status = extra.get("status")
+            if status == "RUNNING":
+                info["running"] = True
+                info["started_at"] = d.get("timestamp")
+                info["slot"] = extra.get("slot", info["slot"])
+                info["gpu_id"] = d.get("gpu_id")
+                info["completed_at"] = None
+            elif status == "QUEUED":
+                info["running"] = False
+                info["progress"] = None
+            elif status in TERMINAL_DIRS:
+                info["completed_at"] = d.get("timestamp")
+            if extra.get("structure_name"):
+                info["structure_name"] = extra["structure_name"]
+        elif ev.kind == "progress":
+            frac = extra.get("progress")
+            if isinstance(frac, int | float):
+                info["progress"] = float(frac)
+            info["progress_detail"] = {k: v for k, v in extra.items() if k != "progress"}
+            info["progress_detail"]["message"] = d.get("message")
+    return info
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _listdir(d: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(d))
+    except FileNotFoundError:
+        return []
+
+
+def structure_label(ref: dict[str, Any]) -> str:
+    src = ref.get("source")
+    if src == "builtin":
+        return str(ref.get("name"))
+    if src == "path":
+        return Path(str(ref.get("path"))).stem
+    if src == "upload":
+        return str(ref.get("name") or ref.get("file_id"))
+    return str(ref.get("name") or "inline")
+
+
+def structure_ref_for_record(ref: dict[str, Any]) -> dict[str, Any]:
+    """Inline content can be large: records carry the reference without it."""
+    return {k: v for k, v in ref.items() if k != "content"}

@@ -1,0 +1,62 @@
+"""The admin system-log stream follows the daemon's JSON log file, with resumable ids."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from mofsim_http.app import create_app
+from mofsimd.config import Config
+from spool import Spool
+
+
+def line(level: str, message: str) -> str:
+    return json.dumps({"timestamp": "2026-01-01T00:00:00.000Z", "level": level,
+                       "logger": "system", "message": message, "task_id": None,
+                       "gpu_id": None, "extra": {}}) + "\n"
+
+
+async def read_events(resp, n: int) -> list[tuple[str, dict]]:
+    out: list[tuple[str, dict]] = []
+    event_id, data = None, None
+    while len(out) < n:
+        raw = (await resp.content.readline()).decode().rstrip("\n")
+        if raw.startswith("id: "):
+            event_id = raw[4:]
+        elif raw.startswith("data: "):
+            data = json.loads(raw[6:])
+        elif raw == "" and data is not None:
+            out.append((str(event_id), data))
+            event_id, data = None, None
+    return out
+
+
+@pytest.mark.asyncio
+async def test_stream_tails_filters_and_resumes(tmp_path: Path) -> None:
+    sp = Spool(tmp_path / "spool")
+    log = sp.paths.state_dir / "logs" / f"system-{datetime.now(UTC).date().isoformat()}.jsonl"
+    log.parent.mkdir(parents=True)
+    log.write_text(line("INFO", "old one") + line("DEBUG", "noise") + line("WARNING", "warn"))
+    app = create_app(Config(spool=str(sp.root), http="127.0.0.1:0", sse_heartbeat_s=0.2))
+    async with TestClient(TestServer(app)) as client:
+        resp = await client.get("/api/v1/system/logs/stream?tail=3&level=INFO")
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        first = await read_events(resp, 2)
+        assert [d["message"] for _, d in first] == ["old one", "warn"]
+        with open(log, "a") as fh:
+            fh.write(line("ERROR", "fresh"))
+        (eid, data), = await read_events(resp, 1)
+        assert data["message"] == "fresh"
+        resp.close()
+        resumed = await client.get("/api/v1/system/logs/stream",
+                                   headers={"Last-Event-ID": first[0][0]})
+        again = await read_events(resumed, 3)
+        assert [d["message"] for _, d in again] == ["noise", "warn", "fresh"]
+        resumed.close()
+        bad = await client.get("/api/v1/system/logs/stream?level=LOUD")
+        assert bad.status == 400 and (await bad.json())["error"]["field"] == "level"

@@ -1,0 +1,121 @@
+"""Operations through a real daemon: webhooks of a task, alerts from an injected fault,
+JSON log files."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mofsimd.alerts import read_active, read_history
+from mofsimd.devices import SimulatedBackend
+from mofsimd.webhooks import deliveries, verify
+from spool import Spool
+from tests.daemon_helpers import Daemon, quick_job, status, wait_for
+
+
+class Receiver:
+    """Fails the first ``fail_first`` POSTs, then accepts; remembers every request."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.fail_first = fail_first
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with outer.lock:
+                    outer.requests.append((dict(self.headers), body))
+                    n = len(outer.requests)
+                self.send_response(500 if n <= outer.fail_first else 200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def accepted(self) -> list[dict[str, Any]]:
+        with self.lock:
+            ok = self.requests[self.fail_first:]
+        return [json.loads(body) | {"_headers": h, "_raw": body} for h, body in ok]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver(fail_first=2)
+    yield r
+    r.server.shutdown()
+    r.server.server_close()
+
+
+def test_task_webhooks_are_signed_retried_and_not_duplicated(tmp_path: Path,
+                                                             receiver: Receiver) -> None:
+    sp = Spool(tmp_path / "spool")
+    job = quick_job(options={"notify_url": receiver.url, "notify_secret": "k3y",
+                             "notify_events": ["task.started", "task.completed"],
+                             "retry_times": 3, "retry_interval_seconds": 0.05})
+    with Daemon(sp.root):
+        sp.submit(job)
+        wait_for(lambda: status(sp, job.task_id) == "COMPLETED", 60, "task")
+        wait_for(lambda: {b["event"] for b in receiver.accepted()} >= {"task.started",
+                                                                       "task.completed"},
+                 30, "both webhooks")
+    got = receiver.accepted()
+    ids = [b["_headers"]["X-MOFSim-Delivery"] for b in got]
+    assert len(ids) == len(set(ids)) == 2  # each delivery accepted exactly once
+    for body in got:
+        assert verify("k3y", body["_raw"], body["_headers"]["X-MOFSim-Signature"])
+        assert body["task_id"] == job.task_id
+    done = next(b for b in got if b["event"] == "task.completed")
+    assert done["status"] == "COMPLETED" and done["summary"]["duration_seconds"] is not None
+    attempts = deliveries(sp.paths.state_dir / "webhooks", job.task_id)
+    assert sum(1 for a in attempts if not a["ok"]) == 2  # the two refusals, recorded
+    assert sum(1 for a in attempts if a["ok"]) == 2
+
+
+def test_hot_card_fires_an_alert_reaching_the_webhook_then_resolves(
+        tmp_path: Path, receiver: Receiver) -> None:
+    sp = Spool(tmp_path / "spool")
+    rules = tmp_path / "alerts.toml"
+    rules.write_text(f'[channels]\nwebhook_url = "{receiver.url}"\ninterval_s = 0.2\n'
+                     'warning_window_s = 0\nwebhook_retry_interval_s = 0.05\n')
+    with Daemon(sp.root, slots="simulate:2", alert_rules=str(rules)):
+        cards = SimulatedBackend(2, state_file=sp.paths.state_dir / "simulated-devices.json")
+        cards.set_temperature(1, 91.0)
+        alerts_dir = sp.paths.state_dir / "alerts"
+        wait_for(lambda: [a for a in read_active(alerts_dir)
+                          if a["type"] == "gpu_temperature_high"], 30, "alert firing")
+        wait_for(lambda: any(b.get("count") for b in receiver.accepted()), 30, "webhook")
+        cards.set_temperature(1, 55.0)
+        wait_for(lambda: not read_active(alerts_dir), 30, "alert resolved")
+        wait_for(lambda: len(receiver.accepted()) >= 2, 30, "resolution webhook")
+    history = read_history(alerts_dir)
+    assert [h["resolved"] for h in history[:2]] == [True, False]
+    sent = [a for b in receiver.accepted() for a in b.get("alerts", [b])]
+    assert any(a["type"] == "gpu_temperature_high" and a["details"]["temperature_c"] == 91.0
+               for a in sent)
+    assert any(a["type"] == "gpu_temperature_high" and a["resolved"] for a in sent)
+
+
+def test_daemon_writes_json_system_log_files(tmp_path: Path) -> None:
+    sp = Spool(tmp_path / "spool")
+    with Daemon(sp.root):
+        job = quick_job()
+        sp.submit(job)
+        wait_for(lambda: status(sp, job.task_id) == "COMPLETED", 60, "task")
+    today = datetime.now(UTC).date().isoformat()
+    lines = (sp.paths.state_dir / "logs" / f"system-{today}.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert any("mofsimd up" in r["message"] for r in records)
+    assert all(set(r) >= {"timestamp", "level", "logger", "message"} for r in records)

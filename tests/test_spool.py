@@ -1,0 +1,210 @@
+"""The spool protocol against a real temporary directory and real processes."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+from pathlib import Path
+
+import pytest
+
+from spool import Job, Spool, transitions
+from spool.errors import TaskNotFound, TaskTerminal, ValidationError
+from spool.events import read_events
+from spool.intake import admit
+from spool.recovery import sweep
+
+
+def make_job(**kw) -> Job:
+    base = {"task_type": "single-point-energy", "model": "emt",
+            "structure": "builtin:MOF-5"}
+    base.update(kw)
+    return Job.from_dict(base)
+
+
+def test_job_roundtrip_ignores_unknown_keys_and_fills_defaults() -> None:
+    job = make_job(parameters={"fmax": 0.1})
+    data = job.to_dict() | {"future_field": 1}
+    again = Job.from_dict(data)
+    assert again == job
+    assert again.schema_version == 1 and again.attempts == 0
+    assert again.structure == {"source": "builtin", "name": "MOF-5"}
+
+
+def test_job_accepts_mira_names_and_rejects_bad_fields() -> None:
+    job = Job.from_dict({"task_type": "single-point", "model_key": "7net-0",
+                         "structure_id": "abc"})
+    assert job.task_type == "single-point-energy"
+    assert job.structure == {"source": "upload", "file_id": "abc"}
+    with pytest.raises(ValidationError) as e:
+        make_job(options={"priority": "URGENT"})
+    assert e.value.field == "options.priority"
+    with pytest.raises(ValidationError) as e:
+        make_job(task_type="dance")
+    assert e.value.field == "task_type"
+    with pytest.raises(ValidationError):
+        make_job(task_id="../../etc/passwd")
+
+
+def test_submit_publishes_in_priority_dir_in_fifo_order(tmp_path: Path) -> None:
+    sp = Spool(tmp_path)
+    low = make_job(options={"priority": "LOW"}, created_at=1)
+    crit = make_job(options={"priority": "CRITICAL"}, created_at=3)
+    norm_a = make_job(created_at=2)
+    norm_b = make_job(created_at=4)
+    for j in (norm_b, low, crit, norm_a):
+        sp.submit(j)
+    order = [q.task_id for q in sp.queued()]
+    assert order == [crit.task_id, norm_a.task_id, norm_b.task_id, low.task_id]
+    assert not list(sp.paths.tmp.iterdir())
+    rec = sp.record(low.task_id)
+    assert rec["status"] == "QUEUED" and rec["priority"] == "LOW"
+
+
+def _race(root: str, name: str, slot: str, barrier, out) -> None:
+    sp = Spool(root)
+    src = next(q for q in sp.queued() if q.name == name)
+    barrier.wait()
+    got = transitions.claim(sp.paths, src.path, slot, src.task_id or "")
+    out.put((slot, got is not None))
+
+
+def test_claim_by_rename_has_exactly_one_winner_across_processes(tmp_path: Path) -> None:
+    sp = Spool(tmp_path)
+    ctx = mp.get_context("fork")
+    for _ in range(5):
+        job = make_job()
+        sp.submit(job)
+        name = job.file_name
+        n = 6
+        barrier = ctx.Barrier(n)
+        out = ctx.Queue()
+        procs = [ctx.Process(target=_race, args=(str(tmp_path), name, f"s{i}", barrier, out))
+                 for i in range(n)]
+        for p in procs:
+            p.start()
+        results = [out.get(timeout=30) for _ in procs]
+        for p in procs:
+            p.join()
+        winners = [slot for slot, won in results if won]
+        assert len(winners) == 1
+        assert (sp.paths.claimed_dir(winners[0]) / f"{job.task_id}.json").exists()
+
+
+def test_cancel_queued_is_immediate_and_terminal_is_refused(tmp_path: Path) -> None:
+    sp = Spool(tmp_path)
+    job = make_job()
+    sp.submit(job)
+    assert sp.request_cancel(job.task_id) == "CANCELLED"
+    assert sp.record(job.task_id)["status"] == "CANCELLED"
+    with pytest.raises(TaskTerminal):
+        sp.request_cancel(job.task_id)
+    with pytest.raises(TaskNotFound):
+        sp.request_cancel("task_nope")
+
+
+def test_cancel_of_claimed_task_leaves_marker(tmp_path: Path) -> None:
+    sp = Spool(tmp_path)
+    job = make_job()
+    path = sp.submit(job)
+    transitions.claim(sp.paths, path, "cpu0", job.task_id)
+    assert sp.record(job.task_id)["status"] == "ASSIGNED"
+    sp.events(job.task_id).status("RUNNING", slot="cpu0")
+    assert sp.record(job.task_id)["status"] == "RUNNING"
+    assert sp.request_cancel(job.task_id) == "CANCELLING"
+    assert sp.cancel_requested(job.task_id)
+
+
+def test_hand_dropped_file_is_adopted_and_malformed_is_rejected(tmp_path: Path) -> None:
+    sp = Spool(tmp_path)
+    drop = sp.paths.priority_dir(2) / "my job.json"
+    drop.write_text(json.dumps({"task_type": "optimization", "model": "emt",
+                                "structure": {"source": "builtin", "name": "MOF-5"}}))
+    bad = sp.paths.priority_dir(1) / "broken.json"
+    bad.write_text("{not json")
+    wrong = sp.paths.priority_dir(3) / "wrong.json"
+    wrong.write_text(json.dumps({"task_type": "teleport", "model": "emt", "structure": "x"}))
+    for q in sp.queued():
+        assert admit(sp, q) is None
+    names = [q.name for q in sp.queued()]
+    assert len(names) == 1 and names[0].endswith(".json")
+    (job_q,) = sp.queued()
+    job = admit(sp, job_q)
+    assert job is not None and job.task_type == "optimization" and job.priority == 2
+    assert (sp.paths.workspace(job.task_id) / "submitted.json").exists()
+    reasons = sorted(p.name for p in sp.paths.rejected.iterdir())
+    assert reasons == ["broken.json", "broken.json.reason", "wrong.json", "wrong.json.reason"]
+    assert "not valid JSON" in (sp.paths.rejected / "broken.json.reason").read_text()
+    assert "task_type" in (sp.paths.rejected / "wrong.json.reason").read_text()
+
+
+def test_validator_applies_to_hand_written_files_only(tmp_path: Path) -> None:
+    sp = Spool(tmp_path)
+    canonical = make_job()
+    sp.submit(canonical)
+    (sp.paths.priority_dir(2) / "hand.json").write_text(json.dumps(
+        {"task_type": "optimization", "model": "emt", "structure": "builtin:MOF-5"}))
+
+    def no_emt(job: Job) -> None:
+        raise ValidationError("model emt is not allowed here", field="model")
+
+    results = {q.name: admit(sp, q, no_emt) for q in sp.queued()}
+    assert results[canonical.file_name] == canonical
+    reason = (sp.paths.rejected / "hand.json.reason").read_text()
+    assert reason.startswith("40001") and "model" in reason
+
+
+def test_events_are_whole_lines_with_offsets_as_ids(tmp_path: Path) -> None:
+    sp = Spool(tmp_path)
+    job = make_job()
+    sp.submit(job)
+    w = sp.events(job.task_id, gpu_id=3)
+    for i in range(50):
+        w.emit(f"step {i}", event="progress", progress=i / 50, step=i)
+    evs = list(read_events(sp.paths.events_file(job.task_id)))
+    assert len(evs) == 51
+    assert evs[1].data["gpu_id"] == 3
+    assert set(evs[1].data) >= {"timestamp", "level", "logger", "message", "task_id",
+                                "gpu_id", "extra"}
+    tail = list(read_events(sp.paths.events_file(job.task_id), evs[40].offset))
+    assert tail[0].data["message"] == evs[40].data["message"] and len(tail) == 11
+    with open(sp.paths.events_file(job.task_id), "ab") as fh:
+        fh.write(b'{"torn": ')
+    assert len(list(read_events(sp.paths.events_file(job.task_id)))) == 51
+
+
+def test_recovery_requeues_orphans_and_completes_finished_ones(tmp_path: Path) -> None:
+    sp = Spool(tmp_path)
+    a, b, c, d = (make_job() for _ in range(4))
+    for j in (a, b, c, d):
+        p = sp.submit(j)
+        transitions.claim(sp.paths, p, "cpu0", j.task_id)
+    transitions.atomic_write_json(sp.paths, sp.paths.result_file(b.task_id), {"energy": 1.0})
+    # c was mid-requeue: both queued and claimed.
+    transitions.publish(sp.paths, c.with_attempts(1))
+    # d has exhausted its attempts.
+    claimed_d = sp.paths.claimed_dir("cpu0") / f"{d.task_id}.json"
+    claimed_d.unlink()
+    transitions.atomic_write(sp.paths, claimed_d, d.with_attempts(2).to_json())
+    rep = sweep(sp, max_attempts=3)
+    assert rep.requeued == [a.task_id]
+    assert rep.completed == [b.task_id]
+    assert rep.dropped_duplicates == [c.task_id]
+    assert rep.failed == [d.task_id]
+    assert sp.load_job(a.task_id).attempts == 1
+    assert sp.record(b.task_id)["status"] == "COMPLETED"
+    assert sp.record(b.task_id)["result"] == {"energy": 1.0}
+    assert sp.record(c.task_id)["status"] == "QUEUED"
+    assert sp.record(d.task_id)["status"] == "FAILED"
+    assert "3 times" in sp.record(d.task_id)["error"]["message"]
+    assert os.listdir(sp.paths.claimed_dir("cpu0")) == []
+
+
+def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
+    from spool.errors import StorageError
+
+    sp = Spool(tmp_path)
+    with pytest.raises(StorageError):
+        transitions.atomic_write(sp.paths, tmp_path / "missing-dir" / "x.json", b"{}")
+    assert list(sp.paths.tmp.iterdir()) == []
