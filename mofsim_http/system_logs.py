@@ -1,4 +1,6 @@
-"""``GET /api/v1/system/logs/stream`` (admin, spec 6.4): the system log, live, as SSE.
+"""``GET /api/v1/system/logs/stream`` (admin, spec 6.4): the system log, live, as SSE;
+``GET /api/v1/system/logs`` (admin): one day of the system, access or audit log, read
+back from whichever form it is kept in (plain, gzipped, or in its month's archive).
 
 It follows the daemon's JSON system log file of the day (``mofsimd.logs``), so it works
 whether the server runs inside the daemon or on its own.  Event ids are
@@ -19,6 +21,7 @@ from aiohttp import web
 
 from mofsim_http.app import API_PREFIX, CONFIG_KEY, SHUTDOWN_KEY
 from mofsim_http.describe import describe
+from mofsim_http.envelope import ok
 from mofsimd.lifecycle import log_dir_of
 from spool.errors import ValidationError
 from spool.events import LEVEL_RANK
@@ -27,6 +30,53 @@ POLL_S = 0.25
 QUERY = {"type": "object", "properties": {
     "level": {"type": "string", "enum": list(LEVEL_RANK)},
     "tail": {"type": "integer", "minimum": 0, "maximum": 10000}}}
+MAX_LINES = 10000
+DAY_QUERY = {"type": "object", "properties": {
+    "date": {"type": "string", "format": "date",
+             "description": "The day (UTC), YYYY-MM-DD; default today"},
+    "kind": {"type": "string", "enum": ["system", "access", "audit"], "default": "system"},
+    "level": {"type": "string", "enum": list(LEVEL_RANK)},
+    "offset": {"type": "integer", "minimum": 0, "default": 0},
+    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LINES, "default": 1000}}}
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ValidationError(f"{name} must be an integer", field=name) from exc
+    if not low <= value <= high:
+        raise ValidationError(f"{name} must be between {low} and {high}", field=name)
+    return value
+
+
+@describe(summary="One day of a log file (system, access or audit), archives included",
+          tags=["system"], admin=True, query=DAY_QUERY)
+async def day_log(request: web.Request) -> web.Response:
+    from mofsimd.logs import KINDS, read_day
+
+    raw_day = request.query.get("date")
+    try:
+        day = date.fromisoformat(raw_day) if raw_day else datetime.now(UTC).date()
+    except ValueError as exc:
+        raise ValidationError("date must be YYYY-MM-DD", field="date") from exc
+    kind = request.query.get("kind", "system")
+    if kind not in KINDS:
+        raise ValidationError(f"kind must be one of {', '.join(KINDS)}", field="kind")
+    level = (request.query.get("level") or "DEBUG").upper()
+    if level not in LEVEL_RANK:
+        raise ValidationError(f"level must be one of {', '.join(LEVEL_RANK)}", field="level")
+    offset = _int_param(request, "offset", 0, 0, 10**9)
+    limit = _int_param(request, "limit", 1000, 1, MAX_LINES)
+    records = await asyncio.to_thread(read_day, log_dir_of(request.app[CONFIG_KEY]), kind, day)
+    floor = LEVEL_RANK[level]
+    if floor > LEVEL_RANK["DEBUG"]:
+        records = [r for r in records if LEVEL_RANK.get(str(r.get("level")), 1) >= floor]
+    return ok(request, {"date": day.isoformat(), "kind": kind, "total": len(records),
+                        "offset": offset, "items": records[offset:offset + limit]})
 
 
 def _file(log_dir: Path, day: date) -> Path:
@@ -134,4 +184,5 @@ def _size(path: Path) -> int:
 
 
 def setup(app: web.Application) -> None:
+    app.router.add_get(API_PREFIX + "/system/logs", day_log)
     app.router.add_get(API_PREFIX + "/system/logs/stream", stream)

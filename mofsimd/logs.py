@@ -167,4 +167,12 @@ def read_day(log_dir: Path, kind: str, day: date) -> list[dict[str, Any]]:
             data = gzip.decompress(member.read())
     else:
         return []
-    return [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+    out: list[dict[str, Any]] = []
+    for line in data.decode(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a crash mid-write: the rest stays readable
+        if isinstance(record, dict):
+            out.append(record)
+    return out
