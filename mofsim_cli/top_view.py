@@ -172,10 +172,18 @@ def _num(value: Any, fmt: str, unit: str = "") -> str:
     return f"{value:{fmt}}{unit}" if isinstance(value, int | float) else "-"
 
 
+# Short columns that must stay readable when the terminal is narrow; long free text
+# (device names, details) gives way first.
+_MIN_WIDTH = {"SLOT": 5, "STATE": 9, "UTIL": 4, "TEMP": 4, "MEMORY": 15, "PRI": 6,
+              "MODEL": 10, "MODELS": 10, "TASK": 21}
+_MAX_WIDTH = {"DEVICE": 24}
+
+
 def _table(*columns: str) -> Table:
     table = Table(box=None, pad_edge=False, expand=True, header_style="bold")
     for name in columns:
-        table.add_column(name, no_wrap=True, overflow="ellipsis")
+        table.add_column(name, no_wrap=True, overflow="ellipsis",
+                         min_width=_MIN_WIDTH.get(name), max_width=_MAX_WIDTH.get(name))
     return table
 
 
