@@ -9,14 +9,9 @@ read directly from the configured ``slots`` setting.
 
 from __future__ import annotations
 
-import os
-import time
 from typing import Any
 
 from spool.errors import MofsimError
-from spool.events import iso_from_ms
-from spool.job import PRIORITIES
-from spool.layout import CANONICAL_NAME, TERMINAL_DIRS
 from spool.store import Spool
 
 DEVICE_FIELDS = ("memory_total_mb", "memory_used_mb", "memory_free_mb",
@@ -76,66 +71,13 @@ def _direct_inventory(spool: Spool, daemon_alive: bool) -> dict[str, Any]:
             "gpus": items}
 
 
-def _count(folder: Any) -> int:
-    try:
-        return sum(1 for n in os.listdir(folder) if n.endswith(".json")
-                   and not n.startswith("."))
-    except FileNotFoundError:
-        return 0
-
 
 def queue_stats(spool: Spool) -> dict[str, Any]:
     """Queued tasks per priority and the oldest one's age, tasks per state, and what
     the slots are doing."""
-    from mofsimd.slot_state import daemon_status, read_snapshot
+    from mofsimd.queue_stats import queue_stats as stats
 
-    names = {v: k for k, v in PRIORITIES.items()}
-    by_priority = dict.fromkeys(PRIORITIES, 0)
-    oldest_ms: int | None = None
-    for q in spool.queued():
-        by_priority[names[q.priority]] += 1
-        m = CANONICAL_NAME.match(q.name)
-        if m:
-            created = int(m.group(1))
-            oldest_ms = created if oldest_ms is None else min(oldest_ms, created)
-    # Claimed tasks are one per slot at most: their records are cheap to read.
-    claimed_states: dict[str, int] = {"ASSIGNED": 0, "RUNNING": 0}
-    claimed = 0
-    for slot in _listdir(spool.paths.claimed):
-        for name in _listdir(spool.paths.claimed / slot):
-            if not name.endswith(".json") or name.startswith("."):
-                continue
-            claimed += 1
-            try:
-                state = spool.record(name[:-len(".json")])["status"]
-            except MofsimError:
-                continue  # finished meanwhile
-            if state in claimed_states:
-                claimed_states[state] += 1
-    by_state: dict[str, int | None] = {"PENDING": 0, **claimed_states,
-                                       "QUEUED": sum(by_priority.values())}
-    for state, dirname in TERMINAL_DIRS.items():
-        by_state[state] = _count(spool.root / dirname)
-    snap = read_snapshot(spool.root)
-    daemon = daemon_status(spool.root, snapshot=snap)
-    slots = snap["slots"] if snap is not None and daemon["snapshot_current"] else []
-    states = [s.get("state") for s in slots]
-    running = [{"task_id": s["current_task"]["task_id"], "slot_id": s.get("slot_id"),
-                "started_at": iso_from_ms(float(s["current_task"]["started_at"]) * 1000)}
-               for s in slots if s.get("current_task")]
-    return {
-        "queued": {"total": by_state["QUEUED"], "by_priority": by_priority,
-                   "oldest_queued_at": iso_from_ms(oldest_ms),
-                   "oldest_age_seconds": None if oldest_ms is None
-                   else round(time.time() - oldest_ms / 1000, 3)},
-        "claimed": claimed,
-        "by_state": by_state, "counts_source": "spool",
-        "running": running,
-        "slots": {"total": len(slots), "busy": states.count("busy"),
-                  "idle": states.count("idle"), "loading": states.count("loading"),
-                  "down": states.count("down") + states.count("starting")},
-        "daemon_running": daemon["alive"],
-    }
+    return stats(spool)
 
 
 def alerts(spool: Spool, kind: str, limit: int = 100) -> dict[str, Any]:
@@ -151,9 +93,3 @@ def alerts(spool: Spool, kind: str, limit: int = 100) -> dict[str, Any]:
                                                                           limit=limit)
     return {kind: items, "total": len(items), "engine": "running"}
 
-
-def _listdir(folder: Any) -> list[str]:
-    try:
-        return sorted(os.listdir(folder))
-    except FileNotFoundError:
-        return []

@@ -31,7 +31,6 @@ from spool.errors import (
     EndpointNotFound,
     InternalError,
     MofsimError,
-    StructureNotFound,
     ValidationError,
     error_from_code,
 )
@@ -91,30 +90,13 @@ def structure_ref(arg: str) -> dict[str, Any]:
     """The task's ``structure`` as ``mofsim submit`` builds it locally: ``builtin:NAME``,
     ``upload:FILE_ID``, or a file sent inline with its name and format.  The server
     checks it."""
-    from mofsim_cli.submission import MAX_STRUCTURE_BYTES
+    from mofsim_cli.submission import read_structure_file
 
     if arg.startswith(("builtin:", "upload:")):
         source, _, name = arg.partition(":")
         return ({"source": "builtin", "name": name} if source == "builtin"
                 else {"source": "upload", "file_id": name})
-    path = Path(arg).expanduser()
-    if not path.is_file():
-        raise StructureNotFound(
-            f"structure file {arg!r} not found (use builtin:NAME for a built-in framework)",
-            field="structure")
-    size = path.stat().st_size
-    if size > MAX_STRUCTURE_BYTES:
-        from spool.errors import PayloadTooLarge
-
-        raise PayloadTooLarge(f"structure file is {size} bytes, over {MAX_STRUCTURE_BYTES}",
-                              field="structure")
-    try:
-        text = path.read_text()
-    except UnicodeDecodeError as exc:
-        from spool.errors import InvalidStructure
-
-        raise InvalidStructure(f"structure file {path.name!r} is not text",
-                               field="structure") from exc
+    path, text = read_structure_file(arg)
     ref: dict[str, Any] = {"source": "inline", "content": text, "name": path.stem,
                            "filename": path.name}
     try:

@@ -75,16 +75,9 @@ def resolve_model(key: str, task_type: str, models_root: Path) -> ModelSpec:
     return spec
 
 
-def structure_reference(arg: str, *, task_type: str, spec: ModelSpec | None,
-                        spool_root: Path, params: dict[str, Any] | None = None
-                        ) -> dict[str, Any]:
-    """``builtin:NAME``, ``upload:FILE_ID`` or a CIF/XYZ/POSCAR path, checked."""
-    if arg.startswith(("builtin:", "upload:")):
-        source, _, name = arg.partition(":")
-        ref = ({"source": "builtin", "name": name} if source == "builtin"
-               else {"source": "upload", "file_id": name})
-        _check_reference(ref, spool_root, task_type, spec, params)
-        return ref
+def read_structure_file(arg: str) -> tuple[Path, str]:
+    """A structure file named on the command line, and its text; a missing, oversized
+    or binary file is refused with its error code."""
     path = Path(arg).expanduser()
     if not path.is_file():
         raise StructureNotFound(
@@ -97,12 +90,25 @@ def structure_reference(arg: str, *, task_type: str, spec: ModelSpec | None,
         raise PayloadTooLarge(f"structure file is {size} bytes, over {MAX_STRUCTURE_BYTES}",
                               field="structure")
     try:
-        text = path.read_text()
+        return path, path.read_text()
     except UnicodeDecodeError as exc:
         from spool.errors import InvalidStructure
 
         raise InvalidStructure(f"structure file {path.name!r} is not text",
                                field="structure") from exc
+
+
+def structure_reference(arg: str, *, task_type: str, spec: ModelSpec | None,
+                        spool_root: Path, params: dict[str, Any] | None = None
+                        ) -> dict[str, Any]:
+    """``builtin:NAME``, ``upload:FILE_ID`` or a CIF/XYZ/POSCAR path, checked."""
+    if arg.startswith(("builtin:", "upload:")):
+        source, _, name = arg.partition(":")
+        ref = ({"source": "builtin", "name": name} if source == "builtin"
+               else {"source": "upload", "file_id": name})
+        _check_reference(ref, spool_root, task_type, spec, params)
+        return ref
+    path, text = read_structure_file(arg)
     ref = {"source": "inline", "content": text, "name": path.stem, "filename": path.name}
     fmt = _format_of(text, path.name)
     if fmt is not None:

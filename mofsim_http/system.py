@@ -32,11 +32,10 @@ from mofsim_http.app import (
 from mofsim_http.describe import describe
 from mofsim_http.envelope import is_mira, ok, request_id_of
 from mofsimd.config import Config
+from mofsimd.queue_stats import queue_stats as spool_queue_stats
 from mofsimd.slot_state import daemon_status, read_snapshot
 from spool.errors import MofsimError, ValidationError
 from spool.events import iso_from_ms, iso_now
-from spool.job import PRIORITIES
-from spool.layout import CANONICAL_NAME, TERMINAL_DIRS
 from spool.store import Spool
 
 DIRECT_BACKEND_KEY = web.AppKey("direct_device_backend", dict)
@@ -167,61 +166,19 @@ def gpu_inventory(app: web.Application) -> dict[str, Any]:
             "gpus": items}
 
 
-def _count(path: Any) -> int:
-    try:
-        return sum(1 for n in os.listdir(path) if n.endswith(".json") and not n.startswith("."))
-    except FileNotFoundError:
-        return 0
-
 
 def queue_stats(app: web.Application) -> dict[str, Any]:
     """Queued tasks per priority and the oldest one's age (from the spool), tasks per
-    state (the spool for queued and finished ones, the mirror for assigned/running),
-    and what each slot is doing (from the snapshot)."""
-    spool, mirror = app[SPOOL_KEY], app[MIRROR_KEY]
-    names = {v: k for k, v in PRIORITIES.items()}
-    by_priority = dict.fromkeys(PRIORITIES, 0)
-    oldest_ms: int | None = None
-    for q in spool.queued():
-        by_priority[names[q.priority]] += 1
-        m = CANONICAL_NAME.match(q.name)
-        if m:
-            created = int(m.group(1))
-            oldest_ms = created if oldest_ms is None else min(oldest_ms, created)
-    claimed = sum(_count(spool.paths.claimed / s) for s in _listdir(spool.paths.claimed))
-    by_state: dict[str, int | None] = {}
-    source = "spool"
+    state (the spool for queued and finished ones, the mirror for the rest when there is
+    one), and what each slot is doing (from the snapshot)."""
+    counts = None
+    mirror = app[MIRROR_KEY]
     if mirror is not None:
         try:
-            by_state.update(mirror.counts_by_status())
-            source = "spool+mirror"
+            counts = mirror.counts_by_status()
         except MofsimError:
-            pass
-    if not by_state:
-        by_state = {"PENDING": 0, "ASSIGNED": None, "RUNNING": None}
-    by_state["QUEUED"] = sum(by_priority.values())
-    for state, dirname in TERMINAL_DIRS.items():
-        by_state[state] = _count(spool.root / dirname)
-    snap = read_snapshot(spool.root)
-    daemon = daemon_status(spool.root, snapshot=snap)
-    slots = snap["slots"] if snap is not None and daemon["snapshot_current"] else []
-    states = [s.get("state") for s in slots]
-    running = [{"task_id": s["current_task"]["task_id"], "slot_id": s.get("slot_id"),
-                "started_at": iso_from_ms(float(s["current_task"]["started_at"]) * 1000)}
-               for s in slots if s.get("current_task")]
-    return {
-        "queued": {"total": by_state["QUEUED"], "by_priority": by_priority,
-                   "oldest_queued_at": iso_from_ms(oldest_ms),
-                   "oldest_age_seconds": None if oldest_ms is None
-                   else round(time.time() - oldest_ms / 1000, 3)},
-        "claimed": claimed,
-        "by_state": by_state, "counts_source": source,
-        "running": running,
-        "slots": {"total": len(slots), "busy": states.count("busy"),
-                  "idle": states.count("idle"), "loading": states.count("loading"),
-                  "down": states.count("down") + states.count("starting")},
-        "daemon_running": daemon["alive"],
-    }
+            counts = None  # the database is down: the claimed records answer instead
+    return spool_queue_stats(app[SPOOL_KEY], counts)
 
 
 def mask_secrets(value: Any) -> Any:
@@ -282,12 +239,6 @@ def alerts(app: web.Application, kind: str, limit: int = 100) -> dict[str, Any]:
         items = read_history(directory, limit=limit)
     return {kind: items, "total": len(items), "engine": "running"}
 
-
-def _listdir(d: Any) -> list[str]:
-    try:
-        return sorted(os.listdir(d))
-    except FileNotFoundError:
-        return []
 
 
 # --- handlers --------------------------------------------------------------------------------
