@@ -33,6 +33,7 @@ from mofsim_http.app import MIRROR_KEY, SPOOL_KEY, STARTED_KEY, request_context
 from mofsim_http.describe import describe
 from mofsim_http.openapi import returns
 from mofsimd.mirror_rows import DURATION_BUCKETS
+from mofsimd.queue_stats import count_jobs, listdir
 from mofsimd.slot_state import daemon_status, read_snapshot
 from mofsimd.webhooks import read_totals
 from spool.errors import MofsimError
@@ -169,9 +170,9 @@ class SpoolCollector:
                               labels=["state"])
         s.add_metric(["QUEUED"], len(spool.queued()))
         claimed = spool.paths.claimed
-        s.add_metric(["CLAIMED"], sum(_count(claimed / d) for d in _listdir(claimed)))
+        s.add_metric(["CLAIMED"], sum(count_jobs(claimed / d) for d in listdir(claimed)))
         for state, dirname in TERMINAL_DIRS.items():
-            s.add_metric([state], _count(spool.root / dirname))
+            s.add_metric([state], count_jobs(spool.root / dirname))
         yield s
 
     def _queue(self, spool: Any) -> Iterator[Metric]:
@@ -248,22 +249,6 @@ def _maybe(g: GaugeMetricFamily, slot: str, value: Any, scale: float) -> None:
         g.add_metric([slot], float(value) * scale)
 
 
-def _count(path: Any) -> int:
-    import os
-
-    try:
-        return sum(1 for n in os.listdir(path) if n.endswith(".json") and not n.startswith("."))
-    except FileNotFoundError:
-        return 0
-
-
-def _listdir(d: Any) -> list[str]:
-    import os
-
-    try:
-        return sorted(os.listdir(d))
-    except FileNotFoundError:
-        return []
 
 
 @describe(summary="Prometheus metrics", tags=["system"], public=True)
