@@ -33,12 +33,12 @@ from mofsim_http.app import MIRROR_KEY, SPOOL_KEY, STARTED_KEY, request_context
 from mofsim_http.describe import describe
 from mofsim_http.openapi import returns
 from mofsimd.mirror_rows import DURATION_BUCKETS
-from mofsimd.queue_stats import count_jobs, listdir
+from mofsimd.queue_stats import count_jobs, listdir, queued_by_priority
 from mofsimd.slot_state import daemon_status, read_snapshot
 from mofsimd.webhooks import read_totals
 from spool.errors import MofsimError
-from spool.job import PRIORITIES, TASK_TYPES
-from spool.layout import CANONICAL_NAME, TERMINAL_DIRS
+from spool.job import TASK_TYPES
+from spool.layout import TERMINAL_DIRS
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                    10.0)
@@ -178,14 +178,7 @@ class SpoolCollector:
     def _queue(self, spool: Any) -> Iterator[Metric]:
         depth = GaugeMetricFamily("mofsim_queue_depth", "Queued tasks per priority",
                                   labels=["priority"])
-        names = {v: k for k, v in PRIORITIES.items()}
-        counts = dict.fromkeys(PRIORITIES, 0)
-        oldest: int | None = None
-        for q in spool.queued():
-            counts[names[q.priority]] += 1
-            m = CANONICAL_NAME.match(q.name)
-            if m:
-                oldest = int(m.group(1)) if oldest is None else min(oldest, int(m.group(1)))
+        counts, oldest = queued_by_priority(spool)
         for name, n in counts.items():
             depth.add_metric([name], n)
         yield depth

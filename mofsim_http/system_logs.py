@@ -22,6 +22,7 @@ from aiohttp import web
 from mofsim_http.app import API_PREFIX, CONFIG_KEY, SHUTDOWN_KEY
 from mofsim_http.describe import describe
 from mofsim_http.envelope import ok
+from mofsim_http.task_records import query_int
 from mofsimd.lifecycle import log_dir_of
 from spool.errors import ValidationError
 from spool.events import LEVEL_RANK
@@ -40,19 +41,6 @@ DAY_QUERY = {"type": "object", "properties": {
     "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LINES, "default": 1000}}}
 
 
-def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ValidationError(f"{name} must be an integer", field=name) from exc
-    if not low <= value <= high:
-        raise ValidationError(f"{name} must be between {low} and {high}", field=name)
-    return value
-
-
 @describe(summary="One day of a log file (system, access or audit), archives included",
           tags=["system"], admin=True, query=DAY_QUERY)
 async def day_log(request: web.Request) -> web.Response:
@@ -69,8 +57,8 @@ async def day_log(request: web.Request) -> web.Response:
     level = (request.query.get("level") or "DEBUG").upper()
     if level not in LEVEL_RANK:
         raise ValidationError(f"level must be one of {', '.join(LEVEL_RANK)}", field="level")
-    offset = _int_param(request, "offset", 0, 0, 10**9)
-    limit = _int_param(request, "limit", 1000, 1, MAX_LINES)
+    offset = query_int(request.query, "offset", 0, 0, 10**9)
+    limit = query_int(request.query, "limit", 1000, 1, MAX_LINES)
     records = await asyncio.to_thread(read_day, log_dir_of(request.app[CONFIG_KEY]), kind, day)
     floor = LEVEL_RANK[level]
     if floor > LEVEL_RANK["DEBUG"]:

@@ -128,7 +128,8 @@ def mirror_record(mirror: Any, record: dict[str, Any]) -> None:
 # --- pages ----------------------------------------------------------------------------------
 
 
-def _int(query: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
+def query_int(query: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within ``[low, high]``, or ``default`` when absent."""
     raw = query.get(name)
     if raw is None or raw == "":
         return default
@@ -145,11 +146,11 @@ def page_args(query: Mapping[str, Any], default_size: int = 20) -> tuple[int, in
     """``(limit, offset)`` from ``skip``/``limit`` (or ``offset``/``limit``) when either
     is given, else from ``page`` (1-based) and ``page_size``."""
     if any(k in query for k in ("skip", "limit", "offset")):
-        limit = _int(query, "limit", default_size, 1, MAX_PAGE)
+        limit = query_int(query, "limit", default_size, 1, MAX_PAGE)
         skip_name = "skip" if "skip" in query else "offset"
-        return limit, _int(query, skip_name, 0, 0, 10**9)
-    size = _int(query, "page_size", default_size, 1, MAX_PAGE)
-    page = _int(query, "page", 1, 1, 10**9 // size)
+        return limit, query_int(query, skip_name, 0, 0, 10**9)
+    size = query_int(query, "page_size", default_size, 1, MAX_PAGE)
+    page = query_int(query, "page", 1, 1, 10**9 // size)
     return size, (page - 1) * size
 
 

@@ -53,7 +53,8 @@ def _claimed(spool: Spool) -> tuple[int, dict[str, int]]:
     return claimed, states
 
 
-def queue_stats(spool: Spool, mirror_counts: dict[str, int] | None = None) -> dict[str, Any]:
+def queued_by_priority(spool: Spool) -> tuple[dict[str, int], int | None]:
+    """Queued job files per priority name, and the oldest one's creation (epoch ms)."""
     names = {v: k for k, v in PRIORITIES.items()}
     by_priority = dict.fromkeys(PRIORITIES, 0)
     oldest_ms: int | None = None
@@ -63,6 +64,11 @@ def queue_stats(spool: Spool, mirror_counts: dict[str, int] | None = None) -> di
         if m:
             created = int(m.group(1))
             oldest_ms = created if oldest_ms is None else min(oldest_ms, created)
+    return by_priority, oldest_ms
+
+
+def queue_stats(spool: Spool, mirror_counts: dict[str, int] | None = None) -> dict[str, Any]:
+    by_priority, oldest_ms = queued_by_priority(spool)
     claimed, claimed_states = _claimed(spool)
     by_state: dict[str, int | None]
     if mirror_counts is not None:
