@@ -369,9 +369,10 @@ def _check_cell(atoms: Atoms) -> None:
 
 def _check_distances(atoms: Atoms, min_distance: float) -> None:
     import numpy as np
-    from ase.neighborlist import neighbor_list
 
-    i, j, d = neighbor_list("ijd", atoms, min_distance)
+    from executors.close_pairs import close_pairs
+
+    i, j, d = close_pairs(atoms, min_distance)
     if len(d) == 0:
         return
     k = int(np.argmin(d))

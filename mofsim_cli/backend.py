@@ -148,7 +148,7 @@ class LocalBackend:
                         structure=sub.structure, model=sub.model, params=sub.params,
                         priority=sub.priority, timeout=sub.timeout)
         sp = Spool(self.root, create=True)
-        sp.submit(job)
+        sp.submit(job, fresh_id=True)  # the CLI never takes an id from the user
         return status_view(sp, job.task_id)
 
     def status(self, task_id: str) -> dict[str, Any]:

@@ -53,6 +53,24 @@ def queue_positions(spool: Spool) -> dict[str, int]:
     return out
 
 
+def queue_position(spool: Spool, task_id: str) -> int | None:
+    """1-based place of one queued task, as ``queue_positions`` would give it, without
+    matching every queued name: what a submit or a status answer needs."""
+    suffix = f"-{task_id}.json"
+    place = 0
+    for _, folder in spool.paths.priority_dirs():
+        try:
+            names = [n for n in os.listdir(folder) if n.endswith(".json")
+                     and not n.startswith(".")]
+        except FileNotFoundError:
+            continue
+        mine = next((n for n in names if n.endswith(suffix) and CANONICAL_NAME.match(n)), None)
+        if mine is not None:
+            return place + sum(1 for n in names if n <= mine)
+        place += len(names)
+    return None
+
+
 def queued_record(job: Job) -> dict[str, Any]:
     """What ``Spool.record`` says of a job this process has just published (state
     QUEUED, one event), built without searching the queue for it: a batch of 1000
@@ -70,7 +88,8 @@ def queued_record(job: Job) -> dict[str, Any]:
     }
 
 
-def public_record(record: dict[str, Any], queue: dict[str, int] | None = None) -> dict:
+def public_record(record: dict[str, Any], queue: Mapping[str, int | None] | None = None
+                  ) -> dict:
     """A task record as clients see it: no webhook secret, no inline result (that is
     ``/result``), the queue position while queued."""
     out = {k: v for k, v in record.items() if k != "result"}

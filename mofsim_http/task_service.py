@@ -20,10 +20,11 @@ from mofsim_http.task_records import (
     page_args,
     pagination,
     public_record,
+    queue_position,
     queue_positions,
     queued_record,
 )
-from mofsim_http.task_validation import StructureChecks, build_job
+from mofsim_http.task_validation import build_job
 from spool.errors import (
     DatabaseError,
     MofsimError,
@@ -54,10 +55,11 @@ EVENT_KINDS = ("log", "status", "progress")
 def submit_task(spool: Spool, mirror: Any, body: Any, task_type: str | None = None) -> dict:
     """Validate and publish one task; its record (with ``queue_position``)."""
     job = build_job(spool, body, task_type)
-    spool.submit(job)
+    # An id the server generated just now cannot belong to an earlier task.
+    spool.submit(job, fresh_id=not (isinstance(body, dict) and body.get("task_id") is not None))
     record = queued_record(job)
     mirror_record(mirror, record)
-    return public_record(record, queue_positions(spool))
+    return public_record(record, {job.task_id: queue_position(spool, job.task_id)})
 
 
 def submit_batch(spool: Spool, mirror: Any, items: Any, task_type: str | None = None) -> dict:
@@ -69,12 +71,11 @@ def submit_batch(spool: Spool, mirror: Any, items: Any, task_type: str | None = 
     if len(items) > MAX_BATCH:
         raise ValidationError(f"a batch holds at most {MAX_BATCH} tasks, got {len(items)}",
                               field="tasks")
-    checks = StructureChecks()
     jobs: list[tuple[int, Job]] = []
     errors: dict[int, MofsimError] = {}
     for i, item in enumerate(items):
         try:
-            job = build_job(spool, item, task_type, checks=checks)
+            job = build_job(spool, item, task_type)
         except MofsimError as exc:
             errors[i] = exc
             continue
@@ -92,7 +93,7 @@ def submit_batch(spool: Spool, mirror: Any, items: Any, task_type: str | None = 
     published: dict[int, dict[str, Any]] = {}
     for i, job in jobs:
         try:
-            spool.submit(job)
+            spool.submit(job, fresh_id=items[i].get("task_id") is None)
         except MofsimError as failed:
             errors[i] = failed
             continue
@@ -118,8 +119,9 @@ def submit_batch(spool: Spool, mirror: Any, items: Any, task_type: str | None = 
 
 def get_task(spool: Spool, task_id: str) -> dict[str, Any]:
     record = spool.record(task_id)
-    queue = queue_positions(spool) if record["status"] == "QUEUED" else None
-    return public_record(record, queue)
+    if record["status"] != "QUEUED":
+        return public_record(record)
+    return public_record(record, {task_id: queue_position(spool, task_id)})
 
 
 def get_result(spool: Spool, task_id: str) -> dict[str, Any]:
@@ -216,12 +218,22 @@ def list_tasks(spool: Spool, mirror: Any, *, status: str | list[str] | None = No
     if rows is None:
         rows, total = _list_from_spool(spool, states, kind, model_key, limit, offset, order)
     items = []
-    queue = queue_positions(spool)
+    queue: dict[str, int] | None = None
+
+    def place(record: dict[str, Any]) -> dict[str, int] | None:
+        # Listing the queue costs in proportion to its length: only for pages showing it.
+        nonlocal queue
+        if record.get("status") != "QUEUED":
+            return None
+        if queue is None:
+            queue = queue_positions(spool)
+        return queue
+
     for row in rows:
         if row.get("status") not in TERMINAL_STATES:
             task_id = str(row["task_id"])
-            if row.get("status") == "QUEUED" and task_id in queue:
-                items.append(public_record(row, queue))  # still waiting: the row is true
+            if row.get("status") == "QUEUED" and task_id in (place(row) or {}):
+                items.append(public_record(row, place(row)))  # still waiting: the row is true
                 continue
             try:
                 fresh = spool.record(task_id)
@@ -234,7 +246,7 @@ def list_tasks(spool: Spool, mirror: Any, *, status: str | list[str] | None = No
                 if states is not None and fresh.get("status") not in states:
                     continue
             row = fresh
-        items.append(public_record(row, queue))
+        items.append(public_record(row, place(row)))
     return items, total
 
 

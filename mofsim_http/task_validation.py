@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,30 +37,67 @@ _STRUCTURE_KEYS = {"source", "file_id", "name", "primitive", "content", "format"
 
 
 class StructureChecks:
-    """Remembers structure verdicts within one request: a batch of 1000 tasks on the
-    same upload parses it once."""
+    """Remembers structure verdicts: parsing a structure and searching it for
+    overlapping atoms is most of what a submission costs, and users send the same
+    structure again and again (a batch of 1000 tasks on one upload; MIRA clients
+    upload once and submit by ``structure_id``).
 
-    def __init__(self) -> None:
-        self._seen: dict[str, MofsimError | None] = {}
+    A verdict is keyed by everything it depends on: the reference (inline content
+    included), the task and its parameters, the model's elements and, for an upload,
+    the identity of its folder on disk, so a deleted upload is never taken as valid.
+    At most ``max_entries`` are kept, least recently used first out."""
+
+    def __init__(self, max_entries: int = 1024) -> None:
+        self.max_entries = max_entries
+        self._seen: OrderedDict[str, MofsimError | None] = OrderedDict()
+        self._lock = threading.Lock()
 
     def check(self, spool: Spool, ref: dict[str, Any], task_type: str, spec: Any,
               params: dict[str, Any] | None = None) -> None:
-        from executors.structure_checks import PERIODIC_TASKS, allowed_elements
+        from executors.structure_checks import allowed_elements
 
         allowed = allowed_elements(spec)
-        # Task-specific checks (guest indices) depend on the parameters as well.
+        stamp = _upload_stamp(spool, ref)
+        if stamp is None and ref.get("source") == "upload":
+            _check_structure(spool, ref, task_type, spec, params)  # gone: say so, uncached
+            return
         key = hashlib.sha256(json.dumps(
-            [ref, task_type in PERIODIC_TASKS, sorted(allowed or []), task_type, params],
+            [ref, stamp, sorted(allowed or []), task_type, params],
             sort_keys=True, default=str).encode()).hexdigest()
-        if key not in self._seen:
+        with self._lock:
+            known = key in self._seen
+            if known:
+                self._seen.move_to_end(key)
+                err = self._seen[key]
+        if not known:
             try:
                 _check_structure(spool, ref, task_type, spec, params)
-                self._seen[key] = None
+                err = None
             except MofsimError as exc:
-                self._seen[key] = exc
-        err = self._seen[key]
+                err = exc
+            with self._lock:
+                self._seen[key] = err
+                while len(self._seen) > self.max_entries:
+                    self._seen.popitem(last=False)
         if err is not None:
             raise type(err)(err.message, field=err.field, detail=err.detail)
+
+
+# One for the whole process: verdicts are pure functions of their keys.
+SHARED_CHECKS = StructureChecks()
+
+
+def _upload_stamp(spool: Spool, ref: dict[str, Any]) -> list[int] | None:
+    """The upload folder's inode and change time; None when absent or not an upload."""
+    if ref.get("source") != "upload":
+        return None
+    from executors.structure_io import upload_dir
+
+    try:
+        st = upload_dir(spool.root, str(ref.get("file_id", ""))).stat()
+    except (OSError, MofsimError):
+        return None
+    return [st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
 
 
 def _check_structure(spool: Spool, ref: dict[str, Any], task_type: str, spec: Any,
@@ -264,7 +303,7 @@ def build_job(spool: Spool, body: Any, task_type: str | None = None, *,
     options = _options(body)
     ref, from_id = _structure_ref(body)
     try:
-        (checks or StructureChecks()).check(spool, ref, task_type, spec, normalized)
+        (checks or SHARED_CHECKS).check(spool, ref, task_type, spec, normalized)
     except MofsimError as exc:
         if from_id and exc.field in ("structure", "structure.file_id"):
             exc.field = "structure_id"

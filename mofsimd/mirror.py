@@ -39,6 +39,7 @@ from mofsimd.mirror_rows import (
     task_filter,
     task_from_row,
     task_row,
+    upsert_sql,
 )
 from spool.errors import DatabaseError
 
@@ -229,8 +230,11 @@ class SqliteMirror:
 
     def upsert_task(self, record: dict[str, Any]) -> None:
         row = task_row(record)
+        # Plain SQL: sqlite_utils' upsert re-reads the table's schema on every call, a
+        # cost paid by every API submission.
+        sql = upsert_sql("tasks", list(row), ("task_id",), ["?"] * len(row))
         with self._writing() as db:
-            db.table("tasks").upsert(row, pk="task_id")
+            db.conn.execute(sql, list(row.values()))
 
     def append_logs(self, task_id: str, events: list[dict[str, Any]]) -> None:
         """Idempotent: an event already stored under its ``seq`` is replaced, so the

@@ -37,6 +37,7 @@ from mofsimd.mirror_rows import (
     task_filter,
     task_from_row,
     task_row,
+    upsert_sql,
 )
 from spool.errors import DatabaseError, ValidationError
 
@@ -89,11 +90,8 @@ def _params(row: dict[str, Any], columns: Sequence[str],
 
 def _upsert_sql(table: str, columns: Sequence[str], key: Sequence[str],
                 json_columns: Sequence[str]) -> str:
-    marks = ", ".join("%s::jsonb" if c in json_columns else "%s" for c in columns)
-    updates = [f"{c} = EXCLUDED.{c}" for c in columns if c not in key]
-    action = f"DO UPDATE SET {', '.join(updates)}" if updates else "DO NOTHING"
-    return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
-            f"ON CONFLICT ({', '.join(key)}) {action}")
+    marks = ["%s::jsonb" if c in json_columns else "%s" for c in columns]
+    return upsert_sql(table, columns, key, marks)
 
 
 class PostgresMirror:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,16 +52,30 @@ class Spool:
         return self.paths.root
 
     # -- writing -----------------------------------------------------------------------
-    def submit(self, job: Job) -> Path:
+    def submit(self, job: Job, *, fresh_id: bool = False) -> Path:
         """Publish a validated job.  Its workspace and first event exist before it is
-        visible in the queue, so a claimer always finds them."""
+        visible in the queue, so a claimer always finds them.
+
+        Creating the workspace reserves the id: of two submissions of one id, one fails.
+        An id chosen by the client is also looked for among existing jobs (retention
+        may have removed an old task's workspace); ``fresh_id`` says the id was
+        generated for this job, which spares that search of the whole queue."""
         workspace = self.paths.workspace(job.task_id)
-        if self.locate(job.task_id) is not None:
-            raise ValidationError(f"task id {job.task_id} already exists", field="task_id")
-        workspace.mkdir(parents=True, exist_ok=True)
-        self.events(job.task_id).status("QUEUED", f"Task queued ({priority_name(job.priority)})",
-                                        priority=priority_name(job.priority))
-        return transitions.publish(self.paths, job)
+        taken = ValidationError(f"task id {job.task_id} already exists", field="task_id")
+        if not fresh_id and self.locate(job.task_id) is not None:
+            raise taken
+        try:
+            workspace.mkdir(parents=True)
+        except FileExistsError:
+            raise taken from None
+        try:
+            self.events(job.task_id).status(
+                "QUEUED", f"Task queued ({priority_name(job.priority)})",
+                priority=priority_name(job.priority))
+            return transitions.publish(self.paths, job)
+        except BaseException:
+            shutil.rmtree(workspace, ignore_errors=True)  # the id stays free for a retry
+            raise
 
     def events(self, task_id: str, gpu_id: int | None = None) -> EventWriter:
         return EventWriter(self.paths.events_file(task_id), task_id, gpu_id=gpu_id)
@@ -90,6 +105,12 @@ class Spool:
         still found further on; a requeue moves backwards, hence one more pass."""
         if not is_safe_token(task_id):
             return None
+        # Most lookups are of finished tasks, and a terminal file stays put: a few stats
+        # answer them without listing a queue that may hold thousands of files.
+        for state, dirname in TERMINAL_DIRS.items():
+            p = self.paths.root / dirname / f"{task_id}.json"
+            if p.exists():
+                return Located(task_id, state, p)
         for _ in range(2):
             found = self._scan(task_id)
             if found is not None:

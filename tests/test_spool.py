@@ -208,3 +208,64 @@ def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
     with pytest.raises(StorageError):
         transitions.atomic_write(sp.paths, tmp_path / "missing-dir" / "x.json", b"{}")
     assert list(sp.paths.tmp.iterdir()) == []
+
+
+def test_a_task_id_is_taken_once(tmp_path: Path) -> None:
+    import shutil
+
+    sp = Spool(tmp_path)
+    sp.submit(make_job(task_id="mine-1"))
+    with pytest.raises(ValidationError, match="already exists"):
+        sp.submit(make_job(task_id="mine-1"))
+    with pytest.raises(ValidationError, match="already exists"):
+        sp.submit(make_job(task_id="mine-1"), fresh_id=True)  # its workspace holds it
+    # Finished, and its workspace gone (retention): the job file still holds the id.
+    claimed = transitions.claim(sp.paths, sp.queued()[0].path, "cpu0", "mine-1")
+    assert claimed is not None
+    transitions.finish(sp.paths, claimed, "COMPLETED")
+    shutil.rmtree(sp.paths.workspace("mine-1"))
+    found = sp.locate("mine-1")
+    assert found is not None and found.state == "COMPLETED"
+    with pytest.raises(ValidationError, match="already exists"):
+        sp.submit(make_job(task_id="mine-1"))
+
+
+def _submit_same(root: str, barrier, out) -> None:
+    sp = Spool(root)
+    barrier.wait()
+    try:
+        sp.submit(make_job(task_id="shared-id"))
+        out.put(True)
+    except ValidationError:
+        out.put(False)
+
+
+def test_concurrent_submits_of_one_id_have_one_winner(tmp_path: Path) -> None:
+    Spool(tmp_path)
+    ctx = mp.get_context("fork")
+    barrier, out = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_submit_same, args=(str(tmp_path), barrier, out))
+             for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    assert sorted(out.get(timeout=5) for _ in procs) == [False, False, False, True]
+    assert [q.task_id for q in Spool(tmp_path).queued()] == ["shared-id"]
+
+
+def test_a_failed_publish_leaves_the_id_free(tmp_path: Path) -> None:
+    from spool.errors import StorageError
+
+    sp = Spool(tmp_path)
+    job = make_job(task_id="retry-me")
+    queue_dir = sp.paths.priority_dir(job.priority)
+    queue_dir.rmdir()
+    queue_dir.write_text("not a directory")  # the rename into the queue fails
+    with pytest.raises(StorageError):
+        sp.submit(job, fresh_id=True)
+    assert not sp.paths.workspace("retry-me").exists()
+    queue_dir.unlink()
+    queue_dir.mkdir()
+    sp.submit(job)
+    assert sp.record("retry-me")["status"] == "QUEUED"
