@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
@@ -34,22 +35,24 @@ API_ROOT = "/api/v1"
 # --- records --------------------------------------------------------------------------------
 
 
+def _queued_names(folder: Path) -> list[str]:
+    try:
+        return [n for n in os.listdir(folder) if n.endswith(".json") and not n.startswith(".")]
+    except FileNotFoundError:
+        return []
+
+
 def queue_positions(spool: Spool) -> dict[str, int]:
     """1-based place of each queued task in scheduling order (priority, then FIFO):
     ``Spool.queued()``'s order, from bare names (a long queue is listed per request)."""
     out: dict[str, int] = {}
     place = 0
     for _, folder in spool.paths.priority_dirs():
-        try:
-            names = sorted(os.listdir(folder))
-        except FileNotFoundError:
-            continue
-        for name in names:
-            if name.endswith(".json") and not name.startswith("."):
-                place += 1
-                m = CANONICAL_NAME.match(name)
-                if m:
-                    out[m.group(2)] = place
+        for name in sorted(_queued_names(folder)):
+            place += 1
+            m = CANONICAL_NAME.match(name)
+            if m:
+                out[m.group(2)] = place
     return out
 
 
@@ -59,11 +62,7 @@ def queue_position(spool: Spool, task_id: str) -> int | None:
     suffix = f"-{task_id}.json"
     place = 0
     for _, folder in spool.paths.priority_dirs():
-        try:
-            names = [n for n in os.listdir(folder) if n.endswith(".json")
-                     and not n.startswith(".")]
-        except FileNotFoundError:
-            continue
+        names = _queued_names(folder)
         mine = next((n for n in names if n.endswith(suffix) and CANONICAL_NAME.match(n)), None)
         if mine is not None:
             return place + sum(1 for n in names if n <= mine)

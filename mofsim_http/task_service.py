@@ -8,6 +8,7 @@ are validated by ``task_validation.build_job`` before anything is published.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from loguru import logger
@@ -218,22 +219,13 @@ def list_tasks(spool: Spool, mirror: Any, *, status: str | list[str] | None = No
     if rows is None:
         rows, total = _list_from_spool(spool, states, kind, model_key, limit, offset, order)
     items = []
-    queue: dict[str, int] | None = None
-
-    def place(record: dict[str, Any]) -> dict[str, int] | None:
-        # Listing the queue costs in proportion to its length: only for pages showing it.
-        nonlocal queue
-        if record.get("status") != "QUEUED":
-            return None
-        if queue is None:
-            queue = queue_positions(spool)
-        return queue
-
+    # Listing the queue costs in proportion to its length: only for pages that show it.
+    queue = functools.cache(lambda: queue_positions(spool))
     for row in rows:
         if row.get("status") not in TERMINAL_STATES:
             task_id = str(row["task_id"])
-            if row.get("status") == "QUEUED" and task_id in (place(row) or {}):
-                items.append(public_record(row, place(row)))  # still waiting: the row is true
+            if row.get("status") == "QUEUED" and task_id in queue():
+                items.append(public_record(row, queue()))  # still waiting: the row is true
                 continue
             try:
                 fresh = spool.record(task_id)
@@ -246,7 +238,7 @@ def list_tasks(spool: Spool, mirror: Any, *, status: str | list[str] | None = No
                 if states is not None and fresh.get("status") not in states:
                     continue
             row = fresh
-        items.append(public_record(row, place(row)))
+        items.append(public_record(row, queue() if row.get("status") == "QUEUED" else None))
     return items, total
 
 

@@ -113,7 +113,7 @@ def task_row(record: dict[str, Any], *, full: bool = False) -> dict[str, Any]:
 def upsert_sql(table: str, columns: Sequence[str], key: Sequence[str],
                marks: Sequence[str]) -> str:
     """``INSERT ... ON CONFLICT (key) DO UPDATE`` of the given columns, in the syntax
-    SQLite and PostgreSQL share; ``marks`` are the placeholders, one per column.  Names
+    SQLite and PostgreSQL share; ``marks`` are the parameter markers, one per column.  Names
     come from the column tables above, never from input."""
     updates = [f"{c} = excluded.{c}" for c in columns if c not in key]
     action = f"DO UPDATE SET {', '.join(updates)}" if updates else "DO NOTHING"

@@ -107,10 +107,9 @@ class Spool:
             return None
         # Most lookups are of finished tasks, and a terminal file stays put: a few stats
         # answer them without listing a queue that may hold thousands of files.
-        for state, dirname in TERMINAL_DIRS.items():
-            p = self.paths.root / dirname / f"{task_id}.json"
-            if p.exists():
-                return Located(task_id, state, p)
+        finished = self._terminal(task_id)
+        if finished is not None:
+            return finished
         for _ in range(2):
             found = self._scan(task_id)
             if found is not None:
@@ -128,6 +127,9 @@ class Spool:
             p = claimed / slot / f"{task_id}.json"
             if p.exists():
                 return Located(task_id, "CLAIMED", p, slot)
+        return self._terminal(task_id)
+
+    def _terminal(self, task_id: str) -> Located | None:
         for state, dirname in TERMINAL_DIRS.items():
             p = self.paths.root / dirname / f"{task_id}.json"
             if p.exists():
