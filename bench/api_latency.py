@@ -26,7 +26,11 @@ Clients wait for each answer before sending the next request, so the server is a
 busy with C requests: by Little's law the latency is about C times the time one request
 costs the server.  Doubling C doubles every figure; C = 4 is the documented load.
 
+``--request-threads N`` sets the server's ``http_request_threads`` (the pool that runs
+status, list, submit and cancel; see ``mofsim_http/request_pool.py``).
+
     python bench/api_latency.py [--tasks 10000] [--clients 4] [--requests 100] [--runs 5]
+                                [--request-threads N]
 """
 
 from __future__ import annotations
@@ -148,20 +152,23 @@ from mofsim_http.server import serve
 from mofsimd.config import load_config
 
 # Rate limits off: the point is what the endpoints cost, not the token bucket.
-config = load_config(overrides={"spool": sys.argv[1], "http": "127.0.0.1:" + sys.argv[2],
-                                "http_rate_limit": 0})
-serve(config, ready_file=Path(sys.argv[3]))
+overrides = {"spool": sys.argv[1], "http": "127.0.0.1:" + sys.argv[2], "http_rate_limit": 0}
+if sys.argv[4] != "default":
+    overrides["http_request_threads"] = int(sys.argv[4])
+serve(load_config(overrides=overrides), ready_file=Path(sys.argv[3]))
 """
 
 
-def start_server(spool_root: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_server(spool_root: Path, port: int, log: Path,
+                 request_threads: int | None = None) -> subprocess.Popen[bytes]:
     """``mofsim serve``'s own entry point, in a child process."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     ready = log.with_suffix(".ready")
     with open(log, "ab") as out:
         proc = subprocess.Popen([sys.executable, "-c", SERVER_CODE, str(spool_root), str(port),
-                                 str(ready)], env=env, stdout=out, stderr=subprocess.STDOUT)
+                                 str(ready), str(request_threads or "default")], env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
 
     def up() -> bool:
         if proc.poll() is not None:
@@ -275,7 +282,7 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
         ids = make_history(spool, args.tasks)
         print(f"history: {len(ids)} tasks in {time.perf_counter() - t0:.1f} s", flush=True)
         port = free_port()
-        server = start_server(spool.root, port, Path(tmp) / "server.log")
+        server = start_server(spool.root, port, Path(tmp) / "server.log", args.request_threads)
         base = f"http://127.0.0.1:{port}"
         prefix = "/mira/api/v1" if args.dialect == "mira" else "/api/v1"
         table: dict[str, dict[str, list[float]]] = {}
@@ -332,10 +339,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=100, help="requests per client per run")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--dialect", choices=("api", "mira"), default="api")
+    ap.add_argument("--request-threads", type=int, default=None,
+                    help="the server's http_request_threads (default: its configuration's)")
     args = ap.parse_args(argv)
     table = run(args)
+    threads = args.request_threads or "default"
     print(f"\n{args.clients} concurrent clients x {args.requests} requests, {args.tasks} tasks "
-          f"in the history, median of {args.runs} runs ({args.dialect} dialect)\n")
+          f"in the history, median of {args.runs} runs ({args.dialect} dialect, "
+          f"request threads: {threads})\n")
     print("| endpoint | P50 ms | P99 ms | P99 / baseline | req/s | P99 per run (ms) "
           "| P99 < 20 ms |")
     print("|---|---|---|---|---|---|---|")

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 # More image shifts than this means a needle-thin cell; the generic algorithm copes.
 MAX_SHIFTS = 343
+# Up to this many centre-point distances are computed densely, without k-d trees.
+DENSE_LIMIT = 20_000
 
 
 def close_pairs(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -65,15 +67,22 @@ def close_pairs(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np
 
 def _pairs(centres: np.ndarray, points: np.ndarray, owners: np.ndarray, is_image: np.ndarray,
            cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from scipy.spatial import cKDTree
+    import numpy as np
 
-    found = cKDTree(centres).sparse_distance_matrix(cKDTree(points), cutoff,
-                                                    output_type="ndarray")
-    i = found["i"].astype(int)
-    j = owners[found["j"]]
-    d = found["v"].astype(float)
+    if len(centres) * len(points) <= DENSE_LIMIT:
+        # Small cells: every distance at once costs less than building two trees.
+        dist = np.sqrt(((centres[:, None, :] - points[None, :, :]) ** 2).sum(axis=2))
+        i, k = np.nonzero(dist < cutoff)
+        d = dist[i, k]
+    else:
+        from scipy.spatial import cKDTree
+
+        found = cKDTree(centres).sparse_distance_matrix(cKDTree(points), cutoff,
+                                                        output_type="ndarray")
+        i, k, d = found["i"].astype(int), found["j"], found["v"].astype(float)
+    j = owners[k]
     # An atom is not its own neighbour; a periodic image of it may be.
-    keep = (d < cutoff) & ((i != j) | is_image[found["j"]])
+    keep = (d < cutoff) & ((i != j) | is_image[k])
     return i[keep], j[keep], d[keep]
 
 

@@ -126,7 +126,7 @@ async def _signal_shutdown(app: web.Application) -> None:
 
 def create_app(config: Config, *, spool: Spool | None = None,
                mirror: Any = None) -> web.Application:
-    from mofsim_http import auth
+    from mofsim_http import auth, request_pool
 
     app = web.Application(middlewares=[request_context, auth.auth_middleware],
                           client_max_size=config_upload_limit(config))
@@ -144,6 +144,7 @@ def create_app(config: Config, *, spool: Spool | None = None,
                  rate=config.http_rate_limit, burst=config.http_rate_burst,
                  bound_loopback=auth.is_loopback_host(host),
                  upload_limit=config_upload_limit(config))
+    request_pool.install(app, config.http_request_threads)
     for name in ROUTE_MODULES:
         importlib.import_module(name).setup(app)
     return app

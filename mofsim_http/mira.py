@@ -26,6 +26,7 @@ from mofsim_http.files import file_response, find_output
 from mofsim_http.mira_resources import int_query
 from mofsim_http.mira_shapes import mira_result, mira_summary, mira_task
 from mofsim_http.openapi import api_version, path_params, returns
+from mofsim_http.request_pool import quick, short_body
 from mofsim_http.task_service import (
     cancel_task,
     get_result,
@@ -98,8 +99,8 @@ def _submit_handler(task_type: str) -> Any:
     async def submit(request: web.Request) -> web.Response:
         body = await _json_body(request)
         app = request.app
-        record = await asyncio.to_thread(submit_task, app[SPOOL_KEY], app[MIRROR_KEY], body,
-                                         task_type)
+        record = await short_body(request, submit_task, app[SPOOL_KEY], app[MIRROR_KEY], body,
+                                  task_type)
         out = mira_task(record)
         out["estimated_time_minutes"] = None  # no cost model yet: unknown, not guessed
         return ok(request, out, status=201)
@@ -151,8 +152,9 @@ async def list_handler(request: web.Request) -> web.Response:
     skip = int_query(request, "skip", 0, 0, 10**9)
     limit = int_query(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     app = request.app
-    items, total = await asyncio.to_thread(
-        list_tasks, app[SPOOL_KEY], app[MIRROR_KEY], status=_states(request.query.get("status")),
+    items, total = await quick(
+        request, list_tasks, app[SPOOL_KEY], app[MIRROR_KEY],
+        status=_states(request.query.get("status")),
         task_type=request.query.get("task_type") or None, limit=limit, offset=skip)
     return ok(request, {"total": total, "skip": skip, "limit": limit,
                         "tasks": [mira_task(r) for r in items]})
@@ -163,8 +165,8 @@ async def list_handler(request: web.Request) -> web.Response:
 async def status_handler(request: web.Request) -> web.Response:
     """Poll this until `status` is completed (or failed); a failed task carries
     `error_message` and `error_code`."""
-    record = await asyncio.to_thread(get_task, request.app[SPOOL_KEY],
-                                     request.match_info["task_id"])
+    record = await quick(request, get_task, request.app[SPOOL_KEY],
+                         request.match_info["task_id"])
     return ok(request, mira_task(record))
 
 
@@ -176,8 +178,8 @@ async def status_handler(request: web.Request) -> web.Response:
 async def cancel_handler(request: web.Request) -> web.Response:
     """A queued task is cancelled at once; a running one stops at its next step."""
     app = request.app
-    out = await asyncio.to_thread(cancel_task, app[SPOOL_KEY], app[MIRROR_KEY],
-                                  request.match_info["task_id"])
+    out = await quick(request, cancel_task, app[SPOOL_KEY], app[MIRROR_KEY],
+                      request.match_info["task_id"])
     done = out["status"] == "CANCELLED"
     message = ("Task cancelled successfully" if done
                else "Cancellation requested; the task stops at its next step")
@@ -235,8 +237,8 @@ async def result_handler(request: web.Request) -> web.Response:
           responses={200: "the key numbers", 404: "unknown task", 409: "no result"})
 async def summary_handler(request: web.Request) -> web.Response:
     """`key_metrics` holds the few numbers that characterise the result."""
-    doc = await asyncio.to_thread(get_result, request.app[SPOOL_KEY],
-                                  request.match_info["task_id"])
+    doc = await quick(request, get_result, request.app[SPOOL_KEY],
+                      request.match_info["task_id"])
     return ok(request, mira_summary(doc))
 
 

@@ -19,6 +19,7 @@ from mofsim_http.app import CONFIG_KEY, MIRROR_KEY, SHUTDOWN_KEY, SPOOL_KEY
 from mofsim_http.describe import describe
 from mofsim_http.envelope import ok
 from mofsim_http.openapi import returns
+from mofsim_http.request_pool import quick, short_body
 from mofsim_http.task_validation import NOTIFY_EVENTS
 from spool.errors import ValidationError
 from spool.job import TASK_TYPES
@@ -121,7 +122,7 @@ def submit_handler(task_type: str | None) -> Any:
         before anything is queued; answers 202 with the record and queue position."""
         body = await read_json(request)
         spool, mirror = _services(request)
-        record = await asyncio.to_thread(svc.submit_task, spool, mirror, body, task_type)
+        record = await short_body(request, svc.submit_task, spool, mirror, body, task_type)
         return ok(request, record, status=202, message="Task queued")
 
     submit.__name__ = f"submit_{(task_type or 'task').replace('-', '_')}"
@@ -159,9 +160,9 @@ async def list_tasks(request: web.Request) -> web.Response:
     q = request.query
     limit, offset = svc.page_args(q)
     spool, mirror = _services(request)
-    items, total = await asyncio.to_thread(
-        svc.list_tasks, spool, mirror, status=q.get("status"), task_type=q.get("task_type"),
-        model=q.get("model"), limit=limit, offset=offset,
+    items, total = await quick(
+        request, svc.list_tasks, spool, mirror, status=q.get("status"),
+        task_type=q.get("task_type"), model=q.get("model"), limit=limit, offset=offset,
         order=q.get("order") or "created_at desc")
     return ok(request, {"items": items, "pagination": svc.pagination(total, limit, offset)})
 
@@ -171,7 +172,7 @@ async def list_tasks(request: web.Request) -> web.Response:
 @returns(schema=TASK_RECORD_SCHEMA)
 async def get_task(request: web.Request) -> web.Response:
     spool, _ = _services(request)
-    record = await asyncio.to_thread(svc.get_task, spool, request.match_info["task_id"])
+    record = await quick(request, svc.get_task, spool, request.match_info["task_id"])
     return ok(request, record)
 
 
@@ -180,7 +181,7 @@ async def get_task(request: web.Request) -> web.Response:
     409: "not finished (50003), failed (50001), timed out (50002) or cancelled (50004)"})
 async def get_result(request: web.Request) -> web.Response:
     spool, _ = _services(request)
-    result = await asyncio.to_thread(svc.get_result, spool, request.match_info["task_id"])
+    result = await quick(request, svc.get_result, spool, request.match_info["task_id"])
     return ok(request, result)
 
 
@@ -191,8 +192,8 @@ async def cancel_task(request: web.Request) -> web.Response:
     """Queued tasks are cancelled at once; running ones stop at their next step and are
     killed if they do not within the daemon's grace period."""
     spool, mirror = _services(request)
-    data = await asyncio.to_thread(svc.cancel_task, spool, mirror,
-                                   request.match_info["task_id"])
+    data = await quick(request, svc.cancel_task, spool, mirror,
+                       request.match_info["task_id"])
     return ok(request, data, message=data["message"])
 
 

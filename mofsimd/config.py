@@ -45,6 +45,9 @@ class Config:
     # requests per second and a burst; 0 turns rate limiting off.
     http_rate_limit: float = 50.0
     http_rate_burst: int = 100
+    # Threads for the short work of one request (status, list, submit, cancel): few,
+    # because they share the interpreter lock (see mofsim_http.request_pool).
+    http_request_threads: int = 1
     # Hashed API keys; None: <spool>/state/api_keys.json.
     api_keys_file: str | None = None
     # Seconds between comment heartbeats on SSE streams.

@@ -8,6 +8,7 @@ from ase import Atoms
 from ase.build import bulk
 from ase.neighborlist import neighbor_list
 
+from executors import close_pairs as close_pairs_module
 from executors.close_pairs import close_pairs
 from executors.structure_io import validate_atoms
 from spool.errors import InvalidStructure
@@ -21,7 +22,11 @@ def same_pairs(atoms: Atoms, cutoff: float) -> None:
     assert found == expected
 
 
-def test_random_cells_positions_and_periodicity_agree_with_ase() -> None:
+@pytest.mark.parametrize("dense_limit", [close_pairs_module.DENSE_LIMIT, 0],
+                         ids=["dense-for-small-cells", "k-d-trees-always"])
+def test_random_cells_positions_and_periodicity_agree_with_ase(
+        dense_limit: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(close_pairs_module, "DENSE_LIMIT", dense_limit)
     rng = np.random.default_rng(7)
     tried = 0
     while tried < 150:
