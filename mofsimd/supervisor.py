@@ -345,6 +345,10 @@ def run_daemon(config: Config, *, backend: DeviceBackend | None = None,
                     sup.request_stop()
                     code = 1
             if sup.ready.is_set() and code == 0:
+                if http is not None:
+                    from mofsim_http.server import settle_heap
+
+                    settle_heap()
                 sdnotify.ready(f"{len(sup.executors)} slots up on {sup.spool.root}")
                 if ready_file is not None:
                     ready_file.write_text(str(time.time()))

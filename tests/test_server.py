@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -16,7 +17,13 @@ import pytest
 from typer.testing import CliRunner
 
 from mofsim_cli.main import app as cli_app
-from mofsim_http.server import SHUTDOWN_TIMEOUT_S, HttpServer, parse_bind
+from mofsim_http.server import (
+    REQUEST_PATH_MODULES,
+    SHUTDOWN_TIMEOUT_S,
+    HttpServer,
+    parse_bind,
+    settle_heap,
+)
 from mofsimd.config import Config, load_config
 from mofsimd.supervisor import run_daemon
 from spool import Job, Spool
@@ -131,3 +138,21 @@ def test_mofsim_serve_runs_alone_on_a_spool(tmp_path: Path) -> None:
         output = proc.communicate(timeout=30)[0].decode()
     assert proc.returncode == 0, output
     assert "no daemon is running" in output  # it says why tasks will not run
+
+
+def test_settle_heap_loads_the_request_path_and_freezes_what_lives() -> None:
+    class Marker:
+        alive = "before"
+
+    marker = Marker()
+    assert any(obj is marker for obj in gc.get_objects())  # tracked until frozen
+    try:
+        settle_heap()
+        assert all(name in sys.modules for name in REQUEST_PATH_MODULES)
+        assert gc.get_freeze_count() > 0
+        # Frozen objects are out of the collector's generations, not gone.
+        assert not any(obj is marker for obj in gc.get_objects())
+        assert marker.alive == "before"
+    finally:
+        gc.unfreeze()
+    assert gc.get_freeze_count() == 0
