@@ -27,10 +27,14 @@ busy with C requests: by Little's law the latency is about C times the time one 
 costs the server.  Doubling C doubles every figure; C = 4 is the documented load.
 
 ``--request-threads N`` sets the server's ``http_request_threads`` (the pool that runs
-status, list, submit and cancel; see ``mofsim_http/request_pool.py``).
+status, list, submit and cancel; see ``mofsim_http/request_pool.py``).  Several settings
+(``--request-threads default,6``) are compared: within each run they take turns, each on
+a fresh server over the same history, so a shared machine's changing speed falls on all
+alike; a last table gives each one's P99 over the first's.  Every run starts its own
+server (after a warm-up of a few requests per endpoint).
 
     python bench/api_latency.py [--tasks 10000] [--clients 4] [--requests 100] [--runs 5]
-                                [--request-threads N]
+                                [--request-threads default[,N...]]
 """
 
 from __future__ import annotations
@@ -275,38 +279,56 @@ def cancel_all(base: str, prefix: str, ids: list[str]) -> None:
         asyncio.run(go())
 
 
-def run(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
+Table = dict[str, dict[str, list[float]]]
+
+
+def measure(spool: Spool, ids: list[str], args: argparse.Namespace, threads: str,
+            log: Path, seed: int) -> Table:
+    """One run of every endpoint against a server started for it."""
+    port = free_port()
+    server = start_server(spool.root, port, log, None if threads == "default" else int(threads))
+    base = f"http://127.0.0.1:{port}"
+    prefix = "/mira/api/v1" if args.dialect == "mira" else "/api/v1"
+    table: Table = {}
+    try:
+        eps = endpoints(prefix, ids, args.dialect == "mira")
+        eps["submit-upload"] = asyncio.run(upload_submit(base, prefix, args.dialect == "mira"))
+        # Warm-up: the first requests fill caches and open the mirror's connections.
+        for name, req in eps.items():
+            _, answers, _ = asyncio.run(hammer(base, req, 2, 5, seed=999))
+            cancel_all(base, prefix, _check(name, answers))
+        for name, req in eps.items():
+            lat, answers, wall = asyncio.run(hammer(base, req, args.clients, args.requests,
+                                                    seed=seed))
+            cancel_all(base, prefix, _check(name, answers))
+            table[name] = {"p50": [percentile(lat, 50)], "p99": [percentile(lat, 99)],
+                           "rps": [len(lat) / wall]}
+    finally:
+        server.terminate()
+        server.wait(30)
+    return table
+
+
+def run(args: argparse.Namespace) -> dict[str, Table]:
+    """Per setting of ``--request-threads``, every run's figures.  Settings take turns
+    within each run, each on a fresh server over the same history, so that a shared
+    machine's changing speed falls on all of them alike."""
+    settings = [t.strip() for t in args.request_threads.split(",") if t.strip()]
     with tempfile.TemporaryDirectory(prefix="mofsim-latency-") as tmp:
         spool = Spool(Path(tmp) / "spool")
         t0 = time.perf_counter()
         ids = make_history(spool, args.tasks)
         print(f"history: {len(ids)} tasks in {time.perf_counter() - t0:.1f} s", flush=True)
-        port = free_port()
-        server = start_server(spool.root, port, Path(tmp) / "server.log", args.request_threads)
-        base = f"http://127.0.0.1:{port}"
-        prefix = "/mira/api/v1" if args.dialect == "mira" else "/api/v1"
-        table: dict[str, dict[str, list[float]]] = {}
-        try:
-            eps = endpoints(prefix, ids, args.dialect == "mira")
-            eps["submit-upload"] = asyncio.run(upload_submit(base, prefix,
-                                                             args.dialect == "mira"))
-            # Warm-up: first requests pay imports (ase for structure parsing) and caches.
-            for name, req in eps.items():
-                _, answers, _ = asyncio.run(hammer(base, req, 2, 5, seed=999))
-                cancel_all(base, prefix, _check(name, answers))
-            for r in range(args.runs):
-                for name, req in eps.items():
-                    lat, answers, wall = asyncio.run(hammer(base, req, args.clients,
-                                                            args.requests, seed=r))
-                    cancel_all(base, prefix, _check(name, answers))
-                    row = table.setdefault(name, {"p50": [], "p99": [], "rps": []})
-                    row["p50"].append(percentile(lat, 50))
-                    row["p99"].append(percentile(lat, 99))
-                    row["rps"].append(len(lat) / wall)
-        finally:
-            server.terminate()
-            server.wait(30)
-    return table
+        tables: dict[str, Table] = {t: {} for t in settings}
+        for r in range(args.runs):
+            for k, threads in enumerate(settings):
+                one = measure(spool, ids, args, threads, Path(tmp) / f"server-{r}-{k}.log", r)
+                for name, row in one.items():
+                    into = tables[threads].setdefault(name, {"p50": [], "p99": [], "rps": []})
+                    for key, values in row.items():
+                        into[key].extend(values)
+            print(f"run {r + 1}/{args.runs} done", flush=True)
+    return tables
 
 
 async def upload_submit(base: str, prefix: str, mira: bool) -> Request:
@@ -339,14 +361,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=100, help="requests per client per run")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--dialect", choices=("api", "mira"), default="api")
-    ap.add_argument("--request-threads", type=int, default=None,
-                    help="the server's http_request_threads (default: its configuration's)")
+    ap.add_argument("--request-threads", default="default",
+                    help="the server's http_request_threads; several, comma-separated "
+                         "(e.g. default,6), are compared run by run")
     args = ap.parse_args(argv)
-    table = run(args)
-    threads = args.request_threads or "default"
-    print(f"\n{args.clients} concurrent clients x {args.requests} requests, {args.tasks} tasks "
-          f"in the history, median of {args.runs} runs ({args.dialect} dialect, "
-          f"request threads: {threads})\n")
+    tables = run(args)
+    verdicts = []
+    for threads, table in tables.items():
+        print(f"\n{args.clients} concurrent clients x {args.requests} requests, {args.tasks} "
+              f"tasks in the history, median of {args.runs} runs ({args.dialect} dialect, "
+              f"request threads: {threads})\n")
+        verdicts.append(print_table(table))
+    if len(tables) > 1:
+        first, *others = tables
+        print(f"\nP99 of each setting over that of request threads = {first}, "
+              "median of the per-run ratios\n")
+        print("| endpoint | " + " | ".join(others) + " |")
+        print("|---|" + "---|" * len(others))
+        for name in tables[first]:
+            ratios = [statistics.median(v / b for v, b in zip(
+                tables[o][name]["p99"], tables[first][name]["p99"], strict=True))
+                for o in others]
+            print(f"| {name} | " + " | ".join(f"{x:.2f}" for x in ratios) + " |")
+    return 0 if verdicts[0] else 1  # the first setting is the one judged
+
+
+def print_table(table: Table) -> bool:
+    """The markdown table of one setting; whether every P99 meets the target."""
     print("| endpoint | P50 ms | P99 ms | P99 / baseline | req/s | P99 per run (ms) "
           "| P99 < 20 ms |")
     print("|---|---|---|---|---|---|---|")
@@ -360,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {statistics.median(row['p50']):.2f} | {p99:.2f} | {ratio:.1f} | "
               f"{statistics.median(row['rps']):.0f} | {runs} | "
               f"{'yes' if p99 < TARGET_P99_MS else 'NO'} |")
-    return 0 if ok else 1
+    return ok
 
 
 if __name__ == "__main__":
