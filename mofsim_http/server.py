@@ -50,7 +50,7 @@ def settle_heap() -> None:
     """Import what requests will need, then exempt every object alive now from the
     cyclic garbage collector.
 
-    Importing here spares the first submission a pause of about a second.  A full
+    Importing here spares the first submission a pause of about half a second.  A full
     collection walks every tracked object: with ASE, NumPy and SciPy loaded that takes
     40 to 70 ms on the development machine, rarely, but every request in flight waits it
     out.  Modules, classes and the application live as long as the process anyway;
