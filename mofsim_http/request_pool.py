@@ -3,9 +3,10 @@
 Handlers never block the event loop: reading and writing the spool, the mirror and
 structures happens in threads.  Those threads take turns on Python's interpreter lock,
 so for this mostly CPU-bound work more threads bring no throughput, only contention:
-under four concurrent clients, submits answered with a P99 of about 23 ms on the
-default pool (a thread per core plus four) and about 15 ms on one dedicated thread
-(``bench/api_latency.py --request-threads``).
+under four concurrent clients on the 2-core development machine, the P99 of a page of
+the task list was 10 to 13 ms on the default pool (a thread per core plus four) and 6 to
+8 ms on one dedicated thread, and no endpoint was slower on one thread
+(``bench/api_latency.py --request-threads default,6``).
 
 So the short work of one request (read a task, list a page, submit or cancel one task)
 runs first come, first served on a small pool of its own, ``http_request_threads``
@@ -30,7 +31,6 @@ from spool.errors import ValidationError
 T = TypeVar("T")
 
 REQUEST_POOL_KEY = web.AppKey("request_pool", ThreadPoolExecutor)
-DEFAULT_THREADS = 1
 MAX_THREADS = 64
 # A single submission with a body larger than this (an inline structure of thousands of
 # atoms) is parsed on the default pool: it would hold up the short requests behind it.
