@@ -63,16 +63,24 @@ from spool.events import iso_from_ms  # noqa: E402
 
 TARGET_P99_MS = 20.0
 TERMINAL_MIX = [("COMPLETED", 0.8), ("FAILED", 0.1), ("CANCELLED", 0.05), ("TIMEOUT", 0.05)]
-TASK_TYPES = ["single-point-energy", "optimization", "stability", "bulk-modulus",
-              "heat-capacity", "interaction-energy"]
+TASK_TYPES = [
+    "single-point-energy",
+    "optimization",
+    "stability",
+    "bulk-modulus",
+    "heat-capacity",
+    "interaction-energy",
+]
 
 
 def cu_xyz(a: float = 3.61) -> str:
     """Four-atom fcc copper with lattice constant ``a`` (A), as extended XYZ."""
     h = a / 2
-    return (f"4\nLattice=\"{a} 0.0 0.0 0.0 {a} 0.0 0.0 0.0 {a}\" "
-            "Properties=species:S:1:pos:R:3 pbc=\"T T T\"\n"
-            f"Cu 0.0 0.0 0.0\nCu 0.0 {h} {h}\nCu {h} 0.0 {h}\nCu {h} {h} 0.0\n")
+    return (
+        f'4\nLattice="{a} 0.0 0.0 0.0 {a} 0.0 0.0 0.0 {a}" '
+        'Properties=species:S:1:pos:R:3 pbc="T T T"\n'
+        f"Cu 0.0 0.0 0.0\nCu 0.0 {h} {h}\nCu {h} 0.0 {h}\nCu {h} {h} 0.0\n"
+    )
 
 
 CU_XYZ = cu_xyz()
@@ -81,25 +89,34 @@ CU_XYZ = cu_xyz()
 # --- the history -------------------------------------------------------------------------------
 
 
-def _finished_task(spool: Spool, i: int, created: int, state: str, energy: float
-                   ) -> dict[str, Any]:
+def _finished_task(spool: Spool, i: int, created: int, state: str, energy: float) -> dict[str, Any]:
     """One task through QUEUED -> claimed -> terminal, with its files; its mirror record."""
     task_type = TASK_TYPES[i % len(TASK_TYPES)]
-    job = Job(task_type=task_type, model="emt", structure={"source": "builtin", "name": "MOF-5"},
-              parameters={}, options={"priority": "NORMAL"}, created_at=created)
+    job = Job(
+        task_type=task_type,
+        model="emt",
+        structure={"source": "builtin", "name": "MOF-5"},
+        parameters={},
+        options={"priority": "NORMAL"},
+        created_at=created,
+    )
     events = spool.events(job.task_id)
     spool.paths.workspace(job.task_id).mkdir(parents=True, exist_ok=True)
     events.status("QUEUED", "Task queued (NORMAL)", priority="NORMAL")
-    claimed = transitions.claim(spool.paths, transitions.publish(spool.paths, job), "cpu0",
-                                job.task_id)
+    claimed = transitions.claim(
+        spool.paths, transitions.publish(spool.paths, job), "cpu0", job.task_id
+    )
     assert claimed is not None
     events.status("RUNNING", "Task started on cpu0", slot="cpu0", structure_name="MOF-5")
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     if state == "COMPLETED":
-        result = {"result": {"energy_eV": energy, "natoms": 106},
-                  "metrics": {"avg_step_time_ms": 1.0}, "structure_name": "MOF-5",
-                  "duration_seconds": 1.0}
+        result = {
+            "result": {"energy_eV": energy, "natoms": 106},
+            "metrics": {"avg_step_time_ms": 1.0},
+            "structure_name": "MOF-5",
+            "duration_seconds": 1.0,
+        }
         spool.paths.result_file(job.task_id).write_text(json.dumps(result))
     else:
         error = {"code": 50001, "type": "TaskError", "message": f"bench {state.lower()}"}
@@ -107,12 +124,23 @@ def _finished_task(spool: Spool, i: int, created: int, state: str, energy: float
     transitions.finish(spool.paths, claimed, state)
     events.status(state, f"Task {state.lower()}")
     return {
-        "task_id": job.task_id, "task_type": task_type, "model": "emt", "status": state,
-        "priority": "NORMAL", "created_at": iso_from_ms(created),
-        "started_at": iso_from_ms(created + 100), "completed_at": iso_from_ms(created + 900),
-        "slot": "cpu0", "gpu_id": None, "attempts": 0,
-        "progress": 1.0 if state == "COMPLETED" else None, "structure_name": "MOF-5",
-        "error": error, "result": result, "parameters": {}, "options": job.options,
+        "task_id": job.task_id,
+        "task_type": task_type,
+        "model": "emt",
+        "status": state,
+        "priority": "NORMAL",
+        "created_at": iso_from_ms(created),
+        "started_at": iso_from_ms(created + 100),
+        "completed_at": iso_from_ms(created + 900),
+        "slot": "cpu0",
+        "gpu_id": None,
+        "attempts": 0,
+        "progress": 1.0 if state == "COMPLETED" else None,
+        "structure_name": "MOF-5",
+        "error": error,
+        "result": result,
+        "parameters": {},
+        "options": job.options,
     }
 
 
@@ -129,9 +157,12 @@ def make_history(spool: Spool, n: int, seed: int = 0) -> list[str]:
     # Publishing fsyncs each job file (about 2 ms on a plain disk); threads overlap some of
     # the waits.  Results are synthetic and written without fsync.
     with ThreadPoolExecutor(32) as pool:
-        records = list(pool.map(
-            lambda i: _finished_task(spool, i, base_ms + i * 1000, states[i], -100 * (i % 7)),
-            range(n)))
+        records = list(
+            pool.map(
+                lambda i: _finished_task(spool, i, base_ms + i * 1000, states[i], -100 * (i % 7)),
+                range(n),
+            )
+        )
     mirror = SqliteMirror(spool.paths.state_dir / "mirror.sqlite")
     try:
         mirror.rebuild(records)
@@ -163,16 +194,28 @@ serve(load_config(overrides=overrides), ready_file=Path(sys.argv[3]))
 """
 
 
-def start_server(spool_root: Path, port: int, log: Path,
-                 request_threads: int | None = None) -> subprocess.Popen[bytes]:
+def start_server(
+    spool_root: Path, port: int, log: Path, request_threads: int | None = None
+) -> subprocess.Popen[bytes]:
     """``mofsim serve``'s own entry point, in a child process."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     ready = log.with_suffix(".ready")
     with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-c", SERVER_CODE, str(spool_root), str(port),
-                                 str(ready), str(request_threads or "default")], env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                SERVER_CODE,
+                str(spool_root),
+                str(port),
+                str(ready),
+                str(request_threads or "default"),
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
     def up() -> bool:
         if proc.poll() is not None:
@@ -202,7 +245,7 @@ def endpoints(prefix: str, ids: list[str], mira: bool) -> dict[str, Request]:
 
     async def listing(session: Any, rng: random.Random) -> Any:
         page = rng.randrange(len(ids) // 20)
-        query = (f"skip={page * 20}&limit=20" if mira else f"page={page + 1}&page_size=20")
+        query = f"skip={page * 20}&limit=20" if mira else f"page={page + 1}&page_size=20"
         async with session.get(f"{prefix}/tasks?{query}") as resp:
             await resp.read()
             return resp.status
@@ -210,8 +253,10 @@ def endpoints(prefix: str, ids: list[str], mira: bool) -> dict[str, Request]:
     async def submit_new(session: Any, rng: random.Random) -> Any:
         # A lattice constant never sent before: the server parses and checks it afresh.
         content = cu_xyz(round(rng.uniform(3.5, 3.7), 9))
-        body = {"model": "emt", "structure": {"source": "inline", "format": "extxyz",
-                                              "content": content, "name": "Cu"}}
+        body = {
+            "model": "emt",
+            "structure": {"source": "inline", "format": "extxyz", "content": content, "name": "Cu"},
+        }
         async with session.post(f"{prefix}/tasks/single-point-energy", json=body) as resp:
             return resp.status, json.loads(await resp.read())
 
@@ -221,8 +266,9 @@ def endpoints(prefix: str, ids: list[str], mira: bool) -> dict[str, Request]:
     return eps
 
 
-async def hammer(base: str, request: Request, clients: int, per_client: int,
-                 seed: int) -> tuple[list[float], list[Any], float]:
+async def hammer(
+    base: str, request: Request, clients: int, per_client: int, seed: int
+) -> tuple[list[float], list[Any], float]:
     """``clients`` concurrent loops of ``per_client`` requests: latencies (ms), answers,
     and the wall time of the whole (s)."""
     import aiohttp
@@ -282,8 +328,9 @@ def cancel_all(base: str, prefix: str, ids: list[str]) -> None:
 Table = dict[str, dict[str, list[float]]]
 
 
-def measure(spool: Spool, ids: list[str], args: argparse.Namespace, threads: str,
-            log: Path, seed: int) -> Table:
+def measure(
+    spool: Spool, ids: list[str], args: argparse.Namespace, threads: str, log: Path, seed: int
+) -> Table:
     """One run of every endpoint against a server started for it."""
     port = free_port()
     server = start_server(spool.root, port, log, None if threads == "default" else int(threads))
@@ -298,11 +345,15 @@ def measure(spool: Spool, ids: list[str], args: argparse.Namespace, threads: str
             _, answers, _ = asyncio.run(hammer(base, req, 2, 5, seed=999))
             cancel_all(base, prefix, _check(name, answers))
         for name, req in eps.items():
-            lat, answers, wall = asyncio.run(hammer(base, req, args.clients, args.requests,
-                                                    seed=seed))
+            lat, answers, wall = asyncio.run(
+                hammer(base, req, args.clients, args.requests, seed=seed)
+            )
             cancel_all(base, prefix, _check(name, answers))
-            table[name] = {"p50": [percentile(lat, 50)], "p99": [percentile(lat, 99)],
-                           "rps": [len(lat) / wall]}
+            table[name] = {
+                "p50": [percentile(lat, 50)],
+                "p99": [percentile(lat, 99)],
+                "rps": [len(lat) / wall],
+            }
     finally:
         server.terminate()
         server.wait(30)
@@ -344,8 +395,10 @@ async def upload_submit(base: str, prefix: str, mira: bool) -> Request:
                 raise RuntimeError(f"upload failed: {resp.status} {body}")
     structure_id = body["id"]
     payload: dict[str, Any] = (
-        {"structure_id": structure_id, "model_key": "emt"} if mira else
-        {"model": "emt", "structure": {"source": "upload", "file_id": structure_id}})
+        {"structure_id": structure_id, "model_key": "emt"}
+        if mira
+        else {"model": "emt", "structure": {"source": "upload", "file_id": structure_id}}
+    )
 
     async def submit(session: Any, rng: random.Random) -> Any:
         async with session.post(f"{prefix}/tasks/single-point-energy", json=payload) as resp:
@@ -361,35 +414,47 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=100, help="requests per client per run")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--dialect", choices=("api", "mira"), default="api")
-    ap.add_argument("--request-threads", default="default",
-                    help="the server's http_request_threads; several, comma-separated "
-                         "(e.g. default,6), are compared run by run")
+    ap.add_argument(
+        "--request-threads",
+        default="default",
+        help="the server's http_request_threads; several, comma-separated "
+        "(e.g. default,6), are compared run by run",
+    )
     args = ap.parse_args(argv)
     tables = run(args)
     verdicts = []
     for threads, table in tables.items():
-        print(f"\n{args.clients} concurrent clients x {args.requests} requests, {args.tasks} "
-              f"tasks in the history, median of {args.runs} runs ({args.dialect} dialect, "
-              f"request threads: {threads})\n")
+        print(
+            f"\n{args.clients} concurrent clients x {args.requests} requests, {args.tasks} "
+            f"tasks in the history, median of {args.runs} runs ({args.dialect} dialect, "
+            f"request threads: {threads})\n"
+        )
         verdicts.append(print_table(table))
     if len(tables) > 1:
         first, *others = tables
-        print(f"\nP99 of each setting over that of request threads = {first}, "
-              "median of the per-run ratios\n")
+        print(
+            f"\nP99 of each setting over that of request threads = {first}, "
+            "median of the per-run ratios\n"
+        )
         print("| endpoint | " + " | ".join(others) + " |")
         print("|---|" + "---|" * len(others))
         for name in tables[first]:
-            ratios = [statistics.median(v / b for v, b in zip(
-                tables[o][name]["p99"], tables[first][name]["p99"], strict=True))
-                for o in others]
+            ratios = [
+                statistics.median(
+                    v / b
+                    for v, b in zip(tables[o][name]["p99"], tables[first][name]["p99"], strict=True)
+                )
+                for o in others
+            ]
             print(f"| {name} | " + " | ".join(f"{x:.2f}" for x in ratios) + " |")
     return 0 if verdicts[0] else 1  # the first setting is the one judged
 
 
 def print_table(table: Table) -> bool:
     """The markdown table of one setting; whether every P99 meets the target."""
-    print("| endpoint | P50 ms | P99 ms | P99 / baseline | req/s | P99 per run (ms) "
-          "| P99 < 20 ms |")
+    print(
+        "| endpoint | P50 ms | P99 ms | P99 / baseline | req/s | P99 per run (ms) | P99 < 20 ms |"
+    )
     print("|---|---|---|---|---|---|---|")
     ok = True
     base = table["healthz"]["p99"]
@@ -398,9 +463,11 @@ def print_table(table: Table) -> bool:
         ok = ok and p99 < TARGET_P99_MS
         runs = " ".join(f"{v:.1f}" for v in row["p99"])
         ratio = statistics.median(v / b for v, b in zip(row["p99"], base, strict=True))
-        print(f"| {name} | {statistics.median(row['p50']):.2f} | {p99:.2f} | {ratio:.1f} | "
-              f"{statistics.median(row['rps']):.0f} | {runs} | "
-              f"{'yes' if p99 < TARGET_P99_MS else 'NO'} |")
+        print(
+            f"| {name} | {statistics.median(row['p50']):.2f} | {p99:.2f} | {ratio:.1f} | "
+            f"{statistics.median(row['rps']):.0f} | {runs} | "
+            f"{'yes' if p99 < TARGET_P99_MS else 'NO'} |"
+        )
     return ok
 
 

@@ -66,16 +66,19 @@ def _status_time(sp: Spool, task_id: str, status: str) -> float | None:
 
 def _done(sp: Spool, task_id: str) -> bool:
     return (sp.paths.terminal_dir("COMPLETED") / f"{task_id}.json").exists() or (
-        sp.paths.terminal_dir("FAILED") / f"{task_id}.json").exists()
+        sp.paths.terminal_dir("FAILED") / f"{task_id}.json"
+    ).exists()
 
 
-def daemon_runs(model: str, structure: dict, n: int, runs: int, delay_samples: int,
-                workdir: Path) -> tuple[list[float], list[float]]:
+def daemon_runs(
+    model: str, structure: dict, n: int, runs: int, delay_samples: int, workdir: Path
+) -> tuple[list[float], list[float]]:
     sp = Spool(workdir / "spool")
 
     def job() -> Job:
-        return Job.from_dict({"task_type": "single-point-energy", "model": model,
-                              "structure": structure})
+        return Job.from_dict(
+            {"task_type": "single-point-energy", "model": model, "structure": structure}
+        )
 
     rates: list[float] = []
     delays: list[float] = []
@@ -92,10 +95,10 @@ def daemon_runs(model: str, structure: dict, n: int, runs: int, delay_samples: i
                 sp.submit(j)
             # Completion times come from the event log, so a lazy poll costs no accuracy
             # and leaves the cores to the daemon.
-            wait_for(lambda b=batch: all(_done(sp, j.task_id) for j in b), 3600, "batch",
-                     interval=0.25)
-            t_end = max(ms_from_iso(sp.record(j.task_id)["completed_at"]) / 1000
-                        for j in batch)
+            wait_for(
+                lambda b=batch: all(_done(sp, j.task_id) for j in b), 3600, "batch", interval=0.25
+            )
+            t_end = max(ms_from_iso(sp.record(j.task_id)["completed_at"]) / 1000 for j in batch)
             rates.append(n / (t_end - t0))
         for _ in range(delay_samples):
             j = job()
@@ -119,17 +122,20 @@ def main() -> int:
     from spool.job import normalize_structure
 
     structure = normalize_structure(args.structure)
-    print(f"model {args.model}, structure {args.structure}, {args.jobs} single-point jobs "
-          f"x {args.runs} runs", flush=True)
+    print(
+        f"model {args.model}, structure {args.structure}, {args.jobs} single-point jobs "
+        f"x {args.runs} runs",
+        flush=True,
+    )
     bare, load_s = bare_loop(args.model, structure, args.jobs, args.runs)
     with tempfile.TemporaryDirectory(prefix="mofsim-bench-") as tmp:
-        daemon, delays = daemon_runs(args.model, structure, args.jobs, args.runs,
-                                     args.delay_samples, Path(tmp))
+        daemon, delays = daemon_runs(
+            args.model, structure, args.jobs, args.runs, args.delay_samples, Path(tmp)
+        )
     b, d = statistics.median(bare), statistics.median(daemon)
     rows = [
         ("bare loop, one loaded calculator", f"{b:.3f}", " ".join(f"{r:.3f}" for r in bare)),
-        ("through the daemon (spool + executor)", f"{d:.3f}",
-         " ".join(f"{r:.3f}" for r in daemon)),
+        ("through the daemon (spool + executor)", f"{d:.3f}", " ".join(f"{r:.3f}" for r in daemon)),
     ]
     w = max(len(r[0]) for r in rows)
     print()
@@ -139,10 +145,14 @@ def main() -> int:
     ratio = d / b
     delay = statistics.median(delays) if delays else float("nan")
     print()
-    print(f"ratio daemon/bare        {ratio:8.3f}   (target >= 0.95)  "
-          f"{'OK' if ratio >= 0.95 else 'BELOW TARGET'}")
-    print(f"median pickup delay      {delay:8.1f} ms (target < 20 ms, {len(delays)} samples)  "
-          f"{'OK' if delay < 20 else 'ABOVE TARGET'}")
+    print(
+        f"ratio daemon/bare        {ratio:8.3f}   (target >= 0.95)  "
+        f"{'OK' if ratio >= 0.95 else 'BELOW TARGET'}"
+    )
+    print(
+        f"median pickup delay      {delay:8.1f} ms (target < 20 ms, {len(delays)} samples)  "
+        f"{'OK' if delay < 20 else 'ABOVE TARGET'}"
+    )
     print(f"model load (bare loop)   {load_s:8.1f} s")
     return 0
 

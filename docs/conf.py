@@ -44,9 +44,15 @@ napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 
 
-def _drop_signature(app: Any, what: str, name: str, obj: Any, options: Any,
-                    signature: str | None, return_annotation: str | None,
-                    ) -> tuple[str, None] | None:
+def _drop_signature(
+    app: Any,
+    what: str,
+    name: str,
+    obj: Any,
+    options: Any,
+    signature: str | None,
+    return_annotation: str | None,
+) -> tuple[str, None] | None:
     """No constructor signature for the result and record classes (the SDK builds them
     from the server's answers; their fields are listed below each one) nor for the
     exceptions that take exactly ``MOFSimError``'s arguments."""

@@ -50,19 +50,29 @@ from mofsim_client import (
 # Command-line flags when run as a script; in a notebook, edit the defaults here.
 
 # %%
-parser = argparse.ArgumentParser(description="One MOFSim task of each type, then plots.",
-                                 allow_abbrev=False)
+parser = argparse.ArgumentParser(
+    description="One MOFSim task of each type, then plots.", allow_abbrev=False
+)
 parser.add_argument("--server", help="server URL (default: $MOFSIM_SERVER)")
 parser.add_argument("--api-key", help="API key (default: $MOFSIM_API_KEY)")
-parser.add_argument("--model", default="emt",
-                    help="model key: emt (default, seconds on a CPU) or e.g. sevennet-0")
-parser.add_argument("--structure", help="one structure for every task (a file, builtin:NAME "
-                    "or struct_... id); default: generated copper cells")
+parser.add_argument(
+    "--model", default="emt", help="model key: emt (default, seconds on a CPU) or e.g. sevennet-0"
+)
+parser.add_argument(
+    "--structure",
+    help="one structure for every task (a file, builtin:NAME "
+    "or struct_... id); default: generated copper cells",
+)
 parser.add_argument("--gas", default="CO2", help="guest of the interaction energy (CO2)")
-parser.add_argument("--out", type=Path, default=Path("all_task_types_plots"),
-                    help="folder for the PNG files (default ./all_task_types_plots)")
-parser.add_argument("--timeout", type=float, default=1800.0,
-                    help="seconds to wait for each task (default 1800)")
+parser.add_argument(
+    "--out",
+    type=Path,
+    default=Path("all_task_types_plots"),
+    help="folder for the PNG files (default ./all_task_types_plots)",
+)
+parser.add_argument(
+    "--timeout", type=float, default=1800.0, help="seconds to wait for each task (default 1800)"
+)
 # parse_known_args: a notebook kernel passes its own arguments.
 args, _ = parser.parse_known_args(sys.argv[1:])
 args.out.mkdir(parents=True, exist_ok=True)
@@ -72,11 +82,22 @@ args.out.mkdir(parents=True, exist_ok=True)
 PARAMETERS: dict[str, dict[str, Any]] = {
     "single-point-energy": {},
     "optimization": {"fmax": 0.02, "max_steps": 200, "relax_cell": True},
-    "stability": {"relax_steps": 30, "relax_fmax": 0.05, "nvt_steps": 100, "npt_steps": 200,
-                  "timestep": 1.0, "frame_interval": 5, "pdamp": 200.0},
+    "stability": {
+        "relax_steps": 30,
+        "relax_fmax": 0.05,
+        "nvt_steps": 100,
+        "npt_steps": 200,
+        "timestep": 1.0,
+        "frame_interval": 5,
+        "pdamp": 200.0,
+    },
     "bulk-modulus": {"num_points": 7, "strain_range": 0.06, "fmax": 0.05, "max_steps": 50},
-    "heat-capacity": {"supercell": [1, 1, 1], "temperature_range": [0, 1000, 20],
-                      "fmax": 0.05, "max_steps": 50},
+    "heat-capacity": {
+        "supercell": [1, 1, 1],
+        "temperature_range": [0, 1000, 20],
+        "fmax": 0.05,
+        "max_steps": 50,
+    },
     "interaction-energy": {"gas": args.gas},
 }
 
@@ -87,8 +108,13 @@ PARAMETERS: dict[str, dict[str, Any]] = {
 
 
 # %%
-def copper_cif(a: float, repeat: tuple[int, int, int] = (1, 1, 1), vacuum: float = 0.0,
-               rattle: float = 0.0, seed: int = 0) -> str:
+def copper_cif(
+    a: float,
+    repeat: tuple[int, int, int] = (1, 1, 1),
+    vacuum: float = 0.0,
+    rattle: float = 0.0,
+    seed: int = 0,
+) -> str:
     """fcc copper: the 4-atom cubic cell repeated, ``vacuum`` A added along z (a slab
     with (001) surfaces), positions displaced by up to ``rattle`` A."""
     rng = random.Random(seed)
@@ -101,12 +127,24 @@ def copper_cif(a: float, repeat: tuple[int, int, int] = (1, 1, 1), vacuum: float
         xyz = [x + rng.uniform(-rattle, rattle) for x in xyz]
         frac = [x / n for x, n in zip(xyz, lengths, strict=True)]
         rows.append(f"Cu{len(rows)} Cu {frac[0]:.6f} {frac[1]:.6f} {frac[2]:.6f}")
-    return "\n".join([
-        "data_Cu", *(f"_cell_length_{n} {x:.6f}" for n, x in zip("abc", lengths, strict=True)),
-        "_cell_angle_alpha 90", "_cell_angle_beta 90", "_cell_angle_gamma 90",
-        "_symmetry_space_group_name_H-M 'P 1'", "loop_", "_atom_site_label",
-        "_atom_site_type_symbol", "_atom_site_fract_x", "_atom_site_fract_y",
-        "_atom_site_fract_z", *rows, ""])
+    return "\n".join(
+        [
+            "data_Cu",
+            *(f"_cell_length_{n} {x:.6f}" for n, x in zip("abc", lengths, strict=True)),
+            "_cell_angle_alpha 90",
+            "_cell_angle_beta 90",
+            "_cell_angle_gamma 90",
+            "_symmetry_space_group_name_H-M 'P 1'",
+            "loop_",
+            "_atom_site_label",
+            "_atom_site_type_symbol",
+            "_atom_site_fract_x",
+            "_atom_site_fract_y",
+            "_atom_site_fract_z",
+            *rows,
+            "",
+        ]
+    )
 
 
 A_EQ = 3.59
@@ -135,8 +173,9 @@ print(f"server {client.base_url}: {client.health()['status']}")
 started = time.monotonic()
 tasks: dict[str, Task] = {}
 for kind, params in PARAMETERS.items():
-    tasks[kind] = client.submit(kind, structures[kind], model=args.model,
-                                structure_name=f"{kind} example", **params)
+    tasks[kind] = client.submit(
+        kind, structures[kind], model=args.model, structure_name=f"{kind} example", **params
+    )
     print(f"{kind:<20} {tasks[kind].id}")
 
 # %% [markdown]
@@ -158,8 +197,9 @@ results: dict[str, TaskResult] = {}
 errors: dict[str, MOFSimError] = {}
 for kind, task in tasks.items():
     try:
-        results[kind] = task.wait(timeout=args.timeout,
-                                  on_progress=keep_energy if kind == "optimization" else None)
+        results[kind] = task.wait(
+            timeout=args.timeout, on_progress=keep_energy if kind == "optimization" else None
+        )
     except MOFSimError as exc:
         errors[kind] = exc
 print(f"{len(results)} completed, {len(errors)} failed in {time.monotonic() - started:.1f} s")
@@ -176,19 +216,27 @@ def headline(result: TaskResult) -> str:
     if isinstance(result, SinglePointResult):
         return f"E = {result.energy_eV:.4f} eV, max force {result.max_force_eV_A:.3g} eV/A"
     if isinstance(result, OptimizationResult):
-        return (f"converged {result.converged} in {result.steps} steps, "
-                f"dV {result.volume_change_percent:+.2f} %")
+        return (
+            f"converged {result.converged} in {result.steps} steps, "
+            f"dV {result.volume_change_percent:+.2f} %"
+        )
     if isinstance(result, StabilityResult):
-        return (f"{result.stability_assessment}, dV {result.volume_change_percent:+.2f} %, "
-                f"<T> {result.avg_temperature:.0f} K")
+        return (
+            f"{result.stability_assessment}, dV {result.volume_change_percent:+.2f} %, "
+            f"<T> {result.avg_temperature:.0f} K"
+        )
     if isinstance(result, BulkModulusResult):
         return f"B0 = {result.bulk_modulus_GPa:.1f} GPa (reliable: {result.reliable})"
     if isinstance(result, HeatCapacityResult):
-        return (f"Cv(300 K) = {result.cv_300K_J_per_K_g:.4f} J/(K g), "
-                f"{result.imaginary_modes_gamma} imaginary modes at Gamma")
+        return (
+            f"Cv(300 K) = {result.cv_300K_J_per_K_g:.4f} J/(K g), "
+            f"{result.imaginary_modes_gamma} imaginary modes at Gamma"
+        )
     if isinstance(result, InteractionEnergyResult):
-        return (f"E_int = {result.interaction_energy_eV:.4f} eV "
-                f"({result.interaction_energy_kJ_mol:.2f} kJ/mol)")
+        return (
+            f"E_int = {result.interaction_energy_eV:.4f} eV "
+            f"({result.interaction_energy_kJ_mol:.2f} kJ/mol)"
+        )
     return "-"
 
 
@@ -225,8 +273,11 @@ if isinstance(bm, BulkModulusResult) and bm.volumes_A3 and bm.energies_eV:
         ax.plot(curve["volumes_A3"], curve["energies_eV"], "-", label=f"{bm.eos} fit")
     if bm.v0_A3 is not None:
         ax.axvline(bm.v0_A3, color="0.6", linestyle="--", label="V0")
-    ax.set(xlabel="volume (A^3)", ylabel="energy (eV)",
-           title=f"E(V): B0 = {bm.bulk_modulus_GPa:.1f} GPa")
+    ax.set(
+        xlabel="volume (A^3)",
+        ylabel="energy (eV)",
+        title=f"E(V): B0 = {bm.bulk_modulus_GPa:.1f} GPa",
+    )
     ax.legend()
     save(fig, "eos.png")
 
@@ -249,14 +300,17 @@ if isinstance(md, StabilityResult) and md.time_series:
     ax = fig.add_subplot()
     # One colour per MD stage (the relaxation takes no time and has no trace).
     for stage_type in dict.fromkeys(series["stage_type"]):
-        points = [(t, v) for t, v, s in zip(series["time_ps"], series["volume_ratio"],
-                                            series["stage_type"], strict=True)
-                  if s == stage_type and stage_type != "relax"]
+        points = [
+            (t, v)
+            for t, v, s in zip(
+                series["time_ps"], series["volume_ratio"], series["stage_type"], strict=True
+            )
+            if s == stage_type and stage_type != "relax"
+        ]
         if points:
             ax.plot(*zip(*points, strict=True), "-", label=stage_type)
     ax.axhline(1.0, color="0.6", linestyle="--")
-    ax.set(xlabel="time (ps)", ylabel="V / V0",
-           title=f"MD volume trace: {md.stability_assessment}")
+    ax.set(xlabel="time (ps)", ylabel="V / V0", title=f"MD volume trace: {md.stability_assessment}")
     ax.legend()
     save(fig, "stability_volume.png")
 
@@ -295,8 +349,11 @@ if isinstance(opt, OptimizationResult):
         fig = Figure(figsize=(5, 4))
         ax = fig.add_subplot()
         ax.plot(steps, energies, "o-", markersize=3)
-        ax.set(xlabel="optimizer step", ylabel="energy (eV)",
-               title=f"optimization ({source}): converged {opt.converged}")
+        ax.set(
+            xlabel="optimizer step",
+            ylabel="energy (eV)",
+            title=f"optimization ({source}): converged {opt.converged}",
+        )
         save(fig, "optimization_energy.png")
 
 client.close()

@@ -37,8 +37,9 @@ class CacheEntry:
 
 
 class CalculatorCache:
-    def __init__(self, max_size: int = 2,
-                 loader: Callable[..., Calculator] = load_calculator) -> None:
+    def __init__(
+        self, max_size: int = 2, loader: Callable[..., Calculator] = load_calculator
+    ) -> None:
         if max_size < 1:
             raise ValueError("max_size must be at least 1")
         self.max_size = max_size
@@ -55,9 +56,15 @@ class CalculatorCache:
     def make_key(spec: ModelSpec, device: str, dtype: str, with_d3: bool) -> CacheKey:
         return (spec.key, device, normalize_precision(dtype), bool(with_d3))
 
-    def get(self, spec: ModelSpec, device: str = "cpu", dtype: str = "float32",
-            with_d3: bool = False, force_d3: bool = False,
-            models_root: Path | None = None) -> Calculator:
+    def get(
+        self,
+        spec: ModelSpec,
+        device: str = "cpu",
+        dtype: str = "float32",
+        with_d3: bool = False,
+        force_d3: bool = False,
+        models_root: Path | None = None,
+    ) -> Calculator:
         """The cached calculator, loading it on a miss.  The least recently used entries
         are evicted before loading so that their memory is free for the new model."""
         # Refusals do not depend on what is loaded: check before looking.
@@ -75,12 +82,19 @@ class CalculatorCache:
             while len(self._entries) >= self.max_size:
                 self._evict_oldest()
             start = time.perf_counter()
-            calc = self._loader(spec, device=device, dtype=key[2], with_d3=with_d3,
-                                force_d3=force_d3, models_root=models_root)
+            calc = self._loader(
+                spec,
+                device=device,
+                dtype=key[2],
+                with_d3=with_d3,
+                force_d3=force_d3,
+                models_root=models_root,
+            )
             seconds = time.perf_counter() - start
             now = time.time()
-            self._entries[key] = CacheEntry(calc, seconds, now, now,
-                                            info={"memory_mb": parameter_megabytes(calc)})
+            self._entries[key] = CacheEntry(
+                calc, seconds, now, now, info={"memory_mb": parameter_megabytes(calc)}
+            )
             self.load_times[key] = seconds
             return calc
 
@@ -115,12 +129,27 @@ class CalculatorCache:
     def stats(self) -> dict[str, Any]:
         """Counters and one row per loaded calculator (JSON-safe)."""
         with self._lock:
-            rows = [{"model_key": k[0], "device": k[1], "dtype": k[2], "with_d3": k[3],
-                     "load_seconds": round(e.load_seconds, 3), "hits": e.hits,
-                     "loaded_at": e.loaded_at, "last_used": e.last_used, **e.info}
-                    for k, e in reversed(self._entries.items())]
-            return {"max_size": self.max_size, "hits": self.hits, "misses": self.misses,
-                    "evictions": self.evictions, "entries": rows}
+            rows = [
+                {
+                    "model_key": k[0],
+                    "device": k[1],
+                    "dtype": k[2],
+                    "with_d3": k[3],
+                    "load_seconds": round(e.load_seconds, 3),
+                    "hits": e.hits,
+                    "loaded_at": e.loaded_at,
+                    "last_used": e.last_used,
+                    **e.info,
+                }
+                for k, e in reversed(self._entries.items())
+            ]
+            return {
+                "max_size": self.max_size,
+                "hits": self.hits,
+                "misses": self.misses,
+                "evictions": self.evictions,
+                "entries": rows,
+            }
 
     def _evict_oldest(self) -> None:
         self._entries.popitem(last=False)

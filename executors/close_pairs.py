@@ -38,8 +38,13 @@ def close_pairs(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np
         empty = np.zeros(0, dtype=int)
         return empty, empty, np.zeros(0)
     if not pbc.any():
-        return _pairs(positions, positions, np.arange(len(positions)),
-                      np.zeros(len(positions), dtype=bool), cutoff)
+        return _pairs(
+            positions,
+            positions,
+            np.arange(len(positions)),
+            np.zeros(len(positions), dtype=bool),
+            cutoff,
+        )
     cell = np.asarray(atoms.cell.array, dtype=float)
     if abs(np.linalg.det(cell)) < 1e-9:
         return _generic(atoms, cutoff)
@@ -54,8 +59,9 @@ def close_pairs(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np
     frac[:, pbc] %= 1.0
     wrapped = frac @ cell
     margin = cutoff / heights  # in fractions of each cell vector
-    shifts = np.array([s for s in itertools.product(*(range(-r, r + 1) for r in reach))
-                       if any(s)], dtype=float).reshape(-1, 3)
+    shifts = np.array(
+        [s for s in itertools.product(*(range(-r, r + 1) for r in reach)) if any(s)], dtype=float
+    ).reshape(-1, 3)
     shifted = frac[None, :, :] + shifts[:, None, :]
     # Only images within the cutoff of the cell can be within it of an atom inside.
     near = np.all(((shifted > -margin) & (shifted < 1.0 + margin)) | ~pbc, axis=2)
@@ -65,8 +71,9 @@ def close_pairs(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np
     return _pairs(wrapped, points, owners, is_image, cutoff)
 
 
-def _pairs(centres: np.ndarray, points: np.ndarray, owners: np.ndarray, is_image: np.ndarray,
-           cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _pairs(
+    centres: np.ndarray, points: np.ndarray, owners: np.ndarray, is_image: np.ndarray, cutoff: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     import numpy as np
 
     if len(centres) * len(points) <= DENSE_LIMIT:
@@ -77,8 +84,9 @@ def _pairs(centres: np.ndarray, points: np.ndarray, owners: np.ndarray, is_image
     else:
         from scipy.spatial import cKDTree
 
-        found = cKDTree(centres).sparse_distance_matrix(cKDTree(points), cutoff,
-                                                        output_type="ndarray")
+        found = cKDTree(centres).sparse_distance_matrix(
+            cKDTree(points), cutoff, output_type="ndarray"
+        )
         i, k, d = found["i"].astype(int), found["j"], found["v"].astype(float)
     j = owners[k]
     # An atom is not its own neighbour; a periodic image of it may be.

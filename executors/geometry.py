@@ -22,10 +22,34 @@ if TYPE_CHECKING:
 
 # Elements that are not metals: noble gases, the usual non-metals and the metalloids
 # (B, Si, Ge, As, Sb, Te).  Everything else up to Lr counts as a metal.
-NONMETALS = frozenset({
-    "H", "He", "B", "C", "N", "O", "F", "Ne", "Si", "P", "S", "Cl", "Ar", "Ge", "As", "Se",
-    "Br", "Kr", "Sb", "Te", "I", "Xe", "At", "Rn",
-})
+NONMETALS = frozenset(
+    {
+        "H",
+        "He",
+        "B",
+        "C",
+        "N",
+        "O",
+        "F",
+        "Ne",
+        "Si",
+        "P",
+        "S",
+        "Cl",
+        "Ar",
+        "Ge",
+        "As",
+        "Se",
+        "Br",
+        "Kr",
+        "Sb",
+        "Te",
+        "I",
+        "Xe",
+        "At",
+        "Rn",
+    }
+)
 
 
 @lru_cache(maxsize=1)
@@ -135,8 +159,9 @@ def metal_indices(atoms: Atoms) -> list[int]:
     return [i for i, s in enumerate(atoms.get_chemical_symbols()) if s in metals]
 
 
-def coordination_numbers(atoms: Atoms, indices: Sequence[int] | None = None,
-                         cutoff_scale: float = 1.2) -> np.ndarray:
+def coordination_numbers(
+    atoms: Atoms, indices: Sequence[int] | None = None, cutoff_scale: float = 1.2
+) -> np.ndarray:
     """Number of neighbours of each atom in ``indices`` (all atoms when None): pairs closer
     than ``cutoff_scale`` times the sum of ASE's natural (covalent) radii, with periodic
     images."""
@@ -158,8 +183,7 @@ def average_metal_coordination(atoms: Atoms, cutoff_scale: float = 1.2) -> float
     return float(coordination_numbers(atoms, idx, cutoff_scale).mean())
 
 
-def min_distance_between(atoms: Atoms, group_a: Sequence[int],
-                         group_b: Sequence[int]) -> float:
+def min_distance_between(atoms: Atoms, group_a: Sequence[int], group_b: Sequence[int]) -> float:
     """Shortest distance (A) between any atom of ``group_a`` and any of ``group_b``,
     minimum image along periodic directions."""
     if not group_a or not group_b:
@@ -168,8 +192,9 @@ def min_distance_between(atoms: Atoms, group_a: Sequence[int],
 
     pbc = atoms.pbc if atoms.cell.rank == 3 else None
     cell = atoms.cell if atoms.cell.rank == 3 else None
-    _, dist = get_distances(atoms.positions[list(group_a)], atoms.positions[list(group_b)],
-                            cell=cell, pbc=pbc)
+    _, dist = get_distances(
+        atoms.positions[list(group_a)], atoms.positions[list(group_b)], cell=cell, pbc=pbc
+    )
     return float(np.min(dist))
 
 

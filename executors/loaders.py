@@ -33,8 +33,12 @@ if TYPE_CHECKING:
 PROBE_TIMEOUT_S = 5.0
 D3_CUTOFF_BOHR = 40.0
 
-_PACKAGES = {"sevennet": ["sevenn"], "mace": ["mace-torch", "e3nn"], "orb": ["orb-models"],
-             "ase": []}
+_PACKAGES = {
+    "sevennet": ["sevenn"],
+    "mace": ["mace-torch", "e3nn"],
+    "orb": ["orb-models"],
+    "ase": [],
+}
 # orb-models architecture builders for custom files, with their usual neighbour limits.
 _ORB_BUILDERS = {
     "v2": ("orb_v2_architecture", 20),
@@ -56,12 +60,19 @@ def check_d3(spec: ModelSpec, with_d3: bool, force_d3: bool = False) -> None:
     if with_d3 and spec.d3_trained and not force_d3:
         raise ValidationError(
             f"model {spec.key} was trained with D3 dispersion already; adding a second D3 "
-            "term would double count it (set force_d3 to do it anyway)", field="with_d3")
+            "term would double count it (set force_d3 to do it anyway)",
+            field="with_d3",
+        )
 
 
-def load_calculator(spec: ModelSpec, device: str = "cpu", dtype: str = "float32",
-                    with_d3: bool = False, force_d3: bool = False,
-                    models_root: Path | None = None) -> Calculator:
+def load_calculator(
+    spec: ModelSpec,
+    device: str = "cpu",
+    dtype: str = "float32",
+    with_d3: bool = False,
+    force_d3: bool = False,
+    models_root: Path | None = None,
+) -> Calculator:
     """A calculator for ``spec`` on ``device``; ``SumCalculator([model, D3])`` when
     ``with_d3``.  Raises ValidationError for refused combinations and ModelUnavailable
     when the weights cannot be obtained or loaded."""
@@ -90,8 +101,14 @@ def add_d3(calc: Calculator, device: str = "cpu") -> Calculator:
     from ase.units import Bohr
     from torch_dftd.torch_dftd3_calculator import TorchDFTD3Calculator
 
-    d3 = TorchDFTD3Calculator(device=device, damping="bj", xc="pbe",
-                              cutoff=D3_CUTOFF_BOHR * Bohr, abc=False, dtype=torch.float32)
+    d3 = TorchDFTD3Calculator(
+        device=device,
+        damping="bj",
+        xc="pbe",
+        cutoff=D3_CUTOFF_BOHR * Bohr,
+        abc=False,
+        dtype=torch.float32,
+    )
     # SumCalculator derives from ASE's BaseCalculator, not Calculator; atoms and the
     # optimizers treat both alike.
     return cast("Calculator", SumCalculator([calc, d3]))
@@ -106,11 +123,17 @@ def describe_versions(spec: ModelSpec) -> dict[str, Any]:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
-    return {"model": spec.key, "framework": spec.framework, "source": spec.source,
-            "python": platform.python_version(), "packages": versions}
+    return {
+        "model": spec.key,
+        "framework": spec.framework,
+        "source": spec.source,
+        "python": platform.python_version(),
+        "packages": versions,
+    }
 
 
 # --- per-framework loaders -------------------------------------------------------------
+
 
 def _load_ase(spec: ModelSpec) -> Calculator:
     if spec.weights == "emt":
@@ -140,8 +163,9 @@ def _load_torch_model(spec: ModelSpec, device: str, dtype: str) -> Calculator:
 def _load_custom(spec: ModelSpec, device: str, dtype: str) -> Calculator:
     path = Path(spec.weights)
     if not path.is_file():
-        raise ModelUnavailable(f"weights file of {spec.key} is missing ({path.name})",
-                               field="model")
+        raise ModelUnavailable(
+            f"weights file of {spec.key} is missing ({path.name})", field="model"
+        )
     config = dict(spec.extra.get("config") or {})
     try:
         if spec.framework == "mace":
@@ -151,15 +175,18 @@ def _load_custom(spec: ModelSpec, device: str, dtype: str) -> Calculator:
         if spec.framework == "sevennet":
             from sevenn.calculator import SevenNetCalculator
 
-            return SevenNetCalculator(model=str(path), device=device,
-                                      file_type=str(config.get("file_type", "checkpoint")))
+            return SevenNetCalculator(
+                model=str(path), device=device, file_type=str(config.get("file_type", "checkpoint"))
+            )
         return _load_orb_file(path, config, device, dtype)
     except (ModelUnavailable, ValidationError):
         raise
     except Exception as exc:
-        raise ModelUnavailable(f"cannot load {spec.key} ({spec.framework} file "
-                               f"{path.name}): {type(exc).__name__}: {exc}",
-                               field="model") from exc
+        raise ModelUnavailable(
+            f"cannot load {spec.key} ({spec.framework} file "
+            f"{path.name}): {type(exc).__name__}: {exc}",
+            field="model",
+        ) from exc
 
 
 def _mace_cache_candidates(spec: ModelSpec) -> tuple[str, list[Path]]:
@@ -205,8 +232,12 @@ def _load_orb_foundation(spec: ModelSpec, device: str, dtype: str) -> Calculator
         ensure_downloadable(spec, url, Path(get_cache_dir()) / resource_to_filename(url))
     try:
         # A cached file is handed over by path so that cached_path skips its ETag request.
-        model = builder(weights_path=str(cached) if cached else url, device=device,
-                        precision=_orb_precision(dtype), compile=False)
+        model = builder(
+            weights_path=str(cached) if cached else url,
+            device=device,
+            precision=_orb_precision(dtype),
+            compile=False,
+        )
     except Exception as exc:
         raise _unavailable(spec, exc, None) from exc
     return _orb_calculator(model, device, dtype)
@@ -225,29 +256,38 @@ def _load_orb_file(path: Path, config: dict[str, Any], device: str, dtype: str) 
     arch = config.get("architecture")
     if arch in pretrained.ORB_PRETRAINED_MODELS and arch not in _ORB_BUILDERS:
         model = pretrained.ORB_PRETRAINED_MODELS[arch](
-            weights_path=str(path), device=device, precision=precision, compile=False)
+            weights_path=str(path), device=device, precision=precision, compile=False
+        )
         return _orb_calculator(model, device, dtype)
     if arch is not None and arch not in _ORB_BUILDERS:
         raise ModelUnavailable(
             f"unknown ORB architecture {arch!r}; use one of {', '.join(_ORB_BUILDERS)} or a "
-            "published orb-models name", field="model")
+            "published orb-models name",
+            field="model",
+        )
     errors = []
     for name in [arch] if arch else list(_ORB_BUILDERS):
         func_name, neighbours = _ORB_BUILDERS[name]
-        system = {"radius": 6.0, "max_num_neighbors": neighbours,
-                  **(config.get("system_config") or {})}
+        system = {
+            "radius": 6.0,
+            "max_num_neighbors": neighbours,
+            **(config.get("system_config") or {}),
+        }
         build = getattr(pretrained, func_name)
         try:
-            model = build(system_config=SystemConfig(**system),
-                          **(config.get("architecture_kwargs") or {}))
-            model = pretrained.load_model(model, str(path), device, precision=precision,
-                                          compile=False)
+            model = build(
+                system_config=SystemConfig(**system), **(config.get("architecture_kwargs") or {})
+            )
+            model = pretrained.load_model(
+                model, str(path), device, precision=precision, compile=False
+            )
         except RuntimeError as exc:  # state-dict mismatch: try the next architecture
             errors.append(f"{name}: {str(exc).splitlines()[0]}")
             continue
         return _orb_calculator(model, device, dtype)
-    raise ModelUnavailable("ORB weights match no known architecture: " + "; ".join(errors),
-                           field="model")
+    raise ModelUnavailable(
+        "ORB weights match no known architecture: " + "; ".join(errors), field="model"
+    )
 
 
 def _orb_precision(dtype: str) -> str:
@@ -265,8 +305,9 @@ def _orb_calculator(model: Any, device: str, dtype: str) -> Calculator:
     matmul = "highest" if dtype == "float64" else "high"
 
     class PinnedORBCalculator(ORBCalculator):  # type: ignore[misc]
-        def calculate(self, atoms: Any = None, properties: Any = None,
-                      system_changes: Any = all_changes) -> None:
+        def calculate(
+            self, atoms: Any = None, properties: Any = None, system_changes: Any = all_changes
+        ) -> None:
             with _torch_state(torch_dtype, matmul):
                 super().calculate(atoms, properties, system_changes)
 
@@ -298,6 +339,7 @@ def _torch_state_restored() -> Iterator[None]:
 
 
 # --- network -------------------------------------------------------------------------
+
 
 def probe_url(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
     """None when a TCP connection to the URL's host (or its proxy) opens within
@@ -335,11 +377,13 @@ def ensure_downloadable(spec: ModelSpec, url: str, place: Path) -> None:
         raise ModelUnavailable(
             f"weights for {spec.key} are not cached and cannot be downloaded: {reason}; "
             f"place the file from {url} at {place} or upload it as a custom model",
-            field="model")
+            field="model",
+        )
 
 
 def _unavailable(spec: ModelSpec, exc: BaseException, place: Path | None) -> ModelUnavailable:
     cause = exc.__cause__ or exc
     where = f"; place the file at {place} or upload it as a custom model" if place else ""
-    return ModelUnavailable(f"cannot load {spec.key}: {type(cause).__name__}: {cause}{where}",
-                            field="model")
+    return ModelUnavailable(
+        f"cannot load {spec.key}: {type(cause).__name__}: {cause}{where}", field="model"
+    )

@@ -117,10 +117,14 @@ def volume_ratios(volumes: Sequence[float | None], v0: float) -> list[float | No
     return [None if v is None else float(v) / v0 for v in volumes]
 
 
-def verdict(volume_change_percent: float | None, coordination_reference: float | None,
-            coordination_final: float | None, *,
-            max_volume_change_percent: float = DEFAULT_MAX_VOLUME_CHANGE_PERCENT,
-            coordination_tolerance: float = DEFAULT_COORDINATION_TOLERANCE) -> dict[str, Any]:
+def verdict(
+    volume_change_percent: float | None,
+    coordination_reference: float | None,
+    coordination_final: float | None,
+    *,
+    max_volume_change_percent: float = DEFAULT_MAX_VOLUME_CHANGE_PERCENT,
+    coordination_tolerance: float = DEFAULT_COORDINATION_TOLERANCE,
+) -> dict[str, Any]:
     """``stable`` when |volume change| <= the limit and the average metal coordination
     number moved by no more than the tolerance; the reasons say which test failed.
     A structure without metals is judged on the volume alone."""
@@ -128,14 +132,18 @@ def verdict(volume_change_percent: float | None, coordination_reference: float |
     if volume_change_percent is None or not math.isfinite(volume_change_percent):
         reasons.append("volume change could not be measured")
     elif abs(volume_change_percent) > max_volume_change_percent:
-        reasons.append(f"|volume change| {abs(volume_change_percent):.2f} % exceeds "
-                       f"{max_volume_change_percent:g} %")
+        reasons.append(
+            f"|volume change| {abs(volume_change_percent):.2f} % exceeds "
+            f"{max_volume_change_percent:g} %"
+        )
     coordination_change = None
     if coordination_reference is not None and coordination_final is not None:
         coordination_change = coordination_final - coordination_reference
         if abs(coordination_change) > coordination_tolerance:
-            reasons.append(f"average metal coordination changed by {coordination_change:+.3f}"
-                           f" (tolerance {coordination_tolerance:g})")
+            reasons.append(
+                f"average metal coordination changed by {coordination_change:+.3f}"
+                f" (tolerance {coordination_tolerance:g})"
+            )
     return {
         "assessment": "unstable" if reasons else "stable",
         "reasons": reasons,

@@ -51,14 +51,16 @@ EMT_ELEMENTS = "Al Cu Ag Au Ni Pd Pt H C N O".split()
 
 FAMILIES: dict[str, dict[str, str]] = {
     "sevennet": {"description": "SevenNet equivariant GNN potentials", "package": "sevenn"},
-    "mace": {"description": "MACE higher-order equivariant message passing",
-             "package": "mace"},
-    "orb": {"description": "Orbital Materials ORB graph network simulators",
-            "package": "orb_models"},
-    "ase": {"description": "Classical ASE calculators (EMT, Lennard-Jones) for fast tests",
-            "package": "ase"},
-    "custom": {"description": "User-uploaded MACE, ORB or SevenNet weights",
-               "package": ""},
+    "mace": {"description": "MACE higher-order equivariant message passing", "package": "mace"},
+    "orb": {
+        "description": "Orbital Materials ORB graph network simulators",
+        "package": "orb_models",
+    },
+    "ase": {
+        "description": "Classical ASE calculators (EMT, Lennard-Jones) for fast tests",
+        "package": "ase",
+    },
+    "custom": {"description": "User-uploaded MACE, ORB or SevenNet weights", "package": ""},
 }
 CUSTOM_FRAMEWORKS = {
     "mace": (".model", ".pt", ".pth"),
@@ -67,9 +69,16 @@ CUSTOM_FRAMEWORKS = {
 }
 CUSTOM_PREFIX = "custom:"
 _MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_PRECISIONS = {"float32": "float32", "float32-high": "float32", "float32-highest": "float32",
-               "float64": "float64", "fp32": "float32", "fp64": "float64",
-               "single": "float32", "double": "float64"}
+_PRECISIONS = {
+    "float32": "float32",
+    "float32-high": "float32",
+    "float32-highest": "float32",
+    "float64": "float64",
+    "fp32": "float32",
+    "fp64": "float64",
+    "single": "float32",
+    "double": "float64",
+}
 
 
 @dataclass(frozen=True)
@@ -110,18 +119,42 @@ class ModelSpec:
     def to_full_dict(self) -> dict[str, Any]:
         """Everything, for the spec dialect's model detail."""
         out = self.to_dict()
-        out.update(aliases=list(self.aliases), d3_trained=self.d3_trained, source=self.source,
-                   default_dtype=self.default_dtype, framework=self.framework)
+        out.update(
+            aliases=list(self.aliases),
+            d3_trained=self.d3_trained,
+            source=self.source,
+            default_dtype=self.default_dtype,
+            framework=self.framework,
+        )
         return out
 
 
-def _builtin(key: str, name: str, family: str, description: str, elements: list[str],
-             references: str, aliases: tuple[str, ...], source: str, weights: str,
-             d3_trained: bool = False) -> ModelSpec:
-    return ModelSpec(key=key, name=name, family=family, description=description,
-                     elements=list(elements), supported_tasks=list(ALL_TASKS),
-                     references=references, aliases=aliases, d3_trained=d3_trained,
-                     source=source, framework=family, weights=weights)
+def _builtin(
+    key: str,
+    name: str,
+    family: str,
+    description: str,
+    elements: list[str],
+    references: str,
+    aliases: tuple[str, ...],
+    source: str,
+    weights: str,
+    d3_trained: bool = False,
+) -> ModelSpec:
+    return ModelSpec(
+        key=key,
+        name=name,
+        family=family,
+        description=description,
+        elements=list(elements),
+        supported_tasks=list(ALL_TASKS),
+        references=references,
+        aliases=aliases,
+        d3_trained=d3_trained,
+        source=source,
+        framework=family,
+        weights=weights,
+    )
 
 
 _MACE_RELEASES = "https://github.com/ACEsuit/mace-mp/releases/download"
@@ -129,57 +162,124 @@ _ORB_BUCKET = "https://orbitalmaterials-public-models.s3.us-west-1.amazonaws.com
 _SEVENNET_REF = "https://doi.org/10.1021/acs.jctc.4c00190"
 
 BUILTIN_MODELS: list[ModelSpec] = [
-    _builtin("sevennet-0", "SevenNet-0", "sevennet",
-             "SevenNet-0 (11Jul2024), NequIP-style GNN trained on MPtrj; 5 A cutoff",
-             MPTRJ_ELEMENTS, _SEVENNET_REF, ("7net-0", "sevennet", "SevenNet-0"),
-             "bundled with the sevenn package", "7net-0"),
-    _builtin("sevennet-l3i5", "SevenNet-l3i5", "sevennet",
-             "SevenNet with l_max=3 and 5 interaction layers, trained on MPtrj",
-             MPTRJ_ELEMENTS, _SEVENNET_REF, ("7net-l3i5",),
-             "bundled with the sevenn package", "7net-l3i5"),
-    _builtin("mace-mp", "MACE-MP-0", "mace",
-             "MACE-MP-0 medium, Materials Project 2023 (MPtrj) foundation model",
-             MPTRJ_ELEMENTS, "https://doi.org/10.48550/arXiv.2401.00096",
-             ("mace-mp-0", "mace_mp", "mace-mp-0-medium"),
-             f"downloaded on first use into the MACE cache from {_MACE_RELEASES}/mace_mp_0/"
-             "2023-12-03-mace-128-L1_epoch-199.model", "medium"),
-    _builtin("mace-mpa-0-medium", "MACE-MPA-0 medium", "mace",
-             "MACE-MPA-0 medium, trained on MPtrj plus sAlex",
-             MPTRJ_ELEMENTS, "https://github.com/ACEsuit/mace-foundations",
-             ("mace_prod", "mace-mpa-0"),
-             f"downloaded on first use into the MACE cache from {_MACE_RELEASES}/mace_mpa_0/"
-             "mace-mpa-0-medium.model", "medium-mpa-0"),
-    _builtin("mace-off23", "MACE-OFF23 medium", "mace",
-             "MACE-OFF23 medium, organic molecules and molecular crystals (ASL license)",
-             MACE_OFF_ELEMENTS, "https://doi.org/10.48550/arXiv.2312.15211", ("mace-off",),
-             "downloaded on first use into the MACE cache from "
-             "https://github.com/ACEsuit/mace-off (mace_off23/MACE-OFF23_medium.model)",
-             "medium"),
-    _builtin("orb-v2", "ORB v2", "orb",
-             "Orbital Materials ORB v2, direct forces, MPtrj + Alexandria",
-             MPTRJ_ELEMENTS, "https://doi.org/10.48550/arXiv.2410.22570", (),
-             f"downloaded on first use into the cached_path cache from "
-             f"{_ORB_BUCKET}/orb-v2-20241011.ckpt", "orb-v2"),
-    _builtin("orb-d3-v2", "ORB D3 v2", "orb",
-             "ORB v2 trained on D3(BJ)-corrected PBE data: dispersion is built in",
-             MPTRJ_ELEMENTS, "https://doi.org/10.48550/arXiv.2410.22570", (),
-             f"downloaded on first use into the cached_path cache from "
-             f"{_ORB_BUCKET}/orb-d3-v2-20241011.ckpt", "orb-d3-v2", d3_trained=True),
-    _builtin("orb-v3-conservative-inf-omat", "ORB v3 conservative inf OMat", "orb",
-             "ORB v3, conservative forces, unlimited neighbours within 6 A, trained on OMat24",
-             MPTRJ_ELEMENTS, "https://doi.org/10.48550/arXiv.2504.06231", ("orb-v3",),
-             f"downloaded on first use into the cached_path cache from "
-             f"{_ORB_BUCKET}/orb-v3/orb-v3-conservative-inf-omat-20250404.ckpt",
-             "orb-v3-conservative-inf-omat"),
-    _builtin("emt", "EMT", "ase",
-             "ASE effective medium theory: a fast classical potential for tests",
-             EMT_ELEMENTS, "https://doi.org/10.1016/0039-6028(96)00816-3", (),
-             "part of ASE", "emt"),
-    _builtin("lj", "Lennard-Jones", "ase",
-             "ASE Lennard-Jones (sigma 1 A, epsilon 1 eV, one species-blind pair term): "
-             "a fast classical potential for tests",
-             ["all"], "https://wiki.fysik.dtu.dk/ase/ase/calculators/others.html", (
-                 "lennard-jones",), "part of ASE", "lj"),
+    _builtin(
+        "sevennet-0",
+        "SevenNet-0",
+        "sevennet",
+        "SevenNet-0 (11Jul2024), NequIP-style GNN trained on MPtrj; 5 A cutoff",
+        MPTRJ_ELEMENTS,
+        _SEVENNET_REF,
+        ("7net-0", "sevennet", "SevenNet-0"),
+        "bundled with the sevenn package",
+        "7net-0",
+    ),
+    _builtin(
+        "sevennet-l3i5",
+        "SevenNet-l3i5",
+        "sevennet",
+        "SevenNet with l_max=3 and 5 interaction layers, trained on MPtrj",
+        MPTRJ_ELEMENTS,
+        _SEVENNET_REF,
+        ("7net-l3i5",),
+        "bundled with the sevenn package",
+        "7net-l3i5",
+    ),
+    _builtin(
+        "mace-mp",
+        "MACE-MP-0",
+        "mace",
+        "MACE-MP-0 medium, Materials Project 2023 (MPtrj) foundation model",
+        MPTRJ_ELEMENTS,
+        "https://doi.org/10.48550/arXiv.2401.00096",
+        ("mace-mp-0", "mace_mp", "mace-mp-0-medium"),
+        f"downloaded on first use into the MACE cache from {_MACE_RELEASES}/mace_mp_0/"
+        "2023-12-03-mace-128-L1_epoch-199.model",
+        "medium",
+    ),
+    _builtin(
+        "mace-mpa-0-medium",
+        "MACE-MPA-0 medium",
+        "mace",
+        "MACE-MPA-0 medium, trained on MPtrj plus sAlex",
+        MPTRJ_ELEMENTS,
+        "https://github.com/ACEsuit/mace-foundations",
+        ("mace_prod", "mace-mpa-0"),
+        f"downloaded on first use into the MACE cache from {_MACE_RELEASES}/mace_mpa_0/"
+        "mace-mpa-0-medium.model",
+        "medium-mpa-0",
+    ),
+    _builtin(
+        "mace-off23",
+        "MACE-OFF23 medium",
+        "mace",
+        "MACE-OFF23 medium, organic molecules and molecular crystals (ASL license)",
+        MACE_OFF_ELEMENTS,
+        "https://doi.org/10.48550/arXiv.2312.15211",
+        ("mace-off",),
+        "downloaded on first use into the MACE cache from "
+        "https://github.com/ACEsuit/mace-off (mace_off23/MACE-OFF23_medium.model)",
+        "medium",
+    ),
+    _builtin(
+        "orb-v2",
+        "ORB v2",
+        "orb",
+        "Orbital Materials ORB v2, direct forces, MPtrj + Alexandria",
+        MPTRJ_ELEMENTS,
+        "https://doi.org/10.48550/arXiv.2410.22570",
+        (),
+        f"downloaded on first use into the cached_path cache from "
+        f"{_ORB_BUCKET}/orb-v2-20241011.ckpt",
+        "orb-v2",
+    ),
+    _builtin(
+        "orb-d3-v2",
+        "ORB D3 v2",
+        "orb",
+        "ORB v2 trained on D3(BJ)-corrected PBE data: dispersion is built in",
+        MPTRJ_ELEMENTS,
+        "https://doi.org/10.48550/arXiv.2410.22570",
+        (),
+        f"downloaded on first use into the cached_path cache from "
+        f"{_ORB_BUCKET}/orb-d3-v2-20241011.ckpt",
+        "orb-d3-v2",
+        d3_trained=True,
+    ),
+    _builtin(
+        "orb-v3-conservative-inf-omat",
+        "ORB v3 conservative inf OMat",
+        "orb",
+        "ORB v3, conservative forces, unlimited neighbours within 6 A, trained on OMat24",
+        MPTRJ_ELEMENTS,
+        "https://doi.org/10.48550/arXiv.2504.06231",
+        ("orb-v3",),
+        f"downloaded on first use into the cached_path cache from "
+        f"{_ORB_BUCKET}/orb-v3/orb-v3-conservative-inf-omat-20250404.ckpt",
+        "orb-v3-conservative-inf-omat",
+    ),
+    _builtin(
+        "emt",
+        "EMT",
+        "ase",
+        "ASE effective medium theory: a fast classical potential for tests",
+        EMT_ELEMENTS,
+        "https://doi.org/10.1016/0039-6028(96)00816-3",
+        (),
+        "part of ASE",
+        "emt",
+    ),
+    _builtin(
+        "lj",
+        "Lennard-Jones",
+        "ase",
+        "ASE Lennard-Jones (sigma 1 A, epsilon 1 eV, one species-blind pair term): "
+        "a fast classical potential for tests",
+        ["all"],
+        "https://wiki.fysik.dtu.dk/ase/ase/calculators/others.html",
+        ("lennard-jones",),
+        "part of ASE",
+        "lj",
+    ),
 ]
 
 
@@ -203,8 +303,9 @@ def normalize_precision(value: Any, field_name: str = "dtype") -> str:
     """``float32``/``float64`` from the spellings users write."""
     text = str(value).strip().lower() if value is not None else ""
     if text not in _PRECISIONS:
-        raise ValidationError(f"unknown precision {value!r}; expected float32 or float64",
-                              field=field_name)
+        raise ValidationError(
+            f"unknown precision {value!r}; expected float32 or float64", field=field_name
+        )
     return _PRECISIONS[text]
 
 
@@ -220,29 +321,37 @@ def custom_spec(model_id: str, models_root: Path) -> ModelSpec:
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ModelUnavailable(f"custom model {model_id!r}: unreadable meta.json: {exc}",
-                               field="model") from exc
+        raise ModelUnavailable(
+            f"custom model {model_id!r}: unreadable meta.json: {exc}", field="model"
+        ) from exc
     if not isinstance(meta, dict):
-        raise ModelUnavailable(f"custom model {model_id!r}: meta.json is not an object",
-                               field="model")
+        raise ModelUnavailable(
+            f"custom model {model_id!r}: meta.json is not an object", field="model"
+        )
     framework = str(meta.get("framework", "")).lower()
     if framework not in CUSTOM_FRAMEWORKS:
         raise ModelUnavailable(
             f"custom model {model_id!r}: framework {meta.get('framework')!r} is not one of "
-            f"{', '.join(CUSTOM_FRAMEWORKS)}", field="model")
+            f"{', '.join(CUSTOM_FRAMEWORKS)}",
+            field="model",
+        )
     file_name = str(meta.get("file", ""))
     # A bare file name only: the folder is the model's whole world.
     if not file_name or Path(file_name).name != file_name or file_name.startswith("."):
-        raise ModelUnavailable(f"custom model {model_id!r}: meta.json names no valid 'file'",
-                               field="model")
+        raise ModelUnavailable(
+            f"custom model {model_id!r}: meta.json names no valid 'file'", field="model"
+        )
     if not file_name.lower().endswith(CUSTOM_FRAMEWORKS[framework]):
         raise ModelUnavailable(
             f"custom model {model_id!r}: a {framework} file must end with "
-            f"{' or '.join(CUSTOM_FRAMEWORKS[framework])}", field="model")
+            f"{' or '.join(CUSTOM_FRAMEWORKS[framework])}",
+            field="model",
+        )
     config = meta.get("config") or {}
     if not isinstance(config, dict):
-        raise ModelUnavailable(f"custom model {model_id!r}: 'config' must be an object",
-                               field="model")
+        raise ModelUnavailable(
+            f"custom model {model_id!r}: 'config' must be an object", field="model"
+        )
     try:
         dtype = normalize_precision(config.get("precision", "float32"), "config.precision")
     except ValidationError as exc:
@@ -274,14 +383,19 @@ def check_usable(spec: ModelSpec) -> None:
         model_id = spec.extra.get("model_id")
         raise ModelUnavailable(
             f"custom model {model_id!r} has not passed validation; validate it first "
-            f"(POST /api/v1/models/custom/{model_id}/validate)", field="model")
+            f"(POST /api/v1/models/custom/{model_id}/validate)",
+            field="model",
+        )
 
 
 def _custom_ids(models_root: Path | None) -> list[str]:
     if models_root is None or not Path(models_root).is_dir():
         return []
-    return sorted(p.name for p in Path(models_root).iterdir()
-                  if p.is_dir() and _MODEL_ID_RE.match(p.name) and (p / "meta.json").is_file())
+    return sorted(
+        p.name
+        for p in Path(models_root).iterdir()
+        if p.is_dir() and _MODEL_ID_RE.match(p.name) and (p / "meta.json").is_file()
+    )
 
 
 def list_models(models_root: Path | None = None) -> list[ModelSpec]:
@@ -301,24 +415,32 @@ def resolve_model(key: str, models_root: Path | None = None) -> ModelSpec:
         raise ModelNotFound("no model given", field="model")
     raw = key.strip()
     if raw.lower().startswith(CUSTOM_PREFIX):
-        model_id = raw[len(CUSTOM_PREFIX):]
+        model_id = raw[len(CUSTOM_PREFIX) :]
         if models_root is None:
-            raise ModelNotFound(f"custom model {model_id!r} not found (no models directory)",
-                                field="model")
+            raise ModelNotFound(
+                f"custom model {model_id!r} not found (no models directory)", field="model"
+            )
         return custom_spec(model_id, Path(models_root))
     spec = _INDEX.get(normalize_key(raw))
     if spec is not None:
         return spec
-    if models_root is not None and _MODEL_ID_RE.match(raw) and (
-            Path(models_root) / raw / "meta.json").is_file():
+    if (
+        models_root is not None
+        and _MODEL_ID_RE.match(raw)
+        and (Path(models_root) / raw / "meta.json").is_file()
+    ):
         return custom_spec(raw, Path(models_root))
     known = sorted({s.key for s in BUILTIN_MODELS}) + [
-        CUSTOM_PREFIX + i for i in _custom_ids(models_root)]
+        CUSTOM_PREFIX + i for i in _custom_ids(models_root)
+    ]
     candidates = list(_INDEX) + known
     close = difflib.get_close_matches(normalize_key(raw), candidates, n=3, cutoff=0.5)
     suggestions = list(dict.fromkeys(_INDEX[c].key if c in _INDEX else c for c in close))
-    hint = (f"; did you mean {', '.join(suggestions)}?" if suggestions
-            else f"; known models: {', '.join(known)}")
+    hint = (
+        f"; did you mean {', '.join(suggestions)}?"
+        if suggestions
+        else f"; known models: {', '.join(known)}"
+    )
     raise ModelNotFound(f"unknown model {key!r}{hint}", field="model")
 
 
@@ -328,11 +450,13 @@ def families() -> list[dict[str, Any]]:
     for family, info in FAMILIES.items():
         package = info["package"]
         installed = True if not package else importlib.util.find_spec(package) is not None
-        out.append({
-            "family": family,
-            "description": info["description"],
-            "package": package or None,
-            "installed": installed,
-            "models": [s.key for s in BUILTIN_MODELS if s.family == family],
-        })
+        out.append(
+            {
+                "family": family,
+                "description": info["description"],
+                "package": package or None,
+                "installed": installed,
+                "models": [s.key for s in BUILTIN_MODELS if s.family == family],
+            }
+        )
     return out

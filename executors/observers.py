@@ -210,14 +210,24 @@ def attach_optimizer_observer(
     energy; ``fmax`` is what the optimizer converges on.  The fraction is steps done over
     ``max_steps`` (an upper bound; ``finish(1.0)`` on convergence closes it).
     """
+
     def metrics() -> dict[str, Any]:
         return {"fmax": optimizer_fmax(opt)}
 
     monitor = StepMonitor(
-        atoms, observer, total_steps=max_steps, step_of=lambda: opt.nsteps, metrics=metrics,
-        stage=stage, step_offset=step_offset, fraction_range=fraction_range, every=every,
-        diverge_energy=diverge_energy, diverge_check_every=diverge_check_every,
-        min_interval=min_interval, clock=clock,
+        atoms,
+        observer,
+        total_steps=max_steps,
+        step_of=lambda: opt.nsteps,
+        metrics=metrics,
+        stage=stage,
+        step_offset=step_offset,
+        fraction_range=fraction_range,
+        every=every,
+        diverge_energy=diverge_energy,
+        diverge_check_every=diverge_check_every,
+        min_interval=min_interval,
+        clock=clock,
     )
     opt.attach(monitor, interval=1)
     return monitor
@@ -244,6 +254,7 @@ def attach_md_observer(
     across stages: fraction = (step_offset + dyn.nsteps) / total_steps.  Progress carries
     step, energy (potential), temperature (K), volume (A^3, periodic cells) and stage.
     """
+
     def metrics() -> dict[str, Any]:
         out: dict[str, Any] = {"temperature": float(atoms.get_temperature())}
         if atoms.cell.rank == 3:
@@ -251,10 +262,19 @@ def attach_md_observer(
         return out
 
     monitor = StepMonitor(
-        atoms, observer, total_steps=total_steps, step_of=lambda: dyn.nsteps, metrics=metrics,
-        stage=stage, step_offset=step_offset, global_total=total_steps, every=every,
-        diverge_energy=diverge_energy, diverge_check_every=diverge_check_every,
-        min_interval=min_interval, clock=clock,
+        atoms,
+        observer,
+        total_steps=total_steps,
+        step_of=lambda: dyn.nsteps,
+        metrics=metrics,
+        stage=stage,
+        step_offset=step_offset,
+        global_total=total_steps,
+        every=every,
+        diverge_energy=diverge_energy,
+        diverge_check_every=diverge_check_every,
+        min_interval=min_interval,
+        clock=clock,
     )
     dyn.attach(monitor, interval=1)
     return monitor

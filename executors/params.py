@@ -48,16 +48,34 @@ PROTOCOLS = ("default", "mofsimbench")
 
 # Request-envelope keys that MIRA clients send in the same flat body as the physics
 # parameters; they are handled elsewhere, so the parameter schema drops them silently.
-ENVELOPE_KEYS = frozenset({
-    "structure_id", "structure", "model_key", "model", "task_type", "priority", "timeout",
-    "notify_url", "notify_events", "notify_secret", "options", "name", "description", "tags",
-})
+ENVELOPE_KEYS = frozenset(
+    {
+        "structure_id",
+        "structure",
+        "model_key",
+        "model",
+        "task_type",
+        "priority",
+        "timeout",
+        "notify_url",
+        "notify_events",
+        "notify_secret",
+        "options",
+        "name",
+        "description",
+        "tags",
+    }
+)
 
 _TRUE = {"true", "1", "yes", "on", "y", "t"}
 _FALSE = {"false", "0", "no", "off", "n", "f"}
 PyType = type  # the field "type" below shadows the builtin inside the class body
 _JSON_TYPES: dict[PyType, str] = {
-    bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    str: "string",
+    list: "array",
 }
 
 
@@ -114,11 +132,11 @@ class Param:
         if not isinstance(value, list | tuple):
             raise ValidationError(f"{name} must be a list", field=where)
         if self.length is not None and len(value) != self.length:
-            raise ValidationError(f"{name} must have exactly {self.length} items, got {len(value)}",
-                                  field=where)
+            raise ValidationError(
+                f"{name} must have exactly {self.length} items, got {len(value)}", field=where
+            )
         if self.min_length is not None and len(value) < self.min_length:
-            raise ValidationError(f"{name} must have at least {self.min_length} items",
-                                  field=where)
+            raise ValidationError(f"{name} must have at least {self.min_length} items", field=where)
         item_type = self.item_type or float
         items = [_coerce_scalar(v, item_type, where, f"{name}[{i}]") for i, v in enumerate(value)]
         for i, item in enumerate(items):
@@ -220,14 +238,34 @@ def _coerce_scalar(value: Any, typ: type, where: str, name: str) -> Any:
 
 
 COMMON_PARAMS: tuple[Param, ...] = (
-    Param("with_d3", bool, False, aliases=("enable_d3", "d3"),
-          doc="add DFT-D3(BJ) dispersion on top of the model"),
-    Param("force_d3", bool, False,
-          doc="allow a D3 term on a model already trained with D3 (double counting)"),
-    Param("dtype", str, "float32", choices=("float32", "float64"), aliases=("precision",),
-          doc="floating-point precision of the model"),
-    Param("protocol", str, "default", choices=PROTOCOLS,
-          doc="'mofsimbench' applies the MOFSimBench reference values; explicit values win"),
+    Param(
+        "with_d3",
+        bool,
+        False,
+        aliases=("enable_d3", "d3"),
+        doc="add DFT-D3(BJ) dispersion on top of the model",
+    ),
+    Param(
+        "force_d3",
+        bool,
+        False,
+        doc="allow a D3 term on a model already trained with D3 (double counting)",
+    ),
+    Param(
+        "dtype",
+        str,
+        "float32",
+        choices=("float32", "float64"),
+        aliases=("precision",),
+        doc="floating-point precision of the model",
+    ),
+    Param(
+        "protocol",
+        str,
+        "default",
+        choices=PROTOCOLS,
+        doc="'mofsimbench' applies the MOFSimBench reference values; explicit values win",
+    ),
 )
 
 
@@ -260,8 +298,9 @@ class ParamSchema:
     def names(self) -> list[str]:
         return [p.name for p in self.all_params]
 
-    def validate(self, raw: Mapping[str, Any] | None,
-                 presets: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    def validate(
+        self, raw: Mapping[str, Any] | None, presets: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> dict[str, Any]:
         """Normalize a request's parameters; see the module docstring for the rules."""
         if raw is None:
             raw = {}
@@ -314,8 +353,7 @@ class ParamSchema:
                 alias_schema = dict(props[p.name])
                 alias_schema["description"] = f"alias of {p.name}"
                 props[alias] = alias_schema
-        out: dict[str, Any] = {"type": "object", "properties": props,
-                               "additionalProperties": False}
+        out: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}
         if title:
             out["title"] = title
         if self.presets:

@@ -43,8 +43,15 @@ def _figure(nrows: int = 1, height: float = 4.0) -> tuple[Any, list[Any]]:
     return fig, list(axes)
 
 
-def _draw_series(ax: Any, x: Sequence[float], y: Sequence[float], *, label: str | None,
-                 style: str = "line", color: str | None = None) -> None:
+def _draw_series(
+    ax: Any,
+    x: Sequence[float],
+    y: Sequence[float],
+    *,
+    label: str | None,
+    style: str = "line",
+    color: str | None = None,
+) -> None:
     if style not in _STYLES:
         raise ValueError(f"unknown style {style!r}; expected one of {', '.join(_STYLES)}")
     if len(x) != len(y):
@@ -57,22 +64,35 @@ def _draw_series(ax: Any, x: Sequence[float], y: Sequence[float], *, label: str 
 
 def _draw_vlines(ax: Any, vlines: Sequence[Mapping[str, Any]], *, labels: bool) -> None:
     for line in vlines:
-        ax.axvline(float(line["x"]), color=line.get("color", "0.5"), linestyle=":",
-                   linewidth=1)
+        ax.axvline(float(line["x"]), color=line.get("color", "0.5"), linestyle=":", linewidth=1)
         if labels and line.get("label"):
-            ax.annotate(str(line["label"]), xy=(float(line["x"]), 1.0),
-                        xycoords=("data", "axes fraction"), xytext=(3, -12),
-                        textcoords="offset points", fontsize=8, color="0.3")
+            ax.annotate(
+                str(line["label"]),
+                xy=(float(line["x"]), 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(3, -12),
+                textcoords="offset points",
+                fontsize=8,
+                color="0.3",
+            )
 
 
 def _draw_marks(ax: Any, marks: Sequence[Mapping[str, Any]]) -> None:
     for mark in marks:
         x, y = float(mark["x"]), float(mark["y"])
-        ax.plot([x], [y], marker="o", markersize=8, linestyle="none",
-                color=mark.get("color", "tab:red"), zorder=5)
+        ax.plot(
+            [x],
+            [y],
+            marker="o",
+            markersize=8,
+            linestyle="none",
+            color=mark.get("color", "tab:red"),
+            zorder=5,
+        )
         if mark.get("label"):
-            ax.annotate(str(mark["label"]), xy=(x, y), xytext=(6, 6),
-                        textcoords="offset points", fontsize=9)
+            ax.annotate(
+                str(mark["label"]), xy=(x, y), xytext=(6, 6), textcoords="offset points", fontsize=9
+            )
 
 
 def _save(fig: Any, path: str | Path) -> Path:
@@ -107,8 +127,14 @@ def plot_xy(
     fig, (ax,) = _figure()
     _draw_series(ax, x, y, label=label, style=style)
     for s in series:
-        _draw_series(ax, s["x"], s["y"], label=s.get("label"), style=s.get("style", "line"),
-                     color=s.get("color"))
+        _draw_series(
+            ax,
+            s["x"],
+            s["y"],
+            label=s.get("label"),
+            style=s.get("style", "line"),
+            color=s.get("color"),
+        )
     _draw_vlines(ax, vlines, labels=True)
     _draw_marks(ax, marks)
     if logy:
@@ -142,11 +168,16 @@ def plot_panels(
         raise ValueError("at least one panel is needed")
     fig, axes = _figure(len(panels), height=2.2 * len(panels) + 0.8)
     for k, (ax, panel) in enumerate(zip(axes, panels, strict=True)):
-        _draw_series(ax, x, panel["y"], label=panel.get("label"),
-                     style=panel.get("style", "line"))
+        _draw_series(ax, x, panel["y"], label=panel.get("label"), style=panel.get("style", "line"))
         for s in panel.get("series", ()):
-            _draw_series(ax, s["x"], s["y"], label=s.get("label"),
-                         style=s.get("style", "line"), color=s.get("color"))
+            _draw_series(
+                ax,
+                s["x"],
+                s["y"],
+                label=s.get("label"),
+                style=s.get("style", "line"),
+                color=s.get("color"),
+            )
         _draw_vlines(ax, vlines, labels=k == 0)
         _draw_marks(ax, panel.get("marks", ()))
         ax.set_ylabel(panel["ylabel"])

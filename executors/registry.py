@@ -45,8 +45,9 @@ def task_module(task_type: str) -> ModuleType:
     task_type = normalize_task_type(task_type)
     module = TASK_MODULES[task_type]
     if importlib.util.find_spec(module) is None:
-        raise ValidationError(f"task type {task_type!r} is not available in this build",
-                              field="task_type")
+        raise ValidationError(
+            f"task type {task_type!r} is not available in this build", field="task_type"
+        )
     return importlib.import_module(module)
 
 

@@ -25,13 +25,15 @@ def allowed_elements(spec: ModelSpec | None) -> set[str] | None:
     return set(spec.elements)
 
 
-def check_for_task(atoms: Atoms, task_type: str, spec: ModelSpec | None,
-                   params: dict[str, Any] | None = None) -> None:
+def check_for_task(
+    atoms: Atoms, task_type: str, spec: ModelSpec | None, params: dict[str, Any] | None = None
+) -> None:
     """Raise ``InvalidStructure`` (field ``structure``) when ``atoms`` cannot be run, or
     the task's own ``check_structure`` error (e.g. a guest index out of range) when
     its validated ``params`` do not fit this structure."""
-    validate_atoms(atoms, require_periodic=task_type in PERIODIC_TASKS,
-                   allowed_elements=allowed_elements(spec))
+    validate_atoms(
+        atoms, require_periodic=task_type in PERIODIC_TASKS, allowed_elements=allowed_elements(spec)
+    )
     if params is not None:
         from executors.registry import task_module
 

@@ -46,8 +46,13 @@ class SpoolObserver:
         self.last = dict(metrics)
         if fraction is not None:
             fraction = max(0.0, min(1.0, float(fraction)))
-        self.events.emit(message or "progress", event="progress", logger=self.logger,
-                         progress=fraction, **metrics)
+        self.events.emit(
+            message or "progress",
+            event="progress",
+            logger=self.logger,
+            progress=fraction,
+            **metrics,
+        )
 
     def check_cancel(self) -> None:
         if self.cancel_marker.exists():
@@ -63,9 +68,17 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 class Worker:
-    def __init__(self, spool_root: Path, slot: str, *, device: str = "cpu",
-                 gpu_id: int | None = None, cache_size: int = 2, dtype: str = "float32",
-                 out: IO[str] | None = None) -> None:
+    def __init__(
+        self,
+        spool_root: Path,
+        slot: str,
+        *,
+        device: str = "cpu",
+        gpu_id: int | None = None,
+        cache_size: int = 2,
+        dtype: str = "float32",
+        out: IO[str] | None = None,
+    ) -> None:
         from executors.calc_cache import CalculatorCache
 
         self.paths = SpoolPaths(spool_root)
@@ -100,11 +113,12 @@ class Worker:
             if kind == "run":
                 self.reply(type="started", task_id=cmd["task_id"], t=time.time())
                 outcome = self.run_job(cmd["task_id"], Path(cmd["path"]))
-                self.reply(type="finished", task_id=cmd["task_id"], loaded=self.loaded(),
-                           **outcome)
+                self.reply(type="finished", task_id=cmd["task_id"], loaded=self.loaded(), **outcome)
             elif kind == "load":
-                self.reply(type="loaded", **self.preload(str(cmd.get("model")),
-                                                         bool(cmd.get("with_d3", False))))
+                self.reply(
+                    type="loaded",
+                    **self.preload(str(cmd.get("model")), bool(cmd.get("with_d3", False))),
+                )
             elif kind == "unload":
                 self.cache.unload(str(cmd.get("model")))
                 self.reply(type="loaded", ok=True, loaded=self.loaded())
@@ -130,19 +144,27 @@ class Worker:
         except TaskCancelled:
             return {"status": "CANCELLED", "error": {"code": 50004, "message": "cancelled"}}
         except MofsimError as exc:
-            events.emit(f"Task failed: {exc.message}", level="ERROR", code=exc.code,
-                        field=exc.field)
+            events.emit(
+                f"Task failed: {exc.message}", level="ERROR", code=exc.code, field=exc.field
+            )
             return {"status": "FAILED", "error": exc.to_dict(), "transient": False}
         except BaseException as exc:  # noqa: BLE001 - one failing task must not kill the slot
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
             transient = _is_transient(exc)
-            events.emit(f"Task failed: {type(exc).__name__}: {exc}", level="ERROR",
-                        transient=transient)
+            events.emit(
+                f"Task failed: {type(exc).__name__}: {exc}", level="ERROR", transient=transient
+            )
             events.emit("".join(traceback.format_exception(exc))[-4000:], level="DEBUG")
-            return {"status": "FAILED", "transient": transient,
-                    "error": {"code": 50001, "type": type(exc).__name__,
-                              "message": f"{type(exc).__name__}: {exc}"}}
+            return {
+                "status": "FAILED",
+                "transient": transient,
+                "error": {
+                    "code": 50001,
+                    "type": type(exc).__name__,
+                    "message": f"{type(exc).__name__}: {exc}",
+                },
+            }
         result["duration_seconds"] = round(time.time() - t0, 3)
         transitions.atomic_write_json(self.paths, self.paths.result_file(task_id), result)
         return {"status": "COMPLETED"}
@@ -164,24 +186,43 @@ class Worker:
         dtype = str(params.get("dtype") or self.dtype)
         with_d3 = bool(params.get("with_d3", False))
         force_d3 = bool(params.get("force_d3", False))
-        events.status("RUNNING", f"Task started on {self.slot}", slot=self.slot,
-                      structure_name=name, natoms=len(atoms), model=spec.key, pid=os.getpid())
+        events.status(
+            "RUNNING",
+            f"Task started on {self.slot}",
+            slot=self.slot,
+            structure_name=name,
+            natoms=len(atoms),
+            model=spec.key,
+            pid=os.getpid(),
+        )
         t_load = time.perf_counter()
-        calc = self.cache.get(spec, self.device, dtype, with_d3, force_d3=force_d3,
-                              models_root=self.paths.models)
+        calc = self.cache.get(
+            spec, self.device, dtype, with_d3, force_d3=force_d3, models_root=self.paths.models
+        )
         load_s = time.perf_counter() - t_load
         if load_s > 0.05:
-            events.emit(f"Model {spec.key} loaded in {load_s:.1f} s", logger="executor.models",
-                        model=spec.key, load_seconds=round(load_s, 3))
+            events.emit(
+                f"Model {spec.key} loaded in {load_s:.1f} s",
+                logger="executor.models",
+                model=spec.key,
+                load_seconds=round(load_s, 3),
+            )
         # A warm calculator must not answer a new job from the previous job's results.
         calc.reset()
         atoms.calc = calc
         workspace = self.paths.workspace(job.task_id)
         observer = SpoolObserver(events, self.paths.cancel_marker(job.task_id), events.logger)
         ctx = TaskContext(
-            task_id=job.task_id, task_type=job.task_type, atoms=atoms, structure_name=name,
-            parameters=params, model_key=spec.key, calculator=calc, workspace=workspace,
-            observer=observer, device=self.device,
+            task_id=job.task_id,
+            task_type=job.task_type,
+            atoms=atoms,
+            structure_name=name,
+            parameters=params,
+            model_key=spec.key,
+            calculator=calc,
+            workspace=workspace,
+            observer=observer,
+            device=self.device,
         )
         peak = _reset_peak_memory(self.device)
         result = module.run(ctx)
@@ -192,11 +233,18 @@ class Worker:
             metrics["peak_gpu_memory_MB"] = peak()
         if spec.key not in self._versions:
             self._versions[spec.key] = describe_versions(spec)
-        provenance = {"model": spec.key, "model_family": spec.family, "dtype": dtype,
-                      "with_d3": with_d3, "device": self.device, "slot": self.slot,
-                      "versions": self._versions[spec.key]}
-        return json_safe({"result": result, "metrics": metrics, "structure_name": name,
-                          "provenance": provenance})
+        provenance = {
+            "model": spec.key,
+            "model_family": spec.family,
+            "dtype": dtype,
+            "with_d3": with_d3,
+            "device": self.device,
+            "slot": self.slot,
+            "versions": self._versions[spec.key],
+        }
+        return json_safe(
+            {"result": result, "metrics": metrics, "structure_name": name, "provenance": provenance}
+        )
 
 
 def _reset_peak_memory(device: str) -> Any:
@@ -220,8 +268,15 @@ def main(argv: list[str] | None = None) -> int:
     # Replies own stdout; stray prints from model libraries go to stderr instead.
     out = sys.stdout
     sys.stdout = sys.stderr
-    worker = Worker(Path(args.spool), args.slot, device=args.device, gpu_id=args.gpu_id,
-                    cache_size=args.cache_size, dtype=args.dtype, out=out)
+    worker = Worker(
+        Path(args.spool),
+        args.slot,
+        device=args.device,
+        gpu_id=args.gpu_id,
+        cache_size=args.cache_size,
+        dtype=args.dtype,
+        out=out,
+    )
     worker.serve(sys.stdin)
     return 0
 

@@ -91,8 +91,11 @@ def open_backend(spool: Path | None, server: str | None, api_key: str | None) ->
     server = (server or "").strip() or None
     server_flag, spool_flag = from_command_line("server"), from_command_line("spool")
     if server_flag and spool_flag:
-        raise ValidationError("--spool and --server exclude each other: a command works on "
-                              "a spool here or through a server", field="server")
+        raise ValidationError(
+            "--spool and --server exclude each other: a command works on "
+            "a spool here or through a server",
+            field="server",
+        )
     if server is not None and (server_flag or not spool_flag):
         from mofsim_cli.remote import RemoteBackend
 
@@ -101,8 +104,10 @@ def open_backend(spool: Path | None, server: str | None, api_key: str | None) ->
 
 
 def remote_only(what: str) -> ValidationError:
-    return ValidationError(f"mofsim {what} asks the HTTP server: give --server URL (or set "
-                           "MOFSIM_SERVER)", field="server")
+    return ValidationError(
+        f"mofsim {what} asks the HTTP server: give --server URL (or set MOFSIM_SERVER)",
+        field="server",
+    )
 
 
 def upload_file(path: Path, what: str = "file") -> Path:
@@ -110,8 +115,7 @@ def upload_file(path: Path, what: str = "file") -> Path:
     path = path.expanduser()
     if not path.is_file():
         if what == "structure":
-            raise StructureNotFound(f"structure file {str(path)!r} not found",
-                                    field="file")
+            raise StructureNotFound(f"structure file {str(path)!r} not found", field="file")
         raise ValidationError(f"{what} file {str(path)!r} not found", field="file")
     return path
 
@@ -144,9 +148,15 @@ class LocalBackend:
         from mofsim_cli.submission import build_job
         from mofsim_cli.views import status_view
 
-        job = build_job(spool_root=self.root, task_type=sub.task_type,
-                        structure=sub.structure, model=sub.model, params=sub.params,
-                        priority=sub.priority, timeout=sub.timeout)
+        job = build_job(
+            spool_root=self.root,
+            task_type=sub.task_type,
+            structure=sub.structure,
+            model=sub.model,
+            params=sub.params,
+            priority=sub.priority,
+            timeout=sub.timeout,
+        )
         sp = Spool(self.root, create=True)
         sp.submit(job, fresh_id=True)  # the CLI never takes an id from the user
         return status_view(sp, job.task_id)
@@ -225,8 +235,11 @@ class LocalBackend:
         from mofsimd.config import load_config
 
         extra = load_config().extra
-        timeout = float((extra if isinstance(extra, dict) else {}).get(
-            "model_validation_timeout_s", VALIDATION_TIMEOUT_S))
+        timeout = float(
+            (extra if isinstance(extra, dict) else {}).get(
+                "model_validation_timeout_s", VALIDATION_TIMEOUT_S
+            )
+        )
         return asyncio.run(validate_custom_model(self._spool(), model_id, timeout=timeout))
 
     def delete_model(self, model_id: str) -> dict[str, Any]:
@@ -241,8 +254,13 @@ class LocalBackend:
         from mofsim_http.structure_service import store_structure, structure_view
 
         source = upload_file(path, "structure")
-        meta = store_structure(self._spool(create=True), source.read_bytes(), name=name,
-                               filename=source.name, max_bytes=MAX_STRUCTURE_BYTES)
+        meta = store_structure(
+            self._spool(create=True),
+            source.read_bytes(),
+            name=name,
+            filename=source.name,
+            max_bytes=MAX_STRUCTURE_BYTES,
+        )
         return structure_view(meta)
 
     def structures(self) -> list[dict[str, Any]]:
@@ -304,8 +322,11 @@ class LocalBackend:
         policy = retention.Policy.from_config(load_config())
         sp = self._spool()
         plan = (retention.apply if apply else retention.plan)(sp, policy)
-        return {"policy": policy.to_dict(), "applied": apply,
-                "actions": [a.to_dict() for a in plan.actions]}
+        return {
+            "policy": policy.to_dict(),
+            "applied": apply,
+            "actions": [a.to_dict() for a in plan.actions],
+        }
 
     def keep(self, task_id: str, keep: bool) -> dict[str, Any]:
         from mofsimd import retention
@@ -343,8 +364,7 @@ def _open_mirror(sp: Spool) -> Any:
 
 
 @contextlib.contextmanager
-def connect(spool: Path | None, server: str | None, api_key: str | None
-            ) -> Iterator[Backend]:
+def connect(spool: Path | None, server: str | None, api_key: str | None) -> Iterator[Backend]:
     """``open_backend`` for the length of a command."""
     backend = open_backend(spool, server, api_key)
     try:

@@ -19,12 +19,17 @@ from mofsim_cli.render import print_result
 from mofsim_cli.submission import build_job
 from mofsim_cli.views import result_view
 
-DEMO_PARAMETERS: dict[str, Any] = {"fmax": 0.02, "max_steps": 200, "optimizer": "BFGS",
-                                   "relax_cell": True}
+DEMO_PARAMETERS: dict[str, Any] = {
+    "fmax": 0.02,
+    "max_steps": 200,
+    "optimizer": "BFGS",
+    "relax_cell": True,
+}
 
 
-def run_demo(console: Console, *, spool: Path | None, structure: str, model: str,
-             slots: str = "cpu:1") -> str | None:
+def run_demo(
+    console: Console, *, spool: Path | None, structure: str, model: str, slots: str = "cpu:1"
+) -> str | None:
     from mofsimd.background import BackgroundDaemon
     from spool.store import Spool
 
@@ -35,13 +40,21 @@ def run_demo(console: Console, *, spool: Path | None, structure: str, model: str
     console.print(f"Starting the daemon ({slots}); its log: {daemon.log}")
     daemon.start()
     try:
-        console.print("Daemon up.  Submitting a geometry optimization of "
-                      f"[bold]{structure}[/] with [bold]{model}[/] "
-                      f"(cell included, fmax {DEMO_PARAMETERS['fmax']} eV/A, "
-                      f"at most {DEMO_PARAMETERS['max_steps']} steps).")
-        job = build_job(spool_root=root, task_type="optimization", structure=structure,
-                        model=model, params=dict(DEMO_PARAMETERS), priority="NORMAL",
-                        timeout=None)
+        console.print(
+            "Daemon up.  Submitting a geometry optimization of "
+            f"[bold]{structure}[/] with [bold]{model}[/] "
+            f"(cell included, fmax {DEMO_PARAMETERS['fmax']} eV/A, "
+            f"at most {DEMO_PARAMETERS['max_steps']} steps)."
+        )
+        job = build_job(
+            spool_root=root,
+            task_type="optimization",
+            structure=structure,
+            model=model,
+            params=dict(DEMO_PARAMETERS),
+            priority="NORMAL",
+            timeout=None,
+        )
         sp.submit(job)
         console.print(f"Task {job.task_id} queued; the first minute is the model loading.")
         state = follow(Follower(sp, job.task_id), make_display(console, job.task_id))

@@ -49,9 +49,16 @@ class Follower:
     """Iterates over a task's events as they are written; ``state`` holds the terminal
     state once iteration ends."""
 
-    def __init__(self, spool: Spool, task_id: str, *, poll_s: float = POLL_S,
-                 grace_s: float = GRACE_S, sleep: Callable[[float], None] | None = None,
-                 clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        spool: Spool,
+        task_id: str,
+        *,
+        poll_s: float = POLL_S,
+        grace_s: float = GRACE_S,
+        sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         if spool.locate(task_id) is None:
             raise TaskNotFound(f"task {task_id} not found")
         self.spool = spool
@@ -77,8 +84,10 @@ class Follower:
         terminal_since: float | None = None
         while True:
             for ev in self._new_events():
-                if ev.kind == "status" and (ev.data.get("extra") or {}).get(
-                        "status") in TERMINAL_STATES:
+                if (
+                    ev.kind == "status"
+                    and (ev.data.get("extra") or {}).get("status") in TERMINAL_STATES
+                ):
                     saw_terminal_event = True
                 yield ev
             loc = self.spool.locate(self.task_id)
@@ -147,8 +156,9 @@ class PlainDisplay:
     """One line per event; progress lines only when the whole percentage or the stage
     changes, so a long run piped to a file stays readable."""
 
-    def __init__(self, console: Console, task_id: str, level: str | None = None,
-                 all_progress: bool = False) -> None:
+    def __init__(
+        self, console: Console, task_id: str, level: str | None = None, all_progress: bool = False
+    ) -> None:
         self.console = console
         self.task_id = task_id
         self.level = level
@@ -161,8 +171,7 @@ class PlainDisplay:
         if ev.kind == "progress" and not self.all_progress:
             extra = ev.data.get("extra") or {}
             frac = extra.get("progress")
-            key = (int(100 * frac) if isinstance(frac, int | float) else None,
-                   extra.get("stage"))
+            key = (int(100 * frac) if isinstance(frac, int | float) else None, extra.get("stage"))
             if key == self._last_key:
                 return
             self._last_key = key
@@ -180,8 +189,14 @@ class BarDisplay:
         self.task_id = task_id
         self.level = level
         self.progress = Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-            TaskProgressColumn(), TimeElapsedColumn(), console=console, transient=False)
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
         self.bar = self.progress.add_task(f"{task_id} waiting", total=1.0)
         self.progress.start()
 
@@ -211,8 +226,14 @@ class BarDisplay:
         self.console.print(final_line(self.task_id, state), soft_wrap=True)
 
 
-def make_display(console: Console, task_id: str, *, as_json: bool = False,
-                 quiet: bool = False, level: str | None = None) -> Display:
+def make_display(
+    console: Console,
+    task_id: str,
+    *,
+    as_json: bool = False,
+    quiet: bool = False,
+    level: str | None = None,
+) -> Display:
     if quiet:
         return QuietDisplay()
     if as_json:

@@ -14,8 +14,15 @@ from typing import Any
 from spool.errors import MofsimError
 from spool.store import Spool
 
-DEVICE_FIELDS = ("memory_total_mb", "memory_used_mb", "memory_free_mb",
-                 "utilization_percent", "temperature_c", "available", "error")
+DEVICE_FIELDS = (
+    "memory_total_mb",
+    "memory_used_mb",
+    "memory_free_mb",
+    "utilization_percent",
+    "temperature_c",
+    "available",
+    "error",
+)
 ALERT_KINDS = ("active", "history")
 NO_ALERT_ENGINE = "not running on this spool"
 
@@ -30,16 +37,27 @@ def gpu_inventory(spool: Spool) -> dict[str, Any]:
         items = []
         for s in snap["slots"]:
             dev = s.get("device_status") or {}
-            items.append({
-                "slot_id": s.get("slot_id"), "kind": s.get("kind"), "index": s.get("index"),
-                "name": s.get("name"), "device": s.get("device"), "state": s.get("state"),
-                **{k: dev.get(k) for k in DEVICE_FIELDS},
-                "loaded_models": s.get("loaded_models") or [],
-                "current_task": s.get("current_task"), "executor": s.get("executor"),
-            })
-        return {"source": "daemon", "daemon_running": True,
-                "snapshot_age_seconds": daemon["snapshot_age_seconds"],
-                "count": len(items), "gpus": items}
+            items.append(
+                {
+                    "slot_id": s.get("slot_id"),
+                    "kind": s.get("kind"),
+                    "index": s.get("index"),
+                    "name": s.get("name"),
+                    "device": s.get("device"),
+                    "state": s.get("state"),
+                    **{k: dev.get(k) for k in DEVICE_FIELDS},
+                    "loaded_models": s.get("loaded_models") or [],
+                    "current_task": s.get("current_task"),
+                    "executor": s.get("executor"),
+                }
+            )
+        return {
+            "source": "daemon",
+            "daemon_running": True,
+            "snapshot_age_seconds": daemon["snapshot_age_seconds"],
+            "count": len(items),
+            "gpus": items,
+        }
     return _direct_inventory(spool, daemon["alive"])
 
 
@@ -49,27 +67,39 @@ def _direct_inventory(spool: Spool, daemon_alive: bool) -> dict[str, Any]:
     from mofsimd.slot_state import slot_device
 
     try:
-        backend = parse_slots(load_config().slots,
-                              state_file=spool.paths.state_dir / "simulated-devices.json")
+        backend = parse_slots(
+            load_config().slots, state_file=spool.paths.state_dir / "simulated-devices.json"
+        )
     except MofsimError as exc:
-        return {"source": "direct", "daemon_running": daemon_alive, "count": 0, "gpus": [],
-                "error": exc.message}
+        return {
+            "source": "direct",
+            "daemon_running": daemon_alive,
+            "count": 0,
+            "gpus": [],
+            "error": exc.message,
+        }
     try:
         status = {d.slot_id: d.to_dict() for d in backend.status()}
         items: list[dict[str, Any]] = []
         for slot in backend.slots():
             dev = status.get(slot.slot_id, {})
-            items.append({
-                "slot_id": slot.slot_id, "kind": slot.kind, "index": slot.index,
-                "name": slot.name, "device": slot_device(slot.kind, slot.index),
-                "state": "no executor", **{k: dev.get(k) for k in DEVICE_FIELDS},
-                "loaded_models": [], "current_task": None, "executor": None,
-            })
+            items.append(
+                {
+                    "slot_id": slot.slot_id,
+                    "kind": slot.kind,
+                    "index": slot.index,
+                    "name": slot.name,
+                    "device": slot_device(slot.kind, slot.index),
+                    "state": "no executor",
+                    **{k: dev.get(k) for k in DEVICE_FIELDS},
+                    "loaded_models": [],
+                    "current_task": None,
+                    "executor": None,
+                }
+            )
     finally:
         backend.close()
-    return {"source": "direct", "daemon_running": daemon_alive, "count": len(items),
-            "gpus": items}
-
+    return {"source": "direct", "daemon_running": daemon_alive, "count": len(items), "gpus": items}
 
 
 def queue_stats(spool: Spool) -> dict[str, Any]:
@@ -89,7 +119,5 @@ def alerts(spool: Spool, kind: str, limit: int = 100) -> dict[str, Any]:
     directory = spool.paths.state_dir / "alerts"
     if not directory.is_dir():
         return {kind: [], "total": 0, "engine": NO_ALERT_ENGINE}
-    items = read_active(directory) if kind == "active" else read_history(directory,
-                                                                          limit=limit)
+    items = read_active(directory) if kind == "active" else read_history(directory, limit=limit)
     return {kind: items, "total": len(items), "engine": "running"}
-

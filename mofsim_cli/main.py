@@ -10,7 +10,6 @@ so ``mofsim --help`` is quick.  The models / structures / system groups live in
 ``resources.py``.
 """
 
-
 # No ``from __future__ import annotations`` here: Typer would then evaluate every
 # command's string annotations at each start, several times slower.
 from pathlib import Path
@@ -57,13 +56,18 @@ app = typer.Typer(
 )
 mirror_app = typer.Typer(help="The database mirror of the spool.", no_args_is_help=True)
 app.add_typer(mirror_app, name="mirror", rich_help_panel="Data")
-keys_app = typer.Typer(help="API keys of the HTTP server (stored hashed in the spool).",
-                       no_args_is_help=True)
+keys_app = typer.Typer(
+    help="API keys of the HTTP server (stored hashed in the spool).", no_args_is_help=True
+)
 app.add_typer(keys_app, name="keys", rich_help_panel="Server")
 resources.register(app)
 housekeeping.register(app)
-ConfigOpt = Annotated[Path | None, typer.Option(
-    "--config", help="TOML configuration file (default: MOFSIM_CONFIG).", show_default=False)]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", help="TOML configuration file (default: MOFSIM_CONFIG).", show_default=False
+    ),
+]
 
 
 def _version() -> str:
@@ -90,8 +94,12 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
-                                          help="Show the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """MOF simulations with machine-learning interatomic potentials."""
 
@@ -108,20 +116,34 @@ def _check_http(value: str) -> str:
 
 @command(app, "daemon", "Daemon")
 def daemon(
-    spool: Annotated[Path | None, typer.Option(
-        "--spool", show_default=False,
-        help="Spool directory (default: config file, then MOFSIM_SPOOL, then built-in)."),
+    spool: Annotated[
+        Path | None,
+        typer.Option(
+            "--spool",
+            show_default=False,
+            help="Spool directory (default: config file, then MOFSIM_SPOOL, then built-in).",
+        ),
     ] = None,
-    slots: Annotated[str | None, typer.Option(
-        "--slots", help="auto | cpu:N | simulate:N | GPU indices such as 0,1,3.",
-        show_default=False)] = None,
-    http: Annotated[str | None, typer.Option(
-        "--http", metavar="HOST:PORT", help="Serve the HTTP API here.")] = None,
+    slots: Annotated[
+        str | None,
+        typer.Option(
+            "--slots",
+            help="auto | cpu:N | simulate:N | GPU indices such as 0,1,3.",
+            show_default=False,
+        ),
+    ] = None,
+    http: Annotated[
+        str | None, typer.Option("--http", metavar="HOST:PORT", help="Serve the HTTP API here.")
+    ] = None,
     no_http: Annotated[bool, typer.Option("--no-http", help="Do not serve HTTP.")] = False,
-    config: Annotated[Path | None, typer.Option(
-        "--config", help="TOML configuration file (default: MOFSIM_CONFIG).")] = None,
-    log_level: Annotated[str | None, typer.Option("--log-level", show_default=False,
-                                                  help="DEBUG, INFO, WARNING, ...")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="TOML configuration file (default: MOFSIM_CONFIG)."),
+    ] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option("--log-level", show_default=False, help="DEBUG, INFO, WARNING, ..."),
+    ] = None,
 ) -> None:
     """Run the supervisor in the foreground until SIGTERM or Ctrl-C."""
     from mofsimd.config import load_config
@@ -142,18 +164,23 @@ def daemon(
 
 @command(app, "demo", "Daemon")
 def demo(
-    spool: Annotated[Path | None, typer.Option(
-        "--spool", show_default=False, help="Spool to use (default: a new temporary one).")
+    spool: Annotated[
+        Path | None,
+        typer.Option(
+            "--spool", show_default=False, help="Spool to use (default: a new temporary one)."
+        ),
     ] = None,
     structure: Annotated[str, typer.Option("--structure", help="Structure to relax.")] = (
-        "builtin:MOF-5"),
+        "builtin:MOF-5"
+    ),
     model: Annotated[str, typer.Option("--model", "-m", help="Model key.")] = "sevennet-0",
 ) -> None:
     """Start a daemon, relax a built-in MOF with SevenNet-0 live, show the result, stop."""
     from mofsim_cli.demo import run_demo
 
-    state = run_demo(out_console(), spool=spool.expanduser() if spool else None,
-                     structure=structure, model=model)
+    state = run_demo(
+        out_console(), spool=spool.expanduser() if spool else None, structure=structure, model=model
+    )
     raise typer.Exit(0 if state == "COMPLETED" else 1)
 
 
@@ -163,16 +190,26 @@ def demo(
 def _server_config(config: Path | None, spool: Path | None, http: str | None = None) -> Any:
     from mofsimd.config import load_config
 
-    return load_config(config, {"spool": str(spool.expanduser()) if spool else None,
-                                "http": _check_http(http) if http else None})
+    return load_config(
+        config,
+        {
+            "spool": str(spool.expanduser()) if spool else None,
+            "http": _check_http(http) if http else None,
+        },
+    )
 
 
 @command(app, "serve", "Server")
 def serve(
     spool: SpoolOpt = None,
-    http: Annotated[str | None, typer.Option(
-        "--http", metavar="HOST:PORT", show_default=False,
-        help="Where to listen (default: the configuration's http, else 127.0.0.1:8000).")
+    http: Annotated[
+        str | None,
+        typer.Option(
+            "--http",
+            metavar="HOST:PORT",
+            show_default=False,
+            help="Where to listen (default: the configuration's http, else 127.0.0.1:8000).",
+        ),
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -195,10 +232,13 @@ def _key_store(config: Path | None, spool: Path | None) -> Any:
 
 @command(keys_app, "create", "Server")
 def keys_create(
-    admin: Annotated[bool, typer.Option(
-        "--admin", help="May manage keys and models and read system logs.")] = False,
-    name: Annotated[str | None, typer.Option(
-        "--name", help="A label, e.g. who or what uses the key.", show_default=False)] = None,
+    admin: Annotated[
+        bool, typer.Option("--admin", help="May manage keys and models and read system logs.")
+    ] = False,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="A label, e.g. who or what uses the key.", show_default=False),
+    ] = None,
     as_json: JsonOpt = False,
     output: OutputOpt = None,
     spool: SpoolOpt = None,
@@ -209,24 +249,46 @@ def keys_create(
     entry, token = _key_store(config, spool).create(name, admin)
     # The key alone on stdout, so that KEY=$(mofsim keys create) works.
     out.show({**entry, "key": token}, [Text(token)])
-    out.hint(f"key {entry['id']}{' (admin)' if admin else ''} created; store it now, it "
-             "cannot be shown again. Send it as X-API-Key: KEY or Authorization: Bearer "
-             "KEY.", stderr=True)
+    out.hint(
+        f"key {entry['id']}{' (admin)' if admin else ''} created; store it now, it "
+        "cannot be shown again. Send it as X-API-Key: KEY or Authorization: Bearer "
+        "KEY.",
+        stderr=True,
+    )
 
 
 @command(keys_app, "list", "Server")
-def keys_list(as_json: JsonOpt = False, output: OutputOpt = None, spool: SpoolOpt = None,
-              config: ConfigOpt = None) -> None:
+def keys_list(
+    as_json: JsonOpt = False,
+    output: OutputOpt = None,
+    spool: SpoolOpt = None,
+    config: ConfigOpt = None,
+) -> None:
     """List API keys (never their secrets)."""
     out = make_output(as_json, output)
     entries = _key_store(config, spool).entries()
     if not entries:
         out.empty(entries, "no API keys (create one with: mofsim keys create --admin)")
         return
-    out.show(entries, [grid_sheet(
-        ("ID", "NAME", "ADMIN", "CREATED", "REVOKED"),
-        [[e["id"], e["name"] or "", "yes" if e["admin"] else "", e["created_at"] or "",
-          e["revoked_at"] or ""] for e in entries], nowrap=(0,))])
+    out.show(
+        entries,
+        [
+            grid_sheet(
+                ("ID", "NAME", "ADMIN", "CREATED", "REVOKED"),
+                [
+                    [
+                        e["id"],
+                        e["name"] or "",
+                        "yes" if e["admin"] else "",
+                        e["created_at"] or "",
+                        e["revoked_at"] or "",
+                    ]
+                    for e in entries
+                ],
+                nowrap=(0,),
+            )
+        ],
+    )
 
 
 @command(keys_app, "revoke", "Server")
@@ -256,23 +318,43 @@ def _where_flags(spool: Path | None, server: str | None) -> str:
 
 @command(app, "submit", "Tasks")
 def submit(
-    task_type: Annotated[str, typer.Argument(
-        help="optimization, stability, bulk-modulus, heat-capacity, interaction-energy, "
-        "single-point-energy.", show_default=False)],
-    structure: Annotated[str, typer.Argument(
-        help="A CIF/XYZ/POSCAR file, builtin:NAME or upload:FILE_ID.", show_default=False)],
-    model: Annotated[str, typer.Option("--model", "-m", help="Model key, e.g. sevennet-0.",
-                                       show_default=False)],
-    param: Annotated[list[str] | None, typer.Option(
-        "--param", "-p", metavar="KEY=VALUE",
-        help="Task parameter; VALUE is JSON when it parses as JSON, else text. Repeatable.",
-        show_default=False)] = None,
-    priority: Annotated[str, typer.Option(
-        "--priority", help="CRITICAL, HIGH, NORMAL or LOW (or 0-3).")] = "NORMAL",
-    timeout: Annotated[float | None, typer.Option(
-        "--timeout", help="Seconds the task may run.", show_default=False)] = None,
-    wait: Annotated[bool, typer.Option(
-        "--wait", help="Follow the task to its end and print the result.")] = False,
+    task_type: Annotated[
+        str,
+        typer.Argument(
+            help="optimization, stability, bulk-modulus, heat-capacity, interaction-energy, "
+            "single-point-energy.",
+            show_default=False,
+        ),
+    ],
+    structure: Annotated[
+        str,
+        typer.Argument(
+            help="A CIF/XYZ/POSCAR file, builtin:NAME or upload:FILE_ID.", show_default=False
+        ),
+    ],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Model key, e.g. sevennet-0.", show_default=False)
+    ],
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            metavar="KEY=VALUE",
+            help="Task parameter; VALUE is JSON when it parses as JSON, else text. Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    priority: Annotated[
+        str, typer.Option("--priority", help="CRITICAL, HIGH, NORMAL or LOW (or 0-3).")
+    ] = "NORMAL",
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="Seconds the task may run.", show_default=False),
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Follow the task to its end and print the result.")
+    ] = False,
     as_json: JsonOpt = False,
     output: OutputOpt = None,
     spool: SpoolOpt = None,
@@ -283,15 +365,20 @@ def submit(
     from mofsim_cli.submission import parse_params
 
     out = make_output(as_json, output)
-    sub = Submission(task_type=task_type, structure=structure, model=model,
-                     params=parse_params(param), priority=priority, timeout=timeout)
+    sub = Submission(
+        task_type=task_type,
+        structure=structure,
+        model=model,
+        params=parse_params(param),
+        priority=priority,
+        timeout=timeout,
+    )
     with connect(spool, server, api_key) as b:
         view = b.submit(sub)
         task_id = view["task_id"]
         if not wait:
             out.show(view, [submitted_line(view)])
-            out.hint(f"Follow it with: mofsim logs {task_id} --follow"
-                     f"{_where_flags(spool, server)}")
+            out.hint(f"Follow it with: mofsim logs {task_id} --follow{_where_flags(spool, server)}")
             return
         if out.name != "json":  # with --json, only the result document is printed
             out.show(view, [submitted_line(view)])
@@ -301,9 +388,14 @@ def submit(
 
 
 @command(app, "status", "Tasks")
-def status(task_id: TaskIdArg, as_json: JsonOpt = False, output: OutputOpt = None,
-           spool: SpoolOpt = None, server: ServerOpt = None,
-           api_key: ApiKeyOpt = None) -> None:
+def status(
+    task_id: TaskIdArg,
+    as_json: JsonOpt = False,
+    output: OutputOpt = None,
+    spool: SpoolOpt = None,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
+) -> None:
     """Show a task's state, timing and progress."""
     out = make_output(as_json, output)
     with connect(spool, server, api_key) as b:
@@ -312,9 +404,14 @@ def status(task_id: TaskIdArg, as_json: JsonOpt = False, output: OutputOpt = Non
 
 
 @command(app, "result", "Tasks")
-def result(task_id: TaskIdArg, as_json: JsonOpt = False, output: OutputOpt = None,
-           spool: SpoolOpt = None, server: ServerOpt = None,
-           api_key: ApiKeyOpt = None) -> None:
+def result(
+    task_id: TaskIdArg,
+    as_json: JsonOpt = False,
+    output: OutputOpt = None,
+    spool: SpoolOpt = None,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
+) -> None:
     """Show the result of a completed task (or the error it ended with)."""
     out = make_output(as_json, output)
     with connect(spool, server, api_key) as b:
@@ -325,11 +422,18 @@ def result(task_id: TaskIdArg, as_json: JsonOpt = False, output: OutputOpt = Non
 @command(app, "logs", "Tasks")
 def logs(
     task_id: TaskIdArg,
-    follow_: Annotated[bool, typer.Option(
-        "--follow", "-f", help="Keep streaming until the task ends.")] = False,
-    level: Annotated[str | None, typer.Option(
-        "--level", "-l", help="Minimum level: DEBUG, INFO, WARNING, ERROR, CRITICAL.",
-        show_default=False)] = None,
+    follow_: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep streaming until the task ends.")
+    ] = False,
+    level: Annotated[
+        str | None,
+        typer.Option(
+            "--level",
+            "-l",
+            help="Minimum level: DEBUG, INFO, WARNING, ERROR, CRITICAL.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
     output: OutputOpt = None,
     spool: SpoolOpt = None,
@@ -347,9 +451,14 @@ def logs(
 
 
 @command(app, "cancel", "Tasks")
-def cancel(task_id: TaskIdArg, as_json: JsonOpt = False, output: OutputOpt = None,
-           spool: SpoolOpt = None, server: ServerOpt = None,
-           api_key: ApiKeyOpt = None) -> None:
+def cancel(
+    task_id: TaskIdArg,
+    as_json: JsonOpt = False,
+    output: OutputOpt = None,
+    spool: SpoolOpt = None,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
+) -> None:
     """Cancel a task: at once when queued, at its next step when running."""
     out = make_output(as_json, output)
     with connect(spool, server, api_key) as b:
@@ -359,11 +468,18 @@ def cancel(task_id: TaskIdArg, as_json: JsonOpt = False, output: OutputOpt = Non
 
 @command(app, "list", "Tasks")
 def list_tasks(
-    state: Annotated[str | None, typer.Option(
-        "--state", "-s", help="Only tasks in this state (QUEUED, RUNNING, COMPLETED, ...).",
-        show_default=False)] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=0,
-                                       help="At most this many (0: all).")] = 50,
+    state: Annotated[
+        str | None,
+        typer.Option(
+            "--state",
+            "-s",
+            help="Only tasks in this state (QUEUED, RUNNING, COMPLETED, ...).",
+            show_default=False,
+        ),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=0, help="At most this many (0: all).")
+    ] = 50,
     as_json: JsonOpt = False,
     output: OutputOpt = None,
     spool: SpoolOpt = None,
@@ -383,8 +499,9 @@ def list_tasks(
 
 @command(app, "top", "Tasks")
 def top(
-    refresh: Annotated[float, typer.Option(
-        "--refresh", min=0.1, help="Seconds between refreshes.")] = 1.0,
+    refresh: Annotated[
+        float, typer.Option("--refresh", min=0.1, help="Seconds between refreshes.")
+    ] = 1.0,
     spool: SpoolOpt = None,
     server: ServerOpt = None,
     api_key: ApiKeyOpt = None,
@@ -420,8 +537,7 @@ def _rebuild_mirror(sp: Any, config: Any = None) -> dict[str, Any]:
 
     def events_of(task_id: str) -> list[dict[str, Any]]:
         nonlocal n_logs
-        events = [dict(ev.data, seq=ev.offset)
-                  for ev in read_events(sp.paths.events_file(task_id))]
+        events = [dict(ev.data, seq=ev.offset) for ev in read_events(sp.paths.events_file(task_id))]
         n_logs += len(events)
         return events
 
@@ -430,17 +546,25 @@ def _rebuild_mirror(sp: Any, config: Any = None) -> dict[str, Any]:
         n_tasks = mirror.rebuild(records, events_of)
     finally:
         mirror.close()
-    return {"database": location, "tasks": n_tasks, "logs": n_logs,
-            "by_status": dict(Counter(r["status"] for r in records))}
+    return {
+        "database": location,
+        "tasks": n_tasks,
+        "logs": n_logs,
+        "by_status": dict(Counter(r["status"] for r in records)),
+    }
 
 
 @command(mirror_app, "rebuild", "Data")
-def mirror_rebuild(as_json: JsonOpt = False, output: OutputOpt = None,
-                   spool: SpoolOpt = None) -> None:
+def mirror_rebuild(
+    as_json: JsonOpt = False, output: OutputOpt = None, spool: SpoolOpt = None
+) -> None:
     """Rebuild the SQLite mirror from the spool (tasks and their logs)."""
     out = make_output(as_json, output)
     counts = _rebuild_mirror(open_spool(spool))
-    rows: list[tuple[str, Any]] = [("Database", counts["database"]),
-                                   ("Tasks", counts["tasks"]), ("Log lines", counts["logs"])]
+    rows: list[tuple[str, Any]] = [
+        ("Database", counts["database"]),
+        ("Tasks", counts["tasks"]),
+        ("Log lines", counts["logs"]),
+    ]
     rows += [(f"  {state}", n) for state, n in counts["by_status"].items() if n]
     out.show(counts, [kv_sheet(rows, title="Mirror rebuilt")])

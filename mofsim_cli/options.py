@@ -74,10 +74,18 @@ OutputOpt = Annotated[
 TaskIdArg = Annotated[str, typer.Argument(help="Task id, e.g. task_0123456789abcdef.")]
 
 # MIRA's lowercase state names mean the same states.
-_STATE_ALIASES = {"pending": "PENDING", "queued": "QUEUED", "assigned": "ASSIGNED",
-                  "running": "RUNNING", "completed": "COMPLETED", "done": "COMPLETED",
-                  "failed": "FAILED", "cancelled": "CANCELLED", "canceled": "CANCELLED",
-                  "timeout": "TIMEOUT"}
+_STATE_ALIASES = {
+    "pending": "PENDING",
+    "queued": "QUEUED",
+    "assigned": "ASSIGNED",
+    "running": "RUNNING",
+    "completed": "COMPLETED",
+    "done": "COMPLETED",
+    "failed": "FAILED",
+    "cancelled": "CANCELLED",
+    "canceled": "CANCELLED",
+    "timeout": "TIMEOUT",
+}
 
 
 def from_command_line(name: str) -> bool:

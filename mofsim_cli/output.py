@@ -73,8 +73,7 @@ class Output(ABC):
         """A task's event history, one line each."""
 
     @abstractmethod
-    def display(self, task_id: str, *, level: str | None = None,
-                quiet: bool = False) -> Display:
+    def display(self, task_id: str, *, level: str | None = None, quiet: bool = False) -> Display:
         """How to show a task followed live."""
 
     def error(self, exc: MofsimError) -> None:
@@ -102,13 +101,20 @@ class JsonOutput(Output):
         for ev in events:
             print_json(event_json(ev), compact=True)
 
-    def display(self, task_id: str, *, level: str | None = None,
-                quiet: bool = False) -> Display:
+    def display(self, task_id: str, *, level: str | None = None, quiet: bool = False) -> Display:
         return QuietDisplay() if quiet else JsonLinesDisplay(level)
 
     def error(self, exc: MofsimError) -> None:
-        print_json({"error": {"code": exc.code, "type": type(exc).__name__,
-                              "message": exc.message, "field": exc.field}})
+        print_json(
+            {
+                "error": {
+                    "code": exc.code,
+                    "type": type(exc).__name__,
+                    "message": exc.message,
+                    "field": exc.field,
+                }
+            }
+        )
 
 
 class RichOutput(Output):
@@ -122,8 +128,7 @@ class RichOutput(Output):
         for ev in events:
             console.print(event_line(ev), soft_wrap=True)
 
-    def display(self, task_id: str, *, level: str | None = None,
-                quiet: bool = False) -> Display:
+    def display(self, task_id: str, *, level: str | None = None, quiet: bool = False) -> Display:
         return make_display(out_console(), task_id, quiet=quiet, level=level)
 
 
@@ -149,8 +154,7 @@ class PlainOutput(Output):
         for ev in events:
             print(event_line(ev).plain, flush=True)
 
-    def display(self, task_id: str, *, level: str | None = None,
-                quiet: bool = False) -> Display:
+    def display(self, task_id: str, *, level: str | None = None, quiet: bool = False) -> Display:
         if quiet:
             return QuietDisplay()
         # No colours and no bar, even on a terminal; every progress line is kept.
@@ -171,8 +175,10 @@ def plain_lines(sheet: Sheet) -> list[str]:
     ncol = max(len(r) for r in rows)
     widths = [max((len(r[i]) for r in rows if i < len(r)), default=0) for i in range(ncol)]
     for row in rows:
-        cells = [(c.rjust(widths[i]) if i in sheet.right else c.ljust(widths[i]))
-                 for i, c in enumerate(row)]
+        cells = [
+            (c.rjust(widths[i]) if i in sheet.right else c.ljust(widths[i]))
+            for i, c in enumerate(row)
+        ]
         lines.append("  ".join(cells).rstrip())
     return lines
 
@@ -183,10 +189,10 @@ def make_output(as_json: bool = False, fmt: str | None = None) -> Output:
     if name == "plain":
         name = "table"
     if name not in FORMATS:
-        raise ValidationError(f"unknown output format {fmt!r}; expected one of "
-                              f"{', '.join(FORMATS)}", field="output")
-    kinds: dict[str, type[Output]] = {"json": JsonOutput, "table": PlainOutput,
-                                      "rich": RichOutput}
+        raise ValidationError(
+            f"unknown output format {fmt!r}; expected one of {', '.join(FORMATS)}", field="output"
+        )
+    kinds: dict[str, type[Output]] = {"json": JsonOutput, "table": PlainOutput, "rich": RichOutput}
     return kinds[name]()
 
 
@@ -212,8 +218,7 @@ def command(target: typer.Typer, name: str, panel: str) -> Callable[[F], F]:
                 raise typer.Exit(1) from None
             except OSError as exc:
                 where = f" ({exc.filename})" if exc.filename else ""
-                _output_for_errors(kwargs).error(
-                    StorageError(f"{exc.strerror or exc}{where}"))
+                _output_for_errors(kwargs).error(StorageError(f"{exc.strerror or exc}{where}"))
                 raise typer.Exit(1) from None
             except KeyboardInterrupt:
                 raise typer.Exit(130) from None

@@ -67,8 +67,7 @@ def translate(exc: Exception) -> MofsimError:
     field = getattr(exc, "field", None)
     if not isinstance(code, int):
         if getattr(exc, "http_status", None) == 404:
-            return EndpointNotFound(f"{message}: is --server the root URL of a MOFSim "
-                                    "server?")
+            return EndpointNotFound(f"{message}: is --server the root URL of a MOFSim server?")
         return ServerUnreachable(str(getattr(exc, "message", None) or exc))
     cls = _spool_class(getattr(exc, "error_type", None), code)
     if cls is not None:
@@ -94,11 +93,18 @@ def structure_ref(arg: str) -> dict[str, Any]:
 
     if arg.startswith(("builtin:", "upload:")):
         source, _, name = arg.partition(":")
-        return ({"source": "builtin", "name": name} if source == "builtin"
-                else {"source": "upload", "file_id": name})
+        return (
+            {"source": "builtin", "name": name}
+            if source == "builtin"
+            else {"source": "upload", "file_id": name}
+        )
     path, text = read_structure_file(arg)
-    ref: dict[str, Any] = {"source": "inline", "content": text, "name": path.stem,
-                           "filename": path.name}
+    ref: dict[str, Any] = {
+        "source": "inline",
+        "content": text,
+        "name": path.stem,
+        "filename": path.name,
+    }
     try:
         from executors.structure_io import detect_format, format_from_filename
     except ModuleNotFoundError:
@@ -169,11 +175,19 @@ class RemoteBackend:
         task_type = normalize_task_type(sub.task_type)
         priority = priority_name(normalize_priority(sub.priority))
         if sub.timeout is not None and not (math.isfinite(sub.timeout) and sub.timeout > 0):
-            raise ValidationError("--timeout must be a positive number of seconds",
-                                  field="options.timeout")
+            raise ValidationError(
+                "--timeout must be a positive number of seconds", field="options.timeout"
+            )
         ref = structure_ref(sub.structure)
-        task = self._call(self.client.submit, task_type, ref, sub.model, priority=priority,
-                          timeout=sub.timeout, parameters=sub.params)
+        task = self._call(
+            self.client.submit,
+            task_type,
+            ref,
+            sub.model,
+            priority=priority,
+            timeout=sub.timeout,
+            parameters=sub.params,
+        )
         return task_view(task.info.raw)
 
     def status(self, task_id: str) -> dict[str, Any]:
@@ -194,8 +208,9 @@ class RemoteBackend:
             raise translate(exc) from None
         inner = doc.get("result") if isinstance(doc.get("result"), dict) else {}
         urls = inner.get("output_files") if isinstance(inner, dict) else None
-        files = {str(k): self._absolute(str(v)) for k, v in (urls or {}).items()
-                 if isinstance(v, str)}
+        files = {
+            str(k): self._absolute(str(v)) for k, v in (urls or {}).items() if isinstance(v, str)
+        }
         return result_view_of(doc, files, None)
 
     def _absolute(self, url: str) -> str:
@@ -204,8 +219,9 @@ class RemoteBackend:
     def events(self, task_id: str, level: str | None) -> Iterator[Event]:
         offset = 0
         while True:
-            page = self._call(self.client.get_logs, task_id, level=level, limit=LOG_PAGE,
-                              offset=offset)
+            page = self._call(
+                self.client.get_logs, task_id, level=level, limit=LOG_PAGE, offset=offset
+            )
             for entry in page:
                 ev = _event(entry.raw, entry.raw.get("id"))
                 if ev is not None:
@@ -224,8 +240,12 @@ class RemoteBackend:
     def list_tasks(self, state: str | None, limit: int) -> list[dict[str, Any]]:
         size = min(limit, LOG_PAGE) if limit else 100
         with translated():
-            return [task_view(info.raw, keys=LIST_KEYS) for info in self.client.list_tasks(
-                status=state, page_size=size, limit=limit or None)]
+            return [
+                task_view(info.raw, keys=LIST_KEYS)
+                for info in self.client.list_tasks(
+                    status=state, page_size=size, limit=limit or None
+                )
+            ]
 
     # --- models ----------------------------------------------------------------------------
 
@@ -247,11 +267,20 @@ class RemoteBackend:
 
     def upload_model(self, path: Path, fields: dict[str, Any]) -> dict[str, Any]:
         source = upload_file(path, "model")
-        extra = {k: v for k, v in fields.items()
-                 if k not in ("name", "framework", "description", "with_d3")}
-        info = self._call(self.client.upload_model, source, fields.get("name") or "",
-                          fields.get("framework") or "", description=fields.get("description"),
-                          with_d3=fields.get("with_d3"), **extra)
+        extra = {
+            k: v
+            for k, v in fields.items()
+            if k not in ("name", "framework", "description", "with_d3")
+        }
+        info = self._call(
+            self.client.upload_model,
+            source,
+            fields.get("name") or "",
+            fields.get("framework") or "",
+            description=fields.get("description"),
+            with_d3=fields.get("with_d3"),
+            **extra,
+        )
         return info.raw
 
     def validate_model(self, model_id: str) -> dict[str, Any]:
@@ -300,14 +329,15 @@ class RemoteBackend:
 
     def retention(self, apply: bool) -> dict[str, Any]:
         if apply:
-            raise ValidationError("a server applies its retention policy itself, hourly; "
-                                  "through a server only --dry-run is possible",
-                                  field="dry_run")
+            raise ValidationError(
+                "a server applies its retention policy itself, hourly; "
+                "through a server only --dry-run is possible",
+                field="dry_run",
+            )
         return {**dict(self._api("GET", "system/retention")), "applied": False}
 
     def keep(self, task_id: str, keep: bool) -> dict[str, Any]:
-        return dict(self._api("POST", f"tasks/{self._seg(task_id)}/keep",
-                              json={"keep": keep}))
+        return dict(self._api("POST", f"tasks/{self._seg(task_id)}/keep", json={"keep": keep}))
 
     def delete_data(self, task_id: str) -> dict[str, Any]:
         return dict(self._api("DELETE", f"tasks/{self._seg(task_id)}"))

@@ -27,12 +27,23 @@ from rich.text import Text
 from spool.events import Event
 
 STATE_STYLES = {
-    "PENDING": "dim", "QUEUED": "yellow", "ASSIGNED": "cyan", "RUNNING": "bold blue",
-    "COMPLETED": "bold green", "FAILED": "bold red", "CANCELLED": "magenta",
-    "TIMEOUT": "bold red", "CANCELLING": "magenta",
+    "PENDING": "dim",
+    "QUEUED": "yellow",
+    "ASSIGNED": "cyan",
+    "RUNNING": "bold blue",
+    "COMPLETED": "bold green",
+    "FAILED": "bold red",
+    "CANCELLED": "magenta",
+    "TIMEOUT": "bold red",
+    "CANCELLING": "magenta",
 }
-LEVEL_STYLES = {"DEBUG": "dim", "INFO": "", "WARNING": "yellow", "ERROR": "red",
-                "CRITICAL": "bold red"}
+LEVEL_STYLES = {
+    "DEBUG": "dim",
+    "INFO": "",
+    "WARNING": "yellow",
+    "ERROR": "red",
+    "CRITICAL": "bold red",
+}
 
 # Output going to a pipe or a file has no width; the terminal default of 80 columns
 # would truncate ids and paths in tables.
@@ -52,8 +63,11 @@ def err_console() -> Console:
 
 def print_json(obj: Any, *, compact: bool = False) -> None:
     # Plain print: Rich would re-wrap long strings and break the JSON.
-    text = json.dumps(obj, default=str, separators=(",", ":")) if compact else json.dumps(
-        obj, indent=2, default=str)
+    text = (
+        json.dumps(obj, default=str, separators=(",", ":"))
+        if compact
+        else json.dumps(obj, indent=2, default=str)
+    )
     print(text, flush=True)
 
 
@@ -158,25 +172,36 @@ def kv_sheet(rows: Iterable[tuple[str, Any]], title: str | None = None) -> Sheet
     return Sheet([[Text(key), cell(value)] for key, value in rows], title=title)
 
 
-def grid_sheet(columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
-               title: str | None = None, right: Iterable[int] = (),
-               nowrap: Iterable[int] = ()) -> Sheet:
-    return Sheet([[cell(v) for v in row] for row in rows], columns=list(columns), title=title,
-                 right=frozenset(right), nowrap=frozenset(nowrap))
+def grid_sheet(
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    title: str | None = None,
+    right: Iterable[int] = (),
+    nowrap: Iterable[int] = (),
+) -> Sheet:
+    return Sheet(
+        [[cell(v) for v in row] for row in rows],
+        columns=list(columns),
+        title=title,
+        right=frozenset(right),
+        nowrap=frozenset(nowrap),
+    )
 
 
 def to_rich(sheet: Sheet) -> Table:
     if sheet.columns is None:
-        table = Table(show_header=False, title=sheet.title, title_justify="left", box=None,
-                      pad_edge=False)
+        table = Table(
+            show_header=False, title=sheet.title, title_justify="left", box=None, pad_edge=False
+        )
         table.add_column(style="bold")
         table.add_column(overflow="fold")
     else:
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=sheet.title,
-                      title_justify="left")
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=sheet.title, title_justify="left")
         for i, name in enumerate(sheet.columns):
-            table.add_column(name, justify="right" if i in sheet.right else "left",
-                             no_wrap=i in sheet.nowrap)
+            table.add_column(
+                name, justify="right" if i in sheet.right else "left", no_wrap=i in sheet.nowrap
+            )
     for row in sheet.rows:
         table.add_row(*row)
     return table
@@ -228,8 +253,9 @@ def record_sheet(record: dict[str, Any]) -> Sheet:
         rows.append(("Parameters", record["parameters"]))
     error = record.get("error")
     if isinstance(error, dict):
-        rows.append(("Error", Text(f"{error.get('code', '')} {error.get('message', '')}",
-                                   style="red")))
+        rows.append(
+            ("Error", Text(f"{error.get('code', '')} {error.get('message', '')}", style="red"))
+        )
     return kv_sheet(rows)
 
 
@@ -241,22 +267,33 @@ def tasks_sheet(records: list[dict[str, Any]]) -> Sheet:
     rows = []
     for r in records:
         progress = r.get("progress")
-        rows.append([
-            r["task_id"], r.get("task_type") or "", r.get("model") or "",
-            r.get("structure_name") or "", state_text(r.get("status")),
-            r.get("priority") or "",
-            fraction_text(progress).strip() if progress is not None else "",
-            short_time(r.get("created_at")),
-        ])
-    return grid_sheet(("TASK", "TYPE", "MODEL", "STRUCTURE", "STATUS", "PRI", "PROGRESS",
-                       "CREATED"), rows, right=(6,), nowrap=(0, 7))
+        rows.append(
+            [
+                r["task_id"],
+                r.get("task_type") or "",
+                r.get("model") or "",
+                r.get("structure_name") or "",
+                state_text(r.get("status")),
+                r.get("priority") or "",
+                fraction_text(progress).strip() if progress is not None else "",
+                short_time(r.get("created_at")),
+            ]
+        )
+    return grid_sheet(
+        ("TASK", "TYPE", "MODEL", "STRUCTURE", "STATUS", "PRI", "PROGRESS", "CREATED"),
+        rows,
+        right=(6,),
+        nowrap=(0, 7),
+    )
 
 
 def submitted_line(view: dict[str, Any]) -> Text:
     line = Text("Submitted ")
     line.append(view["task_id"], style="bold")
-    line.append(f"  {view['task_type']} / {view['model']} / {view['structure_name']}"
-                f"  priority {view['priority']}  ")
+    line.append(
+        f"  {view['task_type']} / {view['model']} / {view['structure_name']}"
+        f"  priority {view['priority']}  "
+    )
     line.append_text(state_text(view["status"]))
     if view.get("queue_position") is not None:
         line.append(f"  queue position {view['queue_position']}")
@@ -276,10 +313,14 @@ def result_blocks(view: dict[str, Any]) -> list[Block]:
     from mofsim_cli.views import scalar_rows
 
     header: list[tuple[str, Any]] = [
-        ("Task", view["task_id"]), ("Status", state_text(view["status"])),
-        ("Type", view["task_type"]), ("Model", view["model"]),
-        ("Structure", view.get("structure_name")), ("Started", view.get("started_at")),
-        ("Completed", view.get("completed_at")), ("Duration (s)", view.get("duration_seconds")),
+        ("Task", view["task_id"]),
+        ("Status", state_text(view["status"])),
+        ("Type", view["task_type"]),
+        ("Model", view["model"]),
+        ("Structure", view.get("structure_name")),
+        ("Started", view.get("started_at")),
+        ("Completed", view.get("completed_at")),
+        ("Duration (s)", view.get("duration_seconds")),
         ("GPU", view.get("gpu_id")),
     ]
     blocks: list[Block] = [kv_sheet(header), None]
@@ -302,6 +343,7 @@ def result_blocks(view: dict[str, Any]) -> list[Block]:
 
 
 # Rich tables of the views, for callers that draw with Rich themselves (the demo).
+
 
 def kv_table(rows: list[tuple[str, Any]], title: str | None = None) -> Table:
     return to_rich(kv_sheet(rows, title))

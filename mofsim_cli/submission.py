@@ -34,16 +34,16 @@ def parse_param(item: str) -> tuple[str, Any]:
     key, sep, text = item.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ValidationError(f"--param must look like KEY=VALUE, got {item!r}",
-                              field="parameters")
+        raise ValidationError(f"--param must look like KEY=VALUE, got {item!r}", field="parameters")
     try:
         value: Any = json.loads(text)
     except ValueError:
         value = text
     if isinstance(value, float) and not math.isfinite(value):
         # json accepts NaN and Infinity; no parameter means them.
-        raise ValidationError(f"--param {key}: {text!r} is not a finite number",
-                              field=f"parameters.{key}")
+        raise ValidationError(
+            f"--param {key}: {text!r} is not a finite number", field=f"parameters.{key}"
+        )
     return key, value
 
 
@@ -82,30 +82,41 @@ def read_structure_file(arg: str) -> tuple[Path, str]:
     if not path.is_file():
         raise StructureNotFound(
             f"structure file {arg!r} not found (use builtin:NAME for a built-in framework)",
-            field="structure")
+            field="structure",
+        )
     size = path.stat().st_size
     if size > MAX_STRUCTURE_BYTES:
         from spool.errors import PayloadTooLarge
 
-        raise PayloadTooLarge(f"structure file is {size} bytes, over {MAX_STRUCTURE_BYTES}",
-                              field="structure")
+        raise PayloadTooLarge(
+            f"structure file is {size} bytes, over {MAX_STRUCTURE_BYTES}", field="structure"
+        )
     try:
         return path, path.read_text()
     except UnicodeDecodeError as exc:
         from spool.errors import InvalidStructure
 
-        raise InvalidStructure(f"structure file {path.name!r} is not text",
-                               field="structure") from exc
+        raise InvalidStructure(
+            f"structure file {path.name!r} is not text", field="structure"
+        ) from exc
 
 
-def structure_reference(arg: str, *, task_type: str, spec: ModelSpec | None,
-                        spool_root: Path, params: dict[str, Any] | None = None
-                        ) -> dict[str, Any]:
+def structure_reference(
+    arg: str,
+    *,
+    task_type: str,
+    spec: ModelSpec | None,
+    spool_root: Path,
+    params: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """``builtin:NAME``, ``upload:FILE_ID`` or a CIF/XYZ/POSCAR path, checked."""
     if arg.startswith(("builtin:", "upload:")):
         source, _, name = arg.partition(":")
-        ref = ({"source": "builtin", "name": name} if source == "builtin"
-               else {"source": "upload", "file_id": name})
+        ref = (
+            {"source": "builtin", "name": name}
+            if source == "builtin"
+            else {"source": "upload", "file_id": name}
+        )
         _check_reference(ref, spool_root, task_type, spec, params)
         return ref
     path, text = read_structure_file(arg)
@@ -125,8 +136,13 @@ def _format_of(text: str, filename: str) -> str | None:
     return format_from_filename(filename) or detect_format(text)
 
 
-def _check_reference(ref: dict[str, Any], spool_root: Path, task_type: str,
-                     spec: ModelSpec | None, params: dict[str, Any] | None) -> None:
+def _check_reference(
+    ref: dict[str, Any],
+    spool_root: Path,
+    task_type: str,
+    spec: ModelSpec | None,
+    params: dict[str, Any] | None,
+) -> None:
     try:
         from executors.structure_checks import check_for_task
         from executors.structure_io import load_structure
@@ -151,19 +167,23 @@ def build_job(
     task_type = normalize_task_type(task_type)
     level = normalize_priority(priority)
     if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
-        raise ValidationError("--timeout must be a positive number of seconds",
-                              field="options.timeout")
+        raise ValidationError(
+            "--timeout must be a positive number of seconds", field="options.timeout"
+        )
     normalized = check_parameters(task_type, params)
     spec = resolve_model(model, task_type, spool_root / "models")
-    ref = structure_reference(structure, task_type=task_type, spec=spec,
-                              spool_root=spool_root, params=normalized)
+    ref = structure_reference(
+        structure, task_type=task_type, spec=spec, spool_root=spool_root, params=normalized
+    )
     options: dict[str, Any] = {"priority": priority_name(level)}
     if timeout is not None:
         options["timeout"] = timeout
-    return Job.from_dict({
-        "task_type": task_type,
-        "model": spec.key,
-        "structure": ref,
-        "parameters": params,
-        "options": options,
-    })
+    return Job.from_dict(
+        {
+            "task_type": task_type,
+            "model": spec.key,
+            "structure": ref,
+            "parameters": params,
+            "options": options,
+        }
+    )

@@ -47,10 +47,10 @@ def decode_keys(data: str) -> list[str]:
         if data[i] != "\x1b":
             keys.append(data[i])
             i += 1
-        elif data[i:i + 3] in _SEQUENCES:
-            keys.append(_SEQUENCES[data[i:i + 3]])
+        elif data[i : i + 3] in _SEQUENCES:
+            keys.append(_SEQUENCES[data[i : i + 3]])
             i += 3
-        elif data[i + 1:i + 2] in ("[", "O"):
+        elif data[i + 1 : i + 2] in ("[", "O"):
             # CSI/SS3: parameter and intermediate bytes, then one final byte.
             j = i + 2
             while j < len(data) and " " <= data[j] <= "?":
@@ -120,8 +120,9 @@ class Poller(threading.Thread):
     ``("error", text)``, ``("log", task_id, events)`` and ``("say", text, style)`` on
     ``out``."""
 
-    def __init__(self, source: TopSource, refresh: float, out: queue.Queue[tuple[Any, ...]]
-                 ) -> None:
+    def __init__(
+        self, source: TopSource, refresh: float, out: queue.Queue[tuple[Any, ...]]
+    ) -> None:
         super().__init__(name="mofsim-top-poller", daemon=True)
         self.source = source
         self.refresh = refresh
@@ -200,9 +201,17 @@ def _interactive(source: TopSource, ui: TopUI, console: Console) -> int:
     poller.start()
     fd = sys.stdin.fileno() if sys.stdin.isatty() else None
     try:
-        with sigterm_exits(), cbreak(fd), Live(console=console, screen=True,
-                                               auto_refresh=False, redirect_stdout=False,
-                                               redirect_stderr=False) as live:
+        with (
+            sigterm_exits(),
+            cbreak(fd),
+            Live(
+                console=console,
+                screen=True,
+                auto_refresh=False,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            ) as live,
+        ):
             drawn_at = 0.0
             while True:
                 dirty = False
@@ -226,8 +235,7 @@ def _interactive(source: TopSource, ui: TopUI, console: Console) -> int:
         poller.join(0.5)  # a request in flight ends with its timeout; no need to wait
 
 
-def open_source(spool: Path | None, server: str | None,
-                api_key: str | None = None) -> TopSource:
+def open_source(spool: Path | None, server: str | None, api_key: str | None = None) -> TopSource:
     """The remote source when a server is named, unless ``--spool`` was given on the
     command line and the server only comes from ``MOFSIM_SERVER`` (the rule of every
     ``mofsim`` command); the local source otherwise."""
@@ -236,8 +244,10 @@ def open_source(spool: Path | None, server: str | None,
     server = (server or "").strip() or None
     server_flag, spool_flag = from_command_line("server"), from_command_line("spool")
     if server_flag and spool_flag:
-        raise ValidationError("--spool and --server exclude each other: top watches a "
-                              "spool here or a server", field="server")
+        raise ValidationError(
+            "--spool and --server exclude each other: top watches a spool here or a server",
+            field="server",
+        )
     if server is not None and (server_flag or not spool_flag):
         from mofsim_cli.top_remote import RemoteSource
 
@@ -245,12 +255,15 @@ def open_source(spool: Path | None, server: str | None,
     return LocalSource(open_spool(spool))
 
 
-def run_top(spool: Path | None = None, server: str | None = None,
-            api_key: str | None = None, refresh: float = 1.0) -> int:
+def run_top(
+    spool: Path | None = None,
+    server: str | None = None,
+    api_key: str | None = None,
+    refresh: float = 1.0,
+) -> int:
     """The ``mofsim top`` command: live in a terminal, one snapshot into a pipe."""
     if not refresh > 0:
-        raise ValidationError("--refresh must be a positive number of seconds",
-                              field="refresh")
+        raise ValidationError("--refresh must be a positive number of seconds", field="refresh")
     source = open_source(spool, server, api_key)
     ui = TopUI(source.label, refresh)
     try:

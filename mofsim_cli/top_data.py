@@ -145,8 +145,7 @@ def summarize_tail(events: Iterable[Event]) -> dict[str, Any]:
     """State, progress and start of a claimed task from its log's tail.  A progress
     event comes only from a running task, so a tail of progress events alone still
     says RUNNING."""
-    info: dict[str, Any] = {"running": False, "progress": None, "detail": {},
-                            "started_at": None}
+    info: dict[str, Any] = {"running": False, "progress": None, "detail": {}, "started_at": None}
     for ev in events:
         extra = ev.data.get("extra") or {}
         if ev.kind == "status":
@@ -172,11 +171,12 @@ class LocalLogFeed:
 
     def poll(self) -> list[Event]:
         if self._last is None:
-            fresh = tail_events(self.path)[-self.tail:]
+            fresh = tail_events(self.path)[-self.tail :]
         else:
             # Offsets are line starts: re-read from the last one and skip it.
-            fresh = [ev for ev in read_events(self.path, max(self._last, 0))
-                     if ev.offset > self._last]
+            fresh = [
+                ev for ev in read_events(self.path, max(self._last, 0)) if ev.offset > self._last
+            ]
         if fresh:
             self._last = fresh[-1].offset
         elif self._last is None and self.path.exists():
@@ -218,16 +218,26 @@ class LocalSource:
         daemon = daemon_status(self.spool.root, snapshot=snap)
         current = snap is not None and daemon["snapshot_current"]
         slots = [_slot_from_snapshot(s) for s in snap["slots"]] if current and snap else []
-        currents = {str(s["current_task"].get("task_id")): s["current_task"]
-                    for s in (snap["slots"] if current and snap else [])
-                    if isinstance(s.get("current_task"), dict)}
+        currents = {
+            str(s["current_task"].get("task_id")): s["current_task"]
+            for s in (snap["slots"] if current and snap else [])
+            if isinstance(s.get("current_task"), dict)
+        }
         running = self._running(currents)
         join_slots(slots, running)
         counts, queued = self._queue()
         alerts = read_active(self.spool.paths.state_dir / "alerts")
-        return TopState(source=self.label, daemon=_daemon_line(daemon), daemon_ok=bool(
-            daemon["responsive"]), slots=slots, queue_counts=counts, queued=queued,
-            running=running, recent=self._recent(), alerts=alerts)
+        return TopState(
+            source=self.label,
+            daemon=_daemon_line(daemon),
+            daemon_ok=bool(daemon["responsive"]),
+            slots=slots,
+            queue_counts=counts,
+            queued=queued,
+            running=running,
+            recent=self._recent(),
+            alerts=alerts,
+        )
 
     def _job(self, path: Path) -> Job | None:
         if path not in self._jobs:
@@ -250,16 +260,22 @@ class LocalSource:
             job = self._job(q.path)
             if job is None or q.task_id is None:
                 # Dropped in by hand and not yet adopted: all we know is its name.
-                head.append(TaskRow(q.task_id or q.name, "QUEUED",
-                                    priority=PRIORITY_NAMES[q.priority],
-                                    queue_position=position))
+                head.append(
+                    TaskRow(
+                        q.task_id or q.name,
+                        "QUEUED",
+                        priority=PRIORITY_NAMES[q.priority],
+                        queue_position=position,
+                    )
+                )
                 continue
             row = _row_from_job(job, "QUEUED")
             row.queue_position = position
             head.append(row)
         live = {q.path for q in queued[:QUEUE_HEAD]}
-        for path in [p for p in self._jobs if p.parent.parent == self.spool.paths.incoming
-                     and p not in live]:
+        for path in [
+            p for p in self._jobs if p.parent.parent == self.spool.paths.incoming and p not in live
+        ]:
             del self._jobs[path]
         return counts, head
 
@@ -283,9 +299,11 @@ class LocalSource:
                 current = currents.get(job.task_id) or {}
                 stamp = current.get("started_at")
                 row.started_at = info["started_at"] or (
-                    iso_from_ms(float(stamp) * 1000) if isinstance(stamp, int | float) else None)
+                    iso_from_ms(float(stamp) * 1000) if isinstance(stamp, int | float) else None
+                )
                 row.cancel_requested = bool(current.get("cancel_requested")) or (
-                    self.spool.cancel_requested(job.task_id))
+                    self.spool.cancel_requested(job.task_id)
+                )
                 rows.append(row)
         for path in [p for p in self._jobs if p.parent.parent == claimed and p not in seen]:
             del self._jobs[path]
@@ -319,8 +337,10 @@ class LocalSource:
         return newest
 
     def _recent(self) -> list[TaskRow]:
-        newest = sorted(((t, state, tid) for state in TERMINAL_DIRS
-                         for t, tid in self._listing(state)), reverse=True)[:RECENT]
+        newest = sorted(
+            ((t, state, tid) for state in TERMINAL_DIRS for t, tid in self._listing(state)),
+            reverse=True,
+        )[:RECENT]
         rows = []
         for stamp, state, tid in newest:
             key = (state, tid)
@@ -348,9 +368,14 @@ class LocalSource:
 
 
 def _row_from_job(job: Job, status: str) -> TaskRow:
-    return TaskRow(job.task_id, status, task_type=job.task_type, model=job.model,
-                   structure=str(job.structure.get("name") or structure_label(job.structure)),
-                   priority=priority_name(job.priority))
+    return TaskRow(
+        job.task_id,
+        status,
+        task_type=job.task_type,
+        model=job.model,
+        structure=str(job.structure.get("name") or structure_label(job.structure)),
+        priority=priority_name(job.priority),
+    )
 
 
 def _error_text(path: Path) -> str | None:
@@ -372,13 +397,19 @@ def _slot_from_snapshot(s: dict[str, Any]) -> SlotRow:
     dev = s.get("device_status") or {}
     current = s.get("current_task") or {}
     return SlotRow(
-        slot_id=str(s.get("slot_id")), name=dev.get("name") or s.get("name"),
-        device=s.get("device"), state=s.get("state"),
-        utilization=dev.get("utilization_percent"), memory_used_mb=dev.get("memory_used_mb"),
-        memory_total_mb=dev.get("memory_total_mb"), temperature_c=dev.get("temperature_c"),
-        available=bool(dev.get("available", True)), error=dev.get("error"),
+        slot_id=str(s.get("slot_id")),
+        name=dev.get("name") or s.get("name"),
+        device=s.get("device"),
+        state=s.get("state"),
+        utilization=dev.get("utilization_percent"),
+        memory_used_mb=dev.get("memory_used_mb"),
+        memory_total_mb=dev.get("memory_total_mb"),
+        temperature_c=dev.get("temperature_c"),
+        available=bool(dev.get("available", True)),
+        error=dev.get("error"),
         loaded_models=[str(m) for m in s.get("loaded_models") or []],
-        task_id=current.get("task_id"))
+        task_id=current.get("task_id"),
+    )
 
 
 def _daemon_line(status: dict[str, Any]) -> str:

@@ -28,12 +28,12 @@ FINISHED = "COMPLETED,FAILED,CANCELLED,TIMEOUT"
 
 
 class RemoteSource:
-    def __init__(self, server: str, api_key: str | None = None,
-                 timeout: float = TIMEOUT_S) -> None:
+    def __init__(self, server: str, api_key: str | None = None, timeout: float = TIMEOUT_S) -> None:
         from mofsim_client import MOFSimClient
 
-        self.client = MOFSimClient(server, api_key=api_key, timeout=timeout, retries=0,
-                                   retry_after_budget=timeout)
+        self.client = MOFSimClient(
+            server, api_key=api_key, timeout=timeout, retries=0, retry_after_budget=timeout
+        )
         self.label = f"server {self.client.base_url}"
 
     def close(self) -> None:
@@ -56,27 +56,54 @@ class RemoteSource:
         queue = status.queue or {}
         by_priority = (queue.get("queued") or {}).get("by_priority") or {}
         counts = {p: int(by_priority.get(p) or 0) for p in PRIORITY_NAMES}
-        head = [task_row(x) for x in _items(self._get("tasks", {
-            "status": "QUEUED", "order": "created_at asc", "page_size": QUEUE_HEAD}))]
+        head = [
+            task_row(x)
+            for x in _items(
+                self._get(
+                    "tasks",
+                    {"status": "QUEUED", "order": "created_at asc", "page_size": QUEUE_HEAD},
+                )
+            )
+        ]
         head.sort(key=lambda r: (r.queue_position is None, r.queue_position or 0))
-        running = [task_row(t.raw) for t in self.client.list_tasks(
-            status=["ASSIGNED", "RUNNING"], page_size=100, limit=200)]
-        recent = [task_row(x) for x in _items(self._get("tasks", {
-            "status": FINISHED, "order": "completed_at desc", "page_size": RECENT}))]
+        running = [
+            task_row(t.raw)
+            for t in self.client.list_tasks(
+                status=["ASSIGNED", "RUNNING"], page_size=100, limit=200
+            )
+        ]
+        recent = [
+            task_row(x)
+            for x in _items(
+                self._get(
+                    "tasks", {"status": FINISHED, "order": "completed_at desc", "page_size": RECENT}
+                )
+            )
+        ]
         alerts_doc = self._get("system/alerts/active")
         alerts = alerts_doc.get("active") if isinstance(alerts_doc, dict) else None
         gpus = [g for g in status.gpus if isinstance(g, dict)]
         slots = [slot_row(g) for g in gpus]
-        cancelling = {s.task_id for s, g in zip(slots, gpus, strict=True)
-                      if (g.get("current_task") or {}).get("cancel_requested")}
+        cancelling = {
+            s.task_id
+            for s, g in zip(slots, gpus, strict=True)
+            if (g.get("current_task") or {}).get("cancel_requested")
+        }
         for row in running:
             row.cancel_requested = row.task_id in cancelling
         join_slots(slots, running)
         daemon = (status.health or {}).get("daemon") or {}
-        return TopState(source=self.label, daemon=_daemon_line(status.status, daemon),
-                        daemon_ok=bool(daemon.get("responsive")), slots=slots,
-                        queue_counts=counts, queued=head, running=running, recent=recent,
-                        alerts=[a for a in alerts or [] if isinstance(a, dict)])
+        return TopState(
+            source=self.label,
+            daemon=_daemon_line(status.status, daemon),
+            daemon_ok=bool(daemon.get("responsive")),
+            slots=slots,
+            queue_counts=counts,
+            queued=head,
+            running=running,
+            recent=recent,
+            alerts=[a for a in alerts or [] if isinstance(a, dict)],
+        )
 
 
 class RemoteLogFeed:
@@ -95,12 +122,12 @@ class RemoteLogFeed:
             total = int(((probe or {}).get("pagination") or {}).get("total") or 0)
             if not total:
                 return []
-            data = self.source._get(self.path, {"limit": self.tail,
-                                                "offset": max(0, total - self.tail)})
+            data = self.source._get(
+                self.path, {"limit": self.tail, "offset": max(0, total - self.tail)}
+            )
         else:
             data = self.source._get(self.path, {"since": str(self.last_id), "limit": 1000})
-        events = [Event(int(x["id"]), x) for x in _items(data)
-                  if isinstance(x.get("id"), int)]
+        events = [Event(int(x["id"]), x) for x in _items(data) if isinstance(x.get("id"), int)]
         if events:
             self.last_id = events[-1].offset
         return events
@@ -115,28 +142,47 @@ def task_row(r: dict[str, Any]) -> TaskRow:
     error = r.get("error")
     error_text = None
     if isinstance(error, dict):
-        error_text = " ".join(str(x) for x in (error.get("code"), error.get("message"))
-                              if x not in (None, "")) or None
+        error_text = (
+            " ".join(
+                str(x) for x in (error.get("code"), error.get("message")) if x not in (None, "")
+            )
+            or None
+        )
     frac = r.get("progress")
     detail = r.get("progress_detail")
     return TaskRow(
-        str(r.get("task_id")), str(r.get("status") or "?"), task_type=r.get("task_type"),
-        model=r.get("model"), structure=r.get("structure_name"), priority=r.get("priority"),
-        slot=r.get("slot"), progress=float(frac) if isinstance(frac, int | float) else None,
+        str(r.get("task_id")),
+        str(r.get("status") or "?"),
+        task_type=r.get("task_type"),
+        model=r.get("model"),
+        structure=r.get("structure_name"),
+        priority=r.get("priority"),
+        slot=r.get("slot"),
+        progress=float(frac) if isinstance(frac, int | float) else None,
         detail=dict(detail) if isinstance(detail, dict) else {},
-        queue_position=r.get("queue_position"), started_at=r.get("started_at"),
-        completed_at=r.get("completed_at"), error=error_text)
+        queue_position=r.get("queue_position"),
+        started_at=r.get("started_at"),
+        completed_at=r.get("completed_at"),
+        error=error_text,
+    )
 
 
 def slot_row(g: dict[str, Any]) -> SlotRow:
     current = g.get("current_task") or {}
     return SlotRow(
-        slot_id=str(g.get("slot_id")), name=g.get("name"), device=g.get("device"),
-        state=g.get("state"), utilization=g.get("utilization_percent"),
-        memory_used_mb=g.get("memory_used_mb"), memory_total_mb=g.get("memory_total_mb"),
-        temperature_c=g.get("temperature_c"), available=g.get("available") is not False,
-        error=g.get("error"), loaded_models=[str(m) for m in g.get("loaded_models") or []],
-        task_id=current.get("task_id") if isinstance(current, dict) else None)
+        slot_id=str(g.get("slot_id")),
+        name=g.get("name"),
+        device=g.get("device"),
+        state=g.get("state"),
+        utilization=g.get("utilization_percent"),
+        memory_used_mb=g.get("memory_used_mb"),
+        memory_total_mb=g.get("memory_total_mb"),
+        temperature_c=g.get("temperature_c"),
+        available=g.get("available") is not False,
+        error=g.get("error"),
+        loaded_models=[str(m) for m in g.get("loaded_models") or []],
+        task_id=current.get("task_id") if isinstance(current, dict) else None,
+    )
 
 
 def _daemon_line(health: str | None, daemon: dict[str, Any]) -> str:

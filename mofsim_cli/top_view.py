@@ -140,8 +140,7 @@ def _clock(iso: str | None) -> str:
     if not iso:
         return "-"
     try:
-        return datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone().strftime(
-            "%H:%M:%S")
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone().strftime("%H:%M:%S")
     except ValueError:
         return iso
 
@@ -174,16 +173,30 @@ def _num(value: Any, fmt: str, unit: str = "") -> str:
 
 # Short columns that must stay readable when the terminal is narrow; long free text
 # (device names, details) gives way first.
-_MIN_WIDTH = {"SLOT": 5, "STATE": 9, "UTIL": 4, "TEMP": 4, "MEMORY": 15, "PRI": 6,
-              "MODEL": 10, "MODELS": 10, "TASK": 21}
+_MIN_WIDTH = {
+    "SLOT": 5,
+    "STATE": 9,
+    "UTIL": 4,
+    "TEMP": 4,
+    "MEMORY": 15,
+    "PRI": 6,
+    "MODEL": 10,
+    "MODELS": 10,
+    "TASK": 21,
+}
 _MAX_WIDTH = {"DEVICE": 24}
 
 
 def _table(*columns: str) -> Table:
     table = Table(box=None, pad_edge=False, expand=True, header_style="bold")
     for name in columns:
-        table.add_column(name, no_wrap=True, overflow="ellipsis",
-                         min_width=_MIN_WIDTH.get(name), max_width=_MAX_WIDTH.get(name))
+        table.add_column(
+            name,
+            no_wrap=True,
+            overflow="ellipsis",
+            min_width=_MIN_WIDTH.get(name),
+            max_width=_MAX_WIDTH.get(name),
+        )
     return table
 
 
@@ -195,8 +208,10 @@ def header(ui: TopUI, now: float) -> Text:
     if s is not None:
         line.append("  ·  ")
         line.append(s.daemon, style="green" if s.daemon_ok else "yellow")
-        line.append(f"  ·  updated {datetime.fromtimestamp(s.fetched_at):%H:%M:%S}",
-                    style="red" if ui.error else "dim")
+        line.append(
+            f"  ·  updated {datetime.fromtimestamp(s.fetched_at):%H:%M:%S}",
+            style="red" if ui.error else "dim",
+        )
         if ui.error is not None:
             line.append(f" ({now - s.fetched_at:.0f} s ago)", style="red")
     line.append("\n")
@@ -210,26 +225,43 @@ def header(ui: TopUI, now: float) -> Text:
 
 
 def slots_panel(state: TopState, now: float) -> Panel:
-    table = _table("SLOT", "DEVICE", "STATE", "UTIL", "MEMORY", "TEMP", "MODELS", "TASK",
-                   "PROGRESS")
+    table = _table(
+        "SLOT", "DEVICE", "STATE", "UTIL", "MEMORY", "TEMP", "MODELS", "TASK", "PROGRESS"
+    )
     for s in state.slots:
         task = s.task
-        memory = (f"{_num(s.memory_used_mb, '.0f')}/{_num(s.memory_total_mb, '.0f')} MiB"
-                  if s.memory_total_mb else "-")
-        state_cell = Text(s.state or "-", style={"busy": "bold blue", "idle": "green",
-                                                 "down": "bold red"}.get(s.state or "", ""))
+        memory = (
+            f"{_num(s.memory_used_mb, '.0f')}/{_num(s.memory_total_mb, '.0f')} MiB"
+            if s.memory_total_mb
+            else "-"
+        )
+        state_cell = Text(
+            s.state or "-",
+            style={"busy": "bold blue", "idle": "green", "down": "bold red"}.get(s.state or "", ""),
+        )
         if not s.available:
             state_cell = Text(f"unavailable: {s.error or 'device lost'}", style="bold red")
         task_cell = Text(s.task_id or "-")
         if task is not None:
-            task_cell.append(f" {task.task_type or ''} {_elapsed(task.started_at, now)}",
-                             style="dim")
-        table.add_row(s.slot_id, f"{s.name or '-'} ({s.device or '-'})", state_cell,
-                      _num(s.utilization, ".0f", "%"), memory,
-                      _num(s.temperature_c, ".0f", "°C"), ", ".join(s.loaded_models) or "-",
-                      task_cell, bar(task.progress) if task else Text(""))
-    body: RenderableType = table if state.slots else Text(
-        "no slots reported (the daemon writes them while it runs)", style="dim")
+            task_cell.append(
+                f" {task.task_type or ''} {_elapsed(task.started_at, now)}", style="dim"
+            )
+        table.add_row(
+            s.slot_id,
+            f"{s.name or '-'} ({s.device or '-'})",
+            state_cell,
+            _num(s.utilization, ".0f", "%"),
+            memory,
+            _num(s.temperature_c, ".0f", "°C"),
+            ", ".join(s.loaded_models) or "-",
+            task_cell,
+            bar(task.progress) if task else Text(""),
+        )
+    body: RenderableType = (
+        table
+        if state.slots
+        else Text("no slots reported (the daemon writes them while it runs)", style="dim")
+    )
     return Panel(body, title="Slots", title_align="left", box=box.ROUNDED)
 
 
@@ -242,38 +274,69 @@ def _task_cells(r: TaskRow, marker: str) -> list[RenderableType]:
     else:
         where = Text(f"#{r.queue_position}" if r.queue_position else "")
         note = ""
-    return [marker, r.task_id, state_text(r.status), r.priority or "-", r.task_type or "-",
-            r.model or "-", r.structure or "-", r.slot or "-", where, Text(note, style="dim")]
+    return [
+        marker,
+        r.task_id,
+        state_text(r.status),
+        r.priority or "-",
+        r.task_type or "-",
+        r.model or "-",
+        r.structure or "-",
+        r.slot or "-",
+        where,
+        Text(note, style="dim"),
+    ]
 
 
 def tasks_panel(ui: TopUI, rows_shown: int) -> Panel:
     s = ui.state
     assert s is not None
-    table = _table(" ", "TASK", "STATE", "PRI", "TYPE", "MODEL", "STRUCTURE", "SLOT",
-                   "PROGRESS / POS", "DETAIL")
+    table = _table(
+        " ",
+        "TASK",
+        "STATE",
+        "PRI",
+        "TYPE",
+        "MODEL",
+        "STRUCTURE",
+        "SLOT",
+        "PROGRESS / POS",
+        "DETAIL",
+    )
     rows = ui.selectable()
     ids = [r.task_id for r in rows]
     at = ids.index(ui.selected) if ui.selected in ids else 0
     first = max(0, min(at - rows_shown // 2, len(rows) - rows_shown))
-    for r in rows[first:first + max(rows_shown, 0)]:
+    for r in rows[first : first + max(rows_shown, 0)]:
         chosen = r.task_id == ui.selected
-        table.add_row(*_task_cells(r, "›" if chosen else " "),
-                      style="reverse" if chosen else None)
+        table.add_row(*_task_cells(r, "›" if chosen else " "), style="reverse" if chosen else None)
     counts = "  ".join(f"{p} {s.queue_counts.get(p, 0)}" for p in PRIORITY_NAMES)
-    title = (f"Tasks: {len(s.running)} running, {s.queued_total} queued  ({counts})")
-    more = len(rows) - len(rows[first:first + rows_shown])
+    title = f"Tasks: {len(s.running)} running, {s.queued_total} queued  ({counts})"
+    more = len(rows) - len(rows[first : first + rows_shown])
     subtitle = f"{more} more" if more > 0 else None
     body: RenderableType = table if rows else Text("no running or queued tasks", style="dim")
-    return Panel(body, title=title, title_align="left", subtitle=subtitle,
-                 subtitle_align="right", box=box.ROUNDED)
+    return Panel(
+        body,
+        title=title,
+        title_align="left",
+        subtitle=subtitle,
+        subtitle_align="right",
+        box=box.ROUNDED,
+    )
 
 
 def recent_panel(state: TopState, rows_shown: int) -> Panel:
     table = _table("TASK", "STATE", "TYPE", "MODEL", "STRUCTURE", "FINISHED", "ERROR")
     for r in state.recent[:rows_shown]:
-        table.add_row(r.task_id, state_text(r.status), r.task_type or "-", r.model or "-",
-                      r.structure or "-", _clock(r.completed_at),
-                      Text(r.error or "", style="red"))
+        table.add_row(
+            r.task_id,
+            state_text(r.status),
+            r.task_type or "-",
+            r.model or "-",
+            r.structure or "-",
+            _clock(r.completed_at),
+            Text(r.error or "", style="red"),
+        )
     body: RenderableType = table if state.recent else Text("nothing finished yet", style="dim")
     return Panel(body, title="Recently finished", title_align="left", box=box.ROUNDED)
 
@@ -291,8 +354,7 @@ def alerts_panel(state: TopState, rows_shown: int) -> Panel:
     if not state.alerts:
         lines = Text("no active alerts", style="dim")
     lines.no_wrap, lines.overflow = True, "ellipsis"
-    return Panel(lines, title=f"Alerts ({len(state.alerts)})", title_align="left",
-                 box=box.ROUNDED)
+    return Panel(lines, title=f"Alerts ({len(state.alerts)})", title_align="left", box=box.ROUNDED)
 
 
 def log_panel(ui: TopUI, rows_shown: int) -> Panel:
@@ -353,10 +415,13 @@ def screen(ui: TopUI, height: int, now: float | None = None) -> Layout:
     recent_height = n_recent + 3 if n_recent else 3
     tasks_height = max(4, height - 4 - slots_height - alerts_height - recent_height)
     layout.split_column(
-        top, Layout(slots_panel(s, now), size=slots_height),
+        top,
+        Layout(slots_panel(s, now), size=slots_height),
         Layout(tasks_panel(ui, tasks_height - 3), size=tasks_height),
         Layout(recent_panel(s, n_recent), size=recent_height),
-        Layout(alerts_panel(s, n_alerts), size=alerts_height), bottom)
+        Layout(alerts_panel(s, n_alerts), size=alerts_height),
+        bottom,
+    )
     return layout
 
 
@@ -366,6 +431,10 @@ def snapshot(ui: TopUI, now: float | None = None) -> Group:
     s = ui.state
     parts: list[RenderableType] = [header(ui, now)]
     if s is not None:
-        parts += [slots_panel(s, now), tasks_panel(ui, len(ui.selectable())),
-                  recent_panel(s, len(s.recent)), alerts_panel(s, len(s.alerts))]
+        parts += [
+            slots_panel(s, now),
+            tasks_panel(ui, len(ui.selectable())),
+            recent_panel(s, len(s.recent)),
+            alerts_panel(s, len(s.alerts)),
+        ]
     return Group(*parts)

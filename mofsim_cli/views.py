@@ -29,20 +29,52 @@ _NOT_SCALAR_RESULTS = ("output_files", "parameters_used", "metrics")
 _MAX_INLINE_LIST = 6
 # A task as every command shows it.  Not the result (that is ``mofsim result``) and not
 # a webhook secret.
-TASK_KEYS = ("task_id", "task_type", "model", "status", "priority", "created_at",
-             "started_at", "completed_at", "slot", "gpu_id", "attempts", "progress",
-             "progress_detail", "structure_name", "error", "parameters", "options",
-             "structure", "queue_position")
+TASK_KEYS = (
+    "task_id",
+    "task_type",
+    "model",
+    "status",
+    "priority",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "slot",
+    "gpu_id",
+    "attempts",
+    "progress",
+    "progress_detail",
+    "structure_name",
+    "error",
+    "parameters",
+    "options",
+    "structure",
+    "queue_position",
+)
 # A task in a list: what the API's list answers hold whether they come from the mirror
 # or the spool (the mirror keeps neither the last progress detail nor the structure).
 LIST_KEYS = tuple(k for k in TASK_KEYS if k not in ("progress_detail", "structure"))
-RESULT_KEYS = ("task_id", "task_type", "status", "model", "structure_name", "created_at",
-               "started_at", "completed_at", "duration_seconds", "gpu_id", "result",
-               "metrics", "provenance", "workspace", "output_files")
+RESULT_KEYS = (
+    "task_id",
+    "task_type",
+    "status",
+    "model",
+    "structure_name",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "duration_seconds",
+    "gpu_id",
+    "result",
+    "metrics",
+    "provenance",
+    "workspace",
+    "output_files",
+)
 
 
-def task_view(record: Mapping[str, Any], queue_position: int | None = None,
-              keys: tuple[str, ...] = TASK_KEYS) -> dict[str, Any]:
+def task_view(
+    record: Mapping[str, Any], queue_position: int | None = None, keys: tuple[str, ...] = TASK_KEYS
+) -> dict[str, Any]:
     """The shown shape of a task record (``LIST_KEYS`` in lists); ``queue_position``
     only while QUEUED."""
     out = {key: record.get(key) for key in keys}
@@ -56,17 +88,22 @@ def task_view(record: Mapping[str, Any], queue_position: int | None = None,
     return out
 
 
-def result_view_of(doc: Mapping[str, Any], files: Mapping[str, str],
-                   workspace: str | None) -> dict[str, Any]:
+def result_view_of(
+    doc: Mapping[str, Any], files: Mapping[str, str], workspace: str | None
+) -> dict[str, Any]:
     """A result document with its output files located (paths or URLs): the same in the
     inner ``result`` and at the top."""
     result = dict(doc.get("result") or {})
     if "output_files" in result:
         result["output_files"] = dict(files)
     out = {key: doc.get(key) for key in RESULT_KEYS}
-    out.update(result=result, metrics=doc.get("metrics") or {},
-               provenance=doc.get("provenance") or {}, workspace=workspace,
-               output_files=dict(files))
+    out.update(
+        result=result,
+        metrics=doc.get("metrics") or {},
+        provenance=doc.get("provenance") or {},
+        workspace=workspace,
+        output_files=dict(files),
+    )
     return out
 
 
@@ -80,14 +117,16 @@ def queue_position(spool: Spool, task_id: str) -> int | None:
 
 def status_view(spool: Spool, task_id: str) -> dict[str, Any]:
     record = spool.record(task_id)
-    return task_view(record, queue_position(spool, task_id)
-                     if record["status"] == "QUEUED" else None)
+    return task_view(
+        record, queue_position(spool, task_id) if record["status"] == "QUEUED" else None
+    )
 
 
 def sorted_records(spool: Spool, state: str | None, limit: int) -> list[dict[str, Any]]:
     """Task views, newest first; ``limit`` 0 means all."""
-    records = sorted(spool.records(state),
-                     key=lambda r: (r.get("created_at") or "", r["task_id"]), reverse=True)
+    records = sorted(
+        spool.records(state), key=lambda r: (r.get("created_at") or "", r["task_id"]), reverse=True
+    )
     if limit:
         records = records[:limit]
     places = {q.task_id: i for i, q in enumerate(spool.queued(), start=1)}
@@ -101,8 +140,9 @@ def failure_of(record: dict[str, Any]) -> MofsimError:
     if isinstance(error, dict) and isinstance(error.get("code"), int):
         message = str(error.get("message") or state.lower())
         field = error.get("field") if isinstance(error.get("field"), str) else None
-        return error_from_code(int(error["code"]), f"task {task_id} {state.lower()}: {message}",
-                               field)
+        return error_from_code(
+            int(error["code"]), f"task {task_id} {state.lower()}: {message}", field
+        )
     if state == "CANCELLED":
         return TaskCancelled(f"task {task_id} was cancelled")
     if state == "TIMEOUT":

@@ -63,9 +63,14 @@ class Settings:
     headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def resolve(cls, base_url: str | None = None, api_key: str | None = None,
-                timeout: float | None = None, retries: int | None = None,
-                **kw: Any) -> Settings:
+    def resolve(
+        cls,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
+        **kw: Any,
+    ) -> Settings:
         """Arguments first, then ``MOFSIM_SERVER`` / ``MOFSIM_API_KEY``, then defaults."""
         url = base_url or os.environ.get("MOFSIM_SERVER") or DEFAULT_SERVER
         key = api_key if api_key is not None else (os.environ.get("MOFSIM_API_KEY") or None)
@@ -125,12 +130,16 @@ def decode(response: httpx.Response) -> Any:
         body: Any = response.json()
     except ValueError:
         body = response.text
-    failed = response.status_code >= 400 or (isinstance(body, dict)
-                                             and body.get("success") is False)
+    failed = response.status_code >= 400 or (
+        isinstance(body, dict) and body.get("success") is False
+    )
     if failed:
-        raise error_from_response(response.status_code, body,
-                                  request_id=response.headers.get("X-Request-ID"),
-                                  retry_after=retry_after_seconds(response))
+        raise error_from_response(
+            response.status_code,
+            body,
+            request_id=response.headers.get("X-Request-ID"),
+            retry_after=retry_after_seconds(response),
+        )
     if isinstance(body, dict) and "success" in body and "data" in body:
         return body["data"]
     return body
@@ -144,9 +153,12 @@ def raise_for_error(response: httpx.Response, body: bytes | None = None) -> None
         parsed: Any = json.loads(body or b"")
     except ValueError:
         parsed = (body or b"").decode("utf-8", "replace")
-    raise error_from_response(response.status_code, parsed,
-                              request_id=response.headers.get("X-Request-ID"),
-                              retry_after=retry_after_seconds(response))
+    raise error_from_response(
+        response.status_code,
+        parsed,
+        request_id=response.headers.get("X-Request-ID"),
+        retry_after=retry_after_seconds(response),
+    )
 
 
 class Retrier:
@@ -160,7 +172,7 @@ class Retrier:
         self.waited_for_server = 0.0
 
     def backoff(self) -> float:
-        base = min(self.settings.backoff_max, self.settings.backoff * 2 ** self.attempt)
+        base = min(self.settings.backoff_max, self.settings.backoff * 2**self.attempt)
         return base * (0.5 + random.random() / 2)
 
     def decide_response(self, response: httpx.Response) -> float | None:
@@ -185,8 +197,7 @@ class Retrier:
         return None
 
     def decide_exception(self, exc: httpx.TransportError) -> float | None:
-        never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout
-                                | httpx.PoolTimeout)
+        never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
         if never_sent or self.idempotent:
             return self._next()
         return None
@@ -202,8 +213,10 @@ class Retrier:
         sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
         what = type(exc).__name__
         text = str(exc) or what
-        message = (f"cannot reach the MOFSim server at {self.settings.base_url} "
-                   f"({what}: {text}) after {self.attempt + 1} attempt(s)")
+        message = (
+            f"cannot reach the MOFSim server at {self.settings.base_url} "
+            f"({what}: {text}) after {self.attempt + 1} attempt(s)"
+        )
         if sent and not self.idempotent:
             message += f"; the {method} may or may not have been processed"
         return ServerUnavailableError(message, detail=f"{method} {url}: {text}")
@@ -212,15 +225,20 @@ class Retrier:
 def final_status_error(response: httpx.Response) -> MOFSimError:
     """A retryable status that stayed after the last retry."""
     try:
-        return error_from_response(response.status_code, response.json(),
-                                   request_id=response.headers.get("X-Request-ID"),
-                                   retry_after=retry_after_seconds(response))
+        return error_from_response(
+            response.status_code,
+            response.json(),
+            request_id=response.headers.get("X-Request-ID"),
+            retry_after=retry_after_seconds(response),
+        )
     except ValueError:
         if response.status_code in (502, 503, 504):
             return ServerUnavailableError(
                 f"the server answered HTTP {response.status_code} without an API envelope "
-                "(a proxy in front of a stopped server?)", http_status=response.status_code,
-                body=response.text[:500])
+                "(a proxy in front of a stopped server?)",
+                http_status=response.status_code,
+                body=response.text[:500],
+            )
         return error_from_response(response.status_code, response.text)
 
 
@@ -247,16 +265,20 @@ class SyncTransport:
     def __init__(self, settings: Settings, transport: httpx.BaseTransport | None = None) -> None:
         self.settings = settings
         self.gate = _Gate()
-        self.http = httpx.Client(base_url=settings.base_url, timeout=settings.timeout,
-                                 headers=settings.request_headers(), verify=settings.verify,
-                                 transport=transport)
+        self.http = httpx.Client(
+            base_url=settings.base_url,
+            timeout=settings.timeout,
+            headers=settings.request_headers(),
+            verify=settings.verify,
+            transport=transport,
+        )
 
-    def request(self, method: str, path: str, *, idempotent: bool | None = None,
-                **kw: Any) -> Any:
+    def request(self, method: str, path: str, *, idempotent: bool | None = None, **kw: Any) -> Any:
         return decode(self.send(method, path, idempotent=idempotent, **kw))
 
-    def send(self, method: str, path: str, *, idempotent: bool | None = None,
-             **kw: Any) -> httpx.Response:
+    def send(
+        self, method: str, path: str, *, idempotent: bool | None = None, **kw: Any
+    ) -> httpx.Response:
         url = api_path(path)
         retrier = Retrier(self.settings, self.gate, _idempotent(method, idempotent))
         while True:
@@ -277,18 +299,25 @@ class SyncTransport:
             time.sleep(delay)
 
     @contextmanager
-    def stream(self, path: str, *, params: dict[str, Any] | None = None,
-               headers: dict[str, str] | None = None,
-               read_timeout: float | None = None) -> Iterator[httpx.Response]:
+    def stream(
+        self,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        read_timeout: float | None = None,
+    ) -> Iterator[httpx.Response]:
         """An open streaming GET (connect retried like any GET); non-2xx raises."""
         url = api_path(path)
         retrier = Retrier(self.settings, self.gate, True)
-        timeout = httpx.Timeout(self.settings.timeout,
-                                read=read_timeout or self.settings.stream_read_timeout)
+        timeout = httpx.Timeout(
+            self.settings.timeout, read=read_timeout or self.settings.stream_read_timeout
+        )
         while True:
             time.sleep(self.gate.wait_s())
-            request = self.http.build_request("GET", url, params=params, headers=headers,
-                                              timeout=timeout)
+            request = self.http.build_request(
+                "GET", url, params=params, headers=headers, timeout=timeout
+            )
             try:
                 response = self.http.send(request, stream=True)
             except httpx.TransportError as exc:
@@ -317,23 +346,30 @@ class SyncTransport:
 
 
 class AsyncTransport:
-    def __init__(self, settings: Settings,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self.settings = settings
         self.gate = _Gate()
         # Every waiting task holds an event stream open: no cap on connections.
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
-        self.http = httpx.AsyncClient(base_url=settings.base_url, timeout=settings.timeout,
-                                      headers=settings.request_headers(),
-                                      verify=settings.verify, transport=transport,
-                                      limits=limits)
+        self.http = httpx.AsyncClient(
+            base_url=settings.base_url,
+            timeout=settings.timeout,
+            headers=settings.request_headers(),
+            verify=settings.verify,
+            transport=transport,
+            limits=limits,
+        )
 
-    async def request(self, method: str, path: str, *, idempotent: bool | None = None,
-                      **kw: Any) -> Any:
+    async def request(
+        self, method: str, path: str, *, idempotent: bool | None = None, **kw: Any
+    ) -> Any:
         return decode(await self.send(method, path, idempotent=idempotent, **kw))
 
-    async def send(self, method: str, path: str, *, idempotent: bool | None = None,
-                   **kw: Any) -> httpx.Response:
+    async def send(
+        self, method: str, path: str, *, idempotent: bool | None = None, **kw: Any
+    ) -> httpx.Response:
         url = api_path(path)
         retrier = Retrier(self.settings, self.gate, _idempotent(method, idempotent))
         while True:
@@ -354,17 +390,24 @@ class AsyncTransport:
             await asyncio.sleep(delay)
 
     @asynccontextmanager
-    async def stream(self, path: str, *, params: dict[str, Any] | None = None,
-                     headers: dict[str, str] | None = None,
-                     read_timeout: float | None = None) -> AsyncIterator[httpx.Response]:
+    async def stream(
+        self,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        read_timeout: float | None = None,
+    ) -> AsyncIterator[httpx.Response]:
         url = api_path(path)
         retrier = Retrier(self.settings, self.gate, True)
-        timeout = httpx.Timeout(self.settings.timeout,
-                                read=read_timeout or self.settings.stream_read_timeout)
+        timeout = httpx.Timeout(
+            self.settings.timeout, read=read_timeout or self.settings.stream_read_timeout
+        )
         while True:
             await asyncio.sleep(self.gate.wait_s())
-            request = self.http.build_request("GET", url, params=params, headers=headers,
-                                              timeout=timeout)
+            request = self.http.build_request(
+                "GET", url, params=params, headers=headers, timeout=timeout
+            )
             try:
                 response = await self.http.send(request, stream=True)
             except httpx.TransportError as exc:
@@ -390,4 +433,3 @@ class AsyncTransport:
 
     async def aclose(self) -> None:
         await self.http.aclose()
-

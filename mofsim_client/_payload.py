@@ -19,10 +19,26 @@ from typing import Any
 
 from mofsim_client.errors import ValidationError
 
-TASK_TYPES = ("optimization", "stability", "bulk-modulus", "heat-capacity",
-              "interaction-energy", "single-point-energy")
-OPTION_KEYS = ("priority", "timeout", "notify_url", "notify_events", "notify_secret",
-               "retry_times", "retry_interval_seconds", "name", "description", "tags")
+TASK_TYPES = (
+    "optimization",
+    "stability",
+    "bulk-modulus",
+    "heat-capacity",
+    "interaction-energy",
+    "single-point-energy",
+)
+OPTION_KEYS = (
+    "priority",
+    "timeout",
+    "notify_url",
+    "notify_events",
+    "notify_secret",
+    "retry_times",
+    "retry_interval_seconds",
+    "name",
+    "description",
+    "tags",
+)
 DEFAULT_MODEL = "sevennet-0"
 UPLOAD_PREFIXES = ("struct_",)
 
@@ -61,14 +77,20 @@ def structure_ref(structure: Any, name: str | None = None) -> dict[str, Any]:
         return dict(structure)
     if is_atoms(structure):
         label = name or str(structure.info.get("name") or structure.get_chemical_formula())
-        return {"source": "inline", "format": "cif", "content": atoms_to_cif(structure),
-                "name": label}
+        return {
+            "source": "inline",
+            "format": "cif",
+            "content": atoms_to_cif(structure),
+            "name": label,
+        }
     if isinstance(structure, os.PathLike):
         return path_ref(Path(structure), name)
     if not isinstance(structure, str) or not structure.strip():
-        raise ValidationError("structure must be a file path, an ASE Atoms object, an "
-                              "uploaded structure id (struct_...) or 'builtin:NAME'",
-                              field="structure")
+        raise ValidationError(
+            "structure must be a file path, an ASE Atoms object, an "
+            "uploaded structure id (struct_...) or 'builtin:NAME'",
+            field="structure",
+        )
     text = structure.strip()
     if "\n" in text:  # the text of a structure file: the server tells its format
         return {"source": "inline", "content": structure, "name": name or "inline"}
@@ -86,17 +108,29 @@ def structure_ref(structure: Any, name: str | None = None) -> dict[str, Any]:
 def path_ref(path: Path, name: str | None = None) -> dict[str, Any]:
     path = path.expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"structure file {str(path)!r} not found (for a built-in "
-                                "structure write 'builtin:NAME', for an uploaded one its "
-                                "id 'struct_...')")
-    return {"source": "inline", "content": read_text(path), "filename": path.name,
-            "name": name or path.stem}
+        raise FileNotFoundError(
+            f"structure file {str(path)!r} not found (for a built-in "
+            "structure write 'builtin:NAME', for an uploaded one its "
+            "id 'struct_...')"
+        )
+    return {
+        "source": "inline",
+        "content": read_text(path),
+        "filename": path.name,
+        "name": name or path.stem,
+    }
 
 
-def task_body(task_type: str, structure: Any, model: str | None, *,
-              parameters: Mapping[str, Any] | None = None,
-              options: Mapping[str, Any] | None = None, task_id: str | None = None,
-              structure_name: str | None = None) -> dict[str, Any]:
+def task_body(
+    task_type: str,
+    structure: Any,
+    model: str | None,
+    *,
+    parameters: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+    task_id: str | None = None,
+    structure_name: str | None = None,
+) -> dict[str, Any]:
     """A spec 5.2 submission."""
     body: dict[str, Any] = {
         "task_id": task_id or new_task_id(),
@@ -132,8 +166,14 @@ def batch_item(item: Mapping[str, Any]) -> dict[str, Any]:
     model = data.pop("model", None)
     task_id = data.pop("task_id", None)
     params.update(data)
-    return task_body(normalize_task_type(task_type), structure, model, parameters=params,
-                     options=options, task_id=task_id)
+    return task_body(
+        normalize_task_type(task_type),
+        structure,
+        model,
+        parameters=params,
+        options=options,
+        task_id=task_id,
+    )
 
 
 def normalize_task_type(name: str) -> str:
@@ -141,8 +181,9 @@ def normalize_task_type(name: str) -> str:
     return "single-point-energy" if text in ("single-point", "sp", "energy") else text
 
 
-def options_of(priority: str | int | None, timeout: float | None,
-               extra: Mapping[str, Any] | None) -> dict[str, Any]:
+def options_of(
+    priority: str | int | None, timeout: float | None, extra: Mapping[str, Any] | None
+) -> dict[str, Any]:
     out: dict[str, Any] = dict(extra or {})
     if priority is not None:
         out["priority"] = priority
@@ -151,8 +192,9 @@ def options_of(priority: str | int | None, timeout: float | None,
     return out
 
 
-def upload_parts(path_or_content: str | bytes | os.PathLike[str], name: str | None,
-                 fmt: str | None) -> tuple[dict[str, Any], dict[str, str]]:
+def upload_parts(
+    path_or_content: str | bytes | os.PathLike[str], name: str | None, fmt: str | None
+) -> tuple[dict[str, Any], dict[str, str]]:
     """``(files, form fields)`` of a structure upload.  A ``Path``, or a string naming
     an existing file, is read; any other string or bytes is the structure itself."""
     fields = {k: v for k, v in (("name", name), ("format", fmt)) if v}
@@ -167,13 +209,23 @@ def upload_parts(path_or_content: str | bytes | os.PathLike[str], name: str | No
 
 
 def _ext(fmt: str | None) -> str:
-    return {"cif": ".cif", "xyz": ".xyz", "extxyz": ".extxyz", "poscar": ".vasp",
-            "vasp": ".vasp"}.get((fmt or "").lower(), "")
+    return {
+        "cif": ".cif",
+        "xyz": ".xyz",
+        "extxyz": ".extxyz",
+        "poscar": ".vasp",
+        "vasp": ".vasp",
+    }.get((fmt or "").lower(), "")
 
 
-def model_upload_fields(name: str, framework: str, description: str | None,
-                        with_d3: bool | None, config: Mapping[str, Any] | None,
-                        extra: Mapping[str, Any]) -> dict[str, str]:
+def model_upload_fields(
+    name: str,
+    framework: str,
+    description: str | None,
+    with_d3: bool | None,
+    config: Mapping[str, Any] | None,
+    extra: Mapping[str, Any],
+) -> dict[str, str]:
     """Spec 3.4's upload request as form fields beside the weights file."""
     fields: dict[str, str] = {"name": name, "framework": framework}
     if description is not None:
@@ -190,8 +242,11 @@ def model_upload_fields(name: str, framework: str, description: str | None,
 
 def is_duplicate_id(exc: Exception) -> bool:
     """The answer to a retried submission that the server had already taken."""
-    return (isinstance(exc, ValidationError) and exc.field == "task_id"
-            and "already exists" in str(exc.detail or exc.message))
+    return (
+        isinstance(exc, ValidationError)
+        and exc.field == "task_id"
+        and "already exists" in str(exc.detail or exc.message)
+    )
 
 
 # --- answers ----------------------------------------------------------------------------------
@@ -206,8 +261,7 @@ def page_of(data: Any) -> tuple[list[Any], int | None]:
     items = data.get("items")
     raw = data.get("pagination")
     pages = raw.get("total_pages") if isinstance(raw, dict) else None
-    return (items if isinstance(items, list) else []), (pages if isinstance(pages, int)
-                                                        else None)
+    return (items if isinstance(items, list) else []), (pages if isinstance(pages, int) else None)
 
 
 def list_of(data: Any, *keys: str) -> list[Any]:
@@ -232,8 +286,9 @@ def health_of(body: Any) -> dict[str, Any]:
     return out
 
 
-def list_params(status: str | list[str] | None, task_type: str | None,
-                model: str | None) -> dict[str, str]:
+def list_params(
+    status: str | list[str] | None, task_type: str | None, model: str | None
+) -> dict[str, str]:
     params: dict[str, str] = {}
     if status:
         params["status"] = status if isinstance(status, str) else ",".join(status)

@@ -65,13 +65,13 @@ class SSEParser:
         return SSEEvent(event=event, data="\n".join(data), id=self.last_event_id)
 
 
-
 class Resume:
     """Reconnection state of one followed stream: the last event id seen, and how many
     times in a row the stream dropped without delivering anything."""
 
-    def __init__(self, last_event_id: str | None, retries: int, backoff: float,
-                 backoff_max: float) -> None:
+    def __init__(
+        self, last_event_id: str | None, retries: int, backoff: float, backoff_max: float
+    ) -> None:
         self.last_event_id = last_event_id
         self.retries = retries
         self.backoff = backoff
@@ -96,6 +96,6 @@ class Resume:
         """The pause before reconnecting; None once it dropped too often in a row."""
         if self.drops > self.retries:
             return None
-        delay = min(self.backoff_max, self.backoff * 2 ** self.drops)
+        delay = min(self.backoff_max, self.backoff * 2**self.drops)
         self.drops += 1
         return delay

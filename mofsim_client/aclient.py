@@ -46,12 +46,18 @@ class AsyncMOFSimClient:
     """See ``MOFSimClient`` for the arguments.  Use ``async with``, or ``await
     client.aclose()``."""
 
-    def __init__(self, base_url: str | None = None, api_key: str | None = None,
-                 timeout: float | None = None, retries: int | None = None, *,
-                 settings: Settings | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None, **options: Any) -> None:
-        self.settings = settings or Settings.resolve(base_url, api_key, timeout, retries,
-                                                     **options)
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
+        *,
+        settings: Settings | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        **options: Any,
+    ) -> None:
+        self.settings = settings or Settings.resolve(base_url, api_key, timeout, retries, **options)
         self._t = AsyncTransport(self.settings, transport)
 
     @property
@@ -74,19 +80,34 @@ class AsyncMOFSimClient:
 
     # --- submitting -------------------------------------------------------------------------
 
-    async def submit(self, task_type: str, structure: Any, model: str | None = None, *,
-                     priority: Priority = None, timeout: float | None = None,
-                     parameters: Mapping[str, Any] | None = None,
-                     options: Mapping[str, Any] | None = None, task_id: str | None = None,
-                     structure_name: str | None = None, **params: Any) -> AsyncTask:
+    async def submit(
+        self,
+        task_type: str,
+        structure: Any,
+        model: str | None = None,
+        *,
+        priority: Priority = None,
+        timeout: float | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+        task_id: str | None = None,
+        structure_name: str | None = None,
+        **params: Any,
+    ) -> AsyncTask:
         # Reading a file or writing an Atoms object to CIF is quick, local work.
-        body = pl.task_body(pl.normalize_task_type(task_type), structure, model,
-                            parameters={**(parameters or {}), **params},
-                            options=pl.options_of(priority, timeout, options),
-                            task_id=task_id, structure_name=structure_name)
+        body = pl.task_body(
+            pl.normalize_task_type(task_type),
+            structure,
+            model,
+            parameters={**(parameters or {}), **params},
+            options=pl.options_of(priority, timeout, options),
+            task_id=task_id,
+            structure_name=structure_name,
+        )
         try:
-            data = await self._t.request("POST", f"tasks/{body['task_type']}", json=body,
-                                         idempotent=True)
+            data = await self._t.request(
+                "POST", f"tasks/{body['task_type']}", json=body, idempotent=True
+            )
         except MOFSimError as exc:
             if task_id is None and pl.is_duplicate_id(exc):
                 return await self.get_task(body["task_id"])
@@ -94,60 +115,107 @@ class AsyncMOFSimClient:
         info = TaskInfo.from_dict(data)
         return AsyncTask(self, info.task_id or body["task_id"], info)
 
-    async def submit_optimization(self, structure: Any, model: str | None = None,
-                                  priority: Priority = None, timeout: float | None = None,
-                                  **parameters: Any) -> AsyncTask:
-        return await self.submit("optimization", structure, model, priority=priority,
-                                 timeout=timeout, **parameters)
+    async def submit_optimization(
+        self,
+        structure: Any,
+        model: str | None = None,
+        priority: Priority = None,
+        timeout: float | None = None,
+        **parameters: Any,
+    ) -> AsyncTask:
+        return await self.submit(
+            "optimization", structure, model, priority=priority, timeout=timeout, **parameters
+        )
 
-    async def submit_stability(self, structure: Any, model: str | None = None,
-                               priority: Priority = None, timeout: float | None = None,
-                               **parameters: Any) -> AsyncTask:
-        return await self.submit("stability", structure, model, priority=priority,
-                                 timeout=timeout, **parameters)
+    async def submit_stability(
+        self,
+        structure: Any,
+        model: str | None = None,
+        priority: Priority = None,
+        timeout: float | None = None,
+        **parameters: Any,
+    ) -> AsyncTask:
+        return await self.submit(
+            "stability", structure, model, priority=priority, timeout=timeout, **parameters
+        )
 
-    async def submit_bulk_modulus(self, structure: Any, model: str | None = None,
-                                  priority: Priority = None, timeout: float | None = None,
-                                  **parameters: Any) -> AsyncTask:
-        return await self.submit("bulk-modulus", structure, model, priority=priority,
-                                 timeout=timeout, **parameters)
+    async def submit_bulk_modulus(
+        self,
+        structure: Any,
+        model: str | None = None,
+        priority: Priority = None,
+        timeout: float | None = None,
+        **parameters: Any,
+    ) -> AsyncTask:
+        return await self.submit(
+            "bulk-modulus", structure, model, priority=priority, timeout=timeout, **parameters
+        )
 
-    async def submit_heat_capacity(self, structure: Any, model: str | None = None,
-                                   priority: Priority = None, timeout: float | None = None,
-                                   **parameters: Any) -> AsyncTask:
-        return await self.submit("heat-capacity", structure, model, priority=priority,
-                                 timeout=timeout, **parameters)
+    async def submit_heat_capacity(
+        self,
+        structure: Any,
+        model: str | None = None,
+        priority: Priority = None,
+        timeout: float | None = None,
+        **parameters: Any,
+    ) -> AsyncTask:
+        return await self.submit(
+            "heat-capacity", structure, model, priority=priority, timeout=timeout, **parameters
+        )
 
-    async def submit_interaction_energy(self, structure: Any, model: str | None = None,
-                                        priority: Priority = None,
-                                        timeout: float | None = None,
-                                        **parameters: Any) -> AsyncTask:
-        return await self.submit("interaction-energy", structure, model, priority=priority,
-                                 timeout=timeout, **parameters)
+    async def submit_interaction_energy(
+        self,
+        structure: Any,
+        model: str | None = None,
+        priority: Priority = None,
+        timeout: float | None = None,
+        **parameters: Any,
+    ) -> AsyncTask:
+        return await self.submit(
+            "interaction-energy", structure, model, priority=priority, timeout=timeout, **parameters
+        )
 
-    async def submit_single_point(self, structure: Any, model: str | None = None,
-                                  priority: Priority = None, timeout: float | None = None,
-                                  **parameters: Any) -> AsyncTask:
-        return await self.submit("single-point-energy", structure, model, priority=priority,
-                                 timeout=timeout, **parameters)
+    async def submit_single_point(
+        self,
+        structure: Any,
+        model: str | None = None,
+        priority: Priority = None,
+        timeout: float | None = None,
+        **parameters: Any,
+    ) -> AsyncTask:
+        return await self.submit(
+            "single-point-energy",
+            structure,
+            model,
+            priority=priority,
+            timeout=timeout,
+            **parameters,
+        )
 
-    async def submit_batch(self, tasks: Iterable[Mapping[str, Any]],
-                           ) -> list[AsyncTask | MOFSimError]:
+    async def submit_batch(
+        self,
+        tasks: Iterable[Mapping[str, Any]],
+    ) -> list[AsyncTask | MOFSimError]:
         items = [pl.batch_item(t) for t in tasks]
         data = await self._t.request("POST", "tasks/batch", json={"tasks": items})
         return [self._batch_outcome(entry, items) for entry in pl.list_of(data)]
 
-    def _batch_outcome(self, entry: dict[str, Any],
-                       items: list[dict[str, Any]]) -> AsyncTask | MOFSimError:
+    def _batch_outcome(
+        self, entry: dict[str, Any], items: list[dict[str, Any]]
+    ) -> AsyncTask | MOFSimError:
         if entry.get("accepted"):
             info = TaskInfo.from_dict(entry.get("task") or {})
             return AsyncTask(self, info.task_id, info)
         error = entry.get("error") or {}
         index = entry.get("index")
         task_id = items[index]["task_id"] if isinstance(index, int) else None
-        return error_from_code(error.get("code"), str(error.get("message") or "rejected"),
-                               field=error.get("field"), error_type=error.get("type"),
-                               task_id=task_id)
+        return error_from_code(
+            error.get("code"),
+            str(error.get("message") or "rejected"),
+            field=error.get("field"),
+            error_type=error.get("type"),
+            task_id=task_id,
+        )
 
     # --- tasks --------------------------------------------------------------------------------
 
@@ -164,21 +232,25 @@ class AsyncMOFSimClient:
         data = await self._t.request("POST", f"tasks/{task_id}/cancel", idempotent=True)
         return CancelResult.from_dict(data)
 
-    async def wait(self, task_id: str, timeout: float | None = None,
-                   **kw: Any) -> TaskResult:
+    async def wait(self, task_id: str, timeout: float | None = None, **kw: Any) -> TaskResult:
         return await AsyncTask(self, task_id).wait(timeout, **kw)
 
-    async def list_tasks(self, status: str | list[str] | None = None,
-                         task_type: str | None = None, model: str | None = None,
-                         page_size: int = 100,
-                         limit: int | None = None) -> AsyncIterator[TaskInfo]:
+    async def list_tasks(
+        self,
+        status: str | list[str] | None = None,
+        task_type: str | None = None,
+        model: str | None = None,
+        page_size: int = 100,
+        limit: int | None = None,
+    ) -> AsyncIterator[TaskInfo]:
         """``async for info in client.list_tasks(...)``: pages fetched as you go."""
         params = pl.list_params(status, task_type, model)
         seen: set[str] = set()
         page = 1
         while True:
-            data = await self._t.request("GET", "tasks", params={**params, "page": page,
-                                                                 "page_size": page_size})
+            data = await self._t.request(
+                "GET", "tasks", params={**params, "page": page, "page_size": page_size}
+            )
             items, pages = pl.page_of(data)
             for item in items:
                 info = TaskInfo.from_dict(item)
@@ -192,42 +264,47 @@ class AsyncMOFSimClient:
                 return
             page += 1
 
-    async def get_logs(self, task_id: str, level: str | None = None, limit: int = 100,
-                       offset: int = 0) -> list[LogEntry]:
+    async def get_logs(
+        self, task_id: str, level: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[LogEntry]:
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if level:
             params["level"] = level
         data = await self._t.request("GET", f"tasks/{task_id}/logs", params=params)
         return [LogEntry.from_dict(x) for x in pl.list_of(data)]
 
-    async def stream_logs(self, task_id: str,
-                          level: str | None = None) -> AsyncIterator[LogEntry]:
+    async def stream_logs(self, task_id: str, level: str | None = None) -> AsyncIterator[LogEntry]:
         params = {"types": "log", **({"level": level} if level else {})}
-        async with aclosing(self._events(f"tasks/{task_id}/logs/stream", None,
-                                         params)) as events:
+        async with aclosing(self._events(f"tasks/{task_id}/logs/stream", None, params)) as events:
             async for ev in events:
                 if ev.event == "log":
                     yield ev.as_log()
 
-    async def stream_events(self, task_id: str,
-                            last_event_id: str | None = None) -> AsyncIterator[TaskEvent]:
+    async def stream_events(
+        self, task_id: str, last_event_id: str | None = None
+    ) -> AsyncIterator[TaskEvent]:
         async with aclosing(self._task_events(task_id, last_event_id)) as events:
             async for ev in events:
                 if ev.event != "heartbeat":
                     yield ev
 
-    def _task_events(self, task_id: str, last_event_id: str | None,
-                     ) -> AsyncGenerator[TaskEvent, None]:
+    def _task_events(
+        self,
+        task_id: str,
+        last_event_id: str | None,
+    ) -> AsyncGenerator[TaskEvent, None]:
         return self._events(f"tasks/{task_id}/events", last_event_id, None)
 
-    async def _events(self, path: str, last_event_id: str | None,
-                      params: dict[str, Any] | None) -> AsyncGenerator[TaskEvent, None]:
+    async def _events(
+        self, path: str, last_event_id: str | None, params: dict[str, Any] | None
+    ) -> AsyncGenerator[TaskEvent, None]:
         s = self.settings
         resume = Resume(last_event_id, s.retries, s.backoff, s.backoff_max)
         while True:
             try:
-                async with self._t.stream(path, params=params,
-                                          headers=resume.headers()) as response:
+                async with self._t.stream(
+                    path, params=params, headers=resume.headers()
+                ) as response:
                     parser = resume.parser()
                     async for line in response.aiter_lines():
                         comments = parser.comments
@@ -258,25 +335,34 @@ class AsyncMOFSimClient:
     async def get_model(self, name: str) -> ModelInfo:
         return ModelInfo.from_dict(await self._t.request("GET", f"models/{name}"))
 
-    async def upload_model(self, path: str | os.PathLike[str], name: str, framework: str,
-                           description: str | None = None, with_d3: bool | None = None,
-                           config: Mapping[str, Any] | None = None,
-                           **fields: Any) -> ModelInfo:
+    async def upload_model(
+        self,
+        path: str | os.PathLike[str],
+        name: str,
+        framework: str,
+        description: str | None = None,
+        with_d3: bool | None = None,
+        config: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> ModelInfo:
         file = Path(path).expanduser()
         form = pl.model_upload_fields(name, framework, description, with_d3, config, fields)
         content = await asyncio.to_thread(file.read_bytes)
-        data = await self._t.request("POST", "models/custom", data=form,
-                                     files={"file": (file.name, content)}, timeout=None)
+        data = await self._t.request(
+            "POST", "models/custom", data=form, files={"file": (file.name, content)}, timeout=None
+        )
         return ModelInfo.from_dict(data)
 
     async def validate_model(self, model_id: str) -> dict[str, Any]:
-        data = await self._t.request("POST", f"models/custom/{model_id}/validate",
-                                     timeout=None)
+        data = await self._t.request("POST", f"models/custom/{model_id}/validate", timeout=None)
         return dict(data) if isinstance(data, dict) else {"result": data}
 
-    async def upload_structure(self, path_or_content: str | bytes | os.PathLike[str],
-                               name: str | None = None,
-                               format: str | None = None) -> StructureInfo:
+    async def upload_structure(
+        self,
+        path_or_content: str | bytes | os.PathLike[str],
+        name: str | None = None,
+        format: str | None = None,
+    ) -> StructureInfo:
         files, form = pl.upload_parts(path_or_content, name, format)
         data = await self._t.request("POST", "structures", files=files, data=form)
         return StructureInfo.from_dict(data)
@@ -284,8 +370,9 @@ class AsyncMOFSimClient:
     async def list_structures(self, page_size: int = 100) -> AsyncIterator[StructureInfo]:
         page = 1
         while True:
-            data = await self._t.request("GET", "structures",
-                                         params={"page": page, "page_size": page_size})
+            data = await self._t.request(
+                "GET", "structures", params={"page": page, "page_size": page_size}
+            )
             items, pages = pl.page_of(data)
             for x in items:
                 yield StructureInfo.from_dict(x)
@@ -317,11 +404,16 @@ class AsyncMOFSimClient:
 
     async def get_system_status(self) -> SystemStatus:
         health, gpus_data, queue = await asyncio.gather(
-            self.health(), self._t.request("GET", "system/gpus"),
-            self._t.request("GET", "system/queue"))
+            self.health(),
+            self._t.request("GET", "system/gpus"),
+            self._t.request("GET", "system/queue"),
+        )
         gpus = pl.list_of(gpus_data, "gpus", "devices")
-        return SystemStatus(raw={"health": health, "gpus": gpus, "queue": queue},
-                            status=health.get("status"), version=health.get("version"),
-                            health=health, gpus=gpus,
-                            queue=queue if isinstance(queue, dict) else {"data": queue})
-
+        return SystemStatus(
+            raw={"health": health, "gpus": gpus, "queue": queue},
+            status=health.get("status"),
+            version=health.get("version"),
+            health=health,
+            gpus=gpus,
+            queue=queue if isinstance(queue, dict) else {"data": queue},
+        )

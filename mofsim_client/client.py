@@ -52,12 +52,18 @@ class MOFSimClient:
     ``backoff``, ``backoff_max``, ``retry_after_budget``, ``stream_read_timeout``,
     ``verify``, ``headers``.  Use it as a context manager, or call ``close()``."""
 
-    def __init__(self, base_url: str | None = None, api_key: str | None = None,
-                 timeout: float | None = None, retries: int | None = None, *,
-                 settings: Settings | None = None,
-                 transport: httpx.BaseTransport | None = None, **options: Any) -> None:
-        self.settings = settings or Settings.resolve(base_url, api_key, timeout, retries,
-                                                     **options)
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
+        *,
+        settings: Settings | None = None,
+        transport: httpx.BaseTransport | None = None,
+        **options: Any,
+    ) -> None:
+        self.settings = settings or Settings.resolve(base_url, api_key, timeout, retries, **options)
         self._t = SyncTransport(self.settings, transport)
 
     @property
@@ -78,11 +84,20 @@ class MOFSimClient:
 
     # --- submitting -------------------------------------------------------------------------
 
-    def submit(self, task_type: str, structure: Any, model: str | None = None, *,
-               priority: Priority = None, timeout: float | None = None,
-               parameters: Mapping[str, Any] | None = None,
-               options: Mapping[str, Any] | None = None, task_id: str | None = None,
-               structure_name: str | None = None, **params: Any) -> Task:
+    def submit(
+        self,
+        task_type: str,
+        structure: Any,
+        model: str | None = None,
+        *,
+        priority: Priority = None,
+        timeout: float | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+        task_id: str | None = None,
+        structure_name: str | None = None,
+        **params: Any,
+    ) -> Task:
         """Submit one task of any type (``model`` defaults to sevennet-0, which needs
         no download).  Keyword arguments not named here are the task's parameters
         (``fmax=0.01``, ``max_steps=500``); ``options`` takes the rest of spec 5.2's
@@ -92,13 +107,17 @@ class MOFSimClient:
         nothing stays stored on the server), an ASE ``Atoms`` (sent as CIF), an uploaded
         structure's id (``struct_...``, from ``upload_structure``: upload once, submit
         many), ``builtin:NAME``, or the text of a structure file."""
-        body = pl.task_body(pl.normalize_task_type(task_type), structure, model,
-                            parameters={**(parameters or {}), **params},
-                            options=pl.options_of(priority, timeout, options),
-                            task_id=task_id, structure_name=structure_name)
+        body = pl.task_body(
+            pl.normalize_task_type(task_type),
+            structure,
+            model,
+            parameters={**(parameters or {}), **params},
+            options=pl.options_of(priority, timeout, options),
+            task_id=task_id,
+            structure_name=structure_name,
+        )
         try:
-            data = self._t.request("POST", f"tasks/{body['task_type']}", json=body,
-                                   idempotent=True)
+            data = self._t.request("POST", f"tasks/{body['task_type']}", json=body, idempotent=True)
         except MOFSimError as exc:
             if task_id is None and pl.is_duplicate_id(exc):
                 # Our own id, so an earlier attempt of this call got through.
@@ -107,41 +126,82 @@ class MOFSimClient:
         info = TaskInfo.from_dict(data)
         return Task(self, info.task_id or body["task_id"], info)
 
-    def submit_optimization(self, structure: Any, model: str | None = None,
-                            priority: Priority = None, timeout: float | None = None,
-                            **parameters: Any) -> Task:
-        return self.submit("optimization", structure, model, priority=priority,
-                           timeout=timeout, **parameters)
+    def submit_optimization(
+        self,
+        structure: Any,
+        model: str | None = None,
+        priority: Priority = None,
+        timeout: float | None = None,
+        **parameters: Any,
+    ) -> Task:
+        return self.submit(
+            "optimization", structure, model, priority=priority, timeout=timeout, **parameters
+        )
 
-    def submit_stability(self, structure: Any, model: str | None = None,
-                         priority: Priority = None, timeout: float | None = None,
-                         **parameters: Any) -> Task:
-        return self.submit("stability", structure, model, priority=priority,
-                           timeout=timeout, **parameters)
+    def submit_stability(
+        self,
+        structure: Any,
+        model: str | None = None,
+        priority: Priority = None,
+        timeout: float | None = None,
+        **parameters: Any,
+    ) -> Task:
+        return self.submit(
+            "stability", structure, model, priority=priority, timeout=timeout, **parameters
+        )
 
-    def submit_bulk_modulus(self, structure: Any, model: str | None = None,
-                            priority: Priority = None, timeout: float | None = None,
-                            **parameters: Any) -> Task:
-        return self.submit("bulk-modulus", structure, model, priority=priority,
-                           timeout=timeout, **parameters)
+    def submit_bulk_modulus(
+        self,
+        structure: Any,
+        model: str | None = None,
+        priority: Priority = None,
+        timeout: float | None = None,
+        **parameters: Any,
+    ) -> Task:
+        return self.submit(
+            "bulk-modulus", structure, model, priority=priority, timeout=timeout, **parameters
+        )
 
-    def submit_heat_capacity(self, structure: Any, model: str | None = None,
-                             priority: Priority = None, timeout: float | None = None,
-                             **parameters: Any) -> Task:
-        return self.submit("heat-capacity", structure, model, priority=priority,
-                           timeout=timeout, **parameters)
+    def submit_heat_capacity(
+        self,
+        structure: Any,
+        model: str | None = None,
+        priority: Priority = None,
+        timeout: float | None = None,
+        **parameters: Any,
+    ) -> Task:
+        return self.submit(
+            "heat-capacity", structure, model, priority=priority, timeout=timeout, **parameters
+        )
 
-    def submit_interaction_energy(self, structure: Any, model: str | None = None,
-                                  priority: Priority = None, timeout: float | None = None,
-                                  **parameters: Any) -> Task:
-        return self.submit("interaction-energy", structure, model, priority=priority,
-                           timeout=timeout, **parameters)
+    def submit_interaction_energy(
+        self,
+        structure: Any,
+        model: str | None = None,
+        priority: Priority = None,
+        timeout: float | None = None,
+        **parameters: Any,
+    ) -> Task:
+        return self.submit(
+            "interaction-energy", structure, model, priority=priority, timeout=timeout, **parameters
+        )
 
-    def submit_single_point(self, structure: Any, model: str | None = None,
-                            priority: Priority = None, timeout: float | None = None,
-                            **parameters: Any) -> Task:
-        return self.submit("single-point-energy", structure, model, priority=priority,
-                           timeout=timeout, **parameters)
+    def submit_single_point(
+        self,
+        structure: Any,
+        model: str | None = None,
+        priority: Priority = None,
+        timeout: float | None = None,
+        **parameters: Any,
+    ) -> Task:
+        return self.submit(
+            "single-point-energy",
+            structure,
+            model,
+            priority=priority,
+            timeout=timeout,
+            **parameters,
+        )
 
     def submit_batch(self, tasks: Iterable[Mapping[str, Any]]) -> list[Task | MOFSimError]:
         """Submit up to 1000 tasks in one request.  Each dict has ``task_type``,
@@ -151,17 +211,22 @@ class MOFSimClient:
         data = self._t.request("POST", "tasks/batch", json={"tasks": items})
         return [self._batch_outcome(entry, items) for entry in pl.list_of(data)]
 
-    def _batch_outcome(self, entry: dict[str, Any],
-                       items: list[dict[str, Any]]) -> Task | MOFSimError:
+    def _batch_outcome(
+        self, entry: dict[str, Any], items: list[dict[str, Any]]
+    ) -> Task | MOFSimError:
         if entry.get("accepted"):
             info = TaskInfo.from_dict(entry.get("task") or {})
             return Task(self, info.task_id, info)
         error = entry.get("error") or {}
         index = entry.get("index")
         task_id = items[index]["task_id"] if isinstance(index, int) else None
-        return error_from_code(error.get("code"), str(error.get("message") or "rejected"),
-                               field=error.get("field"), error_type=error.get("type"),
-                               task_id=task_id)
+        return error_from_code(
+            error.get("code"),
+            str(error.get("message") or "rejected"),
+            field=error.get("field"),
+            error_type=error.get("type"),
+            task_id=task_id,
+        )
 
     # --- tasks --------------------------------------------------------------------------------
 
@@ -181,16 +246,22 @@ class MOFSimClient:
     def wait(self, task_id: str, timeout: float | None = None, **kw: Any) -> TaskResult:
         return Task(self, task_id).wait(timeout, **kw)
 
-    def list_tasks(self, status: str | list[str] | None = None, task_type: str | None = None,
-                   model: str | None = None, page_size: int = 100,
-                   limit: int | None = None) -> Iterator[TaskInfo]:
+    def list_tasks(
+        self,
+        status: str | list[str] | None = None,
+        task_type: str | None = None,
+        model: str | None = None,
+        page_size: int = 100,
+        limit: int | None = None,
+    ) -> Iterator[TaskInfo]:
         """Every matching task, newest first, fetched a page at a time as you iterate."""
         params = pl.list_params(status, task_type, model)
         seen: set[str] = set()
         page = 1
         while True:
-            data = self._t.request("GET", "tasks",
-                                   params={**params, "page": page, "page_size": page_size})
+            data = self._t.request(
+                "GET", "tasks", params={**params, "page": page, "page_size": page_size}
+            )
             items, pages = pl.page_of(data)
             for item in items:
                 info = TaskInfo.from_dict(item)
@@ -204,8 +275,9 @@ class MOFSimClient:
                 return
             page += 1
 
-    def get_logs(self, task_id: str, level: str | None = None, limit: int = 100,
-                 offset: int = 0) -> list[LogEntry]:
+    def get_logs(
+        self, task_id: str, level: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[LogEntry]:
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if level:
             params["level"] = level
@@ -220,8 +292,7 @@ class MOFSimClient:
                 if ev.event == "log":
                     yield ev.as_log()
 
-    def stream_events(self, task_id: str,
-                      last_event_id: str | None = None) -> Iterator[TaskEvent]:
+    def stream_events(self, task_id: str, last_event_id: str | None = None) -> Iterator[TaskEvent]:
         """Every ``log``/``status``/``progress`` event, then ``end``.  A dropped connection
         is reopened where it broke off (``Last-Event-ID``)."""
         with closing(self._task_events(task_id, last_event_id)) as events:
@@ -229,12 +300,18 @@ class MOFSimClient:
                 if ev.event != "heartbeat":
                     yield ev
 
-    def _task_events(self, task_id: str, last_event_id: str | None,
-                     deadline: float | None = None) -> Generator[TaskEvent, None, None]:
+    def _task_events(
+        self, task_id: str, last_event_id: str | None, deadline: float | None = None
+    ) -> Generator[TaskEvent, None, None]:
         return self._events(f"tasks/{task_id}/events", last_event_id, None, deadline)
 
-    def _events(self, path: str, last_event_id: str | None, params: dict[str, Any] | None,
-                deadline: float | None = None) -> Generator[TaskEvent, None, None]:
+    def _events(
+        self,
+        path: str,
+        last_event_id: str | None,
+        params: dict[str, Any] | None,
+        deadline: float | None = None,
+    ) -> Generator[TaskEvent, None, None]:
         """An SSE stream followed across reconnects until its ``end`` event.  Comments
         come out as ``heartbeat`` events (the wait checks its deadline on them)."""
         s = self.settings
@@ -243,11 +320,15 @@ class MOFSimClient:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return
-            read = s.stream_read_timeout if left is None else min(s.stream_read_timeout,
-                                                                  max(0.5, left))
+            read = (
+                s.stream_read_timeout
+                if left is None
+                else min(s.stream_read_timeout, max(0.5, left))
+            )
             try:
-                with self._t.stream(path, params=params, headers=resume.headers(),
-                                    read_timeout=read) as response:
+                with self._t.stream(
+                    path, params=params, headers=resume.headers(), read_timeout=read
+                ) as response:
                     parser = resume.parser()
                     for line in response.iter_lines():
                         comments = parser.comments
@@ -273,41 +354,56 @@ class MOFSimClient:
     # --- models and structures ----------------------------------------------------------------
 
     def list_models(self) -> list[ModelInfo]:
-        return [ModelInfo.from_dict(m) for m in pl.list_of(self._t.request("GET", "models"),
-                                                           "models")]
+        return [
+            ModelInfo.from_dict(m) for m in pl.list_of(self._t.request("GET", "models"), "models")
+        ]
 
     def get_model(self, name: str) -> ModelInfo:
         return ModelInfo.from_dict(self._t.request("GET", f"models/{name}"))
 
-    def upload_model(self, path: str | os.PathLike[str], name: str, framework: str,
-                     description: str | None = None, with_d3: bool | None = None,
-                     config: Mapping[str, Any] | None = None, **fields: Any) -> ModelInfo:
+    def upload_model(
+        self,
+        path: str | os.PathLike[str],
+        name: str,
+        framework: str,
+        description: str | None = None,
+        with_d3: bool | None = None,
+        config: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> ModelInfo:
         """Upload custom weights (spec 3.4); validate them before use with
         ``validate_model``."""
         file = Path(path).expanduser()
         form = pl.model_upload_fields(name, framework, description, with_d3, config, fields)
         with open(file, "rb") as fh:
-            data = self._t.request("POST", "models/custom", data=form,
-                                   files={"file": (file.name, fh)}, timeout=None)
+            data = self._t.request(
+                "POST", "models/custom", data=form, files={"file": (file.name, fh)}, timeout=None
+            )
         return ModelInfo.from_dict(data)
 
     def validate_model(self, model_id: str) -> dict[str, Any]:
         data = self._t.request("POST", f"models/custom/{model_id}/validate", timeout=None)
         return dict(data) if isinstance(data, dict) else {"result": data}
 
-    def upload_structure(self, path_or_content: str | bytes | os.PathLike[str],
-                         name: str | None = None, format: str | None = None) -> StructureInfo:
+    def upload_structure(
+        self,
+        path_or_content: str | bytes | os.PathLike[str],
+        name: str | None = None,
+        format: str | None = None,
+    ) -> StructureInfo:
         """Upload a CIF/XYZ/POSCAR file (a path) or its text; the returned
         ``.file_id`` is what ``submit_*(structure=...)`` takes."""
         files, form = pl.upload_parts(path_or_content, name, format)
-        return StructureInfo.from_dict(self._t.request("POST", "structures", files=files,
-                                                       data=form))
+        return StructureInfo.from_dict(
+            self._t.request("POST", "structures", files=files, data=form)
+        )
 
     def list_structures(self, page_size: int = 100) -> Iterator[StructureInfo]:
         page = 1
         while True:
-            data = self._t.request("GET", "structures",
-                                   params={"page": page, "page_size": page_size})
+            data = self._t.request(
+                "GET", "structures", params={"page": page, "page_size": page_size}
+            )
             items, pages = pl.page_of(data)
             yield from (StructureInfo.from_dict(x) for x in items)
             if not items or (pages is not None and page >= pages):
@@ -340,7 +436,11 @@ class MOFSimClient:
         health = self.health()
         gpus = pl.list_of(self._t.request("GET", "system/gpus"), "gpus", "devices")
         queue = self._t.request("GET", "system/queue")
-        return SystemStatus(raw={"health": health, "gpus": gpus, "queue": queue},
-                            status=health.get("status"), version=health.get("version"),
-                            health=health, gpus=gpus,
-                            queue=queue if isinstance(queue, dict) else {"data": queue})
+        return SystemStatus(
+            raw={"health": health, "gpus": gpus, "queue": queue},
+            status=health.get("status"),
+            version=health.get("version"),
+            health=health,
+            gpus=gpus,
+            queue=queue if isinstance(queue, dict) else {"data": queue},
+        )

@@ -20,11 +20,19 @@ class MOFSimError(Exception):
 
     default_code: int | None = None
 
-    def __init__(self, message: str, *, code: int | None = None,
-                 http_status: int | None = None, field: str | None = None,
-                 request_id: str | None = None, detail: str | None = None,
-                 error_type: str | None = None, task_id: str | None = None,
-                 body: Any = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        http_status: int | None = None,
+        field: str | None = None,
+        request_id: str | None = None,
+        detail: str | None = None,
+        error_type: str | None = None,
+        task_id: str | None = None,
+        body: Any = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code if code is not None else self.default_code
@@ -179,27 +187,52 @@ class WaitTimeoutError(MOFSimError, TimeoutError):
 
 
 CODE_CLASSES: dict[int, type[MOFSimError]] = {
-    10001: ServerError, 10002: ServerError, 10003: ServerError,
-    20001: AuthenticationError, 20002: PermissionDeniedError,
-    30001: ModelNotFoundError, 30002: StructureNotFoundError, 30003: TaskNotFoundError,
-    30004: ResourceUnavailableError, 30005: ResourceUnavailableError,
-    30006: QueueFullError, 30007: OutputFileNotFoundError, 30008: EndpointNotFoundError,
-    40001: ValidationError, 40002: InvalidStructureError, 40003: UnsupportedFormatError,
-    40004: PayloadTooLargeError, 40005: RateLimitError, 40006: ValidationError,
+    10001: ServerError,
+    10002: ServerError,
+    10003: ServerError,
+    20001: AuthenticationError,
+    20002: PermissionDeniedError,
+    30001: ModelNotFoundError,
+    30002: StructureNotFoundError,
+    30003: TaskNotFoundError,
+    30004: ResourceUnavailableError,
+    30005: ResourceUnavailableError,
+    30006: QueueFullError,
+    30007: OutputFileNotFoundError,
+    30008: EndpointNotFoundError,
+    40001: ValidationError,
+    40002: InvalidStructureError,
+    40003: UnsupportedFormatError,
+    40004: PayloadTooLargeError,
+    40005: RateLimitError,
+    40006: ValidationError,
     40007: ValidationError,
-    50001: TaskFailedError, 50002: TaskTimeoutError, 50003: ResultNotReadyError,
-    50004: TaskCancelledError, 50005: TaskAlreadyFinishedError, 50006: TaskDivergedError,
+    50001: TaskFailedError,
+    50002: TaskTimeoutError,
+    50003: ResultNotReadyError,
+    50004: TaskCancelledError,
+    50005: TaskAlreadyFinishedError,
+    50006: TaskDivergedError,
 }
 
 # A code newer than this table still lands in its class's family.
 _RANGE_CLASSES: dict[int, type[MOFSimError]] = {
-    1: ServerError, 2: AuthenticationError, 3: NotFoundError, 4: ValidationError,
+    1: ServerError,
+    2: AuthenticationError,
+    3: NotFoundError,
+    4: ValidationError,
     5: TaskError,
 }
 _STATUS_CLASSES: dict[int, type[MOFSimError]] = {
-    400: ValidationError, 401: AuthenticationError, 403: PermissionDeniedError,
-    404: NotFoundError, 409: TaskError, 413: PayloadTooLargeError,
-    415: UnsupportedFormatError, 422: InvalidStructureError, 429: RateLimitError,
+    400: ValidationError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: TaskError,
+    413: PayloadTooLargeError,
+    415: UnsupportedFormatError,
+    422: InvalidStructureError,
+    429: RateLimitError,
 }
 
 
@@ -222,8 +255,9 @@ def error_from_code(code: int | None, message: str, **kw: Any) -> MOFSimError:
     return cls(message, code=code, **kw)
 
 
-def error_from_response(http_status: int, body: Any, *, request_id: str | None = None,
-                        retry_after: float | None = None) -> MOFSimError:
+def error_from_response(
+    http_status: int, body: Any, *, request_id: str | None = None, retry_after: float | None = None
+) -> MOFSimError:
     """Map an error answer to an exception.  ``body`` is the decoded JSON (the
     ``/api/v1`` envelope, or MIRA's ``{detail, error_code, field}``) or raw text."""
     code: int | None = None
@@ -244,12 +278,21 @@ def error_from_response(http_status: int, body: Any, *, request_id: str | None =
         request_id = request_id or _text(body.get("request_id"))
     elif isinstance(body, str) and body.strip():
         detail = body.strip()[:500]
-    kw: dict[str, Any] = {"code": code, "http_status": http_status, "field": field,
-                          "request_id": request_id, "detail": detail,
-                          "error_type": error_type, "body": body}
+    kw: dict[str, Any] = {
+        "code": code,
+        "http_status": http_status,
+        "field": field,
+        "request_id": request_id,
+        "detail": detail,
+        "error_type": error_type,
+        "body": body,
+    }
     cls = class_for(code, http_status)
-    exc = (cls(message, retry_after=retry_after, **kw) if issubclass(cls, RateLimitError)
-           else cls(message, **kw))
+    exc = (
+        cls(message, retry_after=retry_after, **kw)
+        if issubclass(cls, RateLimitError)
+        else cls(message, **kw)
+    )
     exc.code = code  # None when the answer carried no code (a proxy's page)
     return exc
 

@@ -229,8 +229,10 @@ class HeatCapacityResult(TaskResult):
         values = self.cv_J_per_K_g if per == "g" else self.cv_J_per_K_mol
         if not self.temperatures_K or not values:
             return None
-        i = min(range(len(self.temperatures_K)),
-                key=lambda j: abs(self.temperatures_K[j] - temperature_K))  # type: ignore[index]
+        i = min(
+            range(len(self.temperatures_K)),
+            key=lambda j: abs(self.temperatures_K[j] - temperature_K),
+        )  # type: ignore[index]
         return values[i]
 
 
@@ -386,11 +388,18 @@ class TaskEvent(_Model):
         extra: dict[str, Any] = raw_extra if isinstance(raw_extra, dict) else {}
         status = extra.get("status") if event == "status" else body.get("status")
         progress = extra.get("progress")
-        return cls(raw=body, event=event, id=event_id, task_id=body.get("task_id"),
-                   status=str(status) if status is not None else None,
-                   progress=float(progress) if isinstance(progress, int | float) else None,
-                   message=body.get("message"), level=body.get("level"),
-                   timestamp=body.get("timestamp"), extra=extra)
+        return cls(
+            raw=body,
+            event=event,
+            id=event_id,
+            task_id=body.get("task_id"),
+            status=str(status) if status is not None else None,
+            progress=float(progress) if isinstance(progress, int | float) else None,
+            message=body.get("message"),
+            level=body.get("level"),
+            timestamp=body.get("timestamp"),
+            extra=extra,
+        )
 
     def as_log(self) -> LogEntry:
         entry = LogEntry.from_dict(self.raw)

@@ -52,16 +52,24 @@ ProgressCallback = Callable[[TaskEvent], Any]
 FOLLOWED = ("status", "progress", "end")
 MAX_OUTAGE_PAUSE_S = 5.0
 _FAILURE_STATES: dict[type[MOFSimError], str] = {
-    TaskFailedError: "FAILED", TaskDivergedError: "FAILED", TaskTimeoutError: "TIMEOUT",
-    TaskCancelledError: "CANCELLED"}
+    TaskFailedError: "FAILED",
+    TaskDivergedError: "FAILED",
+    TaskTimeoutError: "TIMEOUT",
+    TaskCancelledError: "CANCELLED",
+}
 
 
 class _Follow:
     """What both waits share: the deadline, the last event id, the outage bookkeeping
     and the progress callback."""
 
-    def __init__(self, task_id: str, timeout: float | None,
-                 on_progress: ProgressCallback | None, poll_interval: float) -> None:
+    def __init__(
+        self,
+        task_id: str,
+        timeout: float | None,
+        on_progress: ProgressCallback | None,
+        poll_interval: float,
+    ) -> None:
         self.task_id = task_id
         self.timeout = timeout
         self.deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
@@ -89,10 +97,14 @@ class _Follow:
             return ServerUnavailableError(
                 f"gave up waiting for task {self.task_id}: the server has been unreachable "
                 f"for {down:.0f} s and the wait's timeout ({self.timeout:g} s) is over; "
-                f"last error: {self.outage_error}", task_id=self.task_id)
+                f"last error: {self.outage_error}",
+                task_id=self.task_id,
+            )
         return WaitTimeoutError(
             f"task {self.task_id} still {self.status or 'unfinished'} after waiting "
-            f"{self.timeout:g} s; it goes on running on the server", task_id=self.task_id)
+            f"{self.timeout:g} s; it goes on running on the server",
+            task_id=self.task_id,
+        )
 
     def _emit(self, ev: TaskEvent) -> None:
         if self.on_progress is not None:
@@ -120,9 +132,16 @@ class _Follow:
             self.progress = info.progress
         if changed_status or changed_progress:
             kind = "status" if changed_status else "progress"
-            self._emit(TaskEvent(raw=info.raw, event=kind, task_id=self.task_id,
-                                 status=info.status, progress=info.progress,
-                                 message=(info.progress_detail or {}).get("message")))
+            self._emit(
+                TaskEvent(
+                    raw=info.raw,
+                    event=kind,
+                    task_id=self.task_id,
+                    status=info.status,
+                    progress=info.progress,
+                    message=(info.progress_detail or {}).get("message"),
+                )
+            )
         return info.is_terminal
 
     def lost(self, exc: ServerUnavailableError) -> float:
@@ -131,11 +150,23 @@ class _Follow:
         self.outage_error = exc.message
         if self.outage_since is None:
             self.outage_since = time.monotonic()
-            log.warning("task %s: %s; retrying until the server is back%s", self.task_id,
-                        exc.message, "" if self.deadline is None else
-                        f" (at most {max(0.0, self.remaining() or 0):.0f} s more)")
-            self._emit(TaskEvent(event="disconnected", task_id=self.task_id,
-                                 status=self.status, message=exc.message, error=exc))
+            log.warning(
+                "task %s: %s; retrying until the server is back%s",
+                self.task_id,
+                exc.message,
+                ""
+                if self.deadline is None
+                else f" (at most {max(0.0, self.remaining() or 0):.0f} s more)",
+            )
+            self._emit(
+                TaskEvent(
+                    event="disconnected",
+                    task_id=self.task_id,
+                    status=self.status,
+                    message=exc.message,
+                    error=exc,
+                )
+            )
         if self.expired():
             raise self.give_up() from exc
         left = self.remaining()
@@ -155,8 +186,11 @@ class _Follow:
         state = _FAILURE_STATES.get(type(exc))
         if state is not None and self.status not in TERMINAL_STATES:
             self.status = state
-            self._emit(TaskEvent(event="end", task_id=self.task_id, status=state,
-                                 message=exc.detail, error=exc))
+            self._emit(
+                TaskEvent(
+                    event="end", task_id=self.task_id, status=state, message=exc.detail, error=exc
+                )
+            )
 
     def update(self, info: TaskInfo) -> None:
         """What the wait saw, into the handle's record."""
@@ -171,8 +205,14 @@ class _Follow:
         down = time.monotonic() - self.outage_since
         self.outage_since = None
         log.warning("task %s: server reachable again after %.1f s", self.task_id, down)
-        self._emit(TaskEvent(event="reconnected", task_id=self.task_id, status=self.status,
-                             message=f"server reachable again after {down:.1f} s"))
+        self._emit(
+            TaskEvent(
+                event="reconnected",
+                task_id=self.task_id,
+                status=self.status,
+                message=f"server reachable again after {down:.1f} s",
+            )
+        )
 
 
 def _tag(exc: MOFSimError, task_id: str) -> MOFSimError:
@@ -248,8 +288,12 @@ class Task:
     def logs(self, level: str | None = None, limit: int = 1000) -> list[LogEntry]:
         return self._client.get_logs(self.task_id, level=level, limit=limit)
 
-    def wait(self, timeout: float | None = None, on_progress: ProgressCallback | None = None,
-             poll_interval: float = 1.0) -> TaskResult:
+    def wait(
+        self,
+        timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+        poll_interval: float = 1.0,
+    ) -> TaskResult:
         """Block until the task ends; its result (or its error, raised).
 
         ``timeout`` in seconds (None: no limit) raises ``WaitTimeoutError``;
@@ -278,8 +322,9 @@ class Task:
         """One round of following; True once the task has ended."""
         try:
             if f.use_events:
-                with closing(self._client._task_events(self.task_id, f.last_event_id,
-                                                       deadline=f.deadline)) as events:
+                with closing(
+                    self._client._task_events(self.task_id, f.last_event_id, deadline=f.deadline)
+                ) as events:
                     for ev in events:
                         f.regained()
                         if f.event(ev):
@@ -292,8 +337,7 @@ class Task:
             if f.polled(info):
                 return True
             left = f.remaining()
-            time.sleep(f.poll_interval if left is None else max(0.0, min(f.poll_interval,
-                                                                          left)))
+            time.sleep(f.poll_interval if left is None else max(0.0, min(f.poll_interval, left)))
             return False
         except EndpointNotFoundError:
             f.use_events = False  # an older server: poll
@@ -345,9 +389,12 @@ class AsyncTask:
     async def logs(self, level: str | None = None, limit: int = 1000) -> list[LogEntry]:
         return await self._client.get_logs(self.task_id, level=level, limit=limit)
 
-    async def wait(self, timeout: float | None = None,
-                   on_progress: ProgressCallback | None = None,
-                   poll_interval: float = 1.0) -> TaskResult:
+    async def wait(
+        self,
+        timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+        poll_interval: float = 1.0,
+    ) -> TaskResult:
         """Like ``Task.wait``; the timeout is exact (the stream is cancelled at it)."""
         f = _Follow(self.task_id, timeout, on_progress, poll_interval)
         try:
@@ -375,8 +422,9 @@ class AsyncTask:
     async def _follow_once(self, f: _Follow) -> bool:
         try:
             if f.use_events:
-                async with aclosing(self._client._task_events(self.task_id,
-                                                              f.last_event_id)) as events:
+                async with aclosing(
+                    self._client._task_events(self.task_id, f.last_event_id)
+                ) as events:
                     async for ev in events:
                         f.regained()
                         if f.event(ev):

@@ -104,10 +104,17 @@ def api_p99(window_s: float = 300.0) -> float | None:
 
 def _access_log(request: web.Request, rid: str, status: int, elapsed_ms: float) -> None:
     RECENT_LATENCIES.append((time.monotonic(), elapsed_ms / 1000))
-    logger.bind(kind="access", logger="access", method=request.method, path=request.path,
-                status=status, duration_ms=round(elapsed_ms, 2), request_id=rid,
-                remote=request.remote, api_key=request.get(API_KEY_ID)).info(
-        f"{request.method} {request.path} {status} {elapsed_ms:.1f} ms")
+    logger.bind(
+        kind="access",
+        logger="access",
+        method=request.method,
+        path=request.path,
+        status=status,
+        duration_ms=round(elapsed_ms, 2),
+        request_id=rid,
+        remote=request.remote,
+        api_key=request.get(API_KEY_ID),
+    ).info(f"{request.method} {request.path} {status} {elapsed_ms:.1f} ms")
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -124,12 +131,15 @@ async def _signal_shutdown(app: web.Application) -> None:
         event.set()
 
 
-def create_app(config: Config, *, spool: Spool | None = None,
-               mirror: Any = None) -> web.Application:
+def create_app(
+    config: Config, *, spool: Spool | None = None, mirror: Any = None
+) -> web.Application:
     from mofsim_http import auth, request_pool
 
-    app = web.Application(middlewares=[request_context, auth.auth_middleware],
-                          client_max_size=config_upload_limit(config))
+    app = web.Application(
+        middlewares=[request_context, auth.auth_middleware],
+        client_max_size=config_upload_limit(config),
+    )
     app[CONFIG_KEY] = config
     app[SPOOL_KEY] = spool or Spool(config.spool_path)
     own_mirror = mirror is None
@@ -140,10 +150,14 @@ def create_app(config: Config, *, spool: Spool | None = None,
     if own_mirror and app[MIRROR_KEY] is not None:
         app.on_cleanup.append(_close_mirror)
     host = config.http.rpartition(":")[0] if config.http else "127.0.0.1"
-    auth.install(app, auth.KeyStore(config.api_keys_path, app[SPOOL_KEY].paths),
-                 rate=config.http_rate_limit, burst=config.http_rate_burst,
-                 bound_loopback=auth.is_loopback_host(host),
-                 upload_limit=config_upload_limit(config))
+    auth.install(
+        app,
+        auth.KeyStore(config.api_keys_path, app[SPOOL_KEY].paths),
+        rate=config.http_rate_limit,
+        burst=config.http_rate_burst,
+        bound_loopback=auth.is_loopback_host(host),
+        upload_limit=config_upload_limit(config),
+    )
     request_pool.install(app, config.http_request_threads)
     for name in ROUTE_MODULES:
         importlib.import_module(name).setup(app)

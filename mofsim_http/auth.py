@@ -49,8 +49,18 @@ from spool.layout import SpoolPaths
 KEY_PREFIX = "msk_"
 _ID_LEN = 12
 # Probes and documentation answer without a key, whatever the key set.
-PUBLIC_PATHS = frozenset({"/health", "/healthz", "/readyz", "/docs", "/redoc",
-                          "/openapi.json", "/openapi.yaml", "/api/v1/health"})
+PUBLIC_PATHS = frozenset(
+    {
+        "/health",
+        "/healthz",
+        "/readyz",
+        "/docs",
+        "/redoc",
+        "/openapi.json",
+        "/openapi.yaml",
+        "/api/v1/health",
+    }
+)
 PUBLIC_PREFIXES = ("/docs/",)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -65,9 +75,14 @@ def _hash(salt: str, secret: str) -> str:
 
 def public_view(entry: dict[str, Any]) -> dict[str, Any]:
     """What may be shown of a key: never its hash or salt."""
-    return {"id": entry["id"], "name": entry.get("name"), "admin": bool(entry.get("admin")),
-            "prefix": KEY_PREFIX + entry["id"], "created_at": entry.get("created_at"),
-            "revoked_at": entry.get("revoked_at")}
+    return {
+        "id": entry["id"],
+        "name": entry.get("name"),
+        "admin": bool(entry.get("admin")),
+        "prefix": KEY_PREFIX + entry["id"],
+        "created_at": entry.get("created_at"),
+        "revoked_at": entry.get("revoked_at"),
+    }
 
 
 class KeyStore:
@@ -111,10 +126,10 @@ class KeyStore:
         """The key's public view when ``token`` is an active key, else None."""
         if not token.startswith(KEY_PREFIX) or len(token) < len(KEY_PREFIX) + _ID_LEN + 2:
             return None
-        key_id = token[len(KEY_PREFIX):len(KEY_PREFIX) + _ID_LEN]
+        key_id = token[len(KEY_PREFIX) : len(KEY_PREFIX) + _ID_LEN]
         if token[len(KEY_PREFIX) + _ID_LEN] != "_":
             return None
-        secret = token[len(KEY_PREFIX) + _ID_LEN + 1:]
+        secret = token[len(KEY_PREFIX) + _ID_LEN + 1 :]
         for entry in self.active():
             if entry["id"] == key_id:
                 expected = str(entry.get("hash", ""))
@@ -151,13 +166,21 @@ class KeyStore:
     def create(self, name: str | None = None, admin: bool = False) -> tuple[dict[str, Any], str]:
         """A new key: its public view and the token, which is never stored or shown again."""
         if name is not None and (len(name) > 100 or not name.isprintable()):
-            raise ValidationError("key name must be printable, at most 100 characters",
-                                  field="name")
+            raise ValidationError(
+                "key name must be printable, at most 100 characters", field="name"
+            )
         key_id = secrets.token_hex(_ID_LEN // 2)
         secret = secrets.token_urlsafe(32)
         salt = secrets.token_hex(16)
-        entry = {"id": key_id, "name": name, "admin": bool(admin), "salt": salt,
-                 "hash": _hash(salt, secret), "created_at": iso_now(), "revoked_at": None}
+        entry = {
+            "id": key_id,
+            "name": name,
+            "admin": bool(admin),
+            "salt": salt,
+            "hash": _hash(salt, secret),
+            "created_at": iso_now(),
+            "revoked_at": None,
+        }
         with self._locked() as keys:
             keys.append(entry)
         return public_view(entry), f"{KEY_PREFIX}{key_id}_{secret}"
@@ -283,8 +306,10 @@ def _needs_admin(request: web.Request) -> bool:
 
 
 def _too_large(request: web.Request, limit: int) -> web.Response:
-    response = error_response(request, PayloadTooLarge(
-        f"request body is over the limit of {limit / 2**20:g} MB", field="body"))
+    response = error_response(
+        request,
+        PayloadTooLarge(f"request body is over the limit of {limit / 2**20:g} MB", field="body"),
+    )
     response.force_close()
     return response
 
@@ -308,11 +333,14 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if key is None:
             if token is not None:
                 raise AuthError("invalid or revoked API key")
-            if guard.keys.has_keys() or not (guard.bound_loopback
-                                             and is_loopback_host(request.remote)):
-                raise AuthError("an API key is required: send X-API-Key: KEY or "
-                                "Authorization: Bearer KEY (create one with `mofsim keys "
-                                "create`)")
+            if guard.keys.has_keys() or not (
+                guard.bound_loopback and is_loopback_host(request.remote)
+            ):
+                raise AuthError(
+                    "an API key is required: send X-API-Key: KEY or "
+                    "Authorization: Bearer KEY (create one with `mofsim keys "
+                    "create`)"
+                )
         elif _needs_admin(request) and not key["admin"]:
             raise ForbiddenError("this operation needs an admin key")
     length = request.content_length
@@ -329,8 +357,15 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return response
 
 
-def install(app: web.Application, keys: KeyStore, *, rate: float, burst: int,
-            bound_loopback: bool, upload_limit: int) -> None:
+def install(
+    app: web.Application,
+    keys: KeyStore,
+    *,
+    rate: float,
+    burst: int,
+    bound_loopback: bool,
+    upload_limit: int,
+) -> None:
     """Put the guard on ``app`` (its middleware is listed in ``create_app``)."""
     app[GUARD_KEY] = Guard(keys, TokenBuckets(rate, burst), bound_loopback, upload_limit)
 
@@ -345,4 +380,6 @@ def check_bind(host: str, keys: KeyStore) -> None:
         raise ValidationError(
             f"refusing to serve on {host} without an API key: anyone who can reach it could "
             "submit and cancel tasks. Create one first with `mofsim keys create --admin` "
-            "(same --spool), or bind to 127.0.0.1", field="http")
+            "(same --spool), or bind to 127.0.0.1",
+            field="http",
+        )

@@ -78,14 +78,17 @@ def custom_fields(fields: dict[str, Any], filename: str | None) -> dict[str, Any
     if framework not in CUSTOM_FRAMEWORKS:
         raise ValidationError(
             f"framework must be one of {', '.join(CUSTOM_FRAMEWORKS)} (a generic PyTorch "
-            "model needs an interface this build does not have)", field="framework")
+            "model needs an interface this build does not have)",
+            field="framework",
+        )
     safe = sanitize_filename(filename) or ""
     suffix = Path(safe).suffix.lower()
     if suffix not in CUSTOM_FRAMEWORKS[framework]:
         raise UnsupportedFormat(
             f"a {framework} model file must end with "
             f"{' or '.join(CUSTOM_FRAMEWORKS[framework])}, got {safe or 'no file name'!r}",
-            field="file")
+            field="file",
+        )
     config: Any = fields.get("config") or {}
     if isinstance(config, str):
         try:
@@ -99,10 +102,12 @@ def custom_fields(fields: dict[str, Any], filename: str | None) -> dict[str, Any
     name = "".join(ch for ch in str(fields.get("name") or "") if ch.isprintable()).strip()
     description = str(fields.get("description") or "").strip()
     out: dict[str, Any] = {
-        "name": name[:200] or Path(safe).stem or "custom model", "framework": framework,
-        "description": description[:2000], "with_d3": _parse_bool(fields.get("with_d3", False),
-                                                                   "with_d3"),
-        "config": config, "file": "model" + suffix,
+        "name": name[:200] or Path(safe).stem or "custom model",
+        "framework": framework,
+        "description": description[:2000],
+        "with_d3": _parse_bool(fields.get("with_d3", False), "with_d3"),
+        "config": config,
+        "file": "model" + suffix,
         "original_filename": safe,
     }
     elements = _parse_elements(fields.get("elements"))
@@ -111,8 +116,9 @@ def custom_fields(fields: dict[str, Any], filename: str | None) -> dict[str, Any
     return out
 
 
-def save_custom_model(spool: Spool, upload: Path, filename: str | None,
-                      fields: dict[str, Any]) -> dict[str, Any]:
+def save_custom_model(
+    spool: Spool, upload: Path, filename: str | None, fields: dict[str, Any]
+) -> dict[str, Any]:
     """Keep an uploaded weights file (already on disk, in the spool's tmp/) as a new
     custom model, not yet validated; returns its public description."""
     try:
@@ -120,8 +126,10 @@ def save_custom_model(spool: Spool, upload: Path, filename: str | None,
         with open(upload, "rb") as fh:
             head = fh.read(4)
         if not head.startswith(_TORCH_MAGIC):
-            raise UnsupportedFormat("the file is not a PyTorch file (neither a torch.save "
-                                    "archive nor a pickle)", field="file")
+            raise UnsupportedFormat(
+                "the file is not a PyTorch file (neither a torch.save archive nor a pickle)",
+                field="file",
+            )
         digest = hashlib.sha256()
         with open(upload, "rb") as fh:
             while chunk := fh.read(1 << 20):
@@ -129,9 +137,14 @@ def save_custom_model(spool: Spool, upload: Path, filename: str | None,
         model_id = MODEL_ID_PREFIX + uuid.uuid4().hex[:12]
         folder = spool.paths.models / model_id
         folder.mkdir(parents=True)
-        meta.update(model_id=model_id, size_bytes=upload.stat().st_size,
-                    sha256=digest.hexdigest(), created_at=iso_now(), validated=False,
-                    validation=None)
+        meta.update(
+            model_id=model_id,
+            size_bytes=upload.stat().st_size,
+            sha256=digest.hexdigest(),
+            created_at=iso_now(),
+            validated=False,
+            validation=None,
+        )
         os.replace(upload, folder / meta["file"])
     finally:
         upload.unlink(missing_ok=True)
@@ -149,7 +162,7 @@ def _check_model_id(model_id: str) -> str:
     """A generated id (``model_<12 hex>``), also accepted as ``custom:<id>``."""
     text = str(model_id)
     if text.startswith(CUSTOM_PREFIX):
-        text = text[len(CUSTOM_PREFIX):]
+        text = text[len(CUSTOM_PREFIX) :]
     if not _MODEL_ID_RE.fullmatch(text):
         raise ModelNotFound(f"custom model {model_id!r} not found", field="model_id")
     return text
@@ -182,15 +195,21 @@ def delete_custom_model(spool: Spool, model_id: str) -> dict[str, Any]:
     model_id = str(info["model_id"])
     unload = None
     if daemon_status(spool.root)["alive"] and loaded_slots(live_snapshot(spool)).get(
-            info["model_key"]):
+        info["model_key"]
+    ):
         unload = submit_request(spool.paths, "unload", info["model_key"])["request_id"]
     shutil.rmtree(spool.paths.models / model_id)
-    return {"model_id": model_id, "model_key": info["model_key"], "deleted": True,
-            "unload_request_id": unload}
+    return {
+        "model_id": model_id,
+        "model_key": info["model_key"],
+        "deleted": True,
+        "unload_request_id": unload,
+    }
 
 
-async def validate_custom_model(spool: Spool, model_id: str, *,
-                                timeout: float = VALIDATION_TIMEOUT_S) -> dict[str, Any]:
+async def validate_custom_model(
+    spool: Spool, model_id: str, *, timeout: float = VALIDATION_TIMEOUT_S
+) -> dict[str, Any]:
     """Load the model and compute one single point in a child process (never in the
     server), within ``timeout`` seconds; the outcome is recorded in meta.json and
     returned as ``{model_id, model_key, valid, validation}``."""
@@ -204,16 +223,21 @@ async def validate_custom_model(spool: Spool, model_id: str, *,
     folder = spool.paths.models / model_id
     meta = custom_meta(spool, model_id)
     if not folder.is_dir() or meta.get("model_id") != model_id:
-        raise ModelNotFound(f"custom model {model_id!r} was deleted during validation",
-                            field="model_id")
+        raise ModelNotFound(
+            f"custom model {model_id!r} was deleted during validation", field="model_id"
+        )
     meta["validated"] = valid
     meta["validation"] = outcome
     found = outcome.get("model_elements")
     if valid and not meta.get("elements") and isinstance(found, list) and found:
         meta["elements"] = found  # the catalogue then shows what the model covers
     atomic_write(spool.paths, folder / "meta.json", json.dumps(meta, indent=2))
-    return {"model_id": model_id, "model_key": info["model_key"], "valid": valid,
-            "validation": outcome}
+    return {
+        "model_id": model_id,
+        "model_key": info["model_key"],
+        "valid": valid,
+        "validation": outcome,
+    }
 
 
 async def _run_validator(models_root: Path, model_id: str, timeout: float) -> dict[str, Any]:
@@ -224,9 +248,18 @@ async def _run_validator(models_root: Path, model_id: str, timeout: float) -> di
     env["CUDA_VISIBLE_DEVICES"] = ""
     env.setdefault("OMP_NUM_THREADS", "2")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "mofsimd.validate_model", "--models-root", str(models_root),
-        "--model-id", model_id, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True)
+        sys.executable,
+        "-m",
+        "mofsimd.validate_model",
+        "--models-root",
+        str(models_root),
+        "--model-id",
+        model_id,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
     except BaseException as exc:  # a timeout, or the client went away: no orphan left
@@ -235,8 +268,10 @@ async def _run_validator(models_root: Path, model_id: str, timeout: float) -> di
         if not isinstance(exc, TimeoutError):
             raise
         await proc.wait()
-        return {"ok": False, "error": {"code": 30005, "message":
-                                       f"validation did not finish within {timeout:g} s"}}
+        return {
+            "ok": False,
+            "error": {"code": 30005, "message": f"validation did not finish within {timeout:g} s"},
+        }
     lines = [ln for ln in out.decode(errors="replace").splitlines() if ln.strip()]
     try:
         doc = json.loads(lines[-1]) if lines else None
@@ -244,8 +279,14 @@ async def _run_validator(models_root: Path, model_id: str, timeout: float) -> di
         doc = None
     if not isinstance(doc, dict):
         tail = err.decode(errors="replace").strip().splitlines()[-3:]
-        return {"ok": False, "exit_code": proc.returncode, "error": {
-            "code": 30005, "message": "the validator crashed: " + (" | ".join(tail) or
-                                                                   f"exit {proc.returncode}")}}
+        return {
+            "ok": False,
+            "exit_code": proc.returncode,
+            "error": {
+                "code": 30005,
+                "message": "the validator crashed: "
+                + (" | ".join(tail) or f"exit {proc.returncode}"),
+            },
+        }
     doc["exit_code"] = proc.returncode
     return doc

@@ -14,19 +14,34 @@ from typing import Any, TypeVar
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def describe(*, summary: str, tags: list[str] | None = None, body: dict[str, Any] | None = None,
-             query: dict[str, Any] | None = None, responses: dict[int, str] | None = None,
-             content_type: str = "application/json", admin: bool = False,
-             public: bool = False, sse: bool = False) -> Callable[[F], F]:
+def describe(
+    *,
+    summary: str,
+    tags: list[str] | None = None,
+    body: dict[str, Any] | None = None,
+    query: dict[str, Any] | None = None,
+    responses: dict[int, str] | None = None,
+    content_type: str = "application/json",
+    admin: bool = False,
+    public: bool = False,
+    sse: bool = False,
+) -> Callable[[F], F]:
     """``body``/``query``: JSON Schemas (``{"type": "object", "properties": ...}``).
     ``public``: no API key needed; ``admin``: needs an admin key; ``sse``: answers
     ``text/event-stream``."""
 
     def mark(fn: F) -> F:
         fn.__openapi__ = {  # type: ignore[attr-defined]
-            "summary": summary, "tags": tags or [], "body": body, "query": query,
-            "responses": responses or {}, "content_type": content_type, "admin": admin,
-            "public": public, "sse": sse, "description": (fn.__doc__ or "").strip(),
+            "summary": summary,
+            "tags": tags or [],
+            "body": body,
+            "query": query,
+            "responses": responses or {},
+            "content_type": content_type,
+            "admin": admin,
+            "public": public,
+            "sse": sse,
+            "description": (fn.__doc__ or "").strip(),
         }
         return fn
 

@@ -25,8 +25,10 @@ ASSET_PACKAGE = "drf_spectacular_sidecar"
 # Public name -> path inside the package's static folder.  Only these are ever served.
 ASSETS: dict[str, tuple[str, str]] = {
     "swagger-ui-bundle.js": ("swagger-ui-dist/swagger-ui-bundle.js", "application/javascript"),
-    "swagger-ui-standalone-preset.js": ("swagger-ui-dist/swagger-ui-standalone-preset.js",
-                                        "application/javascript"),
+    "swagger-ui-standalone-preset.js": (
+        "swagger-ui-dist/swagger-ui-standalone-preset.js",
+        "application/javascript",
+    ),
     "swagger-ui.css": ("swagger-ui-dist/swagger-ui.css", "text/css"),
     "favicon-32x32.png": ("swagger-ui-dist/favicon-32x32.png", "image/png"),
     "redoc.standalone.js": ("redoc/bundles/redoc.standalone.js", "application/javascript"),
@@ -51,8 +53,9 @@ def asset_path(name: str) -> tuple[Path, str]:
         raise FileNotFound(f"no documentation asset {name!r}", field="name")
     path = folder / entry[0]
     if not path.is_file():
-        raise FileNotFound(f"documentation asset {name!r} is missing from {ASSET_PACKAGE}",
-                           field="name")
+        raise FileNotFound(
+            f"documentation asset {name!r} is missing from {ASSET_PACKAGE}", field="name"
+        )
     return path, entry[1]
 
 
@@ -65,19 +68,25 @@ def openapi_document(app: web.Application) -> dict[str, Any]:
 
 
 @returns(schema={"type": "object", "description": "an OpenAPI 3.1 document"})
-@describe(summary="The OpenAPI 3.1 document", tags=["docs"], public=True,
-          responses={200: "the document"})
+@describe(
+    summary="The OpenAPI 3.1 document", tags=["docs"], public=True, responses={200: "the document"}
+)
 async def openapi_json(request: web.Request) -> web.Response:
     """Generated from the routes themselves; bare JSON in both dialects' sense."""
     doc = openapi_document(request.app)
-    return web.Response(text=json.dumps(doc, ensure_ascii=False),
-                        content_type="application/json")
+    return web.Response(text=json.dumps(doc, ensure_ascii=False), content_type="application/json")
 
 
-@returns(media_type="application/yaml",
-         schema={"type": "object", "description": "an OpenAPI 3.1 document"})
-@describe(summary="The OpenAPI 3.1 document as YAML", tags=["docs"], public=True,
-          responses={200: "the document"})
+@returns(
+    media_type="application/yaml",
+    schema={"type": "object", "description": "an OpenAPI 3.1 document"},
+)
+@describe(
+    summary="The OpenAPI 3.1 document as YAML",
+    tags=["docs"],
+    public=True,
+    responses={200: "the document"},
+)
 async def openapi_yaml(request: web.Request) -> web.Response:
     import yaml
 
@@ -86,10 +95,12 @@ async def openapi_yaml(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type="application/yaml")
 
 
-_MISSING = ("<p>The documentation bundles are not installed on this server "
-            "(package <code>drf-spectacular-sidecar</code>, part of "
-            "<code>mofsim[server]</code>). The API description is at "
-            "<a href=\"/openapi.json\">/openapi.json</a>.</p>")
+_MISSING = (
+    "<p>The documentation bundles are not installed on this server "
+    "(package <code>drf-spectacular-sidecar</code>, part of "
+    "<code>mofsim[server]</code>). The API description is at "
+    '<a href="/openapi.json">/openapi.json</a>.</p>'
+)
 
 SWAGGER_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title} - Swagger UI</title>
@@ -118,34 +129,46 @@ REDOC_PAGE = """<!doctype html>
 
 def _page(template: str) -> web.Response:
     missing = "" if asset_dir() is not None else _MISSING
-    body = template.format(title=html.escape("MOFSim API"), assets=ASSET_ROUTE,
-                           missing=missing)
+    body = template.format(title=html.escape("MOFSim API"), assets=ASSET_ROUTE, missing=missing)
     return web.Response(text=body, content_type="text/html")
 
 
 @returns(media_type="text/html")
-@describe(summary="Swagger UI (interactive documentation)", tags=["docs"], public=True,
-          responses={200: "an HTML page"})
+@describe(
+    summary="Swagger UI (interactive documentation)",
+    tags=["docs"],
+    public=True,
+    responses={200: "an HTML page"},
+)
 async def swagger_ui(request: web.Request) -> web.Response:
     """Served from the installed bundle: works without internet access."""
     return _page(SWAGGER_PAGE)
 
 
 @returns(media_type="text/html")
-@describe(summary="ReDoc (reference documentation)", tags=["docs"], public=True,
-          responses={200: "an HTML page"})
+@describe(
+    summary="ReDoc (reference documentation)",
+    tags=["docs"],
+    public=True,
+    responses={200: "an HTML page"},
+)
 async def redoc(request: web.Request) -> web.Response:
     """Served from the installed bundle: works without internet access."""
     return _page(REDOC_PAGE)
 
 
 @returns(media_type="application/javascript")
-@describe(summary="A static file of the documentation pages", tags=["docs"], public=True,
-          responses={200: "the file", 404: "no such asset"})
+@describe(
+    summary="A static file of the documentation pages",
+    tags=["docs"],
+    public=True,
+    responses={200: "the file", 404: "no such asset"},
+)
 async def docs_asset(request: web.Request) -> web.StreamResponse:
     path, content_type = asset_path(request.match_info["name"])
-    return web.FileResponse(path, headers={"Content-Type": content_type,
-                                           "Cache-Control": "public, max-age=86400"})
+    return web.FileResponse(
+        path, headers={"Content-Type": content_type, "Cache-Control": "public, max-age=86400"}
+    )
 
 
 def setup(app: web.Application) -> None:

@@ -43,33 +43,52 @@ def request_id_of(request: web.Request) -> str:
     return rid if isinstance(rid, str) else new_request_id()
 
 
-def ok(request: web.Request, data: Any = None, *, status: int = 200,
-       message: str = "OK", headers: dict[str, str] | None = None,
-       **top_level: Any) -> web.Response:
+def ok(
+    request: web.Request,
+    data: Any = None,
+    *,
+    status: int = 200,
+    message: str = "OK",
+    headers: dict[str, str] | None = None,
+    **top_level: Any,
+) -> web.Response:
     """A success in the caller's dialect: the envelope for /api/v1, bare for /mira."""
     if is_mira(request):
-        return web.Response(text=_dumps(data), status=status, headers=headers,
-                            content_type="application/json")
-    body = {"success": True, "code": status, "message": message, "data": data,
-            "timestamp": iso_now(), "request_id": request_id_of(request), **top_level}
-    return web.Response(text=_dumps(body), status=status, headers=headers,
-                        content_type="application/json")
+        return web.Response(
+            text=_dumps(data), status=status, headers=headers, content_type="application/json"
+        )
+    body = {
+        "success": True,
+        "code": status,
+        "message": message,
+        "data": data,
+        "timestamp": iso_now(),
+        "request_id": request_id_of(request),
+        **top_level,
+    }
+    return web.Response(
+        text=_dumps(body), status=status, headers=headers, content_type="application/json"
+    )
 
 
-def error_response(request: web.Request, exc: MofsimError,
-                   headers: dict[str, str] | None = None) -> web.Response:
+def error_response(
+    request: web.Request, exc: MofsimError, headers: dict[str, str] | None = None
+) -> web.Response:
     status = exc.http_status
     if is_mira(request):
-        body: dict[str, Any] = {"detail": exc.message, "error_code": exc.code,
-                                "field": exc.field}
+        body: dict[str, Any] = {"detail": exc.message, "error_code": exc.code, "field": exc.field}
     else:
         body = {
-            "success": False, "code": exc.code, "message": exc.error.summary,
+            "success": False,
+            "code": exc.code,
+            "message": exc.error.summary,
             "error": {"type": type(exc).__name__, "detail": exc.detail, "field": exc.field},
-            "timestamp": iso_now(), "request_id": request_id_of(request),
+            "timestamp": iso_now(),
+            "request_id": request_id_of(request),
         }
-    return web.Response(text=_dumps(body), status=status, headers=headers,
-                        content_type="application/json")
+    return web.Response(
+        text=_dumps(body), status=status, headers=headers, content_type="application/json"
+    )
 
 
 def http_error_to_mofsim(exc: web.HTTPException) -> MofsimError:
@@ -97,5 +116,7 @@ def http_error_to_mofsim(exc: web.HTTPException) -> MofsimError:
 
 
 def code_table() -> list[dict[str, Any]]:
-    return [{"code": e.code, "http_status": e.http_status, "name": e.name,
-             "summary": e.summary} for e in ERROR_CODES.values()]
+    return [
+        {"code": e.code, "http_status": e.http_status, "name": e.name, "summary": e.summary}
+        for e in ERROR_CODES.values()
+    ]

@@ -46,8 +46,13 @@ CONTENT_TYPES = {
 }
 # MIRA's /results/{id}/download/{structure|trajectory|log}: output_files keys to try.
 KIND_KEYS = {
-    "structure": ("optimized_structure", "final_structure", "relaxed_structure",
-                  "complex_structure", "structure"),
+    "structure": (
+        "optimized_structure",
+        "final_structure",
+        "relaxed_structure",
+        "complex_structure",
+        "structure",
+    ),
     "trajectory": ("trajectory",),
     "plot": ("plot",),
 }
@@ -157,8 +162,7 @@ def resolve_file(spool: Spool, fid: str) -> OutputFile:
         return _serve(spool, task_id, name)
     allowed = {n for n in (_clean_name(v) for v in output_files(spool, task_id).values()) if n}
     if name not in allowed:
-        raise FileNotFound(f"file {name!r} is not an output of task {task_id}",
-                           field="file_id")
+        raise FileNotFound(f"file {name!r} is not an output of task {task_id}", field="file_id")
     return _serve(spool, task_id, name)
 
 
@@ -181,14 +185,20 @@ def find_output(spool: Spool, task_id: str, kind: str) -> OutputFile:
 
 def file_response(out: OutputFile) -> web.FileResponse:
     """A streamed download with its content type and a suggested file name."""
-    return web.FileResponse(out.path, headers={
-        "Content-Type": out.content_type,
-        "Content-Disposition": f'attachment; filename="{out.download_name}"',
-    })
+    return web.FileResponse(
+        out.path,
+        headers={
+            "Content-Type": out.content_type,
+            "Content-Disposition": f'attachment; filename="{out.download_name}"',
+        },
+    )
 
 
-@describe(summary="Download a task's output file", tags=["files"],
-          responses={404: "no such file", 409: "task not finished"})
+@describe(
+    summary="Download a task's output file",
+    tags=["files"],
+    responses={404: "no such file", 409: "task not finished"},
+)
 @returns(media_type="application/octet-stream")
 async def download(request: web.Request) -> web.FileResponse:
     """File ids come from a result's ``output_files`` URLs; content types follow the

@@ -14,22 +14,35 @@ from mofsim_http.envelope import API_KEY, ok
 from mofsim_http.tasks import read_json
 from spool.errors import AuthError, ValidationError
 
-_KEY_BODY = {"type": "object", "additionalProperties": False, "properties": {
-    "name": {"type": "string", "maxLength": 100},
-    "admin": {"type": "boolean", "default": False}}}
+_KEY_BODY = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "maxLength": 100},
+        "admin": {"type": "boolean", "default": False},
+    },
+}
 
 
-@describe(summary="List API keys", tags=["auth"], admin=True,
-          responses={200: "the keys (never their secrets)"})
+@describe(
+    summary="List API keys",
+    tags=["auth"],
+    admin=True,
+    responses={200: "the keys (never their secrets)"},
+)
 async def list_keys_handler(request: web.Request) -> web.Response:
     """Every key ever created, revoked ones included, without hashes."""
     _require_key(request)
     return ok(request, {"items": request.app[GUARD_KEY].keys.entries()})
 
 
-@describe(summary="Create an API key", tags=["auth"], admin=True, body=_KEY_BODY,
-          responses={201: "the key; its token is shown only in this answer",
-                     400: "invalid body"})
+@describe(
+    summary="Create an API key",
+    tags=["auth"],
+    admin=True,
+    body=_KEY_BODY,
+    responses={201: "the key; its token is shown only in this answer", 400: "invalid body"},
+)
 async def create_key_handler(request: web.Request) -> web.Response:
     """The answer's ``key`` is the only copy of the token: store it now."""
     _require_key(request)
@@ -49,8 +62,12 @@ async def create_key_handler(request: web.Request) -> web.Response:
     return ok(request, {**entry, "key": token}, status=201, message="Created")
 
 
-@describe(summary="Revoke an API key", tags=["auth"], admin=True,
-          responses={200: "the revoked key", 404: "no such key"})
+@describe(
+    summary="Revoke an API key",
+    tags=["auth"],
+    admin=True,
+    responses={200: "the revoked key", 404: "no such key"},
+)
 async def revoke_key_handler(request: web.Request) -> web.Response:
     _require_key(request)
     entry = request.app[GUARD_KEY].keys.revoke(request.match_info["key_id"])
@@ -61,8 +78,10 @@ def _require_key(request: web.Request) -> None:
     """Keys are managed with a key, even where anonymous requests pass: otherwise any
     local process (or a web page posting to localhost) could lock the owner out."""
     if request.get(API_KEY) is None:
-        raise AuthError("managing API keys over HTTP needs an admin key; create the first "
-                        "one with `mofsim keys create --admin`")
+        raise AuthError(
+            "managing API keys over HTTP needs an admin key; create the first "
+            "one with `mofsim keys create --admin`"
+        )
 
 
 def setup(app: web.Application) -> None:

@@ -40,8 +40,7 @@ from spool.errors import MofsimError
 from spool.job import TASK_TYPES
 from spool.layout import TERMINAL_DIRS
 
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                   10.0)
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _MB = 1024 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -49,11 +48,19 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 class HttpMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter("mofsim_http_requests", "HTTP requests answered",
-                                ["method", "route", "status"], registry=registry)
-        self.latency = Histogram("mofsim_http_request_duration_seconds",
-                                 "Time to answer an HTTP request", ["method", "route"],
-                                 buckets=LATENCY_BUCKETS, registry=registry)
+        self.requests = Counter(
+            "mofsim_http_requests",
+            "HTTP requests answered",
+            ["method", "route", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "mofsim_http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
 
 
 @dataclass
@@ -115,8 +122,7 @@ class SpoolCollector:
         yield from self._webhooks(spool)
         yield from self._queue(spool)
         yield from self._slots(spool)
-        up = GaugeMetricFamily("mofsim_server_uptime_seconds", "Seconds since the server "
-                               "started")
+        up = GaugeMetricFamily("mofsim_server_uptime_seconds", "Seconds since the server started")
         up.add_metric([], time.time() - self.app[STARTED_KEY])
         yield up
 
@@ -128,27 +134,34 @@ class SpoolCollector:
             stats = mirror.durations()
         except MofsimError:
             return
-        h = HistogramMetricFamily("mofsim_task_duration_seconds", "Run time of finished "
-                                  "tasks, from start to end", labels=["task_type", "state"])
+        h = HistogramMetricFamily(
+            "mofsim_task_duration_seconds",
+            "Run time of finished tasks, from start to end",
+            labels=["task_type", "state"],
+        )
         for (task_type, state), st in sorted(stats.items()):
-            buckets = [(repr(le), float(n)) for le, n in zip(DURATION_BUCKETS, st.buckets,
-                                                             strict=True)]
+            buckets = [
+                (repr(le), float(n)) for le, n in zip(DURATION_BUCKETS, st.buckets, strict=True)
+            ]
             buckets.append(("+Inf", float(st.count)))
             h.add_metric([task_type, state], buckets, st.total_s)
         yield h
 
     def _webhooks(self, spool: Any) -> Iterator[Metric]:
-        c = CounterMetricFamily("mofsim_webhook_deliveries", "Webhook delivery attempts "
-                                "by event and outcome (delivered, retrying, failed)",
-                                labels=["event", "outcome"])
+        c = CounterMetricFamily(
+            "mofsim_webhook_deliveries",
+            "Webhook delivery attempts by event and outcome (delivered, retrying, failed)",
+            labels=["event", "outcome"],
+        )
         for event, counts in sorted(read_totals(spool.paths.state_dir / "webhooks").items()):
             for outcome, n in sorted(counts.items()):
                 c.add_metric([event, outcome], float(n))
         yield c
 
     def _tasks(self, spool: Any, mirror: Any) -> Iterator[Metric]:
-        g = GaugeMetricFamily("mofsim_tasks", "Tasks by state and type",
-                              labels=["state", "task_type"])
+        g = GaugeMetricFamily(
+            "mofsim_tasks", "Tasks by state and type", labels=["state", "task_type"]
+        )
         counted = False
         if mirror is not None:
             try:
@@ -156,8 +169,7 @@ class SpoolCollector:
                     if not n:
                         continue
                     for task_type in TASK_TYPES:
-                        _, total = mirror.list_tasks(status=state, task_type=task_type,
-                                                     limit=0)
+                        _, total = mirror.list_tasks(status=state, task_type=task_type, limit=0)
                         if total:
                             g.add_metric([state, task_type], total)
                 counted = True
@@ -166,8 +178,9 @@ class SpoolCollector:
         if counted:
             yield g
         # Without a mirror the type needs every job file read: states only, from the spool.
-        s = GaugeMetricFamily("mofsim_spool_tasks", "Job files per spool state directory",
-                              labels=["state"])
+        s = GaugeMetricFamily(
+            "mofsim_spool_tasks", "Job files per spool state directory", labels=["state"]
+        )
         s.add_metric(["QUEUED"], len(spool.queued()))
         claimed = spool.paths.claimed
         s.add_metric(["CLAIMED"], sum(count_jobs(claimed / d) for d in listdir(claimed)))
@@ -176,14 +189,17 @@ class SpoolCollector:
         yield s
 
     def _queue(self, spool: Any) -> Iterator[Metric]:
-        depth = GaugeMetricFamily("mofsim_queue_depth", "Queued tasks per priority",
-                                  labels=["priority"])
+        depth = GaugeMetricFamily(
+            "mofsim_queue_depth", "Queued tasks per priority", labels=["priority"]
+        )
         counts, oldest = queued_by_priority(spool)
         for name, n in counts.items():
             depth.add_metric([name], n)
         yield depth
-        age = GaugeMetricFamily("mofsim_queue_oldest_age_seconds",
-                                "Age of the oldest queued task (0 when the queue is empty)")
+        age = GaugeMetricFamily(
+            "mofsim_queue_oldest_age_seconds",
+            "Age of the oldest queued task (0 when the queue is empty)",
+        )
         age.add_metric([], 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000))
         yield age
 
@@ -195,29 +211,39 @@ class SpoolCollector:
         yield up
         if snap is None or not daemon["snapshot_current"]:
             return
-        snap_age = GaugeMetricFamily("mofsim_slot_snapshot_age_seconds",
-                                     "Age of the daemon's slot snapshot")
+        snap_age = GaugeMetricFamily(
+            "mofsim_slot_snapshot_age_seconds", "Age of the daemon's slot snapshot"
+        )
         snap_age.add_metric([], float(daemon["snapshot_age_seconds"] or 0.0))
         yield snap_age
         gauges = {
-            "memory_used": GaugeMetricFamily("mofsim_device_memory_used_bytes",
-                                             "Device memory in use", labels=["slot"]),
-            "memory_total": GaugeMetricFamily("mofsim_device_memory_total_bytes",
-                                              "Device memory", labels=["slot"]),
-            "util": GaugeMetricFamily("mofsim_device_utilization_ratio",
-                                      "Device utilization (0-1)", labels=["slot"]),
-            "temp": GaugeMetricFamily("mofsim_device_temperature_celsius",
-                                      "Device temperature", labels=["slot"]),
-            "available": GaugeMetricFamily("mofsim_device_available",
-                                           "1 when the device answers", labels=["slot"]),
-            "busy": GaugeMetricFamily("mofsim_slot_busy", "1 while the slot runs a task",
-                                      labels=["slot"]),
-            "loaded": GaugeMetricFamily("mofsim_model_loaded", "1 for each model loaded on "
-                                        "a slot", labels=["slot", "model"]),
+            "memory_used": GaugeMetricFamily(
+                "mofsim_device_memory_used_bytes", "Device memory in use", labels=["slot"]
+            ),
+            "memory_total": GaugeMetricFamily(
+                "mofsim_device_memory_total_bytes", "Device memory", labels=["slot"]
+            ),
+            "util": GaugeMetricFamily(
+                "mofsim_device_utilization_ratio", "Device utilization (0-1)", labels=["slot"]
+            ),
+            "temp": GaugeMetricFamily(
+                "mofsim_device_temperature_celsius", "Device temperature", labels=["slot"]
+            ),
+            "available": GaugeMetricFamily(
+                "mofsim_device_available", "1 when the device answers", labels=["slot"]
+            ),
+            "busy": GaugeMetricFamily(
+                "mofsim_slot_busy", "1 while the slot runs a task", labels=["slot"]
+            ),
+            "loaded": GaugeMetricFamily(
+                "mofsim_model_loaded", "1 for each model loaded on a slot", labels=["slot", "model"]
+            ),
         }
-        restarts = CounterMetricFamily("mofsim_executor_restarts",
-                                       "Executor restarts since the daemon started",
-                                       labels=["slot"])
+        restarts = CounterMetricFamily(
+            "mofsim_executor_restarts",
+            "Executor restarts since the daemon started",
+            labels=["slot"],
+        )
         for s in snap.get("slots", []):
             slot = str(s.get("slot_id"))
             dev = s.get("device_status") or {}
@@ -240,8 +266,6 @@ class SpoolCollector:
 def _maybe(g: GaugeMetricFamily, slot: str, value: Any, scale: float) -> None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         g.add_metric([slot], float(value) * scale)
-
-
 
 
 @describe(summary="Prometheus metrics", tags=["system"], public=True)

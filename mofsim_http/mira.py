@@ -49,11 +49,14 @@ _ID = {"type": "string"}
 TASK_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "task_id": _ID, "task_type": {"type": "string"},
+        "task_id": _ID,
+        "task_type": {"type": "string"},
         "status": {"$ref": "#/components/schemas/MiraTaskState"},
-        "model_key": {"type": "string"}, "structure_id": {"type": ["string", "null"]},
+        "model_key": {"type": "string"},
+        "structure_id": {"type": ["string", "null"]},
         "structure_name": {"type": ["string", "null"]},
-        "created_at": {"type": "string"}, "started_at": {"type": ["string", "null"]},
+        "created_at": {"type": "string"},
+        "started_at": {"type": ["string", "null"]},
         "completed_at": {"type": ["string", "null"]},
         "progress": {"type": "number", "description": "percent, 0-100"},
         "current_step": {"type": ["integer", "null"]},
@@ -63,11 +66,19 @@ TASK_SCHEMA: dict[str, Any] = {
         "error_code": {"type": ["integer", "null"]},
     },
 }
-TASK_EXAMPLE = {"task_id": "task_7c9e66797425", "task_type": "optimization",
-                "status": "running", "model_key": "sevennet-0",
-                "structure_id": "struct_550e8400e29b41d4", "created_at": "2025-12-30T10:35:00Z",
-                "started_at": "2025-12-30T10:35:15Z", "progress": 42, "current_step": 210,
-                "total_steps": 500, "estimated_remaining_minutes": 3}
+TASK_EXAMPLE = {
+    "task_id": "task_7c9e66797425",
+    "task_type": "optimization",
+    "status": "running",
+    "model_key": "sevennet-0",
+    "structure_id": "struct_550e8400e29b41d4",
+    "created_at": "2025-12-30T10:35:00Z",
+    "started_at": "2025-12-30T10:35:15Z",
+    "progress": 42,
+    "current_step": 210,
+    "total_steps": 500,
+    "estimated_remaining_minutes": 3,
+}
 
 
 # --- tasks -------------------------------------------------------------------------------------
@@ -92,22 +103,32 @@ def submit_body_schema(task_type: str) -> dict[str, Any]:
 
 def _submit_handler(task_type: str) -> Any:
     @returns(schema=TASK_SCHEMA, status=201)
-    @describe(summary=f"Submit a {task_type} task", tags=TAGS,
-              body=submit_body_schema(task_type),
-              responses={201: "queued", 400: "invalid parameter", 404: "unknown structure or "
-                         "model", 422: "structure unusable for this task or model"})
+    @describe(
+        summary=f"Submit a {task_type} task",
+        tags=TAGS,
+        body=submit_body_schema(task_type),
+        responses={
+            201: "queued",
+            400: "invalid parameter",
+            404: "unknown structure or model",
+            422: "structure unusable for this task or model",
+        },
+    )
     async def submit(request: web.Request) -> web.Response:
         body = await _json_body(request)
         app = request.app
-        record = await short_body(request, submit_task, app[SPOOL_KEY], app[MIRROR_KEY], body,
-                                  task_type)
+        record = await short_body(
+            request, submit_task, app[SPOOL_KEY], app[MIRROR_KEY], body, task_type
+        )
         out = mira_task(record)
         out["estimated_time_minutes"] = None  # no cost model yet: unknown, not guessed
         return ok(request, out, status=201)
 
     submit.__name__ = f"submit_{task_type.replace('-', '_')}"
-    submit.__doc__ = (f"The guide's `POST /tasks/{task_type}`: a flat JSON body, e.g. "
-                      '`{"structure_id": ..., "model_key": ..., "fmax": 0.05}`.')
+    submit.__doc__ = (
+        f"The guide's `POST /tasks/{task_type}`: a flat JSON body, e.g. "
+        '`{"structure_id": ..., "model_key": ..., "fmax": 0.05}`.'
+    )
     return submit
 
 
@@ -122,14 +143,20 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-LIST_QUERY = {"type": "object", "properties": {
-    "status": {"type": "string", "description": "pending (not started yet), queued, "
-               "assigned, running, completed, failed, cancelled or timeout; "
-               "comma-separated for several"},
-    "task_type": {"type": "string", "enum": [*TASK_TYPES, *TASK_TYPE_ALIASES]},
-    "skip": {"type": "integer", "minimum": 0},
-    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
-}}
+LIST_QUERY = {
+    "type": "object",
+    "properties": {
+        "status": {
+            "type": "string",
+            "description": "pending (not started yet), queued, "
+            "assigned, running, completed, failed, cancelled or timeout; "
+            "comma-separated for several",
+        },
+        "task_type": {"type": "string", "enum": [*TASK_TYPES, *TASK_TYPE_ALIASES]},
+        "skip": {"type": "integer", "minimum": 0},
+        "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+    },
+}
 
 
 def _states(value: str | None) -> list[str] | None:
@@ -142,22 +169,42 @@ def _states(value: str | None) -> list[str] | None:
     return out
 
 
-@returns(schema={"type": "object", "properties": {
-    "total": {"type": "integer"}, "skip": {"type": "integer"}, "limit": {"type": "integer"},
-    "tasks": {"type": "array", "items": TASK_SCHEMA}}})
-@describe(summary="List tasks", tags=TAGS, query=LIST_QUERY,
-          responses={200: "a page of tasks, newest first", 400: "bad filter"})
+@returns(
+    schema={
+        "type": "object",
+        "properties": {
+            "total": {"type": "integer"},
+            "skip": {"type": "integer"},
+            "limit": {"type": "integer"},
+            "tasks": {"type": "array", "items": TASK_SCHEMA},
+        },
+    }
+)
+@describe(
+    summary="List tasks",
+    tags=TAGS,
+    query=LIST_QUERY,
+    responses={200: "a page of tasks, newest first", 400: "bad filter"},
+)
 async def list_handler(request: web.Request) -> web.Response:
     """`status`, `task_type`, `skip`, `limit` as in the guide."""
     skip = int_query(request, "skip", 0, 0, 10**9)
     limit = int_query(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     app = request.app
     items, total = await quick(
-        request, list_tasks, app[SPOOL_KEY], app[MIRROR_KEY],
+        request,
+        list_tasks,
+        app[SPOOL_KEY],
+        app[MIRROR_KEY],
         status=_states(request.query.get("status")),
-        task_type=request.query.get("task_type") or None, limit=limit, offset=skip)
-    return ok(request, {"total": total, "skip": skip, "limit": limit,
-                        "tasks": [mira_task(r) for r in items]})
+        task_type=request.query.get("task_type") or None,
+        limit=limit,
+        offset=skip,
+    )
+    return ok(
+        request,
+        {"total": total, "skip": skip, "limit": limit, "tasks": [mira_task(r) for r in items]},
+    )
 
 
 @returns(schema=TASK_SCHEMA, example=TASK_EXAMPLE)
@@ -165,26 +212,45 @@ async def list_handler(request: web.Request) -> web.Response:
 async def status_handler(request: web.Request) -> web.Response:
     """Poll this until `status` is completed (or failed); a failed task carries
     `error_message` and `error_code`."""
-    record = await quick(request, get_task, request.app[SPOOL_KEY],
-                         request.match_info["task_id"])
+    record = await quick(request, get_task, request.app[SPOOL_KEY], request.match_info["task_id"])
     return ok(request, mira_task(record))
 
 
-@returns(schema={"type": "object", "properties": {
-    "message": {"type": "string"}, "task_id": _ID, "status": {"type": "string"}}})
-@describe(summary="Cancel a task", tags=TAGS,
-          responses={200: "cancelled, or cancel requested for a running task",
-                     404: "unknown task", 409: "the task has already finished"})
+@returns(
+    schema={
+        "type": "object",
+        "properties": {"message": {"type": "string"}, "task_id": _ID, "status": {"type": "string"}},
+    }
+)
+@describe(
+    summary="Cancel a task",
+    tags=TAGS,
+    responses={
+        200: "cancelled, or cancel requested for a running task",
+        404: "unknown task",
+        409: "the task has already finished",
+    },
+)
 async def cancel_handler(request: web.Request) -> web.Response:
     """A queued task is cancelled at once; a running one stops at its next step."""
     app = request.app
-    out = await quick(request, cancel_task, app[SPOOL_KEY], app[MIRROR_KEY],
-                      request.match_info["task_id"])
+    out = await quick(
+        request, cancel_task, app[SPOOL_KEY], app[MIRROR_KEY], request.match_info["task_id"]
+    )
     done = out["status"] == "CANCELLED"
-    message = ("Task cancelled successfully" if done
-               else "Cancellation requested; the task stops at its next step")
-    return ok(request, {"message": message, "task_id": out["task_id"],
-                        "status": "cancelled" if done else "cancelling"})
+    message = (
+        "Task cancelled successfully"
+        if done
+        else "Cancellation requested; the task stops at its next step"
+    )
+    return ok(
+        request,
+        {
+            "message": message,
+            "task_id": out["task_id"],
+            "status": "cancelled" if done else "cancelling",
+        },
+    )
 
 
 # --- results -----------------------------------------------------------------------------------
@@ -200,45 +266,69 @@ def _optimized_structure(spool: Any, task_id: str) -> dict[str, Any] | None:
         atoms = read_structure_file(out.path)
     except MofsimError:
         return None
-    return {"symbols": atoms.get_chemical_symbols(),
-            "positions": [[float(x) for x in row] for row in atoms.positions],
-            "cell": [[float(x) for x in row] for row in atoms.cell.array],
-            "pbc": [bool(x) for x in atoms.pbc]}
+    return {
+        "symbols": atoms.get_chemical_symbols(),
+        "positions": [[float(x) for x in row] for row in atoms.positions],
+        "cell": [[float(x) for x in row] for row in atoms.cell.array],
+        "pbc": [bool(x) for x in atoms.pbc],
+    }
 
 
 def full_result(spool: Any, task_id: str) -> dict[str, Any]:
     """``GET /results/{id}``: the result flat, with the guide's key names."""
     doc = get_result(spool, task_id)
     record = spool.record(task_id)
-    structure = (_optimized_structure(spool, task_id)
-                 if doc["task_type"] == "optimization" else None)
+    structure = _optimized_structure(spool, task_id) if doc["task_type"] == "optimization" else None
     return mira_result(doc, record, structure)
 
 
-@returns(schema={"type": "object", "description": "identity and timing, then every value "
-                 "of the result: our names (energy_eV, ...) and the guide's (final_energy, "
-                 "num_steps, ...)"})
-@describe(summary="Task result", tags=TAGS,
-          responses={200: "the result", 404: "unknown task",
-                     409: "not finished yet (50003), or failed/cancelled/timed out"})
+@returns(
+    schema={
+        "type": "object",
+        "description": "identity and timing, then every value "
+        "of the result: our names (energy_eV, ...) and the guide's (final_energy, "
+        "num_steps, ...)",
+    }
+)
+@describe(
+    summary="Task result",
+    tags=TAGS,
+    responses={
+        200: "the result",
+        404: "unknown task",
+        409: "not finished yet (50003), or failed/cancelled/timed out",
+    },
+)
 async def result_handler(request: web.Request) -> web.Response:
     """Optimization results carry `optimized_structure` (symbols, positions, cell)."""
-    data = await asyncio.to_thread(full_result, request.app[SPOOL_KEY],
-                                   request.match_info["task_id"])
+    data = await asyncio.to_thread(
+        full_result, request.app[SPOOL_KEY], request.match_info["task_id"]
+    )
     return ok(request, data)
 
 
-@returns(schema={"type": "object", "properties": {
-    "task_id": _ID, "task_type": {"type": "string"}, "status": {"type": "string"},
-    "model_key": {"type": "string"}, "key_metrics": {"type": "object"},
-    "computation_time_seconds": {"type": ["number", "null"]},
-    "completed_at": {"type": ["string", "null"]}}})
-@describe(summary="Result summary", tags=TAGS,
-          responses={200: "the key numbers", 404: "unknown task", 409: "no result"})
+@returns(
+    schema={
+        "type": "object",
+        "properties": {
+            "task_id": _ID,
+            "task_type": {"type": "string"},
+            "status": {"type": "string"},
+            "model_key": {"type": "string"},
+            "key_metrics": {"type": "object"},
+            "computation_time_seconds": {"type": ["number", "null"]},
+            "completed_at": {"type": ["string", "null"]},
+        },
+    }
+)
+@describe(
+    summary="Result summary",
+    tags=TAGS,
+    responses={200: "the key numbers", 404: "unknown task", 409: "no result"},
+)
 async def summary_handler(request: web.Request) -> web.Response:
     """`key_metrics` holds the few numbers that characterise the result."""
-    doc = await quick(request, get_result, request.app[SPOOL_KEY],
-                      request.match_info["task_id"])
+    doc = await quick(request, get_result, request.app[SPOOL_KEY], request.match_info["task_id"])
     return ok(request, mira_summary(doc))
 
 
@@ -247,37 +337,54 @@ DOWNLOAD_KINDS = ("structure", "trajectory", "log")
 
 @path_params(file_type={"type": "string", "enum": list(DOWNLOAD_KINDS)})
 @returns(media_type="application/octet-stream")
-@describe(summary="Download a result file", tags=TAGS,
-          responses={200: "the file (chemical/x-cif, application/octet-stream for ASE "
-                          "trajectories, application/x-ndjson for the log)",
-                     404: "unknown task or no such file", 409: "not finished yet"})
+@describe(
+    summary="Download a result file",
+    tags=TAGS,
+    responses={
+        200: "the file (chemical/x-cif, application/octet-stream for ASE "
+        "trajectories, application/x-ndjson for the log)",
+        404: "unknown task or no such file",
+        409: "not finished yet",
+    },
+)
 async def download_handler(request: web.Request) -> web.StreamResponse:
     """`file_type`: structure (the optimized or relaxed structure), trajectory, or log
     (the task's structured event log, one JSON record per line)."""
     kind = request.match_info["file_type"]
     if kind not in DOWNLOAD_KINDS:
-        raise ValidationError(f"file_type must be one of {', '.join(DOWNLOAD_KINDS)}",
-                              field="file_type")
-    out = await asyncio.to_thread(find_output, request.app[SPOOL_KEY],
-                                  request.match_info["task_id"], kind)
+        raise ValidationError(
+            f"file_type must be one of {', '.join(DOWNLOAD_KINDS)}", field="file_type"
+        )
+    out = await asyncio.to_thread(
+        find_output, request.app[SPOOL_KEY], request.match_info["task_id"], kind
+    )
     return file_response(out)
 
 
 # --- health ------------------------------------------------------------------------------------
 
 
-@returns(schema={"type": "object", "properties": {
-    "status": {"type": "string"}, "version": {"type": "string"},
-    "timestamp": {"type": "string"}}},
-    example={"status": "healthy", "version": "0.1.0", "timestamp": "2025-12-30T10:30:00Z"})
-@describe(summary="Health (MIRA shape)", tags=TAGS, public=True,
-          responses={200: "healthy"})
+@returns(
+    schema={
+        "type": "object",
+        "properties": {
+            "status": {"type": "string"},
+            "version": {"type": "string"},
+            "timestamp": {"type": "string"},
+        },
+    },
+    example={"status": "healthy", "version": "0.1.0", "timestamp": "2025-12-30T10:30:00Z"},
+)
+@describe(summary="Health (MIRA shape)", tags=TAGS, public=True, responses={200: "healthy"})
 async def health_handler(request: web.Request) -> web.Response:
     """The spool directory answers: the server can accept work."""
     spool = request.app[SPOOL_KEY]
     healthy = await asyncio.to_thread(spool.paths.incoming.is_dir)
-    body = {"status": "healthy" if healthy else "unhealthy", "version": api_version(),
-            "timestamp": iso_now()}
+    body = {
+        "status": "healthy" if healthy else "unhealthy",
+        "version": api_version(),
+        "timestamp": iso_now(),
+    }
     return web.json_response(body, status=200 if healthy else 503)
 
 

@@ -26,8 +26,15 @@ from mofsim_http.structures import STRUCTURE_INDEX_KEY, accept_upload, structure
 from spool.errors import ValidationError
 
 TAGS = ["MIRA"]
-MIRA_MODEL_KEYS = ("key", "name", "family", "description", "elements", "supported_tasks",
-                   "references")
+MIRA_MODEL_KEYS = (
+    "key",
+    "name",
+    "family",
+    "description",
+    "elements",
+    "supported_tasks",
+    "references",
+)
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 
@@ -47,8 +54,10 @@ def mira_structure(meta: dict[str, Any]) -> dict[str, Any]:
         "volume": summary.get("volume"),
         "density": summary.get("density"),
         "upload_time": meta.get("created_at"),
-        "metadata": {"space_group": summary.get("spacegroup"),
-                     **{k: cell.get(k) for k in ("a", "b", "c", "alpha", "beta", "gamma")}},
+        "metadata": {
+            "space_group": summary.get("spacegroup"),
+            **{k: cell.get(k) for k in ("a", "b", "c", "alpha", "beta", "gamma")},
+        },
     }
 
 
@@ -61,23 +70,58 @@ def mira_model(entry: dict[str, Any]) -> dict[str, Any]:
     return {k: entry.get(k) for k in MIRA_MODEL_KEYS}
 
 
-STRUCTURE_SCHEMA: dict[str, Any] = {"type": "object", "properties": {
-    "id": {"type": "string"}, "name": {"type": "string"}, "format": {"type": "string"},
-    "formula": {"type": "string"}, "num_atoms": {"type": "integer"},
-    "volume": {"type": ["number", "null"]}, "density": {"type": ["number", "null"]},
-    "upload_time": {"type": "string"}, "metadata": {"type": "object"}}}
-STRUCTURE_EXAMPLE = {"id": "struct_550e8400e29b41d4", "name": "MOF-5", "format": "cif",
-                     "formula": "C48H24O26Zn8", "num_atoms": 106, "volume": 4298.9,
-                     "density": 0.594, "upload_time": "2025-12-30T10:30:00Z",
-                     "metadata": {"space_group": "Fm-3m (225)", "a": 18.28, "b": 18.28,
-                                  "c": 18.28, "alpha": 60.0, "beta": 60.0, "gamma": 60.0}}
-MODEL_SCHEMA: dict[str, Any] = {"type": "object", "properties": {
-    "key": {"type": "string"}, "name": {"type": "string"}, "family": {"type": "string"},
-    "description": {"type": "string"}, "elements": {"type": "array", "items": {"type": "string"}},
-    "supported_tasks": {"type": "array", "items": {"type": "string"}},
-    "references": {"type": "string"}}}
-_UPLOAD_RESPONSES = {201: "stored", 400: "no content", 413: "too large",
-                     415: "unsupported format", 422: "unparsable or unphysical structure"}
+STRUCTURE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "format": {"type": "string"},
+        "formula": {"type": "string"},
+        "num_atoms": {"type": "integer"},
+        "volume": {"type": ["number", "null"]},
+        "density": {"type": ["number", "null"]},
+        "upload_time": {"type": "string"},
+        "metadata": {"type": "object"},
+    },
+}
+STRUCTURE_EXAMPLE = {
+    "id": "struct_550e8400e29b41d4",
+    "name": "MOF-5",
+    "format": "cif",
+    "formula": "C48H24O26Zn8",
+    "num_atoms": 106,
+    "volume": 4298.9,
+    "density": 0.594,
+    "upload_time": "2025-12-30T10:30:00Z",
+    "metadata": {
+        "space_group": "Fm-3m (225)",
+        "a": 18.28,
+        "b": 18.28,
+        "c": 18.28,
+        "alpha": 60.0,
+        "beta": 60.0,
+        "gamma": 60.0,
+    },
+}
+MODEL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "key": {"type": "string"},
+        "name": {"type": "string"},
+        "family": {"type": "string"},
+        "description": {"type": "string"},
+        "elements": {"type": "array", "items": {"type": "string"}},
+        "supported_tasks": {"type": "array", "items": {"type": "string"}},
+        "references": {"type": "string"},
+    },
+}
+_UPLOAD_RESPONSES = {
+    201: "stored",
+    400: "no content",
+    413: "too large",
+    415: "unsupported format",
+    422: "unparsable or unphysical structure",
+}
 _FORMATS = ["cif", "poscar", "xyz", "extxyz", "vasp"]
 
 
@@ -98,13 +142,25 @@ def int_query(request: web.Request, name: str, default: int, low: int, high: int
 
 
 @returns(schema=STRUCTURE_SCHEMA, example=STRUCTURE_EXAMPLE, status=201)
-@describe(summary="Upload a structure (form: name, format, content)", tags=TAGS,
-          body={"type": "object", "required": ["content"], "properties": {
-              "name": {"type": "string", "maxLength": 200},
-              "format": {"type": "string", "enum": _FORMATS},
-              "content": {"type": "string", "description": "the file's text (a file part "
-                          "named content works too, as with curl -F content=@x.cif)"}}},
-          content_type="application/x-www-form-urlencoded", responses=_UPLOAD_RESPONSES)
+@describe(
+    summary="Upload a structure (form: name, format, content)",
+    tags=TAGS,
+    body={
+        "type": "object",
+        "required": ["content"],
+        "properties": {
+            "name": {"type": "string", "maxLength": 200},
+            "format": {"type": "string", "enum": _FORMATS},
+            "content": {
+                "type": "string",
+                "description": "the file's text (a file part "
+                "named content works too, as with curl -F content=@x.cif)",
+            },
+        },
+    },
+    content_type="application/x-www-form-urlencoded",
+    responses=_UPLOAD_RESPONSES,
+)
 async def upload(request: web.Request) -> web.Response:
     """Parsed and checked (periodic cell, no overlapping atoms) before it is kept; the
     answer's `id` is the `structure_id` tasks take."""
@@ -113,62 +169,102 @@ async def upload(request: web.Request) -> web.Response:
 
 
 @returns(schema=STRUCTURE_SCHEMA, example=STRUCTURE_EXAMPLE, status=201)
-@describe(summary="Upload a structure file (multipart: file, name)", tags=TAGS,
-          body={"type": "object", "required": ["file"], "properties": {
-              "file": {"type": "string", "format": "binary"},
-              "name": {"type": "string", "maxLength": 200},
-              "format": {"type": "string", "enum": _FORMATS}}},
-          content_type="multipart/form-data", responses=_UPLOAD_RESPONSES)
+@describe(
+    summary="Upload a structure file (multipart: file, name)",
+    tags=TAGS,
+    body={
+        "type": "object",
+        "required": ["file"],
+        "properties": {
+            "file": {"type": "string", "format": "binary"},
+            "name": {"type": "string", "maxLength": 200},
+            "format": {"type": "string", "enum": _FORMATS},
+        },
+    },
+    content_type="multipart/form-data",
+    responses=_UPLOAD_RESPONSES,
+)
 async def upload_file(request: web.Request) -> web.Response:
     """The name defaults to the file's name; the format follows its extension."""
     meta = await accept_upload(request, file_fields=("file",))
     return ok(request, mira_structure(meta), status=201)
 
 
-@returns(schema={"type": "object", "properties": {
-    "total": {"type": "integer"}, "structures": {"type": "array", "items": {"type": "object"}}}})
-@describe(summary="List structures", tags=TAGS,
-          query={"type": "object", "properties": {
-              "skip": {"type": "integer", "minimum": 0},
-              "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}}},
-          responses={200: "newest first", 400: "bad skip or limit"})
+@returns(
+    schema={
+        "type": "object",
+        "properties": {
+            "total": {"type": "integer"},
+            "structures": {"type": "array", "items": {"type": "object"}},
+        },
+    }
+)
+@describe(
+    summary="List structures",
+    tags=TAGS,
+    query={
+        "type": "object",
+        "properties": {
+            "skip": {"type": "integer", "minimum": 0},
+            "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+        },
+    },
+    responses={200: "newest first", 400: "bad skip or limit"},
+)
 async def list_structures(request: web.Request) -> web.Response:
     skip = int_query(request, "skip", 0, 0, 10**9)
     limit = int_query(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     index = structure_index(request.app)
     metas = await asyncio.to_thread(index.refresh)
-    page = metas[skip:skip + limit]
-    return ok(request, {"total": len(metas),
-                        "structures": [mira_structure_item(m) for m in page]})
+    page = metas[skip : skip + limit]
+    return ok(request, {"total": len(metas), "structures": [mira_structure_item(m) for m in page]})
 
 
 @returns(schema=STRUCTURE_SCHEMA, example=STRUCTURE_EXAMPLE)
-@describe(summary="Structure detail", tags=TAGS, responses={200: "the structure",
-                                                            404: "unknown structure"})
+@describe(
+    summary="Structure detail",
+    tags=TAGS,
+    responses={200: "the structure", 404: "unknown structure"},
+)
 async def get_structure(request: web.Request) -> web.Response:
     meta = structure_index(request.app).get(request.match_info["structure_id"])
     return ok(request, mira_structure(meta))
 
 
-@returns(schema={"type": "object", "properties": {
-    "symbols": {"type": "array", "items": {"type": "string"}},
-    "positions": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
-    "cell": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
-    "pbc": {"type": "array", "items": {"type": "boolean"}}}})
-@describe(summary="Structure preview (for viewers)", tags=TAGS,
-          responses={200: "symbols, positions (A), cell vectors, pbc",
-                     404: "unknown structure"})
+@returns(
+    schema={
+        "type": "object",
+        "properties": {
+            "symbols": {"type": "array", "items": {"type": "string"}},
+            "positions": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+            "cell": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+            "pbc": {"type": "array", "items": {"type": "boolean"}},
+        },
+    }
+)
+@describe(
+    summary="Structure preview (for viewers)",
+    tags=TAGS,
+    responses={200: "symbols, positions (A), cell vectors, pbc", 404: "unknown structure"},
+)
 async def preview(request: web.Request) -> web.Response:
     meta = structure_index(request.app).get(request.match_info["structure_id"])
     data = await asyncio.to_thread(preview_structure, request.app[SPOOL_KEY], meta)
     return ok(request, {k: data[k] for k in ("symbols", "positions", "cell", "pbc")})
 
 
-@returns(schema={"type": "object", "properties": {
-    "message": {"type": "string"}, "deleted_tasks": {"type": "integer"}}},
-    example={"message": "Structure deleted successfully", "deleted_tasks": 3})
-@describe(summary="Delete a structure and its tasks", tags=TAGS,
-          responses={200: "deleted", 404: "unknown structure"})
+@returns(
+    schema={
+        "type": "object",
+        "properties": {"message": {"type": "string"}, "deleted_tasks": {"type": "integer"}},
+    },
+    example={"message": "Structure deleted successfully", "deleted_tasks": 3},
+)
+@describe(
+    summary="Delete a structure and its tasks",
+    tags=TAGS,
+    responses={200: "deleted", 404: "unknown structure"},
+)
 async def delete(request: web.Request) -> web.Response:
     """Finished and queued tasks on it are deleted (counted in `deleted_tasks`);
     running ones are cancelled."""
@@ -176,28 +272,40 @@ async def delete(request: web.Request) -> web.Response:
     structure_id = request.match_info["structure_id"]
     index = structure_index(app)
     index.get(structure_id)  # 404 before any work
-    out = await asyncio.to_thread(delete_structure, app[SPOOL_KEY], index, structure_id,
-                                  app[MIRROR_KEY])
-    return ok(request, {"message": "Structure deleted successfully",
-                        "deleted_tasks": out["deleted_tasks"]})
+    out = await asyncio.to_thread(
+        delete_structure, app[SPOOL_KEY], index, structure_id, app[MIRROR_KEY]
+    )
+    return ok(
+        request,
+        {"message": "Structure deleted successfully", "deleted_tasks": out["deleted_tasks"]},
+    )
 
 
 # --- models --------------------------------------------------------------------------------------
 
 
 @returns(schema={"type": "array", "items": MODEL_SCHEMA})
-@describe(summary="List models", tags=TAGS,
-          query={"type": "object", "properties": {"family": {
-              "type": "string", "description": "sevennet, mace, orb, ase or custom"}}},
-          responses={200: "a JSON array of models", 400: "unknown family"})
+@describe(
+    summary="List models",
+    tags=TAGS,
+    query={
+        "type": "object",
+        "properties": {
+            "family": {"type": "string", "description": "sevennet, mace, orb, ase or custom"}
+        },
+    },
+    responses={200: "a JSON array of models", 400: "unknown family"},
+)
 async def list_models(request: web.Request) -> web.Response:
     family = request.query.get("family") or None
     entries = await asyncio.to_thread(list_model_entries, request.app[SPOOL_KEY], family)
     return ok(request, [mira_model(e) for e in entries])
 
 
-@returns(schema={"type": "array", "items": {"type": "string"}},
-         example=["sevennet", "mace", "orb", "ase", "custom"])
+@returns(
+    schema={"type": "array", "items": {"type": "string"}},
+    example=["sevennet", "mace", "orb", "ase", "custom"],
+)
 @describe(summary="List model families", tags=TAGS, responses={200: "family names"})
 async def list_families(request: web.Request) -> web.Response:
     fams = await asyncio.to_thread(model_families, request.app[SPOOL_KEY])
@@ -205,24 +313,36 @@ async def list_families(request: web.Request) -> web.Response:
 
 
 @returns(schema=MODEL_SCHEMA)
-@describe(summary="Model detail", tags=TAGS,
-          responses={200: "the model", 404: "unknown model"})
+@describe(summary="Model detail", tags=TAGS, responses={200: "the model", 404: "unknown model"})
 async def get_model(request: web.Request) -> web.Response:
     """The guide's fields plus framework, aliases, D3 flag and where it is loaded."""
-    data = await asyncio.to_thread(model_detail, request.app[SPOOL_KEY],
-                                   request.match_info["model_key"])
+    data = await asyncio.to_thread(
+        model_detail, request.app[SPOOL_KEY], request.match_info["model_key"]
+    )
     return ok(request, data)
 
 
-@returns(schema={"type": "object", "properties": {
-    "model_key": {"type": "string"}, "loaded": {"type": "boolean"},
-    "device": {"type": ["string", "null"]}, "memory_usage_mb": {"type": ["number", "null"]}}})
-@describe(summary="Model load status", tags=TAGS,
-          responses={200: "whether an executor holds it now", 404: "unknown model"})
+@returns(
+    schema={
+        "type": "object",
+        "properties": {
+            "model_key": {"type": "string"},
+            "loaded": {"type": "boolean"},
+            "device": {"type": ["string", "null"]},
+            "memory_usage_mb": {"type": ["number", "null"]},
+        },
+    }
+)
+@describe(
+    summary="Model load status",
+    tags=TAGS,
+    responses={200: "whether an executor holds it now", 404: "unknown model"},
+)
 async def get_model_status(request: web.Request) -> web.Response:
     """From the daemon's slot snapshot; `memory_usage_mb` is null (not measured yet)."""
-    data = await asyncio.to_thread(model_status, request.app[SPOOL_KEY],
-                                   request.match_info["model_key"])
+    data = await asyncio.to_thread(
+        model_status, request.app[SPOOL_KEY], request.match_info["model_key"]
+    )
     return ok(request, data)
 
 

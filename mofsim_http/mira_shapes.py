@@ -15,30 +15,45 @@ MIRA_API = "/mira/api/v1"
 # MIRA's name for a value -> ours, per task type.  Both are kept in a MIRA result, so a
 # client written for either vocabulary finds its keys.
 RESULT_ALIASES: dict[str, dict[str, str]] = {
-    "optimization": {"initial_energy": "initial_energy_eV", "final_energy": "final_energy_eV",
-                     "energy_change": "energy_change_eV", "num_steps": "steps",
-                     "initial_volume": "initial_volume_A3", "final_volume": "final_volume_A3",
-                     "rmsd": "rmsd_from_initial"},
-    "single-point-energy": {"energy": "energy_eV", "forces": "forces_eV_A",
-                            "max_force": "max_force_eV_A"},
+    "optimization": {
+        "initial_energy": "initial_energy_eV",
+        "final_energy": "final_energy_eV",
+        "energy_change": "energy_change_eV",
+        "num_steps": "steps",
+        "initial_volume": "initial_volume_A3",
+        "final_volume": "final_volume_A3",
+        "rmsd": "rmsd_from_initial",
+    },
+    "single-point-energy": {
+        "energy": "energy_eV",
+        "forces": "forces_eV_A",
+        "max_force": "max_force_eV_A",
+    },
     "bulk-modulus": {"bulk_modulus": "bulk_modulus_GPa", "v0": "v0_A3", "e0": "e0_eV"},
-    "heat-capacity": {"heat_capacity_300K": "cv_300K_J_per_K_mol",
-                      "temperatures": "temperatures_K"},
+    "heat-capacity": {
+        "heat_capacity_300K": "cv_300K_J_per_K_mol",
+        "temperatures": "temperatures_K",
+    },
     "interaction-energy": {"interaction_energy": "interaction_energy_eV"},
     "stability": {},
 }
 
 # The handful of numbers a summary shows, per task type (MIRA names where it has them).
 KEY_METRICS: dict[str, tuple[str, ...]] = {
-    "optimization": ("final_energy", "converged", "num_steps", "final_fmax",
-                     "volume_change_percent"),
-    "stability": ("stability_assessment", "volume_drift_percent", "final_rmsd",
-                  "avg_temperature"),
+    "optimization": (
+        "final_energy",
+        "converged",
+        "num_steps",
+        "final_fmax",
+        "volume_change_percent",
+    ),
+    "stability": ("stability_assessment", "volume_drift_percent", "final_rmsd", "avg_temperature"),
     "bulk-modulus": ("bulk_modulus_GPa", "b0_prime", "reliable"),
     "heat-capacity": ("cv_300K_J_per_K_mol", "cv_300K_J_per_K_g", "imaginary_modes_gamma"),
     "single-point-energy": ("energy", "max_force", "energy_per_atom_eV"),
     "interaction-energy": ("interaction_energy_eV", "interaction_energy_kJ_mol"),
 }
+
 
 def mira_state(state: Any) -> str | None:
     return str(state).lower() if state is not None else None
@@ -61,8 +76,7 @@ def _parse_time(text: Any) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def remaining_minutes(started_at: Any, fraction: Any, now: datetime | None = None
-                      ) -> float | None:
+def remaining_minutes(started_at: Any, fraction: Any, now: datetime | None = None) -> float | None:
     """Elapsed time scaled by the work left; None before any progress is known."""
     start = _parse_time(started_at)
     if start is None or not isinstance(fraction, int | float) or not 0 < fraction < 1:
@@ -104,12 +118,14 @@ def mira_task(record: dict[str, Any], now: datetime | None = None) -> dict[str, 
         "created_at": record.get("created_at"),
         "started_at": record.get("started_at"),
         "completed_at": record.get("completed_at"),
-        "progress": (round(100.0 * fraction, 1) if isinstance(fraction, int | float)
-                     else 0),
+        "progress": (round(100.0 * fraction, 1) if isinstance(fraction, int | float) else 0),
         "current_step": detail.get("step") if isinstance(detail, dict) else None,
         "total_steps": _total_steps(record.get("task_type"), params),
-        "estimated_remaining_minutes": (remaining_minutes(record.get("started_at"), fraction,
-                                                          now) if state == "RUNNING" else None),
+        "estimated_remaining_minutes": (
+            remaining_minutes(record.get("started_at"), fraction, now)
+            if state == "RUNNING"
+            else None
+        ),
         "parameters": params,
     }
     if "queue_position" in record:
@@ -137,8 +153,11 @@ def download_urls(task_id: str, result: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def mira_result(doc: dict[str, Any], record: dict[str, Any] | None = None,
-                optimized_structure: dict[str, Any] | None = None) -> dict[str, Any]:
+def mira_result(
+    doc: dict[str, Any],
+    record: dict[str, Any] | None = None,
+    optimized_structure: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """A completed task's result, flat, with the guide's names beside ours."""
     task_type = str(doc.get("task_type"))
     result = dict(doc.get("result") or {})
@@ -156,15 +175,17 @@ def mira_result(doc: dict[str, Any], record: dict[str, Any] | None = None,
             out[mira_name] = result[ours]
     if optimized_structure is not None:
         out["optimized_structure"] = optimized_structure
-    out.update({
-        "computation_time_seconds": doc.get("duration_seconds"),
-        "created_at": doc.get("created_at"),
-        "started_at": doc.get("started_at"),
-        "completed_at": doc.get("completed_at"),
-        "metrics": doc.get("metrics") or {},
-        "provenance": doc.get("provenance") or {},
-        "downloads": download_urls(str(doc.get("task_id")), result),
-    })
+    out.update(
+        {
+            "computation_time_seconds": doc.get("duration_seconds"),
+            "created_at": doc.get("created_at"),
+            "started_at": doc.get("started_at"),
+            "completed_at": doc.get("completed_at"),
+            "metrics": doc.get("metrics") or {},
+            "provenance": doc.get("provenance") or {},
+            "downloads": download_urls(str(doc.get("task_id")), result),
+        }
+    )
     return out
 
 

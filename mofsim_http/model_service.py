@@ -34,8 +34,8 @@ def loaded_slots(snapshot: dict[str, Any] | None) -> dict[str, list[dict[str, An
     for s in (snapshot or {}).get("slots", []):
         for key in s.get("loaded_models") or []:
             out.setdefault(str(key), []).append(
-                {"slot_id": s.get("slot_id"), "device": s.get("device"),
-                 "state": s.get("state")})
+                {"slot_id": s.get("slot_id"), "device": s.get("device"), "state": s.get("state")}
+            )
     return out
 
 
@@ -55,17 +55,30 @@ def custom_meta(spool: Spool, model_id: str) -> dict[str, Any]:
 
 def custom_public(meta: dict[str, Any]) -> dict[str, Any]:
 
-    keys = ("model_id", "name", "framework", "description", "with_d3", "config", "elements",
-            "original_filename", "size_bytes", "sha256", "created_at", "validated",
-            "validation")
+    keys = (
+        "model_id",
+        "name",
+        "framework",
+        "description",
+        "with_d3",
+        "config",
+        "elements",
+        "original_filename",
+        "size_bytes",
+        "sha256",
+        "created_at",
+        "validated",
+        "validation",
+    )
     out = {k: meta.get(k) for k in keys}
     out["model_key"] = CUSTOM_PREFIX + str(meta.get("model_id"))
     out["validated"] = meta.get("validated") is True
     return out
 
 
-def model_entry(spec: ModelSpec, loaded: dict[str, list[dict[str, Any]]],
-                spool: Spool | None = None) -> dict[str, Any]:
+def model_entry(
+    spec: ModelSpec, loaded: dict[str, list[dict[str, Any]]], spool: Spool | None = None
+) -> dict[str, Any]:
     """The MIRA fields of a model plus its framework, aliases, D3 flag, where it is
     loaded, and for custom models whether they passed validation."""
     out = spec.to_full_dict()
@@ -83,8 +96,9 @@ def model_entry(spec: ModelSpec, loaded: dict[str, list[dict[str, Any]]],
 def list_model_entries(spool: Spool, family: str | None = None) -> list[dict[str, Any]]:
     """Every model (built-in, then usable custom ones), optionally of one family."""
     if family is not None and family.lower() not in FAMILIES:
-        raise ValidationError(f"unknown family {family!r}; families: {', '.join(FAMILIES)}",
-                              field="family")
+        raise ValidationError(
+            f"unknown family {family!r}; families: {', '.join(FAMILIES)}", field="family"
+        )
     loaded = loaded_slots(live_snapshot(spool))
     specs = list_models(spool.paths.models)
     if family is not None:
@@ -124,43 +138,62 @@ def model_status(spool: Spool, key: str) -> dict[str, Any]:
     snap = read_snapshot(spool.root)
     daemon = daemon_status(spool.root, snapshot=snap)
     slots = loaded_slots(snap if daemon["snapshot_current"] else None).get(spec.key, [])
-    in_flight = {s.get("control_request"): s.get("slot_id")
-                 for s in (snap or {}).get("slots", []) if s.get("control_request")}
+    in_flight = {
+        s.get("control_request"): s.get("slot_id")
+        for s in (snap or {}).get("slots", [])
+        if s.get("control_request")
+    }
     requests = []
     for req in list_requests(spool.paths, model=spec.key, limit=10):
         if req.get("status") == "pending" and req.get("request_id") in in_flight:
             req = {**req, "status": "running", "running_on": in_flight[req["request_id"]]}
         requests.append(req)
     return {
-        "model_key": spec.key, "loaded": bool(slots),
+        "model_key": spec.key,
+        "loaded": bool(slots),
         "device": slots[0]["device"] if slots else None,
         # The executors do not report per-model memory yet.
         "memory_usage_mb": None,
-        "slots": slots, "daemon_running": daemon["alive"], "requests": requests,
+        "slots": slots,
+        "daemon_running": daemon["alive"],
+        "requests": requests,
     }
 
 
-def request_model_action(spool: Spool, key: str, action: str, *, slot: str | None = None,
-                         gpu_id: int | None = None, with_d3: bool = False) -> dict[str, Any]:
+def request_model_action(
+    spool: Spool,
+    key: str,
+    action: str,
+    *,
+    slot: str | None = None,
+    gpu_id: int | None = None,
+    with_d3: bool = False,
+) -> dict[str, Any]:
     """Ask the daemon to load (or unload) a model; returns the pending request."""
-    spec = (check_model_usable(spool, key) if action == "load"
-            else resolve_model(key, spool.paths.models))
+    spec = (
+        check_model_usable(spool, key)
+        if action == "load"
+        else resolve_model(key, spool.paths.models)
+    )
     snap = read_snapshot(spool.root)
     daemon = daemon_status(spool.root, snapshot=snap)
     if not daemon["alive"]:
-        raise DeviceUnavailable("no daemon is running on this spool, so no executor can "
-                                "load models; start it with `mofsim daemon`")
+        raise DeviceUnavailable(
+            "no daemon is running on this spool, so no executor can "
+            "load models; start it with `mofsim daemon`"
+        )
     slot_ids = [str(s.get("slot_id")) for s in (snap or {}).get("slots", [])]
     if slot is None and gpu_id is not None:
-        by_index = [str(s.get("slot_id")) for s in (snap or {}).get("slots", [])
-                    if s.get("index") == gpu_id and s.get("kind") != "cpu"]
+        by_index = [
+            str(s.get("slot_id"))
+            for s in (snap or {}).get("slots", [])
+            if s.get("index") == gpu_id and s.get("kind") != "cpu"
+        ]
         if not by_index:
-            raise ValidationError(f"no GPU {gpu_id}; slots: {', '.join(slot_ids)}",
-                                  field="gpu_id")
+            raise ValidationError(f"no GPU {gpu_id}; slots: {', '.join(slot_ids)}", field="gpu_id")
         slot = by_index[0]
     if slot is not None and daemon["snapshot_current"] and slot not in slot_ids:
-        raise ValidationError(f"unknown slot {slot!r}; slots: {', '.join(slot_ids)}",
-                              field="slot")
+        raise ValidationError(f"unknown slot {slot!r}; slots: {', '.join(slot_ids)}", field="slot")
     req = submit_request(spool.paths, action, spec.key, slot=slot, with_d3=with_d3)
     return {**req, "model_key": spec.key}
 
@@ -173,5 +206,7 @@ def check_model_usable(spool: Spool, key: str) -> ModelSpec:
         if not custom_model_validated(spool.paths.models, model_id):
             raise ModelUnavailable(
                 f"custom model {spec.key} has not been validated; validate it first "
-                f"(POST /api/v1/models/custom/{model_id}/validate)", field="model")
+                f"(POST /api/v1/models/custom/{model_id}/validate)",
+                field="model",
+            )
     return spec

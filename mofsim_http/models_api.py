@@ -82,12 +82,17 @@ def _action_args(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
 
 # --- catalogue ---------------------------------------------------------------------------------
 
-@describe(summary="List models", tags=["models"],
-          query={"type": "object", "properties": {"family": {"type": "string"}}})
+
+@describe(
+    summary="List models",
+    tags=["models"],
+    query={"type": "object", "properties": {"family": {"type": "string"}}},
+)
 async def list_all(request: web.Request) -> web.Response:
     """Built-in and validated-or-not custom models, with where each is loaded."""
-    items = await asyncio.to_thread(list_model_entries, request.app[SPOOL_KEY],
-                                    request.query.get("family") or None)
+    items = await asyncio.to_thread(
+        list_model_entries, request.app[SPOOL_KEY], request.query.get("family") or None
+    )
     return ok(request, {"items": items, "total": len(items)})
 
 
@@ -101,8 +106,7 @@ async def list_families(request: web.Request) -> web.Response:
 @describe(summary="Model detail", tags=["models"], responses={404: "unknown model"})
 async def detail(request: web.Request) -> web.Response:
     """Elements, supported task types, D3 flag, source of the weights, loaded slots."""
-    data = await asyncio.to_thread(model_detail, request.app[SPOOL_KEY],
-                                   request.match_info["key"])
+    data = await asyncio.to_thread(model_detail, request.app[SPOOL_KEY], request.match_info["key"])
     return ok(request, data)
 
 
@@ -110,37 +114,53 @@ async def detail(request: web.Request) -> web.Response:
 async def status(request: web.Request) -> web.Response:
     """Loaded or not, on which slots, and the recent load/unload requests with their
     outcome (pending, running, completed, failed)."""
-    data = await asyncio.to_thread(model_status, request.app[SPOOL_KEY],
-                                   request.match_info["key"])
+    data = await asyncio.to_thread(model_status, request.app[SPOOL_KEY], request.match_info["key"])
     return ok(request, data)
 
 
-_ACTION_BODY = {"type": "object", "properties": {
-    "slot": {"type": "string", "description": "e.g. gpu0, cpu0; default: any idle slot "
-             "(load) or every slot holding it (unload)"},
-    "gpu_id": {"type": "integer", "minimum": 0},
-    "with_d3": {"type": "boolean"},
-}}
+_ACTION_BODY = {
+    "type": "object",
+    "properties": {
+        "slot": {
+            "type": "string",
+            "description": "e.g. gpu0, cpu0; default: any idle slot "
+            "(load) or every slot holding it (unload)",
+        },
+        "gpu_id": {"type": "integer", "minimum": 0},
+        "with_d3": {"type": "boolean"},
+    },
+}
 
 
 async def _action(request: web.Request, action: str) -> web.Response:
     args = _action_args(request, await _json_body(request))
-    data = await asyncio.to_thread(request_model_action, request.app[SPOOL_KEY],
-                                   request.match_info["key"], action, **args)
+    data = await asyncio.to_thread(
+        request_model_action, request.app[SPOOL_KEY], request.match_info["key"], action, **args
+    )
     data["status_url"] = f"{API_PREFIX}/models/{data['model_key']}/status"
     return ok(request, data, status=202, message=f"Model {action} requested")
 
 
-@describe(summary="Load a model onto a slot", tags=["models"], body=_ACTION_BODY, admin=True,
-          responses={202: "requested", 404: "unknown model", 409: "no daemon or unvalidated"})
+@describe(
+    summary="Load a model onto a slot",
+    tags=["models"],
+    body=_ACTION_BODY,
+    admin=True,
+    responses={202: "requested", 404: "unknown model", 409: "no daemon or unvalidated"},
+)
 async def load(request: web.Request) -> web.Response:
     """The daemon loads it on an idle executor (or the one named); follow the outcome
     at ``/models/{key}/status``."""
     return await _action(request, "load")
 
 
-@describe(summary="Unload a model", tags=["models"], body=_ACTION_BODY, admin=True,
-          responses={202: "requested", 404: "unknown model", 409: "no daemon"})
+@describe(
+    summary="Unload a model",
+    tags=["models"],
+    body=_ACTION_BODY,
+    admin=True,
+    responses={202: "requested", 404: "unknown model", 409: "no daemon"},
+)
 async def unload(request: web.Request) -> web.Response:
     """From the slot named, or every slot holding it."""
     return await _action(request, "unload")
@@ -148,33 +168,52 @@ async def unload(request: web.Request) -> web.Response:
 
 # --- custom models -----------------------------------------------------------------------------
 
-_CUSTOM_BODY = {"type": "object", "required": ["file", "framework"], "properties": {
-    "file": {"type": "string", "format": "binary",
-             "description": "MACE .model/.pt/.pth, ORB .pt/.pth/.ckpt, SevenNet .pt/.pth"},
-    "name": {"type": "string", "maxLength": 200},
-    "framework": {"type": "string", "enum": ["mace", "orb", "sevennet"]},
-    "description": {"type": "string"},
-    "with_d3": {"type": "boolean", "description": "the weights already include D3"},
-    "config": {"type": "string", "description": "JSON object, e.g. {\"precision\": "
-               "\"float32\"}"},
-    "elements": {"type": "string", "description": "element symbols, JSON list or commas"},
-}}
+_CUSTOM_BODY = {
+    "type": "object",
+    "required": ["file", "framework"],
+    "properties": {
+        "file": {
+            "type": "string",
+            "format": "binary",
+            "description": "MACE .model/.pt/.pth, ORB .pt/.pth/.ckpt, SevenNet .pt/.pth",
+        },
+        "name": {"type": "string", "maxLength": 200},
+        "framework": {"type": "string", "enum": ["mace", "orb", "sevennet"]},
+        "description": {"type": "string"},
+        "with_d3": {"type": "boolean", "description": "the weights already include D3"},
+        "config": {"type": "string", "description": 'JSON object, e.g. {"precision": "float32"}'},
+        "elements": {"type": "string", "description": "element symbols, JSON list or commas"},
+    },
+}
 
 
-@describe(summary="Upload a custom model", tags=["models"], body=_CUSTOM_BODY,
-          content_type="multipart/form-data", admin=True,
-          responses={201: "stored (not yet validated)", 413: "too large",
-                     415: "not a model file of that framework"})
+@describe(
+    summary="Upload a custom model",
+    tags=["models"],
+    body=_CUSTOM_BODY,
+    content_type="multipart/form-data",
+    admin=True,
+    responses={
+        201: "stored (not yet validated)",
+        413: "too large",
+        415: "not a model file of that framework",
+    },
+)
 async def upload_custom(request: web.Request) -> web.Response:
     """Stored unvalidated: validate it (``POST /models/custom/{id}/validate``) before
     tasks can use it as ``custom:<model_id>``."""
     spool = request.app[SPOOL_KEY]
-    form = await read_upload_form(request, limit=model_upload_limit(request.app[CONFIG_KEY]),
-                                  file_fields=("file",), spill_dir=spool.paths.tmp)
+    form = await read_upload_form(
+        request,
+        limit=model_upload_limit(request.app[CONFIG_KEY]),
+        file_fields=("file",),
+        spill_dir=spool.paths.tmp,
+    )
     try:
         if form.path is None:
-            raise ValidationError("send the weights as the multipart file part 'file'",
-                                  field="file")
+            raise ValidationError(
+                "send the weights as the multipart file part 'file'", field="file"
+            )
         fields: dict[str, Any] = dict(form.fields)
         metadata = fields.pop("metadata", None)
         if metadata:
@@ -185,8 +224,7 @@ async def upload_custom(request: web.Request) -> web.Response:
             if not isinstance(extra, dict):
                 raise ValidationError("metadata must be a JSON object", field="metadata")
             fields = {**extra, **fields}
-        info = await asyncio.to_thread(save_custom_model, spool, form.path, form.filename,
-                                       fields)
+        info = await asyncio.to_thread(save_custom_model, spool, form.path, form.filename, fields)
     finally:
         form.discard()
     return ok(request, info, status=201, message="Custom model uploaded; validate it next")
@@ -204,17 +242,20 @@ async def get_custom(request: web.Request) -> web.Response:
     return ok(request, data)
 
 
-@describe(summary="Delete a custom model", tags=["models"], admin=True,
-          responses={404: "not found"})
+@describe(
+    summary="Delete a custom model", tags=["models"], admin=True, responses={404: "not found"}
+)
 async def delete_custom(request: web.Request) -> web.Response:
     """Removes the files; slots holding it are asked to unload it."""
-    data = await asyncio.to_thread(delete_custom_model, request.app[SPOOL_KEY],
-                                   request.match_info["model_id"])
+    data = await asyncio.to_thread(
+        delete_custom_model, request.app[SPOOL_KEY], request.match_info["model_id"]
+    )
     return ok(request, data, message="Custom model deleted")
 
 
-@describe(summary="Validate a custom model", tags=["models"], admin=True,
-          responses={404: "not found"})
+@describe(
+    summary="Validate a custom model", tags=["models"], admin=True, responses={404: "not found"}
+)
 async def validate(request: web.Request) -> web.Response:
     """Loads the weights and computes one single point in a separate process (the
     server never unpickles uploads), within ``model_validation_timeout_s``.  The answer
@@ -224,10 +265,12 @@ async def validate(request: web.Request) -> web.Response:
     locks = app[VALIDATION_LOCKS_KEY]
     lock = locks.setdefault(info["model_id"], asyncio.Lock())
     async with lock:
-        data = await validate_custom_model(app[SPOOL_KEY], info["model_id"],
-                                           timeout=validation_timeout(app[CONFIG_KEY]))
-    return ok(request, data, message="Model is valid" if data["valid"] else
-              "Model failed validation")
+        data = await validate_custom_model(
+            app[SPOOL_KEY], info["model_id"], timeout=validation_timeout(app[CONFIG_KEY])
+        )
+    return ok(
+        request, data, message="Model is valid" if data["valid"] else "Model failed validation"
+    )
 
 
 def setup(app: web.Application) -> None:

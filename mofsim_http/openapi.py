@@ -30,12 +30,25 @@ API_ROOT = "/api/v1"
 _METHODS = ("get", "put", "post", "delete", "patch", "options")
 _PATH_PARAM = re.compile(r"{([^}:]+)(?::[^}]*)?}")
 
-TASK_STATES = ["PENDING", "QUEUED", "ASSIGNED", "RUNNING", "COMPLETED", "FAILED",
-               "CANCELLED", "TIMEOUT"]
+TASK_STATES = [
+    "PENDING",
+    "QUEUED",
+    "ASSIGNED",
+    "RUNNING",
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+]
 
 
-def returns(*, schema: dict[str, Any] | None = None, media_type: str | None = None,
-            example: Any = None, status: int | None = None) -> Callable[[F], F]:
+def returns(
+    *,
+    schema: dict[str, Any] | None = None,
+    media_type: str | None = None,
+    example: Any = None,
+    status: int | None = None,
+) -> Callable[[F], F]:
     """What a handler's success answers: ``schema`` of the payload (the envelope's
     ``data`` on /api/v1, the whole body on /mira), ``media_type`` when it is not JSON
     (a download, HTML, ``text/plain``), an ``example``.  Independent of ``@describe``'s
@@ -43,7 +56,10 @@ def returns(*, schema: dict[str, Any] | None = None, media_type: str | None = No
 
     def mark(fn: F) -> F:
         fn.__openapi_returns__ = {  # type: ignore[attr-defined]
-            "schema": schema, "media_type": media_type, "example": example, "status": status,
+            "schema": schema,
+            "media_type": media_type,
+            "example": example,
+            "status": status,
         }
         return fn
 
@@ -98,8 +114,9 @@ def api_version() -> str:
 
 def error_code_table_markdown() -> str:
     rows = ["| code | HTTP | name | meaning |", "|---|---|---|---|"]
-    rows += [f"| {e.code} | {e.http_status} | `{e.name}` | {e.summary} |"
-             for e in ERROR_CODES.values()]
+    rows += [
+        f"| {e.code} | {e.http_status} | `{e.name}` | {e.summary} |" for e in ERROR_CODES.values()
+    ]
     return "\n".join(rows)
 
 
@@ -123,8 +140,14 @@ def shared_schemas() -> dict[str, Any]:
                 "timestamp": {"type": "string", "format": "date-time"},
                 "request_id": {"type": "string"},
             },
-            "example": {"success": True, "code": 200, "message": "OK", "data": {},
-                        "timestamp": "2025-12-30T10:00:00Z", "request_id": "req_abc123"},
+            "example": {
+                "success": True,
+                "code": 200,
+                "message": "OK",
+                "data": {},
+                "timestamp": "2025-12-30T10:00:00Z",
+                "request_id": "req_abc123",
+            },
         },
         "ErrorDetail": {
             "type": "object",
@@ -132,14 +155,16 @@ def shared_schemas() -> dict[str, Any]:
             "properties": {
                 "type": {"type": "string", "description": "the exception class"},
                 "detail": {"type": "string"},
-                "field": {"type": ["string", "null"],
-                          "description": "the request field at fault, if any"},
+                "field": {
+                    "type": ["string", "null"],
+                    "description": "the request field at fault, if any",
+                },
             },
         },
         "ErrorEnvelope": {
             "type": "object",
             "description": "Every /api/v1 error; `code` is one of the table in the "
-                           "document's description (also `x-error-codes`).",
+            "document's description (also `x-error-codes`).",
             "required": ["success", "code", "message", "error", "timestamp", "request_id"],
             "properties": {
                 "success": {"const": False},
@@ -149,11 +174,18 @@ def shared_schemas() -> dict[str, Any]:
                 "timestamp": {"type": "string", "format": "date-time"},
                 "request_id": {"type": "string"},
             },
-            "example": {"success": False, "code": 40001, "message": "Request validation failed",
-                        "error": {"type": "ValidationError",
-                                  "detail": "fmax must be > 0.0, got -1",
-                                  "field": "parameters.fmax"},
-                        "timestamp": "2025-12-30T10:00:00Z", "request_id": "req_abc123"},
+            "example": {
+                "success": False,
+                "code": 40001,
+                "message": "Request validation failed",
+                "error": {
+                    "type": "ValidationError",
+                    "detail": "fmax must be > 0.0, got -1",
+                    "field": "parameters.fmax",
+                },
+                "timestamp": "2025-12-30T10:00:00Z",
+                "request_id": "req_abc123",
+            },
         },
         "MiraError": {
             "type": "object",
@@ -164,24 +196,41 @@ def shared_schemas() -> dict[str, Any]:
                 "error_code": {"type": "integer", "enum": codes},
                 "field": {"type": ["string", "null"]},
             },
-            "example": {"detail": "structure 'x' not found", "error_code": 30002,
-                        "field": "structure_id"},
+            "example": {
+                "detail": "structure 'x' not found",
+                "error_code": 30002,
+                "field": "structure_id",
+            },
         },
         "TaskState": {"type": "string", "enum": TASK_STATES},
         "MiraTaskState": {"type": "string", "enum": [s.lower() for s in TASK_STATES]},
         "StructureRef": {
             "description": "Where a task's structure comes from.",
             "oneOf": [
-                {"type": "object", "required": ["source", "file_id"],
-                 "properties": {"source": {"const": "upload"}, "file_id": {"type": "string"}}},
-                {"type": "object", "required": ["source", "name"],
-                 "properties": {"source": {"const": "builtin"}, "name": {"type": "string"},
-                                "primitive": {"type": "boolean", "default": True}}},
-                {"type": "object", "required": ["source", "content"],
-                 "properties": {"source": {"const": "inline"},
-                                "format": {"type": "string",
-                                           "enum": ["cif", "xyz", "extxyz", "poscar"]},
-                                "content": {"type": "string"}, "name": {"type": "string"}}},
+                {
+                    "type": "object",
+                    "required": ["source", "file_id"],
+                    "properties": {"source": {"const": "upload"}, "file_id": {"type": "string"}},
+                },
+                {
+                    "type": "object",
+                    "required": ["source", "name"],
+                    "properties": {
+                        "source": {"const": "builtin"},
+                        "name": {"type": "string"},
+                        "primitive": {"type": "boolean", "default": True},
+                    },
+                },
+                {
+                    "type": "object",
+                    "required": ["source", "content"],
+                    "properties": {
+                        "source": {"const": "inline"},
+                        "format": {"type": "string", "enum": ["cif", "xyz", "extxyz", "poscar"]},
+                        "content": {"type": "string"},
+                        "name": {"type": "string"},
+                    },
+                },
             ],
         },
     }
@@ -200,10 +249,17 @@ def task_parameter_schemas() -> dict[str, Any]:
 
 def security_schemes() -> dict[str, Any]:
     return {
-        "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key",
-                         "description": "An API key (`mofsim keys create`)."},
-        "BearerAuth": {"type": "http", "scheme": "bearer",
-                       "description": "The same API key as `Authorization: Bearer KEY`."},
+        "ApiKeyHeader": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-API-Key",
+            "description": "An API key (`mofsim keys create`).",
+        },
+        "BearerAuth": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The same API key as `Authorization: Bearer KEY`.",
+        },
     }
 
 
@@ -217,9 +273,15 @@ def _operation_id(method: str, path: str) -> str:
 
 def _path_parameters(path: str, handler: Any) -> list[dict[str, Any]]:
     narrower = getattr(handler, "__openapi_path__", None) or {}
-    return [{"name": name, "in": "path", "required": True,
-             "schema": narrower.get(name, {"type": "string"})}
-            for name in _PATH_PARAM.findall(path)]
+    return [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": narrower.get(name, {"type": "string"}),
+        }
+        for name in _PATH_PARAM.findall(path)
+    ]
 
 
 def _query_parameters(query: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -228,8 +290,12 @@ def _query_parameters(query: dict[str, Any] | None) -> list[dict[str, Any]]:
     required = set(query.get("required") or [])
     out = []
     for name, schema in (query.get("properties") or {}).items():
-        param: dict[str, Any] = {"name": name, "in": "query", "required": name in required,
-                                 "schema": schema}
+        param: dict[str, Any] = {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "schema": schema,
+        }
         if isinstance(schema, dict) and schema.get("description"):
             param["description"] = schema["description"]
         out.append(param)
@@ -244,13 +310,22 @@ def _error_response(status: int, text: str, mira: bool) -> dict[str, Any]:
     return {"description": text, "content": {"application/json": {"schema": {"$ref": ref}}}}
 
 
-def _success_response(status: int, text: str, desc: dict[str, Any], ret: dict[str, Any],
-                      dialect: str) -> dict[str, Any]:
+def _success_response(
+    status: int, text: str, desc: dict[str, Any], ret: dict[str, Any], dialect: str
+) -> dict[str, Any]:
     if desc.get("sse"):
-        return {"description": text, "content": {"text/event-stream": {
-            "schema": {"type": "string",
-                       "description": "Server-sent events: `event:` log, status, progress, "
-                                      "end; an `id:` on each; resume with Last-Event-ID."}}}}
+        return {
+            "description": text,
+            "content": {
+                "text/event-stream": {
+                    "schema": {
+                        "type": "string",
+                        "description": "Server-sent events: `event:` log, status, progress, "
+                        "end; an `id:` on each; resume with Last-Event-ID.",
+                    }
+                }
+            },
+        }
     media = ret.get("media_type") or "application/json"
     payload = ret.get("schema")
     structured = media.endswith(("json", "yaml"))
@@ -262,8 +337,7 @@ def _success_response(status: int, text: str, desc: dict[str, Any], ret: dict[st
     if dialect == "api":
         schema: dict[str, Any] = {"$ref": "#/components/schemas/Envelope"}
         if payload is not None:
-            schema = {"allOf": [schema, {"type": "object",
-                                         "properties": {"data": payload}}]}
+            schema = {"allOf": [schema, {"type": "object", "properties": {"data": payload}}]}
     else:
         schema = payload if payload is not None else {}
     body: dict[str, Any] = {"schema": schema}
@@ -367,17 +441,19 @@ def build_openapi(app: web.Application, *, title: str = "MOFSim API") -> dict[st
         "paths": dict(sorted(paths.items())),
         "components": {"schemas": schemas, "securitySchemes": security_schemes()},
         "security": [{"ApiKeyHeader": []}, {"BearerAuth": []}],
-        "x-error-codes": [{"code": e.code, "http_status": e.http_status, "name": e.name,
-                           "summary": e.summary} for e in ERROR_CODES.values()],
+        "x-error-codes": [
+            {"code": e.code, "http_status": e.http_status, "name": e.name, "summary": e.summary}
+            for e in ERROR_CODES.values()
+        ],
     }
 
 
 TAG_TEXT = {
     "MIRA": "The MIRA guide's dialect under /mira/api/v1: bare bodies, lowercase states, "
-            "`structure_id`/`model_key`, errors as `{detail, error_code, field}`.",
+    "`structure_id`/`model_key`, errors as `{detail, error_code, field}`.",
 }
 
-_USAGE = '''```python
+_USAGE = """```python
 import httpx
 
 api = httpx.Client(base_url="http://127.0.0.1:8000/api/v1",
@@ -386,19 +462,21 @@ task = api.post("/tasks/optimization", json={
     "model": "sevennet-0", "structure": {"source": "builtin", "name": "MOF-5"},
     "parameters": {"fmax": 0.05}}).json()["data"]
 print(api.get(f"/tasks/{task['task_id']}").json()["data"]["status"])
-```'''
+```"""
 
 
 def _description() -> str:
-    return "\n\n".join([
-        "Job server for MOF simulations with machine-learning interatomic potentials.",
-        "**Dialects.** `/api/v1` answers the spec's envelope `{success, code, message, data, "
-        "timestamp, request_id}` with uppercase task states; `/mira/api/v1` answers the MIRA "
-        "guide's bare bodies with lowercase states (a MIRA client works unmodified with "
-        "`MIRA_GATEWAY_URL=http://host:port/mira`).",
-        "**Authentication.** When the server has API keys, send one as `X-API-Key: KEY` or "
-        "`Authorization: Bearer KEY`. Admin operations need an admin key.",
-        "**Example.**\n\n" + _USAGE,
-        "**Error codes.** Each code has exactly one HTTP status.\n\n"
-        + error_code_table_markdown(),
-    ])
+    return "\n\n".join(
+        [
+            "Job server for MOF simulations with machine-learning interatomic potentials.",
+            "**Dialects.** `/api/v1` answers the spec's envelope `{success, code, message, data, "
+            "timestamp, request_id}` with uppercase task states; `/mira/api/v1` answers the MIRA "
+            "guide's bare bodies with lowercase states (a MIRA client works unmodified with "
+            "`MIRA_GATEWAY_URL=http://host:port/mira`).",
+            "**Authentication.** When the server has API keys, send one as `X-API-Key: KEY` or "
+            "`Authorization: Bearer KEY`. Admin operations need an admin key.",
+            "**Example.**\n\n" + _USAGE,
+            "**Error codes.** Each code has exactly one HTTP status.\n\n"
+            + error_code_table_markdown(),
+        ]
+    )

@@ -41,8 +41,10 @@ def install(app: web.Application, threads: int) -> None:
     """Give ``app`` (and its sub-applications, through ``config_dict``) a request pool
     that lives as long as the application."""
     if not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
-        raise ValidationError(f"http_request_threads must be a whole number from 1 to "
-                              f"{MAX_THREADS}, got {threads!r}", field="http_request_threads")
+        raise ValidationError(
+            f"http_request_threads must be a whole number from 1 to {MAX_THREADS}, got {threads!r}",
+            field="http_request_threads",
+        )
 
     async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
         pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mofsim-request")
@@ -54,8 +56,7 @@ def install(app: web.Application, threads: int) -> None:
     app.cleanup_ctx.append(pool_ctx)
 
 
-async def quick(request: web.Request, fn: Callable[..., T], /, *args: Any,
-                **kwargs: Any) -> T:
+async def quick(request: web.Request, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     """``asyncio.to_thread`` on the request pool: ``fn(*args, **kwargs)`` in a thread,
     with the caller's context variables."""
     pool = request.config_dict.get(REQUEST_POOL_KEY)
@@ -63,8 +64,7 @@ async def quick(request: web.Request, fn: Callable[..., T], /, *args: Any,
     return await asyncio.get_running_loop().run_in_executor(pool, call)
 
 
-async def short_body(request: web.Request, fn: Callable[..., T], /, *args: Any,
-                     **kwargs: Any) -> T:
+async def short_body(request: web.Request, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     """``quick`` when the request's body is small; the default pool otherwise."""
     length = request.content_length
     if length is not None and length > QUICK_BODY_LIMIT:

@@ -36,8 +36,7 @@ async def keep_task(request: web.Request) -> web.Response:
             raise ValidationError("keep must be true or false", field="keep")
         keep = body.get("keep", True)
     spool = request.app[SPOOL_KEY]
-    info = await asyncio.to_thread(retention.set_keep, spool, request.match_info["task_id"],
-                                   keep)
+    info = await asyncio.to_thread(retention.set_keep, spool, request.match_info["task_id"], keep)
     return ok(request, {"task_id": request.match_info["task_id"], **info})
 
 
@@ -64,14 +63,12 @@ async def task_webhooks(request: web.Request) -> web.Response:
     return ok(request, {"task_id": task_id, "items": items})
 
 
-@describe(summary="What the retention policy would do now (dry run)", tags=["system"],
-          admin=True)
+@describe(summary="What the retention policy would do now (dry run)", tags=["system"], admin=True)
 async def retention_plan(request: web.Request) -> web.Response:
     spool = request.app[SPOOL_KEY]
     policy = retention.Policy.from_config(request.app[CONFIG_KEY])
     plan = await asyncio.to_thread(retention.plan, spool, policy)
-    return ok(request, {"policy": policy.to_dict(),
-                        "actions": [a.to_dict() for a in plan.actions]})
+    return ok(request, {"policy": policy.to_dict(), "actions": [a.to_dict() for a in plan.actions]})
 
 
 def setup(app: web.Application) -> None:

@@ -28,9 +28,16 @@ DEFAULT_BIND = "127.0.0.1:8000"
 SHUTDOWN_TIMEOUT_S = 5.0
 # What submissions import on first use: structure parsing in every accepted format, the
 # checks, the overlap search.
-REQUEST_PATH_MODULES = ("ase.io", "ase.io.extxyz", "ase.io.cif", "ase.io.vasp",
-                        "scipy.spatial", "executors.structure_io",
-                        "executors.structure_checks", "executors.close_pairs")
+REQUEST_PATH_MODULES = (
+    "ase.io",
+    "ase.io.extxyz",
+    "ase.io.cif",
+    "ase.io.vasp",
+    "scipy.spatial",
+    "executors.structure_io",
+    "executors.structure_checks",
+    "executors.close_pairs",
+)
 
 
 def parse_bind(value: str | None) -> tuple[str, int]:
@@ -41,8 +48,9 @@ def parse_bind(value: str | None) -> tuple[str, int]:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValidationError(f"http must be HOST:PORT (e.g. {DEFAULT_BIND}), got {text!r}",
-                              field="http")
+        raise ValidationError(
+            f"http must be HOST:PORT (e.g. {DEFAULT_BIND}), got {text!r}", field="http"
+        )
     return host, int(port)
 
 
@@ -65,8 +73,7 @@ def settle_heap() -> None:
 class HttpServer:
     """The application on an ``AppRunner``/``TCPSite`` in the current event loop."""
 
-    def __init__(self, config: Config, *, spool: Spool | None = None,
-                 mirror: Any = None) -> None:
+    def __init__(self, config: Config, *, spool: Spool | None = None, mirror: Any = None) -> None:
         self.config = config
         self.host, self.port = parse_bind(config.http)
         self.spool = spool or Spool(config.spool_path)
@@ -96,8 +103,9 @@ class HttpServer:
             await site.start()
         except OSError as exc:
             await runner.cleanup()
-            raise ValidationError(f"cannot listen on {self.host}:{self.port}: "
-                                  f"{exc.strerror or exc}", field="http") from exc
+            raise ValidationError(
+                f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}", field="http"
+            ) from exc
         self.runner = runner
         logger.info("HTTP API on {} (docs at {}/docs)", self.url, self.url)
 
@@ -139,8 +147,11 @@ def serve(config: Config, *, ready_file: Path | None = None) -> int:
         await server.start()
         settle_heap()
         if not _daemon_alive(server.spool.root):
-            logger.warning("no daemon is running on spool {}: tasks are queued but will not "
-                           "run until one starts (mofsim daemon)", server.spool.root)
+            logger.warning(
+                "no daemon is running on spool {}: tasks are queued but will not "
+                "run until one starts (mofsim daemon)",
+                server.spool.root,
+            )
         if ready_file is not None:
             ready_file.write_text(server.url)
         try:

@@ -46,8 +46,9 @@ def resume_offset(request: web.Request) -> int | None:
     if raw is None or raw.strip() == "":
         return None
     if not raw.strip().isdigit():
-        raise ValidationError("Last-Event-ID must be an event id (a non-negative integer)",
-                              field="Last-Event-ID")
+        raise ValidationError(
+            "Last-Event-ID must be an event id (a non-negative integer)", field="Last-Event-ID"
+        )
     return int(raw.strip())
 
 
@@ -75,7 +76,7 @@ def read_new(path: Path, offset: int) -> tuple[list[Event], int]:
         return [], offset
     events: list[Event] = []
     pos = offset
-    for raw in chunk[:end + 1].splitlines(keepends=True):
+    for raw in chunk[: end + 1].splitlines(keepends=True):
         try:
             data = json.loads(raw)
         except ValueError:
@@ -96,9 +97,18 @@ def terminal_status(ev: Event) -> str | None:
 class EventStream:
     """One client's stream of one task."""
 
-    def __init__(self, request: web.Request, spool: Spool, task_id: str, *,
-                 shutdown: asyncio.Event, heartbeat_s: float = 15.0, poll_s: float = POLL_S,
-                 level: str | None = None, kinds: tuple[str, ...] | None = None) -> None:
+    def __init__(
+        self,
+        request: web.Request,
+        spool: Spool,
+        task_id: str,
+        *,
+        shutdown: asyncio.Event,
+        heartbeat_s: float = 15.0,
+        poll_s: float = POLL_S,
+        level: str | None = None,
+        kinds: tuple[str, ...] | None = None,
+    ) -> None:
         self.request = request
         self.spool = spool
         self.task_id = task_id
@@ -108,11 +118,13 @@ class EventStream:
         self.poll_s = poll_s
         self.floor = LEVEL_RANK.get(level.upper(), 0) if level else 0
         self.kinds = kinds
-        self.response = web.StreamResponse(headers={
-            "Content-Type": "text/event-stream; charset=utf-8",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",  # nginx would otherwise hold the stream back
-        })
+        self.response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",  # nginx would otherwise hold the stream back
+            }
+        )
         self._last_sent = 0.0
 
     def _wanted(self, ev: Event) -> bool:
@@ -146,8 +158,7 @@ class EventStream:
         next_locate = 0.0
         ended_on_disk_at: float | None = None
         # Resuming after the end: the terminal event lies before the offset.
-        finished_before = (await asyncio.to_thread(self._terminal_before, offset)
-                           if offset else None)
+        finished_before = await asyncio.to_thread(self._terminal_before, offset) if offset else None
         try:
             while not self.shutdown.is_set() and not self._client_gone():
                 events, offset = read_new(self.path, offset)
@@ -171,8 +182,9 @@ class EventStream:
                         ended_on_disk_at = ended_on_disk_at or now
                 if done:
                     # status null: the task was deleted while it was followed.
-                    await self._send(format_event(
-                        "end", {"task_id": self.task_id, "status": finished}, offset))
+                    await self._send(
+                        format_event("end", {"task_id": self.task_id, "status": finished}, offset)
+                    )
                     break
                 if now - self._last_sent >= self.heartbeat_s:
                     await self._send(f": heartbeat {int(time.time())}\n\n".encode())
@@ -190,21 +202,36 @@ class EventStream:
 
     def _terminal_before(self, offset: int) -> str | None:
         events, _ = read_new(self.path, 0)
-        return next((terminal_status(e) for e in events
-                     if e.offset <= offset and terminal_status(e)), None)
+        return next(
+            (terminal_status(e) for e in events if e.offset <= offset and terminal_status(e)), None
+        )
 
     def _state(self) -> str | None:
         loc = self.spool.locate(self.task_id)
         return loc.state if loc is not None else None
 
 
-async def stream_task(request: web.Request, spool: Spool, task_id: str, *,
-                      shutdown: asyncio.Event, heartbeat_s: float, level: str | None = None,
-                      kinds: tuple[str, ...] | None = None,
-                      poll_s: float = POLL_S) -> web.StreamResponse:
+async def stream_task(
+    request: web.Request,
+    spool: Spool,
+    task_id: str,
+    *,
+    shutdown: asyncio.Event,
+    heartbeat_s: float,
+    level: str | None = None,
+    kinds: tuple[str, ...] | None = None,
+    poll_s: float = POLL_S,
+) -> web.StreamResponse:
     """Answer ``request`` with the live event stream of ``task_id``."""
     resume = resume_offset(request)
-    stream = EventStream(request, spool, task_id, shutdown=shutdown, heartbeat_s=heartbeat_s,
-                         poll_s=poll_s, level=level, kinds=kinds)
+    stream = EventStream(
+        request,
+        spool,
+        task_id,
+        shutdown=shutdown,
+        heartbeat_s=heartbeat_s,
+        poll_s=poll_s,
+        level=level,
+        kinds=kinds,
+    )
     return await stream.run(resume)
-

@@ -91,7 +91,9 @@ def parse_upload(content: bytes | str, fmt: str | None, filename: str | None) ->
         if canonical is None and Path(filename).suffix:
             raise UnsupportedFormat(
                 f"unsupported file type {Path(filename).suffix!r}; upload cif, xyz, extxyz "
-                "or POSCAR/.vasp files, or say the format", field="file")
+                "or POSCAR/.vasp files, or say the format",
+                field="file",
+            )
     atoms = parse_structure_text(content, canonical, filename)
     if canonical is None:
         text = content if isinstance(content, str) else content.decode("latin-1")
@@ -117,9 +119,15 @@ def describe_atoms(atoms: Any) -> dict[str, Any]:
     return summary
 
 
-def store_structure(spool: Spool, content: bytes | str, *, name: str | None = None,
-                    fmt: str | None = None, filename: str | None = None,
-                    max_bytes: int | None = None) -> dict[str, Any]:
+def store_structure(
+    spool: Spool,
+    content: bytes | str,
+    *,
+    name: str | None = None,
+    fmt: str | None = None,
+    filename: str | None = None,
+    max_bytes: int | None = None,
+) -> dict[str, Any]:
     """Validate and keep an upload; returns its ``meta.json`` document."""
     raw = content.encode() if isinstance(content, str) else bytes(content)
     if max_bytes is not None and len(raw) > max_bytes:
@@ -133,10 +141,15 @@ def store_structure(spool: Spool, content: bytes | str, *, name: str | None = No
     created_ms = int(time.time() * 1000)
     stored_as = f"structure.{EXTENSIONS[canonical]}"
     meta = {
-        "file_id": file_id, "name": sanitize_name(name, default_name), "format": canonical,
-        "filename": safe_filename, "stored_as": stored_as,
-        "size_bytes": len(raw), "created_at": iso_from_ms(created_ms),
-        "created_ms": created_ms, "summary": describe_atoms(atoms),
+        "file_id": file_id,
+        "name": sanitize_name(name, default_name),
+        "format": canonical,
+        "filename": safe_filename,
+        "stored_as": stored_as,
+        "size_bytes": len(raw),
+        "created_at": iso_from_ms(created_ms),
+        "created_ms": created_ms,
+        "summary": describe_atoms(atoms),
     }
     folder = spool.paths.structures / file_id
     folder.mkdir(parents=True)
@@ -149,12 +162,19 @@ def structure_view(meta: dict[str, Any]) -> dict[str, Any]:
     """The flat description both dialects start from."""
     summary = meta.get("summary") or {}
     return {
-        "file_id": meta["file_id"], "name": meta.get("name"), "format": meta.get("format"),
-        "filename": meta.get("filename"), "size_bytes": meta.get("size_bytes"),
-        "created_at": meta.get("created_at"), "formula": summary.get("formula"),
-        "natoms": summary.get("natoms"), "elements": summary.get("elements"),
-        "volume": summary.get("volume"), "density": summary.get("density"),
-        "cell": summary.get("cell"), "spacegroup": summary.get("spacegroup"),
+        "file_id": meta["file_id"],
+        "name": meta.get("name"),
+        "format": meta.get("format"),
+        "filename": meta.get("filename"),
+        "size_bytes": meta.get("size_bytes"),
+        "created_at": meta.get("created_at"),
+        "formula": summary.get("formula"),
+        "natoms": summary.get("natoms"),
+        "elements": summary.get("elements"),
+        "volume": summary.get("volume"),
+        "density": summary.get("density"),
+        "cell": summary.get("cell"),
+        "spacegroup": summary.get("spacegroup"),
         "summary": summary,
     }
 
@@ -188,7 +208,7 @@ class StructureIndex:
     def list(self, offset: int = 0, limit: int = 100) -> tuple[list[dict[str, Any]], int]:
         """Newest first: one page of views and the total."""
         metas = self.refresh()
-        return [structure_view(m) for m in metas[offset:offset + limit]], len(metas)
+        return [structure_view(m) for m in metas[offset : offset + limit]], len(metas)
 
     def get(self, file_id: str) -> dict[str, Any]:
         """The meta document of one upload; StructureNotFound otherwise."""
@@ -198,8 +218,7 @@ class StructureIndex:
         if meta is None or not (self.spool.paths.structures / file_id).is_dir():
             meta = _read_meta(self.spool.paths.structures / file_id)
             if meta is None:
-                raise StructureNotFound(f"structure {file_id!r} not found",
-                                        field="structure_id")
+                raise StructureNotFound(f"structure {file_id!r} not found", field="structure_id")
             with self._lock:
                 self._metas[file_id] = meta
         return meta
@@ -230,8 +249,9 @@ def structure_file(spool: Spool, meta: dict[str, Any]) -> Path:
     return files[0]
 
 
-def preview_structure(spool: Spool, meta: dict[str, Any],
-                      max_atoms: int | None = None) -> dict[str, Any]:
+def preview_structure(
+    spool: Spool, meta: dict[str, Any], max_atoms: int | None = None
+) -> dict[str, Any]:
     """Atoms and cell for a viewer (the MIRA preview: symbols, positions, cell, pbc),
     plus the first lines of the stored file.  ``max_atoms`` truncates the atom lists."""
     from executors.structure_io import read_structure_file
@@ -241,11 +261,13 @@ def preview_structure(spool: Spool, meta: dict[str, Any],
     n = len(atoms)
     keep = n if max_atoms is None else max(0, min(n, max_atoms))
     with open(path, encoding="utf-8", errors="replace") as fh:
-        head = [line.rstrip("\n") for _, line in zip(range(PREVIEW_HEAD_LINES), fh,
-                                                      strict=False)]
+        head = [line.rstrip("\n") for _, line in zip(range(PREVIEW_HEAD_LINES), fh, strict=False)]
     return {
-        "file_id": meta["file_id"], "name": meta.get("name"), "format": meta.get("format"),
-        "natoms": n, "truncated": keep < n,
+        "file_id": meta["file_id"],
+        "name": meta.get("name"),
+        "format": meta.get("format"),
+        "natoms": n,
+        "truncated": keep < n,
         "symbols": atoms.get_chemical_symbols()[:keep],
         "positions": [[float(x) for x in row] for row in atoms.positions[:keep]],
         "cell": [[float(x) for x in row] for row in atoms.cell.array],
@@ -276,8 +298,12 @@ def tasks_using(spool: Spool, file_id: str) -> list[tuple[str, str, Path]]:
             if not isinstance(job, dict):
                 continue
             ref = job.get("structure")
-            if isinstance(ref, dict) and ref.get("file_id") == file_id and ref.get(
-                    "source", "upload") == "upload" and isinstance(job.get("task_id"), str):
+            if (
+                isinstance(ref, dict)
+                and ref.get("file_id") == file_id
+                and ref.get("source", "upload") == "upload"
+                and isinstance(job.get("task_id"), str)
+            ):
                 found.append((job["task_id"], state, d / name))
     return found
 
@@ -296,8 +322,9 @@ def delete_task_files(spool: Spool, task_id: str, job_path: Path, mirror: Any = 
             pass  # the mirror is rebuildable; the spool no longer has the task
 
 
-def delete_structure(spool: Spool, index: StructureIndex | None, file_id: str,
-                     mirror: Any = None) -> dict[str, Any]:
+def delete_structure(
+    spool: Spool, index: StructureIndex | None, file_id: str, mirror: Any = None
+) -> dict[str, Any]:
     """Delete an upload and the tasks that use it: queued ones are cancelled and
     deleted, finished ones deleted (spool files and mirror rows), running ones get a
     cancel request (they end CANCELLED and stay listed)."""
@@ -328,8 +355,13 @@ def delete_structure(spool: Spool, index: StructureIndex | None, file_id: str,
             path = loc.path
         delete_task_files(spool, task_id, path, mirror)
         deleted.append(task_id)
-    return {"file_id": file_id, "deleted": True, "deleted_tasks": len(deleted),
-            "deleted_task_ids": deleted, "cancelled_running_task_ids": cancelling}
+    return {
+        "file_id": file_id,
+        "deleted": True,
+        "deleted_tasks": len(deleted),
+        "deleted_task_ids": deleted,
+        "cancelled_running_task_ids": cancelling,
+    }
 
 
 def builtin_structures() -> list[dict[str, Any]]:

@@ -59,15 +59,20 @@ class UploadForm:
             self.path.unlink(missing_ok=True)
 
 
-async def read_upload_form(request: web.Request, *, limit: int,
-                           file_fields: tuple[str, ...] = ("file", "content"),
-                           spill_dir: Path | None = None) -> UploadForm:
+async def read_upload_form(
+    request: web.Request,
+    *,
+    limit: int,
+    file_fields: tuple[str, ...] = ("file", "content"),
+    spill_dir: Path | None = None,
+) -> UploadForm:
     """Read a multipart form (streamed: a body over ``limit`` bytes is refused as
     soon as it is seen, or at once from its Content-Length), a url-encoded form or a
     JSON object.  The first of ``file_fields`` present is the file."""
     if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"request body of {request.content_length} bytes is over the "
-                              f"{limit} byte limit")
+        raise PayloadTooLarge(
+            f"request body of {request.content_length} bytes is over the {limit} byte limit"
+        )
     ctype = request.content_type
     if ctype.startswith("multipart/"):
         try:
@@ -89,12 +94,15 @@ async def read_upload_form(request: web.Request, *, limit: int,
             raise ValidationError(f"body is not valid JSON: {exc}", field="body") from exc
         if not isinstance(body, dict):
             raise ValidationError("body must be a JSON object", field="body")
-        values = {k: v if isinstance(v, str) else json.dumps(v) for k, v in body.items()
-                  if v is not None}
+        values = {
+            k: v if isinstance(v, str) else json.dumps(v) for k, v in body.items() if v is not None
+        }
     else:
         raise UnsupportedFormat(
             f"unsupported content type {ctype or 'none'!r}: send multipart/form-data, a "
-            "url-encoded form or JSON", field="body")
+            "url-encoded form or JSON",
+            field="body",
+        )
     for name in file_fields:
         if name in values:
             form.data = values.pop(name).encode()
@@ -110,8 +118,9 @@ async def read_upload_form(request: web.Request, *, limit: int,
     return form
 
 
-async def _read_multipart(request: web.Request, limit: int, file_fields: tuple[str, ...],
-                          spill_dir: Path | None) -> UploadForm:
+async def _read_multipart(
+    request: web.Request, limit: int, file_fields: tuple[str, ...], spill_dir: Path | None
+) -> UploadForm:
     form = UploadForm()
     total = 0
     try:
@@ -158,8 +167,7 @@ async def _read_multipart(request: web.Request, limit: int, file_fields: tuple[s
                 raw += chunk
                 if len(raw) > MAX_TEXT_FIELD:
                     form.discard()
-                    raise ValidationError(f"form field {part.name!r} is too long",
-                                          field=part.name)
+                    raise ValidationError(f"form field {part.name!r} is too long", field=part.name)
             total += len(raw)
             if total > limit:
                 form.discard()
@@ -174,8 +182,9 @@ def _spill_path(spill_dir: Path) -> Path:
     return spill_dir / f".upload-{os.getpid()}-{uuid.uuid4().hex}.part"
 
 
-def _int_arg(request: web.Request, name: str, default: int | None, lo: int,
-             hi: int | None = None) -> int | None:
+def _int_arg(
+    request: web.Request, name: str, default: int | None, lo: int, hi: int | None = None
+) -> int | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
@@ -189,8 +198,9 @@ def _int_arg(request: web.Request, name: str, default: int | None, lo: int,
     return value
 
 
-def page_args(request: web.Request, default_size: int = DEFAULT_PAGE_SIZE,
-              max_size: int = MAX_PAGE_SIZE) -> tuple[int, int, int]:
+def page_args(
+    request: web.Request, default_size: int = DEFAULT_PAGE_SIZE, max_size: int = MAX_PAGE_SIZE
+) -> tuple[int, int, int]:
     """``(offset, limit, page)`` from ``page``/``page_size`` or ``skip``/``limit``."""
     if "skip" in request.query or "limit" in request.query:
         limit = _int_arg(request, "limit", default_size, 1, max_size) or default_size
@@ -203,16 +213,21 @@ def page_args(request: web.Request, default_size: int = DEFAULT_PAGE_SIZE,
 
 def page_body(items: list[Any], total: int, page: int, page_size: int) -> dict[str, Any]:
     pages = (total + page_size - 1) // page_size if page_size else 0
-    return {"items": items, "pagination": {"page": page, "page_size": page_size,
-                                           "total": total, "total_pages": pages}}
+    return {
+        "items": items,
+        "pagination": {"page": page, "page_size": page_size, "total": total, "total_pages": pages},
+    }
 
 
-PAGE_QUERY = {"type": "object", "properties": {
-    "page": {"type": "integer", "minimum": 1},
-    "page_size": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
-    "skip": {"type": "integer", "minimum": 0},
-    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
-}}
+PAGE_QUERY = {
+    "type": "object",
+    "properties": {
+        "page": {"type": "integer", "minimum": 1},
+        "page_size": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
+        "skip": {"type": "integer", "minimum": 0},
+        "limit": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
+    },
+}
 
 
 # --- core access for both dialects ------------------------------------------------------------
@@ -222,37 +237,56 @@ def structure_index(app: web.Application) -> StructureIndex:
     return app[STRUCTURE_INDEX_KEY]
 
 
-async def accept_upload(request: web.Request,
-                        file_fields: tuple[str, ...] = ("file", "content")) -> dict[str, Any]:
+async def accept_upload(
+    request: web.Request, file_fields: tuple[str, ...] = ("file", "content")
+) -> dict[str, Any]:
     """Read an upload request in any accepted form, validate and store it; returns the
     stored ``meta.json`` document (see ``structure_service.store_structure``)."""
     app = request.app
     limit = config_upload_limit(app[CONFIG_KEY])
     form = await read_upload_form(request, limit=limit, file_fields=file_fields)
     if form.data is None:
-        raise ValidationError("send the structure as a file part 'file' or a form field "
-                              "'content'", field="file")
+        raise ValidationError(
+            "send the structure as a file part 'file' or a form field 'content'", field="file"
+        )
     return await asyncio.to_thread(
-        store_structure, app[SPOOL_KEY], form.data, name=form.fields.get("name"),
-        fmt=form.fields.get("format"), filename=form.filename or form.fields.get("filename"),
-        max_bytes=limit)
+        store_structure,
+        app[SPOOL_KEY],
+        form.data,
+        name=form.fields.get("name"),
+        fmt=form.fields.get("format"),
+        filename=form.filename or form.fields.get("filename"),
+        max_bytes=limit,
+    )
 
 
 # --- handlers --------------------------------------------------------------------------------
 
 _FORMATS = ["cif", "xyz", "extxyz", "poscar", "vasp", "auto"]
-UPLOAD_BODY = {"type": "object", "properties": {
-    "file": {"type": "string", "format": "binary", "description": "the structure file"},
-    "content": {"type": "string", "description": "the structure text (instead of file)"},
-    "name": {"type": "string", "maxLength": 200},
-    "format": {"type": "string", "enum": _FORMATS},
-}}
-_UPLOAD_RESPONSES = {201: "stored", 413: "too large", 415: "unsupported format",
-                     422: "unparsable or unphysical structure"}
+UPLOAD_BODY = {
+    "type": "object",
+    "properties": {
+        "file": {"type": "string", "format": "binary", "description": "the structure file"},
+        "content": {"type": "string", "description": "the structure text (instead of file)"},
+        "name": {"type": "string", "maxLength": 200},
+        "format": {"type": "string", "enum": _FORMATS},
+    },
+}
+_UPLOAD_RESPONSES = {
+    201: "stored",
+    413: "too large",
+    415: "unsupported format",
+    422: "unparsable or unphysical structure",
+}
 
 
-@describe(summary="Upload a structure (CIF, XYZ/extended XYZ, POSCAR)", tags=["structures"],
-          body=UPLOAD_BODY, content_type="multipart/form-data", responses=_UPLOAD_RESPONSES)
+@describe(
+    summary="Upload a structure (CIF, XYZ/extended XYZ, POSCAR)",
+    tags=["structures"],
+    body=UPLOAD_BODY,
+    content_type="multipart/form-data",
+    responses=_UPLOAD_RESPONSES,
+)
 async def upload(request: web.Request) -> web.Response:
     """Multipart ``file`` or form field ``content``, with optional ``name`` and
     ``format``.  The structure is parsed and checked (periodic cell, no overlapping
@@ -262,12 +296,21 @@ async def upload(request: web.Request) -> web.Response:
     return ok(request, structure_view(meta), status=201, message="Structure uploaded")
 
 
-@describe(summary="Upload a structure file", tags=["structures"],
-          body={"type": "object", "required": ["file"], "properties": {
-              "file": {"type": "string", "format": "binary"},
-              "name": {"type": "string", "maxLength": 200},
-              "format": {"type": "string", "enum": _FORMATS}}},
-          content_type="multipart/form-data", responses=_UPLOAD_RESPONSES)
+@describe(
+    summary="Upload a structure file",
+    tags=["structures"],
+    body={
+        "type": "object",
+        "required": ["file"],
+        "properties": {
+            "file": {"type": "string", "format": "binary"},
+            "name": {"type": "string", "maxLength": 200},
+            "format": {"type": "string", "enum": _FORMATS},
+        },
+    },
+    content_type="multipart/form-data",
+    responses=_UPLOAD_RESPONSES,
+)
 async def upload_file(request: web.Request) -> web.Response:
     """Multipart ``file`` (name defaults to the file's name)."""
     meta = await accept_upload(request, file_fields=("file",))
@@ -297,10 +340,12 @@ async def get_structure(request: web.Request) -> web.Response:
     return ok(request, structure_view(meta))
 
 
-@describe(summary="Structure preview (atoms and cell)", tags=["structures"],
-          query={"type": "object", "properties": {
-              "max_atoms": {"type": "integer", "minimum": 0}}},
-          responses={404: "not found"})
+@describe(
+    summary="Structure preview (atoms and cell)",
+    tags=["structures"],
+    query={"type": "object", "properties": {"max_atoms": {"type": "integer", "minimum": 0}}},
+    responses={404: "not found"},
+)
 async def preview(request: web.Request) -> web.Response:
     """Symbols, Cartesian positions (A), cell vectors, periodicity and the first lines
     of the stored file."""
@@ -310,16 +355,18 @@ async def preview(request: web.Request) -> web.Response:
     return ok(request, data)
 
 
-@describe(summary="Delete a structure and its tasks", tags=["structures"],
-          responses={404: "not found"})
+@describe(
+    summary="Delete a structure and its tasks", tags=["structures"], responses={404: "not found"}
+)
 async def delete(request: web.Request) -> web.Response:
     """Queued tasks using it are cancelled and deleted, finished ones deleted, running
     ones cancelled; ``deleted_tasks`` counts the deleted ones."""
     app = request.app
     file_id = request.match_info["file_id"]
     structure_index(app).get(file_id)  # 404 before any work
-    data = await asyncio.to_thread(delete_structure, app[SPOOL_KEY], structure_index(app),
-                                   file_id, app[MIRROR_KEY])
+    data = await asyncio.to_thread(
+        delete_structure, app[SPOOL_KEY], structure_index(app), file_id, app[MIRROR_KEY]
+    )
     return ok(request, data, message="Structure deleted")
 
 

@@ -41,8 +41,15 @@ from spool.store import Spool
 DIRECT_BACKEND_KEY = web.AppKey("direct_device_backend", dict)
 ALERT_ENGINE = "not running on this spool"
 _SECRET_KEY = re.compile(r"secret|password|passwd|token|api_?key|credential|dsn", re.I)
-_DEVICE_FIELDS = ("memory_total_mb", "memory_used_mb", "memory_free_mb",
-                  "utilization_percent", "temperature_c", "available", "error")
+_DEVICE_FIELDS = (
+    "memory_total_mb",
+    "memory_used_mb",
+    "memory_free_mb",
+    "utilization_percent",
+    "temperature_c",
+    "available",
+    "error",
+)
 
 
 def server_version() -> str:
@@ -75,15 +82,21 @@ def health_info(app: web.Application) -> dict[str, Any]:
     daemon = daemon_status(spool.root, stale_after=_stale_after(config))
     try:
         usage = shutil.disk_usage(spool.root)
-        disk: dict[str, Any] = {"free_gb": round(usage.free / 1e9, 2),
-                                "total_gb": round(usage.total / 1e9, 2)}
+        disk: dict[str, Any] = {
+            "free_gb": round(usage.free / 1e9, 2),
+            "total_gb": round(usage.total / 1e9, 2),
+        }
     except OSError:
         disk = {"free_gb": None, "total_gb": None}
-    status = "healthy" if writable and daemon["responsive"] else (
-        "degraded" if writable else "unhealthy")
+    status = (
+        "healthy"
+        if writable and daemon["responsive"]
+        else ("degraded" if writable else "unhealthy")
+    )
     started = app[STARTED_KEY]
     return {
-        "status": status, "version": server_version(),
+        "status": status,
+        "version": server_version(),
         "started_at": iso_from_ms(started * 1000),
         "uptime_seconds": round(time.time() - started, 3),
         "daemon": daemon,
@@ -97,11 +110,18 @@ def readiness(app: web.Application) -> dict[str, Any]:
     spool, config = app[SPOOL_KEY], app[CONFIG_KEY]
     writable, why = spool_writable(spool)
     daemon = daemon_status(spool.root, stale_after=_stale_after(config))
-    checks = {"spool_writable": writable, "daemon_running": daemon["alive"],
-              "daemon_responsive": daemon["responsive"]}
+    checks = {
+        "spool_writable": writable,
+        "daemon_running": daemon["alive"],
+        "daemon_responsive": daemon["responsive"],
+    }
     ready = writable and daemon["responsive"]
-    return {"status": "ready" if ready else "not ready", "ready": ready, "checks": checks,
-            "spool_error": why}
+    return {
+        "status": "ready" if ready else "not ready",
+        "ready": ready,
+        "checks": checks,
+        "spool_error": why,
+    }
 
 
 def _direct_backend(app: web.Application) -> Any:
@@ -113,7 +133,8 @@ def _direct_backend(app: web.Application) -> Any:
         try:
             holder["backend"] = parse_slots(
                 app[CONFIG_KEY].slots,
-                state_file=app[SPOOL_KEY].paths.state_dir / "simulated-devices.json")
+                state_file=app[SPOOL_KEY].paths.state_dir / "simulated-devices.json",
+            )
             holder["error"] = None
         except MofsimError as exc:
             holder["backend"], holder["error"] = None, exc.message
@@ -136,35 +157,62 @@ def gpu_inventory(app: web.Application) -> dict[str, Any]:
         items = []
         for s in snap["slots"]:
             dev = s.get("device_status") or {}
-            items.append({
-                "slot_id": s.get("slot_id"), "kind": s.get("kind"), "index": s.get("index"),
-                "name": s.get("name"), "device": s.get("device"), "state": s.get("state"),
-                **{k: dev.get(k) for k in _DEVICE_FIELDS},
-                "loaded_models": s.get("loaded_models") or [],
-                "current_task": s.get("current_task"), "executor": s.get("executor"),
-            })
-        return {"source": "daemon", "daemon_running": True,
-                "snapshot_age_seconds": daemon["snapshot_age_seconds"],
-                "count": len(items), "gpus": items}
+            items.append(
+                {
+                    "slot_id": s.get("slot_id"),
+                    "kind": s.get("kind"),
+                    "index": s.get("index"),
+                    "name": s.get("name"),
+                    "device": s.get("device"),
+                    "state": s.get("state"),
+                    **{k: dev.get(k) for k in _DEVICE_FIELDS},
+                    "loaded_models": s.get("loaded_models") or [],
+                    "current_task": s.get("current_task"),
+                    "executor": s.get("executor"),
+                }
+            )
+        return {
+            "source": "daemon",
+            "daemon_running": True,
+            "snapshot_age_seconds": daemon["snapshot_age_seconds"],
+            "count": len(items),
+            "gpus": items,
+        }
     backend = _direct_backend(app)
     if backend is None:
-        return {"source": "direct", "daemon_running": daemon["alive"], "count": 0, "gpus": [],
-                "error": app[DIRECT_BACKEND_KEY].get("error")}
+        return {
+            "source": "direct",
+            "daemon_running": daemon["alive"],
+            "count": 0,
+            "gpus": [],
+            "error": app[DIRECT_BACKEND_KEY].get("error"),
+        }
     from mofsimd.slot_state import slot_device
 
     status = {d.slot_id: d.to_dict() for d in backend.status()}
     items = []
     for slot in backend.slots():
         dev = status.get(slot.slot_id, {})
-        items.append({
-            "slot_id": slot.slot_id, "kind": slot.kind, "index": slot.index,
-            "name": slot.name, "device": slot_device(slot.kind, slot.index),
-            "state": "no executor", **{k: dev.get(k) for k in _DEVICE_FIELDS},
-            "loaded_models": [], "current_task": None, "executor": None,
-        })
-    return {"source": "direct", "daemon_running": daemon["alive"], "count": len(items),
-            "gpus": items}
-
+        items.append(
+            {
+                "slot_id": slot.slot_id,
+                "kind": slot.kind,
+                "index": slot.index,
+                "name": slot.name,
+                "device": slot_device(slot.kind, slot.index),
+                "state": "no executor",
+                **{k: dev.get(k) for k in _DEVICE_FIELDS},
+                "loaded_models": [],
+                "current_task": None,
+                "executor": None,
+            }
+        )
+    return {
+        "source": "direct",
+        "daemon_running": daemon["alive"],
+        "count": len(items),
+        "gpus": items,
+    }
 
 
 def queue_stats(app: web.Application) -> dict[str, Any]:
@@ -184,8 +232,10 @@ def queue_stats(app: web.Application) -> dict[str, Any]:
 def mask_secrets(value: Any) -> Any:
     """Dict values under secret-looking keys replaced by ``***``, at any depth."""
     if isinstance(value, dict):
-        return {k: ("***" if _SECRET_KEY.search(str(k)) and v not in (None, "") else
-                    mask_secrets(v)) for k, v in value.items()}
+        return {
+            k: ("***" if _SECRET_KEY.search(str(k)) and v not in (None, "") else mask_secrets(v))
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [mask_secrets(v) for v in value]
     return value
@@ -198,10 +248,15 @@ def system_config(app: web.Application) -> dict[str, Any]:
     data["extra"] = mask_secrets(data.get("extra") or {})
     from mofsim_http.models_api import model_upload_limit, validation_timeout
 
-    return {"config": data, "effective": {
-        "spool": str(config.spool_path), "max_upload_bytes": config_upload_limit(config),
-        "max_model_upload_bytes": model_upload_limit(config),
-        "model_validation_timeout_s": validation_timeout(config)}}
+    return {
+        "config": data,
+        "effective": {
+            "spool": str(config.spool_path),
+            "max_upload_bytes": config_upload_limit(config),
+            "max_model_upload_bytes": model_upload_limit(config),
+            "model_validation_timeout_s": validation_timeout(config),
+        },
+    }
 
 
 def alerts_dir(spool: Spool) -> Path:
@@ -230,15 +285,18 @@ def alerts(app: web.Application, kind: str, limit: int = 100) -> dict[str, Any]:
         try:
             rules = load_rules(alert_rules_file(app[CONFIG_KEY]))
         except (OSError, ValueError) as exc:
-            return {kind: [], "total": 0, "engine": "running",
-                    "error": f"alert rules unreadable: {exc}"}
+            return {
+                kind: [],
+                "total": 0,
+                "engine": "running",
+                "error": f"alert rules unreadable: {exc}",
+            }
         items = [asdict(r) for r in rules.values()]
     elif kind == "active":
         items = read_active(directory)
     else:
         items = read_history(directory, limit=limit)
     return {kind: items, "total": len(items), "engine": "running"}
-
 
 
 # --- handlers --------------------------------------------------------------------------------
@@ -249,14 +307,22 @@ def _health_response(request: web.Request, data: dict[str, Any]) -> web.Response
     if is_mira(request):
         return ok(request, data, status=code)
     # The envelope plus MIRA's top-level status and version, for clients of either seed.
-    body = {"success": code == 200, "code": code, "message": data["status"], "data": data,
-            "timestamp": iso_now(), "request_id": request_id_of(request),
-            "status": data["status"], "version": data["version"]}
+    body = {
+        "success": code == 200,
+        "code": code,
+        "message": data["status"],
+        "data": data,
+        "timestamp": iso_now(),
+        "request_id": request_id_of(request),
+        "status": data["status"],
+        "version": data["version"],
+    }
     return web.Response(text=json.dumps(body), status=code, content_type="application/json")
 
 
-@describe(summary="Service health", tags=["system"], public=True,
-          responses={503: "spool not writable"})
+@describe(
+    summary="Service health", tags=["system"], public=True, responses={503: "spool not writable"}
+)
 async def health(request: web.Request) -> web.Response:
     """``healthy``, ``degraded`` (no daemon running) or ``unhealthy``; version, uptime,
     daemon liveness, free disk space."""
@@ -269,8 +335,7 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-@describe(summary="Readiness probe", tags=["system"], public=True,
-          responses={503: "not ready"})
+@describe(summary="Readiness probe", tags=["system"], public=True, responses={503: "not ready"})
 async def readyz(request: web.Request) -> web.Response:
     """200 when the spool is writable and a daemon is running on it, else 503."""
     data = readiness(request.app)
@@ -301,8 +366,10 @@ async def config(request: web.Request) -> web.Response:
 
 
 def _alerts_handler(kind: str) -> Any:
-    limit_query = {"type": "object", "properties": {
-        "limit": {"type": "integer", "minimum": 1, "maximum": 10000}}}
+    limit_query = {
+        "type": "object",
+        "properties": {"limit": {"type": "integer", "minimum": 1, "maximum": 10000}},
+    }
     query = limit_query if kind == "history" else None
 
     @describe(summary=f"Alerts: {kind}", tags=["alerts"], query=query)

@@ -28,21 +28,36 @@ from spool.errors import ValidationError
 from spool.events import LEVEL_RANK
 
 POLL_S = 0.25
-QUERY = {"type": "object", "properties": {
-    "level": {"type": "string", "enum": list(LEVEL_RANK)},
-    "tail": {"type": "integer", "minimum": 0, "maximum": 10000}}}
+QUERY = {
+    "type": "object",
+    "properties": {
+        "level": {"type": "string", "enum": list(LEVEL_RANK)},
+        "tail": {"type": "integer", "minimum": 0, "maximum": 10000},
+    },
+}
 MAX_LINES = 10000
-DAY_QUERY = {"type": "object", "properties": {
-    "date": {"type": "string", "format": "date",
-             "description": "The day (UTC), YYYY-MM-DD; default today"},
-    "kind": {"type": "string", "enum": ["system", "access", "audit"], "default": "system"},
-    "level": {"type": "string", "enum": list(LEVEL_RANK)},
-    "offset": {"type": "integer", "minimum": 0, "default": 0},
-    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LINES, "default": 1000}}}
+DAY_QUERY = {
+    "type": "object",
+    "properties": {
+        "date": {
+            "type": "string",
+            "format": "date",
+            "description": "The day (UTC), YYYY-MM-DD; default today",
+        },
+        "kind": {"type": "string", "enum": ["system", "access", "audit"], "default": "system"},
+        "level": {"type": "string", "enum": list(LEVEL_RANK)},
+        "offset": {"type": "integer", "minimum": 0, "default": 0},
+        "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LINES, "default": 1000},
+    },
+}
 
 
-@describe(summary="One day of a log file (system, access or audit), archives included",
-          tags=["system"], admin=True, query=DAY_QUERY)
+@describe(
+    summary="One day of a log file (system, access or audit), archives included",
+    tags=["system"],
+    admin=True,
+    query=DAY_QUERY,
+)
 async def day_log(request: web.Request) -> web.Response:
     from mofsimd.logs import KINDS, read_day
 
@@ -63,8 +78,16 @@ async def day_log(request: web.Request) -> web.Response:
     floor = LEVEL_RANK[level]
     if floor > LEVEL_RANK["DEBUG"]:
         records = [r for r in records if LEVEL_RANK.get(str(r.get("level")), 1) >= floor]
-    return ok(request, {"date": day.isoformat(), "kind": kind, "total": len(records),
-                        "offset": offset, "items": records[offset:offset + limit]})
+    return ok(
+        request,
+        {
+            "date": day.isoformat(),
+            "kind": kind,
+            "total": len(records),
+            "offset": offset,
+            "items": records[offset : offset + limit],
+        },
+    )
 
 
 def _file(log_dir: Path, day: date) -> Path:
@@ -78,12 +101,12 @@ def _resume(raw: str | None) -> tuple[date, int] | None:
     try:
         return date.fromisoformat(day_text), int(offset)
     except ValueError as exc:
-        raise ValidationError("Last-Event-ID must be <date>:<offset>",
-                              field="Last-Event-ID") from exc
+        raise ValidationError(
+            "Last-Event-ID must be <date>:<offset>", field="Last-Event-ID"
+        ) from exc
 
 
-@describe(summary="Stream the system log (SSE)", tags=["system"], admin=True, sse=True,
-          query=QUERY)
+@describe(summary="Stream the system log (SSE)", tags=["system"], admin=True, sse=True, query=QUERY)
 async def stream(request: web.Request) -> web.StreamResponse:
     level = (request.query.get("level") or "DEBUG").upper()
     if level not in LEVEL_RANK:
@@ -102,10 +125,14 @@ async def stream(request: web.Request) -> web.StreamResponse:
     else:
         day = today
         events = _read_new(_file(log_dir, day), 0)
-        offset = events[-tail][0] if 0 < tail <= len(events) else (
-            0 if tail else _size(_file(log_dir, day)))
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                           "Cache-Control": "no-cache"})
+        offset = (
+            events[-tail][0]
+            if 0 < tail <= len(events)
+            else (0 if tail else _size(_file(log_dir, day)))
+        )
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
     await response.prepare(request)
     shutdown = request.app[SHUTDOWN_KEY]
     heartbeat = request.app[CONFIG_KEY].sse_heartbeat_s
@@ -122,7 +149,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
             if LEVEL_RANK.get(str(data.get("level")), 1) >= floor:
                 text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
                 await response.write(
-                    f"event: log\nid: {day.isoformat()}:{start}\ndata: {text}\n\n".encode())
+                    f"event: log\nid: {day.isoformat()}:{start}\ndata: {text}\n\n".encode()
+                )
                 sent = True
         now_day = datetime.now(UTC).date()
         if now_day != day and _size(path) <= offset:

@@ -77,18 +77,29 @@ def queued_record(job: Job) -> dict[str, Any]:
     from spool.store import structure_label, structure_ref_for_record
 
     return {
-        "task_id": job.task_id, "task_type": job.task_type, "model": job.model,
-        "status": "QUEUED", "priority": priority_name(job.priority),
-        "created_at": iso_from_ms(job.created_at), "started_at": None, "completed_at": None,
-        "slot": None, "gpu_id": None, "attempts": job.attempts, "progress": None,
-        "progress_detail": None, "structure_name": structure_label(job.structure),
-        "error": None, "result": None, "parameters": job.parameters, "options": job.options,
+        "task_id": job.task_id,
+        "task_type": job.task_type,
+        "model": job.model,
+        "status": "QUEUED",
+        "priority": priority_name(job.priority),
+        "created_at": iso_from_ms(job.created_at),
+        "started_at": None,
+        "completed_at": None,
+        "slot": None,
+        "gpu_id": None,
+        "attempts": job.attempts,
+        "progress": None,
+        "progress_detail": None,
+        "structure_name": structure_label(job.structure),
+        "error": None,
+        "result": None,
+        "parameters": job.parameters,
+        "options": job.options,
         "structure": structure_ref_for_record(job.structure),
     }
 
 
-def public_record(record: dict[str, Any], queue: Mapping[str, int | None] | None = None
-                  ) -> dict:
+def public_record(record: dict[str, Any], queue: Mapping[str, int | None] | None = None) -> dict:
     """A task record as clients see it: no webhook secret, no inline result (that is
     ``/result``), the queue position while queued."""
     out = {k: v for k, v in record.items() if k != "result"}
@@ -118,7 +129,6 @@ def failure_of(record: dict[str, Any]) -> MofsimError:
         return error_from_code(code, text)
     detail = f"{text} (error {code})" if isinstance(code, int) else text
     return TaskError(text, detail=detail)
-
 
 
 # --- the mirror -------------------------------------------------------------------------
@@ -173,5 +183,11 @@ def page_args(query: Mapping[str, Any], default_size: int = 20) -> tuple[int, in
 
 
 def pagination(total: int, limit: int, offset: int) -> dict[str, int]:
-    return {"page": offset // limit + 1, "page_size": limit, "total": total,
-            "total_pages": math.ceil(total / limit), "skip": offset, "limit": limit}
+    return {
+        "page": offset // limit + 1,
+        "page_size": limit,
+        "total": total,
+        "total_pages": math.ceil(total / limit),
+        "skip": offset,
+        "limit": limit,
+    }

@@ -38,14 +38,38 @@ from spool.job import Job, normalize_task_type
 from spool.layout import TERMINAL_STATES
 from spool.store import Spool
 
-__all__ = ["MAX_BATCH", "MAX_PAGE", "submit_task", "submit_batch", "get_task", "get_result",
-           "cancel_task", "list_tasks", "task_logs", "normalize_states", "parse_kinds",
-           "page_args", "pagination", "public_record", "queue_positions", "queued_record",
-           "failure_of", "event_item"]
+__all__ = [
+    "MAX_BATCH",
+    "MAX_PAGE",
+    "submit_task",
+    "submit_batch",
+    "get_task",
+    "get_result",
+    "cancel_task",
+    "list_tasks",
+    "task_logs",
+    "normalize_states",
+    "parse_kinds",
+    "page_args",
+    "pagination",
+    "public_record",
+    "queue_positions",
+    "queued_record",
+    "failure_of",
+    "event_item",
+]
 
 MAX_BATCH = 1000
-ALL_STATES = ("PENDING", "QUEUED", "ASSIGNED", "RUNNING", "COMPLETED", "FAILED",
-              "CANCELLED", "TIMEOUT")
+ALL_STATES = (
+    "PENDING",
+    "QUEUED",
+    "ASSIGNED",
+    "RUNNING",
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+)
 _STATE_ALIASES = {"canceled": "CANCELLED", "done": "COMPLETED", "finished": "COMPLETED"}
 EVENT_KINDS = ("log", "status", "progress")
 
@@ -70,8 +94,9 @@ def submit_batch(spool: Spool, mirror: Any, items: Any, task_type: str | None = 
     if not isinstance(items, list) or not items:
         raise ValidationError("tasks must be a non-empty list", field="tasks")
     if len(items) > MAX_BATCH:
-        raise ValidationError(f"a batch holds at most {MAX_BATCH} tasks, got {len(items)}",
-                              field="tasks")
+        raise ValidationError(
+            f"a batch holds at most {MAX_BATCH} tasks, got {len(items)}", field="tasks"
+        )
     jobs: list[tuple[int, Job]] = []
     errors: dict[int, MofsimError] = {}
     for i, item in enumerate(items):
@@ -81,16 +106,20 @@ def submit_batch(spool: Spool, mirror: Any, items: Any, task_type: str | None = 
             errors[i] = exc
             continue
         if any(j.task_id == job.task_id for _, j in jobs):
-            errors[i] = ValidationError(f"task id {job.task_id} appears twice in the batch",
-                                        field="task_id")
+            errors[i] = ValidationError(
+                f"task id {job.task_id} appears twice in the batch", field="task_id"
+            )
             continue
         jobs.append((i, job))
     if not jobs:
         first = min(errors)
         worst = errors[first]
         summary = "; ".join(f"tasks[{i}]: {errors[i].message}" for i in sorted(errors)[:10])
-        raise type(worst)(f"no task in the batch is valid ({len(errors)} rejected); {summary}",
-                          field=f"tasks[{first}].{worst.field or 'body'}", detail=summary)
+        raise type(worst)(
+            f"no task in the batch is valid ({len(errors)} rejected); {summary}",
+            field=f"tasks[{first}].{worst.field or 'body'}",
+            detail=summary,
+        )
     published: dict[int, dict[str, Any]] = {}
     for i, job in jobs:
         try:
@@ -104,15 +133,29 @@ def submit_batch(spool: Spool, mirror: Any, items: Any, task_type: str | None = 
     results: list[dict[str, Any]] = []
     for i in range(len(items)):
         if i in published:
-            results.append({"index": i, "accepted": True,
-                            "task": public_record(published[i], queue)})
+            results.append(
+                {"index": i, "accepted": True, "task": public_record(published[i], queue)}
+            )
         else:
             err = errors[i]
-            results.append({"index": i, "accepted": False, "error": {
-                "code": err.code, "type": type(err).__name__, "message": err.message,
-                "field": f"tasks[{i}].{err.field}" if err.field else f"tasks[{i}]"}})
-    return {"accepted": len(published), "rejected": len(items) - len(published),
-            "task_ids": [published[i]["task_id"] for i in sorted(published)], "items": results}
+            results.append(
+                {
+                    "index": i,
+                    "accepted": False,
+                    "error": {
+                        "code": err.code,
+                        "type": type(err).__name__,
+                        "message": err.message,
+                        "field": f"tasks[{i}].{err.field}" if err.field else f"tasks[{i}]",
+                    },
+                }
+            )
+    return {
+        "accepted": len(published),
+        "rejected": len(items) - len(published),
+        "task_ids": [published[i]["task_id"] for i in sorted(published)],
+        "items": results,
+    }
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -183,8 +226,9 @@ def normalize_states(value: str | list[str] | None) -> list[str] | None:
         text = str(part).strip()
         state = _STATE_ALIASES.get(text.lower(), text.upper())
         if state not in ALL_STATES:
-            raise ValidationError(f"unknown status {text!r}; expected one of "
-                                  f"{', '.join(ALL_STATES)}", field="status")
+            raise ValidationError(
+                f"unknown status {text!r}; expected one of {', '.join(ALL_STATES)}", field="status"
+            )
         out.append(state)
     return out
 
@@ -198,10 +242,17 @@ def _canonical_model(model: str, spool: Spool) -> str:
         return model  # not a model this server knows: nothing matches, which is the answer
 
 
-def list_tasks(spool: Spool, mirror: Any, *, status: str | list[str] | None = None,
-               task_type: str | None = None, model: str | None = None, limit: int = 20,
-               offset: int = 0, order: str = "created_at desc",
-               ) -> tuple[list[dict[str, Any]], int]:
+def list_tasks(
+    spool: Spool,
+    mirror: Any,
+    *,
+    status: str | list[str] | None = None,
+    task_type: str | None = None,
+    model: str | None = None,
+    limit: int = 20,
+    offset: int = 0,
+    order: str = "created_at desc",
+) -> tuple[list[dict[str, Any]], int]:
     """A page of task records (newest first) and the total count matching.
 
     From the mirror when it answers, else by reading the spool.  Rows of tasks not yet
@@ -212,8 +263,14 @@ def list_tasks(spool: Spool, mirror: Any, *, status: str | list[str] | None = No
     rows: list[dict[str, Any]] | None = None
     if mirror is not None:
         try:
-            rows, total = mirror.list_tasks(status=states, task_type=kind, model=model_key,
-                                            limit=limit, offset=offset, order=order)
+            rows, total = mirror.list_tasks(
+                status=states,
+                task_type=kind,
+                model=model_key,
+                limit=limit,
+                offset=offset,
+                order=order,
+            )
         except DatabaseError as exc:
             logger.warning("mirror unavailable, listing from the spool: {}", exc.message)
     if rows is None:
@@ -242,28 +299,44 @@ def list_tasks(spool: Spool, mirror: Any, *, status: str | list[str] | None = No
     return items, total
 
 
-def _list_from_spool(spool: Spool, states: list[str] | None, kind: str | None,
-                     model: str | None, limit: int, offset: int, order: str,
-                     ) -> tuple[list[dict[str, Any]], int]:
+def _list_from_spool(
+    spool: Spool,
+    states: list[str] | None,
+    kind: str | None,
+    model: str | None,
+    limit: int,
+    offset: int,
+    order: str,
+) -> tuple[list[dict[str, Any]], int]:
     from mofsimd.mirror import SORTABLE
 
     parts = order.strip().lower().split()
     if parts and parts[0].startswith("-"):
         parts = [parts[0][1:], "desc"]
-    if not 1 <= len(parts) <= 2 or parts[0] not in SORTABLE or parts[-1] not in (
-            parts[0], "asc", "desc"):
-        raise ValidationError(f"invalid order {order!r}: use one of {', '.join(SORTABLE)}, "
-                              "then asc or desc", field="order")
-    records = [r for r in spool.records()
-               if (states is None or r["status"] in states)
-               and (kind is None or r["task_type"] == kind)
-               and (model is None or r["model"] == model)]
+    if (
+        not 1 <= len(parts) <= 2
+        or parts[0] not in SORTABLE
+        or parts[-1] not in (parts[0], "asc", "desc")
+    ):
+        raise ValidationError(
+            f"invalid order {order!r}: use one of {', '.join(SORTABLE)}, then asc or desc",
+            field="order",
+        )
+    records = [
+        r
+        for r in spool.records()
+        if (states is None or r["status"] in states)
+        and (kind is None or r["task_type"] == kind)
+        and (model is None or r["model"] == model)
+    ]
     key = parts[0]
-    present = sorted((r for r in records if r.get(key) is not None),
-                     key=lambda r: (str(r[key]) if key != "progress" else r[key], r["task_id"]),
-                     reverse=len(parts) == 2 and parts[1] == "desc")
+    present = sorted(
+        (r for r in records if r.get(key) is not None),
+        key=lambda r: (str(r[key]) if key != "progress" else r[key], r["task_id"]),
+        reverse=len(parts) == 2 and parts[1] == "desc",
+    )
     ordered = present + [r for r in records if r.get(key) is None]
-    return ordered[offset:offset + limit], len(records)
+    return ordered[offset : offset + limit], len(records)
 
 
 # --- log history ----------------------------------------------------------------------------
@@ -275,8 +348,10 @@ def parse_kinds(value: str | None) -> tuple[str, ...] | None:
     kinds = tuple(k.strip() for k in value.split(",") if k.strip())
     bad = [k for k in kinds if k not in EVENT_KINDS]
     if bad:
-        raise ValidationError(f"unknown event type(s) {', '.join(bad)}; expected "
-                              f"{', '.join(EVENT_KINDS)}", field="types")
+        raise ValidationError(
+            f"unknown event type(s) {', '.join(bad)}; expected {', '.join(EVENT_KINDS)}",
+            field="types",
+        )
     return kinds
 
 
@@ -286,29 +361,47 @@ def event_item(ev: Event) -> dict[str, Any]:
     return {"id": ev.offset, **ev.data}
 
 
-def task_logs(spool: Spool, task_id: str, *, level: str | None = None, limit: int = 100,
-              offset: int = 0, since: str | None = None,
-              kinds: tuple[str, ...] | None = None) -> dict[str, Any]:
+def task_logs(
+    spool: Spool,
+    task_id: str,
+    *,
+    level: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    since: str | None = None,
+    kinds: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
     """A task's events, oldest first.  ``level`` is a minimum; ``since`` an event id
     (events after it) or an ISO time (events later than it)."""
     if spool.locate(task_id) is None:
         raise TaskNotFound(f"task {task_id} not found")
-    if level is not None and level.upper() not in ("DEBUG", "INFO", "WARNING", "WARN",
-                                                   "ERROR", "CRITICAL"):
+    if level is not None and level.upper() not in (
+        "DEBUG",
+        "INFO",
+        "WARNING",
+        "WARN",
+        "ERROR",
+        "CRITICAL",
+    ):
         raise ValidationError(f"unknown log level {level!r}", field="level")
     floor = "WARNING" if level and level.upper() == "WARN" else level
     after_id, after_ms = _since(since)
-    events = filter_events(read_events(spool.paths.events_file(task_id),
-                                       after_id if after_id is not None else 0),
-                           level=floor, kinds=kinds)
+    events = filter_events(
+        read_events(spool.paths.events_file(task_id), after_id if after_id is not None else 0),
+        level=floor,
+        kinds=kinds,
+    )
     if after_id is not None:
         events = [e for e in events if e.offset > after_id]
     if after_ms is not None:
         events = [e for e in events if _event_ms(e) > after_ms]
-    page = events[offset:offset + limit]
-    return {"task_id": task_id, "items": [event_item(e) for e in page],
-            "pagination": pagination(len(events), limit, offset),
-            "last_id": page[-1].offset if page else after_id}
+    page = events[offset : offset + limit]
+    return {
+        "task_id": task_id,
+        "items": [event_item(e) for e in page],
+        "pagination": pagination(len(events), limit, offset),
+        "last_id": page[-1].offset if page else after_id,
+    }
 
 
 def _since(since: str | None) -> tuple[int | None, int | None]:
@@ -319,8 +412,9 @@ def _since(since: str | None) -> tuple[int | None, int | None]:
     try:
         return None, ms_from_iso(since)
     except ValueError:
-        raise ValidationError("since must be an event id or an ISO-8601 time",
-                              field="since") from None
+        raise ValidationError(
+            "since must be an event id or an ISO-8601 time", field="since"
+        ) from None
 
 
 def _event_ms(ev: Event) -> int:

@@ -28,37 +28,50 @@ PREFIX = "/api/v1/tasks"
 # The spec's six endpoints, plus the shorter name the API also answers to.
 SUBMIT_ROUTES = {**{t: t for t in TASK_TYPES}, "single-point": "single-point-energy"}
 
-_SUBMIT_ERRORS = {400: "a field is invalid (its name is in error.field)",
-                  404: "model or structure not found", 409: "model unavailable",
-                  413: "body too large", 415: "unsupported structure format",
-                  422: "structure unparsable or unphysical"}
+_SUBMIT_ERRORS = {
+    400: "a field is invalid (its name is in error.field)",
+    404: "model or structure not found",
+    409: "model unavailable",
+    413: "body too large",
+    415: "unsupported structure format",
+    422: "structure unparsable or unphysical",
+}
 _ID_ERRORS = {404: "no such task"}
 
 OPTIONS_SCHEMA: dict[str, Any] = {
-    "type": "object", "additionalProperties": False,
+    "type": "object",
+    "additionalProperties": False,
     "properties": {
-        "priority": {"description": "CRITICAL, HIGH, NORMAL (default) or LOW; or 0-3",
-                     "oneOf": [{"type": "string"}, {"type": "integer", "minimum": 0,
-                                                    "maximum": 3}]},
+        "priority": {
+            "description": "CRITICAL, HIGH, NORMAL (default) or LOW; or 0-3",
+            "oneOf": [{"type": "string"}, {"type": "integer", "minimum": 0, "maximum": 3}],
+        },
         "timeout": {"type": "number", "exclusiveMinimum": 0, "description": "seconds"},
         "notify_url": {"type": "string", "format": "uri"},
-        "notify_events": {"type": "array", "items": {"type": "string",
-                                                     "enum": list(NOTIFY_EVENTS)}},
+        "notify_events": {
+            "type": "array",
+            "items": {"type": "string", "enum": list(NOTIFY_EVENTS)},
+        },
         "notify_secret": {"type": "string", "maxLength": 512},
         "retry_times": {"type": "integer", "minimum": 0, "maximum": 20},
         "retry_interval_seconds": {"type": "number", "minimum": 0, "maximum": 86400},
-        "name": {"type": "string"}, "description": {"type": "string"},
+        "name": {"type": "string"},
+        "description": {"type": "string"},
         "tags": {"type": "array", "items": {"type": "string"}},
     },
 }
 TASK_RECORD_SCHEMA: dict[str, Any] = {
-    "type": "object", "required": ["task_id", "task_type", "model", "status", "priority"],
+    "type": "object",
+    "required": ["task_id", "task_type", "model", "status", "priority"],
     "properties": {
-        "task_id": {"type": "string"}, "task_type": {"type": "string"},
-        "model": {"type": "string"}, "status": {"$ref": "#/components/schemas/TaskState"},
+        "task_id": {"type": "string"},
+        "task_type": {"type": "string"},
+        "model": {"type": "string"},
+        "status": {"$ref": "#/components/schemas/TaskState"},
         "priority": {"type": "string"},
         "queue_position": {"type": ["integer", "null"]},
-        "created_at": {"type": ["string", "null"]}, "started_at": {"type": ["string", "null"]},
+        "created_at": {"type": ["string", "null"]},
+        "started_at": {"type": ["string", "null"]},
         "completed_at": {"type": ["string", "null"]},
         "progress": {"type": ["number", "null"]},
     },
@@ -73,15 +86,21 @@ _PAGE_QUERY: dict[str, Any] = {
 
 def submit_body_schema(task_type: str | None) -> dict[str, Any]:
     parameters: dict[str, Any] = (
-        {"$ref": f"#/components/schemas/Parameters-{task_type}"} if task_type
-        else {"type": "object", "description": "the task type's parameters"})
+        {"$ref": f"#/components/schemas/Parameters-{task_type}"}
+        if task_type
+        else {"type": "object", "description": "the task type's parameters"}
+    )
     schema: dict[str, Any] = {
         "type": "object",
         "description": "The spec's submission (5.2). MIRA's flat shape is accepted too: "
-                       "structure_id, model_key and the parameters at the top level.",
+        "structure_id, model_key and the parameters at the top level.",
         "properties": {
-            "task_type": {"type": "string", "description": "optional; must match the path"
-                          if task_type else "one of the task types"},
+            "task_type": {
+                "type": "string",
+                "description": "optional; must match the path"
+                if task_type
+                else "one of the task types",
+            },
             "model": {"type": "string", "description": "a model key (GET /api/v1/models)"},
             "model_key": {"type": "string", "description": "MIRA's name for model"},
             "structure": {"$ref": "#/components/schemas/StructureRef"},
@@ -113,9 +132,12 @@ def _services(request: web.Request) -> tuple[Any, Any]:
 
 
 def submit_handler(task_type: str | None) -> Any:
-    @describe(summary=f"Submit a {task_type} task" if task_type else "Submit a task",
-              tags=["tasks"], body=submit_body_schema(task_type),
-              responses={202: "queued: the task record", **_SUBMIT_ERRORS})
+    @describe(
+        summary=f"Submit a {task_type} task" if task_type else "Submit a task",
+        tags=["tasks"],
+        body=submit_body_schema(task_type),
+        responses={202: "queued: the task record", **_SUBMIT_ERRORS},
+    )
     @returns(schema=TASK_RECORD_SCHEMA, status=202)
     async def submit(request: web.Request) -> web.Response:
         """Validated field by field (task type, model, parameters, options, structure)
@@ -129,12 +151,27 @@ def submit_handler(task_type: str | None) -> Any:
     return submit
 
 
-@describe(summary="Submit up to 1000 tasks", tags=["tasks"], body={
-    "type": "object", "required": ["tasks"],
-    "properties": {"tasks": {"type": "array", "minItems": 1, "maxItems": svc.MAX_BATCH,
-                             "items": submit_body_schema(None)}}},
-    responses={202: "the valid tasks were queued; a report per item",
-               400: "the list is malformed, or no item is valid", 413: "body too large"})
+@describe(
+    summary="Submit up to 1000 tasks",
+    tags=["tasks"],
+    body={
+        "type": "object",
+        "required": ["tasks"],
+        "properties": {
+            "tasks": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": svc.MAX_BATCH,
+                "items": submit_body_schema(None),
+            }
+        },
+    },
+    responses={
+        202: "the valid tasks were queued; a report per item",
+        400: "the list is malformed, or no item is valid",
+        413: "body too large",
+    },
+)
 async def submit_batch(request: web.Request) -> web.Response:
     """Every item is validated before any is queued; the valid ones are queued and the
     answer says, per item, its task or why it was refused (a bare JSON list is accepted
@@ -145,30 +182,52 @@ async def submit_batch(request: web.Request) -> web.Response:
         raise ValidationError("tasks is required: a list of submissions", field="tasks")
     spool, mirror = _services(request)
     report = await asyncio.to_thread(svc.submit_batch, spool, mirror, items)
-    message = (f"{report['accepted']} task(s) queued, {report['rejected']} rejected"
-               if report["rejected"] else f"{report['accepted']} task(s) queued")
+    message = (
+        f"{report['accepted']} task(s) queued, {report['rejected']} rejected"
+        if report["rejected"]
+        else f"{report['accepted']} task(s) queued"
+    )
     return ok(request, report, status=202, message=message)
 
 
-@describe(summary="List tasks", tags=["tasks"], query={"type": "object", "properties": {
-    "status": {"type": "string", "description": "a state or a comma-separated list"},
-    "task_type": {"type": "string"}, "model": {"type": "string"},
-    "order": {"type": "string", "description": "e.g. created_at desc (default)"},
-    **_PAGE_QUERY}}, responses={200: "data: {items, pagination}", 400: "invalid filter"})
+@describe(
+    summary="List tasks",
+    tags=["tasks"],
+    query={
+        "type": "object",
+        "properties": {
+            "status": {"type": "string", "description": "a state or a comma-separated list"},
+            "task_type": {"type": "string"},
+            "model": {"type": "string"},
+            "order": {"type": "string", "description": "e.g. created_at desc (default)"},
+            **_PAGE_QUERY,
+        },
+    },
+    responses={200: "data: {items, pagination}", 400: "invalid filter"},
+)
 async def list_tasks(request: web.Request) -> web.Response:
     """Newest first; pages with ``page``/``page_size`` or ``skip``/``limit``."""
     q = request.query
     limit, offset = svc.page_args(q)
     spool, mirror = _services(request)
     items, total = await quick(
-        request, svc.list_tasks, spool, mirror, status=q.get("status"),
-        task_type=q.get("task_type"), model=q.get("model"), limit=limit, offset=offset,
-        order=q.get("order") or "created_at desc")
+        request,
+        svc.list_tasks,
+        spool,
+        mirror,
+        status=q.get("status"),
+        task_type=q.get("task_type"),
+        model=q.get("model"),
+        limit=limit,
+        offset=offset,
+        order=q.get("order") or "created_at desc",
+    )
     return ok(request, {"items": items, "pagination": svc.pagination(total, limit, offset)})
 
 
-@describe(summary="A task's state", tags=["tasks"], responses={200: "the task record",
-                                                                **_ID_ERRORS})
+@describe(
+    summary="A task's state", tags=["tasks"], responses={200: "the task record", **_ID_ERRORS}
+)
 @returns(schema=TASK_RECORD_SCHEMA)
 async def get_task(request: web.Request) -> web.Response:
     spool, _ = _services(request)
@@ -176,59 +235,92 @@ async def get_task(request: web.Request) -> web.Response:
     return ok(request, record)
 
 
-@describe(summary="A completed task's result", tags=["tasks"], responses={
-    200: "the result (spec 5.3)", 404: "no such task",
-    409: "not finished (50003), failed (50001), timed out (50002) or cancelled (50004)"})
+@describe(
+    summary="A completed task's result",
+    tags=["tasks"],
+    responses={
+        200: "the result (spec 5.3)",
+        404: "no such task",
+        409: "not finished (50003), failed (50001), timed out (50002) or cancelled (50004)",
+    },
+)
 async def get_result(request: web.Request) -> web.Response:
     spool, _ = _services(request)
     result = await quick(request, svc.get_result, spool, request.match_info["task_id"])
     return ok(request, result)
 
 
-@describe(summary="Cancel a task", tags=["tasks"], responses={
-    200: "CANCELLED (was queued) or CANCELLING (stops at its next step)", 404: "no such task",
-    409: "the task already finished (50005)"})
+@describe(
+    summary="Cancel a task",
+    tags=["tasks"],
+    responses={
+        200: "CANCELLED (was queued) or CANCELLING (stops at its next step)",
+        404: "no such task",
+        409: "the task already finished (50005)",
+    },
+)
 async def cancel_task(request: web.Request) -> web.Response:
     """Queued tasks are cancelled at once; running ones stop at their next step and are
     killed if they do not within the daemon's grace period."""
     spool, mirror = _services(request)
-    data = await quick(request, svc.cancel_task, spool, mirror,
-                       request.match_info["task_id"])
+    data = await quick(request, svc.cancel_task, spool, mirror, request.match_info["task_id"])
     return ok(request, data, message=data["message"])
 
 
 _LOG_QUERY: dict[str, Any] = {
-    "level": {"type": "string", "enum": ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
-              "description": "minimum level"},
+    "level": {
+        "type": "string",
+        "enum": ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        "description": "minimum level",
+    },
     "types": {"type": "string", "description": "comma-separated: log, status, progress"},
 }
 
 
-@describe(summary="A task's log history (SSE with Accept: text/event-stream)", tags=["tasks"],
-          query={"type": "object", "properties": {
-              **_LOG_QUERY, "limit": {"type": "integer", "minimum": 1, "maximum": svc.MAX_PAGE},
-              "offset": {"type": "integer", "minimum": 0},
-              "since": {"type": "string", "description": "an event id or an ISO-8601 time"}}},
-          responses={200: "data: {items, pagination, last_id}", **_ID_ERRORS})
+@describe(
+    summary="A task's log history (SSE with Accept: text/event-stream)",
+    tags=["tasks"],
+    query={
+        "type": "object",
+        "properties": {
+            **_LOG_QUERY,
+            "limit": {"type": "integer", "minimum": 1, "maximum": svc.MAX_PAGE},
+            "offset": {"type": "integer", "minimum": 0},
+            "since": {"type": "string", "description": "an event id or an ISO-8601 time"},
+        },
+    },
+    responses={200: "data: {items, pagination, last_id}", **_ID_ERRORS},
+)
 async def task_logs(request: web.Request) -> web.StreamResponse:
     """Each item is the spec's 6.3 log record plus ``event`` (log, status, progress) and
     ``id``, the id SSE streams use."""
     if sse.wants_sse(request):
         return await _stream(request)
     q = request.query
-    limit, offset = svc.page_args({"limit": q.get("limit", ""), "offset": q.get("offset", "")},
-                                  default_size=100)
+    limit, offset = svc.page_args(
+        {"limit": q.get("limit", ""), "offset": q.get("offset", "")}, default_size=100
+    )
     spool, _ = _services(request)
     data = await asyncio.to_thread(
-        svc.task_logs, spool, request.match_info["task_id"], level=q.get("level"),
-        limit=limit, offset=offset, since=q.get("since"), kinds=svc.parse_kinds(q.get("types")))
+        svc.task_logs,
+        spool,
+        request.match_info["task_id"],
+        level=q.get("level"),
+        limit=limit,
+        offset=offset,
+        since=q.get("since"),
+        kinds=svc.parse_kinds(q.get("types")),
+    )
     return ok(request, data)
 
 
-@describe(summary="A task's events, live (SSE)", tags=["tasks"], sse=True,
-          query={"type": "object", "properties": _LOG_QUERY},
-          responses={200: "text/event-stream: log, status, progress, then end",
-                     **_ID_ERRORS})
+@describe(
+    summary="A task's events, live (SSE)",
+    tags=["tasks"],
+    sse=True,
+    query={"type": "object", "properties": _LOG_QUERY},
+    responses={200: "text/event-stream: log, status, progress, then end", **_ID_ERRORS},
+)
 async def task_events(request: web.Request) -> web.StreamResponse:
     """``event:`` log/status/progress, ``id:`` resumable with ``Last-Event-ID``; a
     comment heartbeat while idle; a final ``end`` event once the task is finished."""
@@ -238,14 +330,17 @@ async def task_events(request: web.Request) -> web.StreamResponse:
 async def _stream(request: web.Request) -> web.StreamResponse:
     q = request.query
     level = q.get("level")
-    if level is not None and level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR",
-                                                   "CRITICAL"):
+    if level is not None and level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ValidationError(f"unknown log level {level!r}", field="level")
     return await sse.stream_task(
-        request, request.app[SPOOL_KEY], request.match_info["task_id"],
+        request,
+        request.app[SPOOL_KEY],
+        request.match_info["task_id"],
         shutdown=request.app[SHUTDOWN_KEY],
-        heartbeat_s=request.app[CONFIG_KEY].sse_heartbeat_s, level=level,
-        kinds=svc.parse_kinds(q.get("types")))
+        heartbeat_s=request.app[CONFIG_KEY].sse_heartbeat_s,
+        level=level,
+        kinds=svc.parse_kinds(q.get("types")),
+    )
 
 
 def setup(app: web.Application) -> None:

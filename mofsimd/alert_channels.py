@@ -35,8 +35,10 @@ class AlertChannels:
             state = "resolved" if alert.resolved else "firing"
             log = logger.bind(kind="system", logger="alerts", alert=body)
             level = {"CRITICAL": "CRITICAL", "WARNING": "WARNING"}.get(alert.level, "INFO")
-            log.log(level if not alert.resolved else "INFO",
-                    f"alert {state}: [{alert.level}] {alert.message}")
+            log.log(
+                level if not alert.resolved else "INFO",
+                f"alert {state}: [{alert.level}] {alert.message}",
+            )
             if self.file is not None:
                 self.file.parent.mkdir(parents=True, exist_ok=True)
                 append_event(self.file, body)
@@ -61,9 +63,14 @@ class AlertChannels:
             return
         payload: dict[str, Any]
         if aggregated or len(alerts) != 1:
-            payload = {"aggregated": True, "count": len(alerts), "timestamp": iso_now(),
-                       "alerts": alerts}
+            payload = {
+                "aggregated": True,
+                "count": len(alerts),
+                "timestamp": iso_now(),
+                "alerts": alerts,
+            }
         else:
             payload = alerts[0]
-        self.dispatcher.send("alerts", "alert", json.loads(json.dumps(payload, default=str)),
-                             self.webhook)
+        self.dispatcher.send(
+            "alerts", "alert", json.loads(json.dumps(payload, default=str)), self.webhook
+        )

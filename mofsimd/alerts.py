@@ -31,20 +31,33 @@ class Rule:
     enabled: bool = True
 
 
-DEFAULT_RULES: dict[str, Rule] = {r.type: r for r in [
-    Rule("gpu_unavailable", "CRITICAL", None, "GPU lost or driver error"),
-    Rule("gpu_memory_low", "WARNING", 2.0, "free GPU memory below threshold (GB)"),
-    Rule("gpu_temperature_high", "WARNING", 85.0, "GPU temperature above threshold (C)"),
-    Rule("queue_backlog", "WARNING", 100, "queued tasks above threshold"),
-    Rule("model_consecutive_failures", "WARNING", 5,
-         "consecutive failures of one model above threshold"),
-    Rule("disk_space_low", "WARNING", 50.0, "free disk space of the spool below threshold (GB)"),
-    Rule("api_latency_high", "WARNING", 5.0, "API P99 latency above threshold (s)"),
-    Rule("worker_heartbeat_lost", "CRITICAL", 60.0,
-         "an executor has not answered for longer than threshold (s)"),
-    # Beyond spec 7.2: the mirror database being down must not go unnoticed (issue 6).
-    Rule("database_unavailable", "CRITICAL", None, "the mirror database cannot be written"),
-]}
+DEFAULT_RULES: dict[str, Rule] = {
+    r.type: r
+    for r in [
+        Rule("gpu_unavailable", "CRITICAL", None, "GPU lost or driver error"),
+        Rule("gpu_memory_low", "WARNING", 2.0, "free GPU memory below threshold (GB)"),
+        Rule("gpu_temperature_high", "WARNING", 85.0, "GPU temperature above threshold (C)"),
+        Rule("queue_backlog", "WARNING", 100, "queued tasks above threshold"),
+        Rule(
+            "model_consecutive_failures",
+            "WARNING",
+            5,
+            "consecutive failures of one model above threshold",
+        ),
+        Rule(
+            "disk_space_low", "WARNING", 50.0, "free disk space of the spool below threshold (GB)"
+        ),
+        Rule("api_latency_high", "WARNING", 5.0, "API P99 latency above threshold (s)"),
+        Rule(
+            "worker_heartbeat_lost",
+            "CRITICAL",
+            60.0,
+            "an executor has not answered for longer than threshold (s)",
+        ),
+        # Beyond spec 7.2: the mirror database being down must not go unnoticed (issue 6).
+        Rule("database_unavailable", "CRITICAL", None, "the mirror database cannot be written"),
+    ]
+}
 
 
 def load_rules(path: Path | None) -> dict[str, Rule]:
@@ -58,9 +71,13 @@ def load_rules(path: Path | None) -> dict[str, Rule]:
             continue
         base = rules[name]
         level = str(conf.get("level", base.level)).upper()
-        rules[name] = Rule(name, level if level in LEVELS else base.level,
-                           conf.get("threshold", base.threshold), base.description,
-                           bool(conf.get("enabled", True)))
+        rules[name] = Rule(
+            name,
+            level if level in LEVELS else base.level,
+            conf.get("threshold", base.threshold),
+            base.description,
+            bool(conf.get("enabled", True)),
+        )
     return rules
 
 
@@ -105,19 +122,45 @@ def _devices(snap: Snapshot, rule: Rule) -> list[Finding]:
     for d in snap.devices:
         sid = str(d.get("slot_id"))
         if rule.type == "gpu_unavailable" and not d.get("available", True):
-            out.append((sid, f"{sid} unavailable: {d.get('error') or 'device lost'}",
-                        {"gpu_id": sid, "error": d.get("error")}))
+            out.append(
+                (
+                    sid,
+                    f"{sid} unavailable: {d.get('error') or 'device lost'}",
+                    {"gpu_id": sid, "error": d.get("error")},
+                )
+            )
         free = d.get("memory_free_mb")
-        if (rule.type == "gpu_memory_low" and d.get("available", True) and free is not None
-                and d.get("memory_total_mb") and free / 1024 < float(rule.threshold or 0)):
-            out.append((sid, f"{sid} free GPU memory low: {free / 1024:.1f} GB",
-                        {"gpu_id": sid, "available_memory_gb": round(free / 1024, 2),
-                         "total_memory_gb": round(d["memory_total_mb"] / 1024, 2)}))
+        if (
+            rule.type == "gpu_memory_low"
+            and d.get("available", True)
+            and free is not None
+            and d.get("memory_total_mb")
+            and free / 1024 < float(rule.threshold or 0)
+        ):
+            out.append(
+                (
+                    sid,
+                    f"{sid} free GPU memory low: {free / 1024:.1f} GB",
+                    {
+                        "gpu_id": sid,
+                        "available_memory_gb": round(free / 1024, 2),
+                        "total_memory_gb": round(d["memory_total_mb"] / 1024, 2),
+                    },
+                )
+            )
         temp = d.get("temperature_c")
-        if (rule.type == "gpu_temperature_high" and temp is not None
-                and temp > float(rule.threshold or 0)):
-            out.append((sid, f"{sid} temperature high: {temp:.0f} C",
-                        {"gpu_id": sid, "temperature_c": temp}))
+        if (
+            rule.type == "gpu_temperature_high"
+            and temp is not None
+            and temp > float(rule.threshold or 0)
+        ):
+            out.append(
+                (
+                    sid,
+                    f"{sid} temperature high: {temp:.0f} C",
+                    {"gpu_id": sid, "temperature_c": temp},
+                )
+            )
     return out
 
 
@@ -128,21 +171,35 @@ def _findings(snap: Snapshot, rule: Rule) -> list[Finding]:
     if rule.type == "queue_backlog" and snap.queued > t:
         return [("queue", f"{snap.queued} tasks waiting", {"queued": snap.queued})]
     if rule.type == "model_consecutive_failures":
-        return [(m, f"model {m} failed {n} times in a row", {"model": m, "failures": n})
-                for m, n in snap.failure_streaks.items() if n > t]
-    if rule.type == "disk_space_low" and snap.disk_free_gb is not None \
-            and snap.disk_free_gb < t:
-        return [("spool", f"spool disk free space low: {snap.disk_free_gb:.1f} GB",
-                 {"available_gb": round(snap.disk_free_gb, 2)})]
+        return [
+            (m, f"model {m} failed {n} times in a row", {"model": m, "failures": n})
+            for m, n in snap.failure_streaks.items()
+            if n > t
+        ]
+    if rule.type == "disk_space_low" and snap.disk_free_gb is not None and snap.disk_free_gb < t:
+        return [
+            (
+                "spool",
+                f"spool disk free space low: {snap.disk_free_gb:.1f} GB",
+                {"available_gb": round(snap.disk_free_gb, 2)},
+            )
+        ]
     if rule.type == "api_latency_high" and snap.api_p99_s is not None and snap.api_p99_s > t:
-        return [("api", f"API P99 latency {snap.api_p99_s:.2f} s",
-                 {"p99_seconds": snap.api_p99_s})]
+        return [("api", f"API P99 latency {snap.api_p99_s:.2f} s", {"p99_seconds": snap.api_p99_s})]
     if rule.type == "database_unavailable" and snap.database_down:
-        return [("mirror", f"mirror database unavailable: {snap.database_down}",
-                 {"reason": snap.database_down})]
+        return [
+            (
+                "mirror",
+                f"mirror database unavailable: {snap.database_down}",
+                {"reason": snap.database_down},
+            )
+        ]
     if rule.type == "worker_heartbeat_lost":
-        return [(s, f"executor {s} silent for {age:.0f} s", {"slot": s, "age_s": age})
-                for s, age in snap.heartbeat_age_s.items() if age > t]
+        return [
+            (s, f"executor {s} silent for {age:.0f} s", {"slot": s, "age_s": age})
+            for s, age in snap.heartbeat_age_s.items()
+            if age > t
+        ]
     return []
 
 
@@ -163,8 +220,9 @@ class AlertStore:
         os.replace(tmp, self.directory / "active.json")
 
 
-def evaluate(rules: dict[str, Rule], snap: Snapshot, store: AlertStore
-             ) -> tuple[list[Alert], list[Alert]]:
+def evaluate(
+    rules: dict[str, Rule], snap: Snapshot, store: AlertStore
+) -> tuple[list[Alert], list[Alert]]:
     """Fire what is newly true, resolve what no longer is.  Returns (fired, resolved)."""
     seen: set[str] = set()
     fired: list[Alert] = []
@@ -192,9 +250,9 @@ def read_active(directory: Path) -> list[dict[str, Any]]:
     return list(_read_json(directory / "active.json") or [])
 
 
-def read_history(directory: Path, limit: int = 100,
-                 predicate: Callable[[dict[str, Any]], bool] | None = None
-                 ) -> list[dict[str, Any]]:
+def read_history(
+    directory: Path, limit: int = 100, predicate: Callable[[dict[str, Any]], bool] | None = None
+) -> list[dict[str, Any]]:
     items = [ev.data for ev in read_events(directory / "history.jsonl")]
     if predicate:
         items = [i for i in items if predicate(i)]

@@ -18,8 +18,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "",
-             interval: float = 0.05) -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 60.0, what: str = "", interval: float = 0.05
+) -> Any:
     """Poll a condition on the spool, whose files are the interface between processes."""
     deadline = time.monotonic() + timeout
     while True:
@@ -32,8 +33,9 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = ""
 
 
 class BackgroundDaemon:
-    def __init__(self, spool_root: Path, slots: str = "cpu:1", *,
-                 log_file: Path | None = None, **config: Any) -> None:
+    def __init__(
+        self, spool_root: Path, slots: str = "cpu:1", *, log_file: Path | None = None, **config: Any
+    ) -> None:
         self.root = Path(spool_root)
         self.slots = slots
         self.config = config
@@ -55,11 +57,17 @@ class BackgroundDaemon:
         env = dict(os.environ)
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", code],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         proc = self.proc
-        wait_for(lambda: self.ready.exists() or proc.poll() is not None, timeout,
-                 "the daemon to start")
+        wait_for(
+            lambda: self.ready.exists() or proc.poll() is not None, timeout, "the daemon to start"
+        )
         if proc.poll() is not None:
             raise RuntimeError(f"daemon exited at start:\n{self.log.read_text()[-3000:]}")
         return self
@@ -93,8 +101,9 @@ class BackgroundDaemon:
 
 
 def _descendants(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
-                         text=True, check=False).stdout.split()
+    out = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
     kids = [int(p) for p in out]
     for k in list(kids):
         kids += _descendants(k)

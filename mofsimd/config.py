@@ -110,14 +110,17 @@ def _coerce(name: str, value: Any) -> Any:
     if kind == "bool" and not isinstance(value, bool):
         text = str(value).strip().lower()
         if text not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            raise ValidationError(f"config {name}: {value!r} is not true or false",
-                                  field=name)
+            raise ValidationError(f"config {name}: {value!r} is not true or false", field=name)
         return text in ("1", "true", "yes", "on")
     return value
 
 
-def load_config(path: Path | str | None = None, overrides: dict[str, Any] | None = None,
-                *, env: dict[str, str] | None = None) -> Config:
+def load_config(
+    path: Path | str | None = None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    env: dict[str, str] | None = None,
+) -> Config:
     env = dict(os.environ) if env is None else env
     values: dict[str, Any] = {}
     path = path or env.get("MOFSIM_CONFIG")

@@ -74,15 +74,18 @@ def resolve_for_control(model: str, models_root: Path) -> str:
         if not custom_model_validated(models_root, model_id):
             raise ModelUnavailable(
                 f"custom model {spec.key} has not been validated; validate it first "
-                f"(POST /api/v1/models/custom/{model_id}/validate)", field="model")
+                f"(POST /api/v1/models/custom/{model_id}/validate)",
+                field="model",
+            )
     return spec.key
 
 
 # --- the writer's side (HTTP server, CLI, scripts) ---------------------------------------
 
 
-def submit_request(paths: SpoolPaths, action: str, model: str, *, slot: str | None = None,
-                   with_d3: bool = False) -> dict[str, Any]:
+def submit_request(
+    paths: SpoolPaths, action: str, model: str, *, slot: str | None = None, with_d3: bool = False
+) -> dict[str, Any]:
     """Publish a request; returns it with ``status: pending``."""
     if action not in ACTIONS:
         raise ValidationError(f"action must be one of {', '.join(ACTIONS)}", field="action")
@@ -92,8 +95,11 @@ def submit_request(paths: SpoolPaths, action: str, model: str, *, slot: str | No
         raise ValidationError(f"invalid slot {slot!r}", field="slot")
     created_ms = int(time.time() * 1000)
     doc: dict[str, Any] = {
-        "request_id": _REQUEST_ID_PREFIX + uuid.uuid4().hex[:16], "action": action,
-        "model": model, "slot": slot, "with_d3": bool(with_d3),
+        "request_id": _REQUEST_ID_PREFIX + uuid.uuid4().hex[:16],
+        "action": action,
+        "model": model,
+        "slot": slot,
+        "with_d3": bool(with_d3),
         "created_at": iso_from_ms(created_ms),
     }
     name = f"{created_ms:013d}-{doc['request_id']}.json"
@@ -118,8 +124,9 @@ def read_request(paths: SpoolPaths, request_id: str) -> dict[str, Any] | None:
     return None
 
 
-def list_requests(paths: SpoolPaths, model: str | None = None,
-                  limit: int = 20) -> list[dict[str, Any]]:
+def list_requests(
+    paths: SpoolPaths, model: str | None = None, limit: int = 20
+) -> list[dict[str, Any]]:
     """Pending requests, then finished ones, newest first; optionally of one model
     (compared by the key the daemon resolved, or as written)."""
     out: list[dict[str, Any]] = []
@@ -168,9 +175,14 @@ class _Active:
 class ModelControl:
     """Carries out load/unload requests; ``process`` runs in every scheduling pass."""
 
-    def __init__(self, paths: SpoolPaths, *, command_timeout: float = 900.0,
-                 request_timeout: float = 3600.0,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        paths: SpoolPaths,
+        *,
+        command_timeout: float = 900.0,
+        request_timeout: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.paths = paths
         self.command_timeout = command_timeout
         self.request_timeout = request_timeout
@@ -184,8 +196,11 @@ class ModelControl:
     def process(self, executors: Mapping[str, Any]) -> None:
         self._attach(executors)
         self._reap(executors)
-        names = [n for n in _listdir(requests_dir(self.paths))
-                 if n.endswith(".json") and not n.startswith(".")]
+        names = [
+            n
+            for n in _listdir(requests_dir(self.paths))
+            if n.endswith(".json") and not n.startswith(".")
+        ]
         for name in names:
             act = self._active.get(name)
             if act is None:
@@ -223,8 +238,11 @@ class ModelControl:
         act = self._by_id(rid)
         if act is not None:
             sent_at = act.sent.get(ex.slot_id, (self.clock(), None))[0]
-            outcome: dict[str, Any] = {"ok": bool(msg.get("ok")), "loaded": msg.get("loaded"),
-                                       "seconds": round(self.clock() - sent_at, 3)}
+            outcome: dict[str, Any] = {
+                "ok": bool(msg.get("ok")),
+                "loaded": msg.get("loaded"),
+                "seconds": round(self.clock() - sent_at, 3),
+            }
             if msg.get("error"):
                 outcome["error"] = msg["error"]
             act.outcomes[ex.slot_id] = outcome
@@ -290,8 +308,9 @@ class ModelControl:
             if not targets:
                 act.message = f"{key} is not loaded on {slot or 'any slot'}"
             act.targets = dict.fromkeys(targets, "waiting")
-        logger.info("model {} request {}: {} {}", action, act.request_id, key,
-                    f"on {slot}" if slot else "")
+        logger.info(
+            "model {} request {}: {} {}", action, act.request_id, key, f"on {slot}" if slot else ""
+        )
         return act
 
     def _advance(self, act: _Active, executors: Mapping[str, Any]) -> None:
@@ -308,8 +327,11 @@ class ModelControl:
             ex = executors.get(slot)
             if ex is None or not ex.idle or slot in self.busy:
                 continue
-            command = {"type": act.request["action"], "model": act.model_key,
-                       "with_d3": bool(act.request.get("with_d3", False))}
+            command = {
+                "type": act.request["action"],
+                "model": act.model_key,
+                "with_d3": bool(act.request.get("with_d3", False)),
+            }
             try:
                 ex.send(command)
             except (RuntimeError, OSError):
@@ -328,11 +350,17 @@ class ModelControl:
                     act.targets[slot] = "done"
                     act.outcomes[slot] = _failure(reason)
 
-    def _fail_now(self, path: Path, req: dict[str, Any], message: str,
-                  code: int = 40001) -> None:
-        self._write_result(path, req, {"status": "failed", "message": message,
-                                       "error": {"code": code, "message": message},
-                                       "slots": {}})
+    def _fail_now(self, path: Path, req: dict[str, Any], message: str, code: int = 40001) -> None:
+        self._write_result(
+            path,
+            req,
+            {
+                "status": "failed",
+                "message": message,
+                "error": {"code": code, "message": message},
+                "slots": {},
+            },
+        )
 
     def _finish(self, name: str, act: _Active) -> None:
         failures = {s: o for s, o in act.outcomes.items() if not o.get("ok")}
@@ -342,14 +370,23 @@ class ModelControl:
             first = next(iter(failures.values())).get("error") or {}
             message = f"{act.model_key}: " + "; ".join(
                 f"{s}: {(o.get('error') or {}).get('message', 'failed')}"
-                for s, o in failures.items())
+                for s, o in failures.items()
+            )
             status, error = "failed", first
         else:
             message = act.message or f"{act.model_key} {verb} on {', '.join(done)}"
             status, error = "completed", None
-        self._write_result(act.path, act.request, {
-            "status": status, "model_key": act.model_key, "message": message,
-            "error": error, "slots": act.outcomes})
+        self._write_result(
+            act.path,
+            act.request,
+            {
+                "status": status,
+                "model_key": act.model_key,
+                "message": message,
+                "error": error,
+                "slots": act.outcomes,
+            },
+        )
         self._active.pop(name, None)
 
     def _write_result(self, path: Path, req: dict[str, Any], outcome: dict[str, Any]) -> None:

@@ -138,10 +138,20 @@ class NvmlBackend:
                 lambda: float(nv.nvmlDeviceGetTemperature(handle, nv.NVML_TEMPERATURE_GPU))
             )
         except Exception as exc:  # one sick card must not hide the others
-            return DeviceStatus(slot.slot_id, slot.name, None, None, None, None, None,
-                                available=False, error=f"{type(exc).__name__}: {exc}")
+            return DeviceStatus(
+                slot.slot_id,
+                slot.name,
+                None,
+                None,
+                None,
+                None,
+                None,
+                available=False,
+                error=f"{type(exc).__name__}: {exc}",
+            )
         return DeviceStatus(
-            slot.slot_id, slot.name,
+            slot.slot_id,
+            slot.name,
             memory_total_mb=int(mem.total) // _MB,
             memory_used_mb=int(mem.used) // _MB,
             memory_free_mb=int(mem.free) // _MB,
@@ -239,8 +249,15 @@ class CpuBackend:
         except OSError:
             util = None
         return [
-            DeviceStatus(s.slot_id, s.name, *mem, utilization_percent=util,
-                         temperature_c=None, available=True, error=error)
+            DeviceStatus(
+                s.slot_id,
+                s.name,
+                *mem,
+                utilization_percent=util,
+                temperature_c=None,
+                available=True,
+                error=error,
+            )
             for s in self._slots
         ]
 
@@ -272,8 +289,12 @@ class SimulatedBackend:
 
     @staticmethod
     def _fresh() -> dict[str, Any]:
-        return {"memory_used_mb": 0, "temperature_c": 40.0, "utilization_percent": 0.0,
-                "lost": False}
+        return {
+            "memory_used_mb": 0,
+            "temperature_c": 40.0,
+            "utilization_percent": 0.0,
+            "lost": False,
+        }
 
     def slots(self) -> list[Slot]:
         return list(self._slots)
@@ -283,15 +304,33 @@ class SimulatedBackend:
         out = []
         for slot, st in zip(self._slots, self._state, strict=True):
             if st["lost"]:
-                out.append(DeviceStatus(slot.slot_id, slot.name, None, None, None, None, None,
-                                        available=False, error="GPU is lost (simulated)"))
+                out.append(
+                    DeviceStatus(
+                        slot.slot_id,
+                        slot.name,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        available=False,
+                        error="GPU is lost (simulated)",
+                    )
+                )
                 continue
             used = min(int(st["memory_used_mb"]), self.memory_total_mb)
-            out.append(DeviceStatus(
-                slot.slot_id, slot.name, self.memory_total_mb, used,
-                self.memory_total_mb - used, float(st["utilization_percent"]),
-                float(st["temperature_c"]), available=True,
-            ))
+            out.append(
+                DeviceStatus(
+                    slot.slot_id,
+                    slot.name,
+                    self.memory_total_mb,
+                    used,
+                    self.memory_total_mb - used,
+                    float(st["utilization_percent"]),
+                    float(st["temperature_c"]),
+                    available=True,
+                )
+            )
         return out
 
     def set_memory_used(self, i: int, mb: int) -> None:

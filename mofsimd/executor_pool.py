@@ -68,9 +68,21 @@ class Executor:
 
     def _command(self) -> list[str]:
         device = "cuda" if self.slot.kind == "nvml" else "cpu"
-        cmd = [sys.executable, "-m", "executors.worker", "--spool", str(self.spool_root),
-               "--slot", self.slot_id, "--device", device, "--cache-size", str(self.cache_size),
-               "--dtype", self.dtype]
+        cmd = [
+            sys.executable,
+            "-m",
+            "executors.worker",
+            "--spool",
+            str(self.spool_root),
+            "--slot",
+            self.slot_id,
+            "--device",
+            device,
+            "--cache-size",
+            str(self.cache_size),
+            "--dtype",
+            self.dtype,
+        ]
         if self.slot.kind == "nvml":
             cmd += ["--gpu-id", str(self.slot.index)]
         return cmd
@@ -94,8 +106,14 @@ class Executor:
         self.ready = False
         self._stopping = False
         self.proc = await asyncio.create_subprocess_exec(
-            *self._command(), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=None, env=self._env(), start_new_session=True, limit=2**24)
+            *self._command(),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=None,
+            env=self._env(),
+            start_new_session=True,
+            limit=2**24,
+        )
         self.started_at = time.time()
         self._reader = asyncio.create_task(self._read_loop(), name=f"reader-{self.slot_id}")
         logger.info("executor {} started (pid {})", self.slot_id, self.proc.pid)

@@ -36,8 +36,7 @@ def setup_logging(config: Config) -> Path:
 
 def log_dir_of(config: Config) -> Path:
     configured = config.extra.get("log_dir") if isinstance(config.extra, dict) else None
-    return (Path(configured).expanduser() if configured
-            else config.spool_path / "state" / "logs")
+    return Path(configured).expanduser() if configured else config.spool_path / "state" / "logs"
 
 
 class Lifecycle:
@@ -66,12 +65,18 @@ class Lifecycle:
         except MofsimError as exc:
             # The spool is the truth: run without the mirror, the writer thread keeps
             # trying to open it and then writes everything that happened meanwhile.
-            logger.warning("mirror {} unavailable, working from the spool and retrying: {}",
-                           mirror_location(self.config, self.spool.paths), exc.message)
+            logger.warning(
+                "mirror {} unavailable, working from the spool and retrying: {}",
+                mirror_location(self.config, self.spool.paths),
+                exc.message,
+            )
             self.mirror = None
-        self.writer = MirrorWriter(self.spool, self.mirror, opener=opener,
-                                   pending_file=self.spool.paths.state_dir
-                                   / "mirror_pending.json")
+        self.writer = MirrorWriter(
+            self.spool,
+            self.mirror,
+            opener=opener,
+            pending_file=self.spool.paths.state_dir / "mirror_pending.json",
+        )
         self.writer.start()
 
     def _take_lock(self) -> None:
@@ -128,25 +133,38 @@ class Lifecycle:
     # -- transitions -------------------------------------------------------------------
     def assigned(self, job: Job, ex: Executor) -> None:
         self.spool.events(job.task_id).status(
-            "ASSIGNED", f"Task assigned to {ex.slot_id}", slot=ex.slot_id,
-            priority=priority_name(job.priority), attempts=job.attempts)
+            "ASSIGNED",
+            f"Task assigned to {ex.slot_id}",
+            slot=ex.slot_id,
+            priority=priority_name(job.priority),
+            attempts=job.attempts,
+        )
         self.mirror_task(job.task_id)
 
-    def finish(self, task: RunningTask, state: str, *, code: int | None = None,
-               message: str | None = None, slot: str | None = None,
-               error: dict[str, Any] | None = None) -> None:
+    def finish(
+        self,
+        task: RunningTask,
+        state: str,
+        *,
+        code: int | None = None,
+        message: str | None = None,
+        slot: str | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> None:
         paths = self.spool.paths
         if state != "COMPLETED":
             extra = {k: v for k, v in (error or {}).items() if k not in ("code", "message")}
-            record_failure(self.spool, task.task_id, state, code or 50001,
-                           message or state.lower(), **extra)
+            record_failure(
+                self.spool, task.task_id, state, code or 50001, message or state.lower(), **extra
+            )
         try:
             transitions.finish(paths, task.claimed_path, state)
         except FileNotFoundError:
             logger.warning("claimed file of {} vanished before {}", task.task_id, state)
         level = "INFO" if state == "COMPLETED" else "WARNING" if state == "CANCELLED" else "ERROR"
-        text = f"Task {state.lower()}" + (f": {message}" if message and state != "COMPLETED"
-                                          else "")
+        text = f"Task {state.lower()}" + (
+            f": {message}" if message and state != "COMPLETED" else ""
+        )
         self.spool.events(task.task_id).status(state, text, level=level, slot=slot, code=code)
         marker = paths.cancel_marker(task.task_id)
         if marker.exists():
@@ -163,7 +181,8 @@ class Lifecycle:
             return
         transitions.requeue(self.spool.paths, task.claimed_path, job.with_attempts(attempts))
         self.spool.events(task.task_id).status(
-            "QUEUED", f"Task requeued: {reason}", level="WARNING", attempts=attempts)
+            "QUEUED", f"Task requeued: {reason}", level="WARNING", attempts=attempts
+        )
         self.mirror_task(task.task_id)
 
     def requeue_after_shutdown(self, task: RunningTask) -> None:
@@ -174,7 +193,8 @@ class Lifecycle:
             return
         transitions.requeue(self.spool.paths, task.claimed_path, job)
         self.spool.events(task.task_id).status(
-            "QUEUED", "Task requeued: daemon shutting down", level="WARNING")
+            "QUEUED", "Task requeued: daemon shutting down", level="WARNING"
+        )
         self.mirror_task(task.task_id)
 
     def executor_restarted(self, ex: Executor) -> None:

@@ -35,7 +35,9 @@ BUNDLE_AFTER_DAYS = 30
 def _record_to_json(record: Any, kind: str) -> str:
     extra = {k: v for k, v in record["extra"].items() if k not in ("kind", "task_id", "gpu_id")}
     body = {
-        "timestamp": record["time"].astimezone(UTC).isoformat(timespec="milliseconds")
+        "timestamp": record["time"]
+        .astimezone(UTC)
+        .isoformat(timespec="milliseconds")
         .replace("+00:00", "Z"),
         "level": record["level"].name,
         "logger": extra.pop("logger", None) or f"{kind}.{record['name']}",
@@ -90,14 +92,18 @@ def configure(log_dir: Path | None, level: str = "INFO", *, console: bool = True
     logger.remove()
     level = level.upper()
     if console:
-        logger.add(sys.stderr, level=level,
-                   filter=lambda r: r["extra"].get("kind", "system") == "system",
-                   format="{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {message}")
+        logger.add(
+            sys.stderr,
+            level=level,
+            filter=lambda r: r["extra"].get("kind", "system") == "system",
+            format="{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {message}",
+        )
     if log_dir is not None:
         for kind in KINDS:
             sink = DailyJsonSink(log_dir, kind)
-            logger.add(sink.write, level=level if kind == "system" else "DEBUG",
-                       filter=_kind_filter(kind))
+            logger.add(
+                sink.write, level=level if kind == "system" else "DEBUG", filter=_kind_filter(kind)
+            )
 
 
 def _kind_filter(kind: str) -> Any:
@@ -113,7 +119,7 @@ def audit(action: str, **details: Any) -> None:
 
 
 def _day_of(name: str, kind: str) -> date | None:
-    stem = name[len(kind) + 1:].split(".", 1)[0]
+    stem = name[len(kind) + 1 :].split(".", 1)[0]
     try:
         return date.fromisoformat(stem)
     except ValueError:

@@ -45,9 +45,21 @@ from spool.errors import DatabaseError
 
 # The row helpers were born here; callers may keep importing them from this module.
 __all__ = [
-    "JSON_COLUMNS", "LOG_COLUMNS", "LOG_LEVELS", "MIGRATIONS", "Mirror", "SORTABLE",
-    "SqliteMirror", "TASK_COLUMNS", "TASK_STATES", "iso_time", "log_from_row", "log_row",
-    "order_clause", "task_from_row", "task_row",
+    "JSON_COLUMNS",
+    "LOG_COLUMNS",
+    "LOG_LEVELS",
+    "MIGRATIONS",
+    "Mirror",
+    "SORTABLE",
+    "SqliteMirror",
+    "TASK_COLUMNS",
+    "TASK_STATES",
+    "iso_time",
+    "log_from_row",
+    "log_row",
+    "order_clause",
+    "task_from_row",
+    "task_row",
 ]
 
 
@@ -61,13 +73,24 @@ class Mirror(Protocol):
 
     def get_task(self, task_id: str) -> dict[str, Any] | None: ...
 
-    def list_tasks(self, status: str | Sequence[str] | None = None,
-                   task_type: str | None = None, model: str | None = None, limit: int = 50,
-                   offset: int = 0, order: str = "created_at desc",
-                   ) -> tuple[list[dict[str, Any]], int]: ...
+    def list_tasks(
+        self,
+        status: str | Sequence[str] | None = None,
+        task_type: str | None = None,
+        model: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        order: str = "created_at desc",
+    ) -> tuple[list[dict[str, Any]], int]: ...
 
-    def task_logs(self, task_id: str, level: str | None = None, limit: int = 100,
-                  offset: int = 0, since_seq: int | None = None) -> list[dict[str, Any]]: ...
+    def task_logs(
+        self,
+        task_id: str,
+        level: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        since_seq: int | None = None,
+    ) -> list[dict[str, Any]]: ...
 
     def counts_by_status(self) -> dict[str, int]: ...
 
@@ -75,8 +98,11 @@ class Mirror(Protocol):
 
     def delete_task(self, task_id: str) -> None: ...
 
-    def rebuild(self, records: Iterable[dict[str, Any]],
-                logs: Callable[[str], Iterable[dict[str, Any]]] | None = None) -> int: ...
+    def rebuild(
+        self,
+        records: Iterable[dict[str, Any]],
+        logs: Callable[[str], Iterable[dict[str, Any]]] | None = None,
+    ) -> int: ...
 
     def schema_version(self) -> int: ...
 
@@ -167,8 +193,9 @@ class SqliteMirror:
                 if not thread.is_alive() or ident == my_ident:
                     db.close()
                     del self._conns[ident]
-            conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout_s,
-                                   check_same_thread=False)
+            conn = sqlite3.connect(
+                str(self.path), timeout=self.busy_timeout_s, check_same_thread=False
+            )
             conn.execute("PRAGMA synchronous=NORMAL")  # rebuildable data: WAL durability suffices
             db = sqlite_utils.Database(conn, execute_plugins=False)
             self._conns[my_ident] = (me, db)
@@ -207,16 +234,19 @@ class SqliteMirror:
     def _migrate(self) -> None:
         with self._writing() as db:
             db.table("schema_version").create(
-                {"version": int, "applied_at": str}, pk="version", if_not_exists=True)
+                {"version": int, "applied_at": str}, pk="version", if_not_exists=True
+            )
             current = next(db.query("SELECT max(version) AS v FROM schema_version"))["v"] or 0
             if current > len(MIGRATIONS):
                 raise DatabaseError(
                     f"the mirror database has schema version {current}, newer than this "
-                    f"program's {len(MIGRATIONS)}; upgrade mofsim or rebuild the mirror")
+                    f"program's {len(MIGRATIONS)}; upgrade mofsim or rebuild the mirror"
+                )
             for version in range(current + 1, len(MIGRATIONS) + 1):
                 MIGRATIONS[version - 1](db)
                 db.table("schema_version").insert(
-                    {"version": version, "applied_at": iso_time(datetime.now(UTC))})
+                    {"version": version, "applied_at": iso_time(datetime.now(UTC))}
+                )
 
     def schema_version(self) -> int:
         with self._reading() as db:
@@ -250,8 +280,11 @@ class SqliteMirror:
             db.execute("DELETE FROM task_logs WHERE task_id = ?", [task_id])
             db.execute("DELETE FROM tasks WHERE task_id = ?", [task_id])
 
-    def rebuild(self, records: Iterable[dict[str, Any]],
-                logs: Callable[[str], Iterable[dict[str, Any]]] | None = None) -> int:
+    def rebuild(
+        self,
+        records: Iterable[dict[str, Any]],
+        logs: Callable[[str], Iterable[dict[str, Any]]] | None = None,
+    ) -> int:
         """Empty the mirror and refill it, all in one transaction: a failure half-way
         (a bad record, a reader error) leaves the previous contents untouched."""
         with self._writing() as db:
@@ -268,9 +301,9 @@ class SqliteMirror:
             db.table("tasks").upsert_all(rows(), pk="task_id")
             if logs is not None:
                 db.table("task_logs").upsert_all(
-                    (log_row(task_id, e) for task_id in dict.fromkeys(seen)
-                     for e in logs(task_id)),
-                    pk=("task_id", "seq"))
+                    (log_row(task_id, e) for task_id in dict.fromkeys(seen) for e in logs(task_id)),
+                    pk=("task_id", "seq"),
+                )
             return int(next(db.query("SELECT count(*) AS n FROM tasks"))["n"])
 
     # -- reads
@@ -280,10 +313,15 @@ class SqliteMirror:
             rows = list(db.query("SELECT * FROM tasks WHERE task_id = ?", [task_id]))
         return task_from_row(rows[0]) if rows else None
 
-    def list_tasks(self, status: str | Sequence[str] | None = None,
-                   task_type: str | None = None, model: str | None = None, limit: int = 50,
-                   offset: int = 0, order: str = "created_at desc",
-                   ) -> tuple[list[dict[str, Any]], int]:
+    def list_tasks(
+        self,
+        status: str | Sequence[str] | None = None,
+        task_type: str | None = None,
+        model: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        order: str = "created_at desc",
+    ) -> tuple[list[dict[str, Any]], int]:
         """A page of tasks, newest first by default, and the total matching count.
         ``status`` may be one state or several (any case)."""
         limit, offset = page(limit, offset)
@@ -291,13 +329,22 @@ class SqliteMirror:
         cond, params = task_filter(status, task_type, model, "?")
         with self._reading() as db:
             total = next(db.query(f"SELECT count(*) AS n FROM tasks WHERE {cond}", params))["n"]
-            rows = list(db.query(
-                f"SELECT * FROM tasks WHERE {cond} ORDER BY {sort} LIMIT ? OFFSET ?",
-                [*params, limit, offset]))
+            rows = list(
+                db.query(
+                    f"SELECT * FROM tasks WHERE {cond} ORDER BY {sort} LIMIT ? OFFSET ?",
+                    [*params, limit, offset],
+                )
+            )
         return [task_from_row(r) for r in rows], int(total)
 
-    def task_logs(self, task_id: str, level: str | None = None, limit: int = 100,
-                  offset: int = 0, since_seq: int | None = None) -> list[dict[str, Any]]:
+    def task_logs(
+        self,
+        task_id: str,
+        level: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        since_seq: int | None = None,
+    ) -> list[dict[str, Any]]:
         """A task's log events in ``seq`` order.  ``level`` is a minimum (``WARNING``
         also returns ERROR and CRITICAL); ``since_seq`` keeps events after that seq."""
         sql, params = logs_query(task_id, level, since_seq, limit, offset, "?")

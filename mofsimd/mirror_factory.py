@@ -24,8 +24,11 @@ SQLITE_NAME = "mirror.sqlite"
 def database_url(config_or_url: Config | str | None) -> str | None:
     """The DSN a configuration (or a bare URL) names; None for the embedded SQLite.
     Raises ValidationError (field ``database_url``) for an unsupported URL."""
-    url = config_or_url if config_or_url is None or isinstance(config_or_url, str) \
+    url = (
+        config_or_url
+        if config_or_url is None or isinstance(config_or_url, str)
         else config_or_url.database_url
+    )
     if url is None or not str(url).strip():
         return None
     url = str(url).strip()
@@ -33,21 +36,25 @@ def database_url(config_or_url: Config | str | None) -> str | None:
         raise ValidationError(
             f"database_url must start with postgresql:// or postgres:// (got "
             f"{mask_url(url)!r}); leave it unset for the embedded SQLite mirror",
-            field="database_url")
+            field="database_url",
+        )
     try:
         import psycopg
         from psycopg.conninfo import conninfo_to_dict
     except ImportError as exc:
         raise ValidationError(
             "database_url names PostgreSQL, but psycopg is not installed (pip install "
-            "'mofsim[server]')", field="database_url") from exc
+            "'mofsim[server]')",
+            field="database_url",
+        ) from exc
 
     try:
         conninfo_to_dict(url)
     except psycopg.Error as exc:
         text = str(exc).replace(url, mask_url(url))  # never a password in a log line
-        raise ValidationError(f"invalid database_url {mask_url(url)!r}: {text}",
-                              field="database_url") from exc
+        raise ValidationError(
+            f"invalid database_url {mask_url(url)!r}: {text}", field="database_url"
+        ) from exc
     return url
 
 

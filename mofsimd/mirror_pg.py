@@ -66,9 +66,14 @@ _MIGRATION_2 = [
 PG_MIGRATIONS: list[list[str]] = [_MIGRATION_1, _MIGRATION_2]
 
 # Defaults a DSN may override: fail fast when the server is away, notice a dead peer.
-_CONNECT_DEFAULTS = {"connect_timeout": "5", "application_name": "mofsim",
-                     "keepalives": "1", "keepalives_idle": "30",
-                     "keepalives_interval": "10", "keepalives_count": "3"}
+_CONNECT_DEFAULTS = {
+    "connect_timeout": "5",
+    "application_name": "mofsim",
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+}
 # A JSON \u0000 escape preceded by an even number of backslashes (a real escape).
 _JSON_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
@@ -83,13 +88,13 @@ def _clean(column: str, value: Any, json_columns: Sequence[str]) -> Any:
     return value.replace("\x00", "\ufffd")
 
 
-def _params(row: dict[str, Any], columns: Sequence[str],
-            json_columns: Sequence[str]) -> list[Any]:
+def _params(row: dict[str, Any], columns: Sequence[str], json_columns: Sequence[str]) -> list[Any]:
     return [_clean(c, row[c], json_columns) for c in columns]
 
 
-def _upsert_sql(table: str, columns: Sequence[str], key: Sequence[str],
-                json_columns: Sequence[str]) -> str:
+def _upsert_sql(
+    table: str, columns: Sequence[str], key: Sequence[str], json_columns: Sequence[str]
+) -> str:
     marks = ["%s::jsonb" if c in json_columns else "%s" for c in columns]
     return upsert_sql(table, columns, key, marks)
 
@@ -107,8 +112,10 @@ class PostgresMirror:
         except psycopg.Error as exc:
             from mofsimd.mirror_factory import mask_url
 
-            raise ValidationError(f"invalid database_url: {str(exc).replace(dsn, mask_url(dsn))}",
-                                  field="database_url") from exc
+            raise ValidationError(
+                f"invalid database_url: {str(exc).replace(dsn, mask_url(dsn))}",
+                field="database_url",
+            ) from exc
         for key, value in _CONNECT_DEFAULTS.items():
             params.setdefault(key, value)
         if psycopg.pq.version() >= 120000:
@@ -116,8 +123,10 @@ class PostgresMirror:
             # that vanished without a reset fails instead of hanging the writer thread.
             params.setdefault("tcp_user_timeout", "30000")
         self._conninfo = make_conninfo("", **params)
-        self.where = f"{params.get('host', 'localhost')}:{params.get('port', 5432)}/" \
-                     f"{params.get('dbname', '')}"
+        self.where = (
+            f"{params.get('host', 'localhost')}:{params.get('port', 5432)}/"
+            f"{params.get('dbname', '')}"
+        )
         self._registry_lock = threading.Lock()
         self._conns: dict[int, tuple[threading.Thread, Any]] = {}
         self._closed = False
@@ -173,11 +182,11 @@ class PostgresMirror:
         # reader in rebuild) must keep its identity.
         except self._psycopg.Error as exc:
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DatabaseError(f"{what}: {text}",
-                                detail=f"{type(exc).__name__}: {text}") from exc
+            raise DatabaseError(f"{what}: {text}", detail=f"{type(exc).__name__}: {text}") from exc
 
-    def _run(self, work: Callable[[Any], T], *, what: str = "mirror database error",
-             retry: bool = True) -> T:
+    def _run(
+        self, work: Callable[[Any], T], *, what: str = "mirror database error", retry: bool = True
+    ) -> T:
         """``work(conn)`` on this thread's connection.  A reused connection found dead
         (the server restarted since its last use) is replaced and the work tried once
         more, when it can be replayed."""
@@ -189,8 +198,11 @@ class PostgresMirror:
             except DatabaseError as exc:
                 if conn.broken or conn.closed:
                     self._drop(conn)
-                    if retry and not fresh and isinstance(
-                            exc.__cause__, self._psycopg.OperationalError):
+                    if (
+                        retry
+                        and not fresh
+                        and isinstance(exc.__cause__, self._psycopg.OperationalError)
+                    ):
                         continue
                 raise
 
@@ -203,6 +215,7 @@ class PostgresMirror:
 
     def _snapshot(self, work: Callable[[Any], T]) -> T:
         """Several queries that see one state of the database."""
+
         def in_snapshot(conn: Any) -> T:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             try:
@@ -217,31 +230,43 @@ class PostgresMirror:
         def migrate(conn: Any) -> None:
             # Two processes starting together (daemon, server) migrate one at a time;
             # the lock is per schema, so test schemas side by side do not wait.
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || "
-                         "'.mofsim_mirror_schema'))")
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_version "
-                         "(version integer PRIMARY KEY, applied_at text)")
-            current = conn.execute("SELECT max(version) AS v FROM schema_version"
-                                   ).fetchone()["v"] or 0
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(current_schema() || "
+                "'.mofsim_mirror_schema'))"
+            )
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version "
+                "(version integer PRIMARY KEY, applied_at text)"
+            )
+            current = (
+                conn.execute("SELECT max(version) AS v FROM schema_version").fetchone()["v"] or 0
+            )
             if current > len(PG_MIGRATIONS):
                 raise DatabaseError(
                     f"the mirror database has schema version {current}, newer than this "
-                    f"program's {len(PG_MIGRATIONS)}; upgrade mofsim or rebuild the mirror")
+                    f"program's {len(PG_MIGRATIONS)}; upgrade mofsim or rebuild the mirror"
+                )
             for version in range(current + 1, len(PG_MIGRATIONS) + 1):
                 for statement in PG_MIGRATIONS[version - 1]:
                     conn.execute(statement)
-                conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (%s, %s)",
-                             [version, iso_time(datetime.now(UTC))])
+                conn.execute(
+                    "INSERT INTO schema_version (version, applied_at) VALUES (%s, %s)",
+                    [version, iso_time(datetime.now(UTC))],
+                )
 
         self._write(migrate)
 
     def schema_version(self) -> int:
-        return int(self._run(lambda c: c.execute(
-            "SELECT max(version) AS v FROM schema_version").fetchone()["v"]))
+        return int(
+            self._run(
+                lambda c: c.execute("SELECT max(version) AS v FROM schema_version").fetchone()["v"]
+            )
+        )
 
     def ping(self) -> None:
-        self._run(lambda c: c.execute("SELECT 1").fetchall(),
-                  what="the mirror database does not answer")
+        self._run(
+            lambda c: c.execute("SELECT 1").fetchall(), what="the mirror database does not answer"
+        )
 
     # -- writes
 
@@ -271,8 +296,11 @@ class PostgresMirror:
 
         self._write(delete)
 
-    def rebuild(self, records: Iterable[dict[str, Any]],
-                logs: Callable[[str], Iterable[dict[str, Any]]] | None = None) -> int:
+    def rebuild(
+        self,
+        records: Iterable[dict[str, Any]],
+        logs: Callable[[str], Iterable[dict[str, Any]]] | None = None,
+    ) -> int:
         """Empty the mirror and refill it, all in one transaction: a failure half-way
         (a bad record, a reader error) leaves the previous contents untouched."""
         columns = list(task_row({"task_id": "x"}, full=True))
@@ -292,8 +320,10 @@ class PostgresMirror:
             with conn.cursor() as cur:
                 cur.executemany(sql, params())
             if logs is not None:
-                self._insert_logs(conn, (log_row(task_id, e) for task_id in dict.fromkeys(seen)
-                                         for e in logs(task_id)))
+                self._insert_logs(
+                    conn,
+                    (log_row(task_id, e) for task_id in dict.fromkeys(seen) for e in logs(task_id)),
+                )
             return int(conn.execute("SELECT count(*) AS n FROM tasks").fetchone()["n"])
 
         # The records may be a one-shot iterator: never replayed.
@@ -302,14 +332,20 @@ class PostgresMirror:
     # -- reads
 
     def get_task(self, task_id: str) -> dict[str, Any] | None:
-        row = self._run(lambda c: c.execute(
-            "SELECT * FROM tasks WHERE task_id = %s", [task_id]).fetchone())
+        row = self._run(
+            lambda c: c.execute("SELECT * FROM tasks WHERE task_id = %s", [task_id]).fetchone()
+        )
         return task_from_row(row, json_decoded=True) if row else None
 
-    def list_tasks(self, status: str | Sequence[str] | None = None,
-                   task_type: str | None = None, model: str | None = None, limit: int = 50,
-                   offset: int = 0, order: str = "created_at desc",
-                   ) -> tuple[list[dict[str, Any]], int]:
+    def list_tasks(
+        self,
+        status: str | Sequence[str] | None = None,
+        task_type: str | None = None,
+        model: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        order: str = "created_at desc",
+    ) -> tuple[list[dict[str, Any]], int]:
         """A page of tasks, newest first by default, and the total matching count.
         ``status`` may be one state or several (any case)."""
         limit, offset = page(limit, offset)
@@ -317,18 +353,26 @@ class PostgresMirror:
         cond, params = task_filter(status, task_type, model, "%s")
 
         def query(conn: Any) -> tuple[list[dict[str, Any]], int]:
-            total = conn.execute(f"SELECT count(*) AS n FROM tasks WHERE {cond}",
-                                 params).fetchone()["n"]
+            total = conn.execute(
+                f"SELECT count(*) AS n FROM tasks WHERE {cond}", params
+            ).fetchone()["n"]
             rows = conn.execute(
                 f"SELECT * FROM tasks WHERE {cond} ORDER BY {sort} LIMIT %s OFFSET %s",
-                [*params, limit, offset]).fetchall()
+                [*params, limit, offset],
+            ).fetchall()
             return rows, int(total)
 
         rows, total = self._snapshot(query)
         return [task_from_row(r, json_decoded=True) for r in rows], total
 
-    def task_logs(self, task_id: str, level: str | None = None, limit: int = 100,
-                  offset: int = 0, since_seq: int | None = None) -> list[dict[str, Any]]:
+    def task_logs(
+        self,
+        task_id: str,
+        level: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        since_seq: int | None = None,
+    ) -> list[dict[str, Any]]:
         """A task's log events in ``seq`` order.  ``level`` is a minimum (``WARNING``
         also returns ERROR and CRITICAL); ``since_seq`` keeps events after that seq."""
         sql, params = logs_query(task_id, level, since_seq, limit, offset, "%s")
@@ -338,8 +382,11 @@ class PostgresMirror:
     def counts_by_status(self) -> dict[str, int]:
         """Every state, zero included, so dashboards and metrics see a fixed set."""
         counts = dict.fromkeys(TASK_STATES, 0)
-        rows = self._run(lambda c: c.execute(
-            "SELECT status, count(*) AS n FROM tasks GROUP BY status").fetchall())
+        rows = self._run(
+            lambda c: c.execute(
+                "SELECT status, count(*) AS n FROM tasks GROUP BY status"
+            ).fetchall()
+        )
         for row in rows:
             if row["status"] is not None:
                 counts[row["status"]] = int(row["n"])
@@ -347,8 +394,10 @@ class PostgresMirror:
 
     def durations(self) -> dict[tuple[str, str], DurationStats]:
         """Run-time histograms of finished tasks per (task type, state)."""
-        sql = duration_sql("extract(epoch FROM (completed_at::timestamptz "
-                           "- started_at::timestamptz))::double precision")
+        sql = duration_sql(
+            "extract(epoch FROM (completed_at::timestamptz "
+            "- started_at::timestamptz))::double precision"
+        )
         return duration_stats(self._run(lambda c: c.execute(sql).fetchall()))
 
     def close(self) -> None:

@@ -17,31 +17,79 @@ from typing import Any
 from spool.errors import ValidationError
 from spool.job import TASK_TYPE_ALIASES, normalize_priority, priority_name
 
-TASK_STATES = ("PENDING", "QUEUED", "ASSIGNED", "RUNNING",
-               "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT")
+TASK_STATES = (
+    "PENDING",
+    "QUEUED",
+    "ASSIGNED",
+    "RUNNING",
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+)
 # Python logging's levels plus loguru's TRACE and SUCCESS, which executors may emit.
-LOG_LEVELS = {"TRACE": 5, "DEBUG": 10, "INFO": 20, "SUCCESS": 25, "WARNING": 30,
-              "WARN": 30, "ERROR": 40, "CRITICAL": 50}
+LOG_LEVELS = {
+    "TRACE": 5,
+    "DEBUG": 10,
+    "INFO": 20,
+    "SUCCESS": 25,
+    "WARNING": 30,
+    "WARN": 30,
+    "ERROR": 40,
+    "CRITICAL": 50,
+}
 
 TASK_COLUMNS: dict[str, type] = {
-    "task_id": str, "task_type": str, "model": str, "status": str, "priority": str,
-    "created_at": str, "started_at": str, "completed_at": str, "slot": str,
-    "gpu_id": int, "attempts": int, "progress": float, "structure_name": str,
-    "error": str, "result": str, "parameters": str, "options": str,
+    "task_id": str,
+    "task_type": str,
+    "model": str,
+    "status": str,
+    "priority": str,
+    "created_at": str,
+    "started_at": str,
+    "completed_at": str,
+    "slot": str,
+    "gpu_id": int,
+    "attempts": int,
+    "progress": float,
+    "structure_name": str,
+    "error": str,
+    "result": str,
+    "parameters": str,
+    "options": str,
 }
 JSON_COLUMNS = ("error", "result", "parameters", "options")
 TIME_COLUMNS = ("created_at", "started_at", "completed_at")
 LOG_COLUMNS: dict[str, type] = {
-    "task_id": str, "seq": int, "timestamp": str, "level": str, "level_no": int,
-    "logger": str, "message": str, "gpu_id": int, "event": str, "extra": str,
+    "task_id": str,
+    "seq": int,
+    "timestamp": str,
+    "level": str,
+    "level_no": int,
+    "logger": str,
+    "message": str,
+    "gpu_id": int,
+    "event": str,
+    "extra": str,
 }
 LOG_JSON_COLUMNS = ("extra",)
 # The list filters; each backend indexes exactly these.
 INDEXED_COLUMNS = ("status", "task_type", "model", "created_at")
-SORTABLE = ("created_at", "started_at", "completed_at", "status", "task_type", "model",
-            "priority", "progress", "task_id")
-_PRIORITY_ORDER = ("CASE priority WHEN 'CRITICAL' THEN 0 WHEN 'HIGH' THEN 1 "
-                   "WHEN 'NORMAL' THEN 2 WHEN 'LOW' THEN 3 ELSE 4 END")
+SORTABLE = (
+    "created_at",
+    "started_at",
+    "completed_at",
+    "status",
+    "task_type",
+    "model",
+    "priority",
+    "progress",
+    "task_id",
+)
+_PRIORITY_ORDER = (
+    "CASE priority WHEN 'CRITICAL' THEN 0 WHEN 'HIGH' THEN 1 "
+    "WHEN 'NORMAL' THEN 2 WHEN 'LOW' THEN 3 ELSE 4 END"
+)
 
 
 def iso_time(value: Any, field: str = "created_at") -> str | None:
@@ -110,15 +158,16 @@ def task_row(record: dict[str, Any], *, full: bool = False) -> dict[str, Any]:
     return row
 
 
-def upsert_sql(table: str, columns: Sequence[str], key: Sequence[str],
-               marks: Sequence[str]) -> str:
+def upsert_sql(table: str, columns: Sequence[str], key: Sequence[str], marks: Sequence[str]) -> str:
     """``INSERT ... ON CONFLICT (key) DO UPDATE`` of the given columns, in the syntax
     SQLite and PostgreSQL share; ``marks`` are the parameter markers, one per column.  Names
     come from the column tables above, never from input."""
     updates = [f"{c} = excluded.{c}" for c in columns if c not in key]
     action = f"DO UPDATE SET {', '.join(updates)}" if updates else "DO NOTHING"
-    return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(marks)}) "
-            f"ON CONFLICT ({', '.join(key)}) {action}")
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(marks)}) "
+        f"ON CONFLICT ({', '.join(key)}) {action}"
+    )
 
 
 def _decode(value: Any, decoded: bool) -> Any:
@@ -178,11 +227,15 @@ def order_clause(order: str) -> str:
     parts = order.strip().lower().split() if isinstance(order, str) else []
     if parts and parts[0].startswith("-"):
         parts = [parts[0][1:], "desc"] + parts[1:]
-    if not 1 <= len(parts) <= 2 or parts[0] not in SORTABLE or (
-            len(parts) == 2 and parts[1] not in ("asc", "desc")):
+    if (
+        not 1 <= len(parts) <= 2
+        or parts[0] not in SORTABLE
+        or (len(parts) == 2 and parts[1] not in ("asc", "desc"))
+    ):
         raise ValidationError(
             f"invalid order {order!r}: use one of {', '.join(SORTABLE)}, then asc or desc",
-            field="order")
+            field="order",
+        )
     column = _PRIORITY_ORDER if parts[0] == "priority" else parts[0]
     direction = parts[1].upper() if len(parts) == 2 else "ASC"
     if parts[0] in NEVER_NULL:
@@ -190,7 +243,7 @@ def order_clause(order: str) -> str:
         # a NULLs-last term would force a sort of the whole table on every page.
         return f"{column} {direction}, task_id {direction}"
     # NULLs last either way, and task_id as tie-breaker, so pages never overlap.
-    return (f"({column} IS NULL), {column} {direction}, task_id {direction}")
+    return f"({column} IS NULL), {column} {direction}, task_id {direction}"
 
 
 def page(limit: int, offset: int) -> tuple[int, int]:
@@ -200,8 +253,9 @@ def page(limit: int, offset: int) -> tuple[int, int]:
     return limit, offset
 
 
-def task_filter(status: str | Sequence[str] | None, task_type: str | None,
-                model: str | None, mark: str) -> tuple[str, list[Any]]:
+def task_filter(
+    status: str | Sequence[str] | None, task_type: str | None, model: str | None, mark: str
+) -> tuple[str, list[Any]]:
     """The WHERE condition of a task list and its parameters.  ``status`` may be one
     state or several (any case); a task type may be given by an alias."""
     where: list[str] = ["1 = 1"]
@@ -220,8 +274,9 @@ def task_filter(status: str | Sequence[str] | None, task_type: str | None,
     return " AND ".join(where), params
 
 
-def logs_query(task_id: str, level: str | None, since_seq: int | None, limit: int,
-               offset: int, mark: str) -> tuple[str, list[Any]]:
+def logs_query(
+    task_id: str, level: str | None, since_seq: int | None, limit: int, offset: int, mark: str
+) -> tuple[str, list[Any]]:
     """SELECT of a task's log events in ``seq`` order.  ``level`` is a minimum
     (``WARNING`` also returns ERROR and CRITICAL); ``since_seq`` keeps later events."""
     limit, offset = page(limit, offset)
@@ -241,8 +296,21 @@ def logs_query(task_id: str, level: str | None, since_seq: int | None, limit: in
 
 # Upper bounds (seconds) of the task duration histogram: a single point takes seconds,
 # a benchmark MD run hours.
-DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
-                    7200.0, 21600.0, 86400.0)
+DURATION_BUCKETS = (
+    1.0,
+    5.0,
+    15.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1800.0,
+    3600.0,
+    7200.0,
+    21600.0,
+    86400.0,
+)
 FINISHED_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT")
 
 
@@ -259,13 +327,17 @@ class DurationStats:
 def duration_sql(seconds_expr: str) -> str:
     """One aggregate query for every (task type, state) pair; ``seconds_expr`` is the
     backend's expression for ``completed_at - started_at`` in seconds."""
-    cases = ", ".join(f"sum(CASE WHEN d <= {b!r} THEN 1 ELSE 0 END) AS b{i}"
-                      for i, b in enumerate(DURATION_BUCKETS))
+    cases = ", ".join(
+        f"sum(CASE WHEN d <= {b!r} THEN 1 ELSE 0 END) AS b{i}"
+        for i, b in enumerate(DURATION_BUCKETS)
+    )
     states = ", ".join(f"'{s}'" for s in FINISHED_STATES)
-    return (f"SELECT task_type, status, count(*) AS n, sum(d) AS total, {cases} FROM "
-            f"(SELECT task_type, status, {seconds_expr} AS d FROM tasks "
-            f"WHERE status IN ({states}) AND started_at IS NOT NULL "
-            f"AND completed_at IS NOT NULL) AS finished GROUP BY task_type, status")
+    return (
+        f"SELECT task_type, status, count(*) AS n, sum(d) AS total, {cases} FROM "
+        f"(SELECT task_type, status, {seconds_expr} AS d FROM tasks "
+        f"WHERE status IN ({states}) AND started_at IS NOT NULL "
+        f"AND completed_at IS NOT NULL) AS finished GROUP BY task_type, status"
+    )
 
 
 def duration_stats(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str], DurationStats]:
@@ -277,5 +349,6 @@ def duration_stats(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str], Dura
             continue
         buckets = tuple(int(row[f"b{i}"] or 0) for i in range(len(DURATION_BUCKETS)))
         out[(str(row["task_type"]), str(row["status"]))] = DurationStats(
-            buckets, int(row["n"]), float(row["total"] or 0.0))
+            buckets, int(row["n"]), float(row["total"] or 0.0)
+        )
     return out

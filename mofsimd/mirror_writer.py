@@ -39,12 +39,18 @@ _RETRY = object()
 
 
 class MirrorWriter:
-    def __init__(self, spool: Spool, mirror: Mirror | None = None, *,
-                 opener: Callable[[], Mirror] | None = None,
-                 pending_file: Path | None = None,
-                 backoff_s: float = 0.5, backoff_max_s: float = 30.0,
-                 on_mirror_down: Callable[[str], None] | None = None,
-                 on_mirror_up: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        spool: Spool,
+        mirror: Mirror | None = None,
+        *,
+        opener: Callable[[], Mirror] | None = None,
+        pending_file: Path | None = None,
+        backoff_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        on_mirror_down: Callable[[str], None] | None = None,
+        on_mirror_up: Callable[[], None] | None = None,
+    ) -> None:
         if mirror is None and opener is None:
             raise ValueError("a MirrorWriter needs a mirror or a way to open one")
         self.spool = spool
@@ -128,8 +134,7 @@ class MirrorWriter:
                         self._pending[tid] = self._pending.get(tid, False) or logs
             # While the database is down, new work waits for the next retry instead of
             # paying a connection attempt per transition.
-            if not (stop and self._down) and (
-                    not self._down or time.monotonic() >= self._retry_at):
+            if not (stop and self._down) and (not self._down or time.monotonic() >= self._retry_at):
                 self._attempt()
             for ev in signals:
                 ev.set()
@@ -178,8 +183,10 @@ class MirrorWriter:
         assert self.mirror is not None
         self.mirror.upsert_task(self.spool.record(task_id))
         if with_logs:
-            events = [dict(ev.data, seq=ev.offset)
-                      for ev in read_events(self.spool.paths.events_file(task_id))]
+            events = [
+                dict(ev.data, seq=ev.offset)
+                for ev in read_events(self.spool.paths.events_file(task_id))
+            ]
             self.mirror.append_logs(task_id, events)
 
     def _answers(self) -> bool:
@@ -200,8 +207,11 @@ class MirrorWriter:
             return
         self._down = True
         # The spool is the truth: work goes on, and the pending ids are written later.
-        logger.warning("mirror database unavailable, {} task(s) pending; retrying with "
-                       "backoff: {}", len(self._pending), reason)
+        logger.warning(
+            "mirror database unavailable, {} task(s) pending; retrying with backoff: {}",
+            len(self._pending),
+            reason,
+        )
         self._hook(self.on_mirror_down, reason)
 
     def _back_up(self, stuck: bool) -> None:
@@ -240,17 +250,16 @@ class MirrorWriter:
             pending = {}
         path.unlink(missing_ok=True)
         if pending:
-            logger.info("{} task(s) left pending by the last daemon go to the mirror",
-                        len(pending))
+            logger.info("{} task(s) left pending by the last daemon go to the mirror", len(pending))
         return pending
 
     def _save_pending(self) -> None:
         if self.pending_file is None or not self._pending:
             return
         try:
-            atomic_write_json(self.spool.paths, self.pending_file,
-                              {"tasks": dict(self._pending)})
-            logger.warning("{} task(s) not yet in the mirror, saved for the next start",
-                           len(self._pending))
+            atomic_write_json(self.spool.paths, self.pending_file, {"tasks": dict(self._pending)})
+            logger.warning(
+                "{} task(s) not yet in the mirror, saved for the next start", len(self._pending)
+            )
         except MofsimError as exc:
             logger.error("cannot save the mirror's pending tasks: {}", exc.message)

@@ -43,15 +43,19 @@ class Operations:
         self.dispatcher = WebhookDispatcher(spool.paths.state_dir / "webhooks")
         hook = None
         if channels.get("webhook_url"):
-            hook = Subscription(str(channels["webhook_url"]), events=("alert",),
-                                secret=channels.get("webhook_secret"),
-                                retry_times=int(channels.get("webhook_retry_times", 3)),
-                                retry_interval_s=float(
-                                    channels.get("webhook_retry_interval_s", 10)))
+            hook = Subscription(
+                str(channels["webhook_url"]),
+                events=("alert",),
+                secret=channels.get("webhook_secret"),
+                retry_times=int(channels.get("webhook_retry_times", 3)),
+                retry_interval_s=float(channels.get("webhook_retry_interval_s", 10)),
+            )
         self.channels = AlertChannels(
             file=Path(channels["file"]).expanduser() if channels.get("file") else None,
-            webhook=hook, dispatcher=self.dispatcher,
-            warning_window_s=float(channels.get("warning_window_s", 60)))
+            webhook=hook,
+            dispatcher=self.dispatcher,
+            warning_window_s=float(channels.get("warning_window_s", 60)),
+        )
         self.store = AlertStore(spool.paths.state_dir / "alerts")
         self.failure_streaks: dict[str, int] = {}
         self.database_down: str | None = None
@@ -91,7 +95,8 @@ class Operations:
         if task_id not in self._subs:
             try:
                 self._subs[task_id] = Subscription.from_options(
-                    self.spool.load_job(task_id).options)
+                    self.spool.load_job(task_id).options
+                )
             except MofsimError:
                 self._subs[task_id] = None
         return self._subs[task_id]
@@ -114,8 +119,9 @@ class Operations:
         record = self.spool.record(task_id)
         if state in ("COMPLETED", "FAILED"):
             model = str(record.get("model"))
-            self.failure_streaks[model] = (self.failure_streaks.get(model, 0) + 1
-                                           if state == "FAILED" else 0)
+            self.failure_streaks[model] = (
+                self.failure_streaks.get(model, 0) + 1 if state == "FAILED" else 0
+            )
         event = STATE_EVENTS.get(state)
         sub = self._subscription(task_id)
         if event and sub is not None:
@@ -157,10 +163,12 @@ class Operations:
             self._evaluate_alerts(sup, now)
         self.channels.flush_due()
         if now - self._last_housekeeping >= 3600 and not (
-                self._housekeeping and self._housekeeping.is_alive()):
+            self._housekeeping and self._housekeeping.is_alive()
+        ):
             self._last_housekeeping = now
-            self._housekeeping = threading.Thread(target=self.housekeeping, daemon=True,
-                                                  name="housekeeping")
+            self._housekeeping = threading.Thread(
+                target=self.housekeeping, daemon=True, name="housekeeping"
+            )
             self._housekeeping.start()
 
     def _evaluate_alerts(self, sup: Any, now: float) -> None:
@@ -187,8 +195,11 @@ class Operations:
             done = logs.archive(self.log_dir)
             plan = retention.apply(self.spool, self.retention_policy)
             if done["gzipped"] or done["bundled"] or plan.actions:
-                logger.info("housekeeping: {} log files archived, {} retention actions",
-                            len(done["gzipped"]) + len(done["bundled"]), len(plan.actions))
+                logger.info(
+                    "housekeeping: {} log files archived, {} retention actions",
+                    len(done["gzipped"]) + len(done["bundled"]),
+                    len(plan.actions),
+                )
         except (OSError, MofsimError) as exc:
             logger.warning("housekeeping failed: {}", exc)
 

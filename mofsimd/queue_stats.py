@@ -23,8 +23,7 @@ from spool.store import Spool
 
 def count_jobs(folder: Any) -> int:
     try:
-        return sum(1 for n in os.listdir(folder) if n.endswith(".json")
-                   and not n.startswith("."))
+        return sum(1 for n in os.listdir(folder) if n.endswith(".json") and not n.startswith("."))
     except FileNotFoundError:
         return 0
 
@@ -45,7 +44,7 @@ def _claimed(spool: Spool) -> tuple[int, dict[str, int]]:
                 continue
             claimed += 1
             try:
-                state = spool.record(name[:-len(".json")])["status"]
+                state = spool.record(name[: -len(".json")])["status"]
             except MofsimError:
                 continue  # finished meanwhile
             if state in states:
@@ -82,19 +81,34 @@ def queue_stats(spool: Spool, mirror_counts: dict[str, int] | None = None) -> di
     daemon = daemon_status(spool.root, snapshot=snap)
     slots = snap["slots"] if snap is not None and daemon["snapshot_current"] else []
     states = [s.get("state") for s in slots]
-    running = [{"task_id": s["current_task"]["task_id"], "slot_id": s.get("slot_id"),
-                "started_at": iso_from_ms(float(s["current_task"]["started_at"]) * 1000)}
-               for s in slots if s.get("current_task")]
+    running = [
+        {
+            "task_id": s["current_task"]["task_id"],
+            "slot_id": s.get("slot_id"),
+            "started_at": iso_from_ms(float(s["current_task"]["started_at"]) * 1000),
+        }
+        for s in slots
+        if s.get("current_task")
+    ]
     return {
-        "queued": {"total": by_state["QUEUED"], "by_priority": by_priority,
-                   "oldest_queued_at": iso_from_ms(oldest_ms),
-                   "oldest_age_seconds": None if oldest_ms is None
-                   else round(time.time() - oldest_ms / 1000, 3)},
+        "queued": {
+            "total": by_state["QUEUED"],
+            "by_priority": by_priority,
+            "oldest_queued_at": iso_from_ms(oldest_ms),
+            "oldest_age_seconds": None
+            if oldest_ms is None
+            else round(time.time() - oldest_ms / 1000, 3),
+        },
         "claimed": claimed,
-        "by_state": by_state, "counts_source": source,
+        "by_state": by_state,
+        "counts_source": source,
         "running": running,
-        "slots": {"total": len(slots), "busy": states.count("busy"),
-                  "idle": states.count("idle"), "loading": states.count("loading"),
-                  "down": states.count("down") + states.count("starting")},
+        "slots": {
+            "total": len(slots),
+            "busy": states.count("busy"),
+            "idle": states.count("idle"),
+            "loading": states.count("loading"),
+            "down": states.count("down") + states.count("starting"),
+        },
         "daemon_running": daemon["alive"],
     }

@@ -46,20 +46,30 @@ class Policy:
     def from_config(cls, config: Any) -> Policy:
         """The ``retention_*`` settings; a period shorter than the spec's minimum, or a
         negative one, is refused."""
-        policy = cls(float(config.retention_keep_days),
-                     float(config.retention_compress_after_days),
-                     float(config.retention_remind_days), bool(config.retention_auto_extend))
+        policy = cls(
+            float(config.retention_keep_days),
+            float(config.retention_compress_after_days),
+            float(config.retention_remind_days),
+            bool(config.retention_auto_extend),
+        )
         if policy.keep_days < MIN_KEEP_DAYS:
-            raise ValidationError(f"retention_keep_days must be at least {MIN_KEEP_DAYS:g}",
-                                  field="retention_keep_days")
+            raise ValidationError(
+                f"retention_keep_days must be at least {MIN_KEEP_DAYS:g}",
+                field="retention_keep_days",
+            )
         if policy.compress_after_days < 0 or policy.remind_days < 0:
-            raise ValidationError("retention periods cannot be negative",
-                                  field="retention_compress_after_days")
+            raise ValidationError(
+                "retention periods cannot be negative", field="retention_compress_after_days"
+            )
         return policy
 
     def to_dict(self) -> dict[str, Any]:
-        return {"keep_days": self.keep_days, "compress_after_days": self.compress_after_days,
-                "remind_days": self.remind_days, "auto_extend": self.auto_extend}
+        return {
+            "keep_days": self.keep_days,
+            "compress_after_days": self.compress_after_days,
+            "remind_days": self.remind_days,
+            "auto_extend": self.auto_extend,
+        }
 
 
 @dataclass
@@ -126,8 +136,13 @@ def plan(spool: Spool, policy: Policy, now: float | None = None) -> Plan:
             until = done_at + (policy.keep_days + float(info.get("extended_days", 0))) * DAY
             if (until - now) / DAY <= policy.remind_days and not info.get("reminded"):
                 kind = "extend" if policy.auto_extend else "remind"
-                result.actions.append(Action(task_id, kind, f"retention ends "
-                                             f"{time.strftime('%Y-%m-%d', time.gmtime(until))}"))
+                result.actions.append(
+                    Action(
+                        task_id,
+                        kind,
+                        f"retention ends {time.strftime('%Y-%m-%d', time.gmtime(until))}",
+                    )
+                )
     return result
 
 
@@ -141,21 +156,26 @@ def apply(spool: Spool, policy: Policy, now: float | None = None) -> Plan:
             with open(src, "rb") as fin, gzip.open(gz, "wb") as fout:
                 shutil.copyfileobj(fin, fout)
             src.unlink()
-            spool.events(action.task_id).emit(f"Trajectory {src.name} compressed to {gz.name}",
-                                              logger="retention")
+            spool.events(action.task_id).emit(
+                f"Trajectory {src.name} compressed to {gz.name}", logger="retention"
+            )
         elif action.kind == "remind":
             info = retention_info(spool, action.task_id) | {"reminded": True}
             atomic_write_json(spool.paths, _retention_file(spool, action.task_id), info)
             spool.events(action.task_id).emit(
                 f"Retention reminder: {action.detail}; set the keep flag to keep this task's "
-                "results", level="WARNING", logger="retention")
+                "results",
+                level="WARNING",
+                logger="retention",
+            )
         elif action.kind == "extend":
             info = retention_info(spool, action.task_id)
             info["extended_days"] = float(info.get("extended_days", 0)) + policy.keep_days
             atomic_write_json(spool.paths, _retention_file(spool, action.task_id), info)
             spool.events(action.task_id).emit(
                 f"Retention extended by {policy.keep_days:g} days ({action.detail} before)",
-                logger="retention")
+                logger="retention",
+            )
     return todo
 
 
@@ -168,8 +188,7 @@ def delete_task_data(spool: Spool, task_id: str, *, actor: str) -> dict[str, Any
     if loc is None:
         raise TaskNotFound(f"task {task_id} not found")
     if loc.state not in TERMINAL_DIRS:
-        raise ResultNotReady(f"task {task_id} has not finished; cancel it before deleting "
-                             "its data")
+        raise ResultNotReady(f"task {task_id} has not finished; cancel it before deleting its data")
     workspace = spool.paths.workspace(task_id)
     removed = []
     for p in sorted(workspace.iterdir()) if workspace.is_dir() else []:
@@ -180,7 +199,10 @@ def delete_task_data(spool: Spool, task_id: str, *, actor: str) -> dict[str, Any
         else:
             p.unlink()
         removed.append(p.name)
-    spool.events(task_id).emit(f"Task data deleted by {actor}: {', '.join(removed) or 'none'}",
-                               level="WARNING", logger="audit")
+    spool.events(task_id).emit(
+        f"Task data deleted by {actor}: {', '.join(removed) or 'none'}",
+        level="WARNING",
+        logger="audit",
+    )
     audit("task.data_deleted", task_id=task_id, by=actor, files=removed)
     return {"task_id": task_id, "removed": removed}

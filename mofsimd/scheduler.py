@@ -56,8 +56,9 @@ def choose_slot(job: QueuedJob, slots: list[FreeSlot]) -> FreeSlot | None:
     return min(slots, key=rank)
 
 
-def plan(queue: list[QueuedJob], free: list[FreeSlot], *, now: float,
-         min_free_memory_mb: float = 0.0) -> Plan:
+def plan(
+    queue: list[QueuedJob], free: list[FreeSlot], *, now: float, min_free_memory_mb: float = 0.0
+) -> Plan:
     """Assign jobs in priority/FIFO order to the best free slot each."""
     result = Plan()
     slots = []

@@ -67,9 +67,14 @@ def executor_view(ex: Any, control_request: str | None = None) -> dict[str, Any]
             "started_at": ex.started_at or None,
         },
         "loaded_models": list(ex.loaded_models),
-        "current_task": None if task is None else {
-            "task_id": task.task_id, "started_at": task.started, "timeout": task.timeout,
-            "attempts": task.attempts, "cancel_requested": task.cancel_seen_at is not None,
+        "current_task": None
+        if task is None
+        else {
+            "task_id": task.task_id,
+            "started_at": task.started,
+            "timeout": task.timeout,
+            "attempts": task.attempts,
+            "cancel_requested": task.cancel_seen_at is not None,
         },
         "control_request": control_request,
     }
@@ -77,15 +82,24 @@ def executor_view(ex: Any, control_request: str | None = None) -> dict[str, Any]
 
 def _signature(slots: list[dict[str, Any]]) -> str:
     # Everything but timestamps that only move with time.
-    return json.dumps([{k: v for k, v in s.items() if k != "device_status"} for s in slots],
-                      sort_keys=True, default=str)
+    return json.dumps(
+        [{k: v for k, v in s.items() if k != "device_status"} for s in slots],
+        sort_keys=True,
+        default=str,
+    )
 
 
 class SlotStateWriter:
     """Keeps ``state/slots.json`` current; cheap to call after every scheduling pass."""
 
-    def __init__(self, spool_root: Path | str, *, interval: float = 2.0,
-                 device_interval: float = 1.0, clock: Any = time.time) -> None:
+    def __init__(
+        self,
+        spool_root: Path | str,
+        *,
+        interval: float = 2.0,
+        device_interval: float = 1.0,
+        clock: Any = time.time,
+    ) -> None:
         self.path = snapshot_path(spool_root)
         self.interval = max(0.1, float(interval))
         self.device_interval = float(device_interval)
@@ -97,8 +111,12 @@ class SlotStateWriter:
         self._devices: dict[str, dict[str, Any]] = {}
         self._devices_at = 0.0
 
-    def update(self, executors: Mapping[str, Any] | Iterable[Any], backend: Any,
-               busy: Mapping[str, str] | None = None) -> bool:
+    def update(
+        self,
+        executors: Mapping[str, Any] | Iterable[Any],
+        backend: Any,
+        busy: Mapping[str, str] | None = None,
+    ) -> bool:
         """Write the snapshot if a slot changed or the last one is ``interval`` old.
         ``busy``: slot -> model control request in flight there.  True when written."""
         now = self.clock()
@@ -113,9 +131,14 @@ class SlotStateWriter:
             self._devices_at = now
         for s in slots:
             s["device_status"] = self._devices.get(s["slot_id"])
-        doc = {"version": SNAPSHOT_VERSION, "written_at": now, "daemon_pid": os.getpid(),
-               "daemon_started_at": self.started_at, "device_status_at": self._devices_at,
-               "slots": slots}
+        doc = {
+            "version": SNAPSHOT_VERSION,
+            "written_at": now,
+            "daemon_pid": os.getpid(),
+            "daemon_started_at": self.started_at,
+            "device_status_at": self._devices_at,
+            "slots": slots,
+        }
         try:
             write_snapshot(self.path, doc)
         except OSError:
@@ -130,8 +153,14 @@ def _device_status(backend: Any) -> dict[str, dict[str, Any]]:
     try:
         return {d.slot_id: d.to_dict() for d in backend.status()}
     except Exception as exc:  # noqa: BLE001 - a sensor fault is reported, never raised
-        return {s.slot_id: {"slot_id": s.slot_id, "available": False,
-                            "error": f"{type(exc).__name__}: {exc}"} for s in backend.slots()}
+        return {
+            s.slot_id: {
+                "slot_id": s.slot_id,
+                "available": False,
+                "error": f"{type(exc).__name__}: {exc}",
+            }
+            for s in backend.slots()
+        }
 
 
 def write_snapshot(path: Path, doc: dict[str, Any]) -> None:
@@ -178,8 +207,9 @@ def daemon_pid(spool_root: Path | str) -> int | None:
         return None
 
 
-def daemon_status(spool_root: Path | str, *, stale_after: float = 30.0,
-                  snapshot: dict[str, Any] | None = None) -> dict[str, Any]:
+def daemon_status(
+    spool_root: Path | str, *, stale_after: float = 30.0, snapshot: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Is a daemon running on this spool?  ``alive``: the pid in ``state/daemon.lock``
     is a live process; ``responsive``: alive and its slot snapshot is fresher than
     ``stale_after`` seconds (the supervisor loop is turning)."""
@@ -192,6 +222,10 @@ def daemon_status(spool_root: Path | str, *, stale_after: float = 30.0,
     # A snapshot from an earlier daemon says nothing about this one.
     own = snap is not None and snap.get("daemon_pid") == pid
     responsive = alive and own and age is not None and age <= stale_after
-    return {"alive": alive, "pid": pid if alive else None, "responsive": responsive,
-            "snapshot_age_seconds": None if age is None else round(age, 3),
-            "snapshot_current": bool(own and alive)}
+    return {
+        "alive": alive,
+        "pid": pid if alive else None,
+        "responsive": responsive,
+        "snapshot_age_seconds": None if age is None else round(age, 3),
+        "snapshot_current": bool(own and alive),
+    }

@@ -41,7 +41,8 @@ class Supervisor:
         self.spool = Spool(config.spool_path)
         # Simulated cards read their injected faults from this file (tests, drills).
         self.backend = backend or parse_slots(
-            config.slots, state_file=self.spool.paths.state_dir / "simulated-devices.json")
+            config.slots, state_file=self.spool.paths.state_dir / "simulated-devices.json"
+        )
         self.life = lifecycle.Lifecycle(self.spool, config)
         self.executors: dict[str, Executor] = {}
         self.wake = asyncio.Event()
@@ -69,16 +70,23 @@ class Supervisor:
         report = sweep(self.spool, max_attempts=self.config.max_attempts)
         if report.total():
             logger.warning("recovery sweep: {}", vars(report))
-            for tid in (report.requeued + report.completed + report.failed
-                        + report.dropped_duplicates):
+            for tid in (
+                report.requeued + report.completed + report.failed + report.dropped_duplicates
+            ):
                 self.life.mirror_task(tid)
         slots = self.backend.slots()
         cpu_slots = sum(1 for s in slots if s.kind != "nvml") or 1
         threads = max(1, (os.cpu_count() or 1) // cpu_slots)
         for slot in slots:
-            ex = Executor(slot, self.spool.root, cache_size=self.config.calculator_cache_size,
-                          dtype=self.config.dtype, threads=threads if slot.kind != "nvml" else None,
-                          on_message=self._on_message, on_exit=self._on_exit)
+            ex = Executor(
+                slot,
+                self.spool.root,
+                cache_size=self.config.calculator_cache_size,
+                dtype=self.config.dtype,
+                threads=threads if slot.kind != "nvml" else None,
+                on_message=self._on_message,
+                on_exit=self._on_exit,
+            )
             self.executors[slot.slot_id] = ex
         await asyncio.gather(*(ex.start() for ex in self.executors.values()))
         self._watcher = SpoolWatcher(self.spool.paths, self._wake_threadsafe)
@@ -160,13 +168,19 @@ class Supervisor:
         free = []
         for order, ex in enumerate(idle):
             st = status.get(ex.slot_id)
-            free.append(FreeSlot(
-                ex.slot_id, tuple(ex.loaded_models),
-                available=st.available if st else True,
-                free_memory_mb=st.memory_free_mb if st and ex.slot.kind != "cpu" else None,
-                utilization_percent=st.utilization_percent if st else None, order=order))
-        result = plan(queue, free, now=time.time(),
-                      min_free_memory_mb=self.config.min_free_memory_mb)
+            free.append(
+                FreeSlot(
+                    ex.slot_id,
+                    tuple(ex.loaded_models),
+                    available=st.available if st else True,
+                    free_memory_mb=st.memory_free_mb if st and ex.slot.kind != "cpu" else None,
+                    utilization_percent=st.utilization_percent if st else None,
+                    order=order,
+                )
+            )
+        result = plan(
+            queue, free, now=time.time(), min_free_memory_mb=self.config.min_free_memory_mb
+        )
         for job, slot in result.assignments:
             self._dispatch(job, self.executors[slot.slot_id])
 
@@ -185,8 +199,9 @@ class Supervisor:
                 except MofsimError as exc:
                     self._fail_at_admission(q.path, job, exc)
                     continue
-                header = QueuedJob(job.task_id, self.life.model_key(job.model), job.priority,
-                                   q.name)
+                header = QueuedJob(
+                    job.task_id, self.life.model_key(job.model), job.priority, q.name
+                )
                 self._headers[q.name] = header
                 # Queued tasks belong in the mirror's lists too, however they arrived.
                 self.life.mirror_task(job.task_id)
@@ -203,8 +218,13 @@ class Supervisor:
         if claimed is None:
             return
         task = RunningTask(job.task_id, claimed, time.time(), 0.0, job.attempts)
-        self.life.finish(task, "FAILED", code=exc.code, message=exc.message,
-                         error={"field": exc.field, "type": type(exc).__name__})
+        self.life.finish(
+            task,
+            "FAILED",
+            code=exc.code,
+            message=exc.message,
+            error={"field": exc.field, "type": type(exc).__name__},
+        )
 
     def _dispatch(self, qjob: QueuedJob, ex: Executor) -> None:
         src = self.spool.paths.priority_dir(qjob.priority) / qjob.name
@@ -234,11 +254,13 @@ class Supervisor:
                 task.cancel_seen_at = now
                 logger.info("cancel requested for running task {}", task.task_id)
             if now - task.started > task.timeout:
-                self._kill_current(ex, "TIMEOUT",
-                                   f"task exceeded its timeout of {task.timeout:g} s")
+                self._kill_current(
+                    ex, "TIMEOUT", f"task exceeded its timeout of {task.timeout:g} s"
+                )
             elif task.cancel_seen_at and now - task.cancel_seen_at > self.config.cancel_grace_s:
-                self._kill_current(ex, "CANCELLED",
-                                   "cancelled by request (forced after the grace period)")
+                self._kill_current(
+                    ex, "CANCELLED", "cancelled by request (forced after the grace period)"
+                )
 
     def _kill_current(self, ex: Executor, state: str, message: str) -> None:
         task = ex.current
@@ -246,8 +268,13 @@ class Supervisor:
             return
         ex.current = None
         ex.kill()
-        self.life.finish(task, state, code=50002 if state == "TIMEOUT" else 50004,
-                         message=message, slot=ex.slot_id)
+        self.life.finish(
+            task,
+            state,
+            code=50002 if state == "TIMEOUT" else 50004,
+            message=message,
+            slot=ex.slot_id,
+        )
         self.wake.set()
 
     # -- executor callbacks ------------------------------------------------------------
@@ -268,23 +295,31 @@ class Supervisor:
         if status == "COMPLETED":
             self.life.finish(task, "COMPLETED", slot=ex.slot_id)
         elif status == "CANCELLED":
-            self.life.finish(task, "CANCELLED", code=50004, message="cancelled by request",
-                             slot=ex.slot_id)
+            self.life.finish(
+                task, "CANCELLED", code=50004, message="cancelled by request", slot=ex.slot_id
+            )
         elif msg.get("transient"):
             self._retry_or_fail(task, str(error.get("message", "transient failure")))
         else:
-            self.life.finish(task, "FAILED", code=int(error.get("code", 50001)),
-                             message=str(error.get("message", "task failed")),
-                             slot=ex.slot_id, error=error)
+            self.life.finish(
+                task,
+                "FAILED",
+                code=int(error.get("code", 50001)),
+                message=str(error.get("message", "task failed")),
+                slot=ex.slot_id,
+                error=error,
+            )
 
     def _retry_or_fail(self, task: RunningTask, reason: str) -> None:
         attempts = task.attempts + 1
         if attempts >= self.config.max_attempts:
-            self.life.finish(task, "FAILED", code=50001,
-                             message=f"{reason} (gave up after {attempts} attempts)")
+            self.life.finish(
+                task, "FAILED", code=50001, message=f"{reason} (gave up after {attempts} attempts)"
+            )
             return
-        delay = min(self.config.retry_backoff_max_s,
-                    self.config.retry_backoff_s * 2 ** (attempts - 1))
+        delay = min(
+            self.config.retry_backoff_max_s, self.config.retry_backoff_s * 2 ** (attempts - 1)
+        )
         self.not_before[task.task_id] = time.time() + delay
         self.life.requeue(task, attempts, f"{reason}; retrying in {delay:g} s")
 
@@ -312,8 +347,9 @@ class Supervisor:
             self.wake.set()
 
 
-def run_daemon(config: Config, *, backend: DeviceBackend | None = None,
-               ready_file: Path | None = None) -> int:
+def run_daemon(
+    config: Config, *, backend: DeviceBackend | None = None, ready_file: Path | None = None
+) -> int:
     """Blocking entry point: runs until SIGTERM/SIGINT, then shuts down gracefully.
 
     With ``config.http`` the API is served from the same event loop once the supervisor

@@ -46,8 +46,7 @@ def probe_atoms(elements: list[str]) -> Any:
     from ase import Atoms
 
     pair = (elements * 2)[:2]
-    return Atoms(pair, positions=[[0.0, 0.0, 0.0], [1.3, 1.4, 1.2]], cell=[4.5, 4.5, 4.5],
-                 pbc=True)
+    return Atoms(pair, positions=[[0.0, 0.0, 0.0], [1.3, 1.4, 1.2]], cell=[4.5, 4.5, 4.5], pbc=True)
 
 
 def validate(models_root: Path, model_id: str, device: str = "cpu") -> dict[str, Any]:
@@ -56,8 +55,7 @@ def validate(models_root: Path, model_id: str, device: str = "cpu") -> dict[str,
 
     spec = custom_spec(model_id, models_root)
     t0 = time.perf_counter()
-    calc = load_calculator(spec, device=device, dtype=spec.default_dtype,
-                           models_root=models_root)
+    calc = load_calculator(spec, device=device, dtype=spec.default_dtype, models_root=models_root)
     load_s = time.perf_counter() - t0
     known = model_elements(calc)
     declared = [e for e in spec.elements if e != "all"]
@@ -73,12 +71,17 @@ def validate(models_root: Path, model_id: str, device: str = "cpu") -> dict[str,
     if forces.shape != (len(atoms), 3):
         raise MofsimError(f"the model returned forces of shape {forces.shape}")
     out: dict[str, Any] = {
-        "ok": True, "model_key": spec.key, "framework": spec.framework,
-        "dtype": spec.default_dtype, "device": device,
-        "model_elements": known, "tested_formula": atoms.get_chemical_formula(),
+        "ok": True,
+        "model_key": spec.key,
+        "framework": spec.framework,
+        "dtype": spec.default_dtype,
+        "device": device,
+        "model_elements": known,
+        "tested_formula": atoms.get_chemical_formula(),
         "energy_eV": energy,
         "max_force_eV_A": float(max(math.sqrt(sum(c * c for c in f)) for f in forces)),
-        "load_seconds": round(load_s, 3), "compute_seconds": round(compute_s, 3),
+        "load_seconds": round(load_s, 3),
+        "compute_seconds": round(compute_s, 3),
     }
     try:
         stress = atoms.get_stress()
@@ -99,8 +102,14 @@ def run(models_root: Path, model_id: str, device: str, out: IO[str]) -> int:
     except MofsimError as exc:
         doc = {"ok": False, "error": exc.to_dict()}
     except Exception as exc:  # noqa: BLE001 - any failure is the verdict, reported whole
-        doc = {"ok": False, "error": {"code": 30005, "type": type(exc).__name__,
-                                      "message": f"{type(exc).__name__}: {exc}"[:2000]}}
+        doc = {
+            "ok": False,
+            "error": {
+                "code": 30005,
+                "type": type(exc).__name__,
+                "message": f"{type(exc).__name__}: {exc}"[:2000],
+            },
+        }
         traceback.print_exc(file=sys.stderr)
     out.write(json.dumps(doc, default=str) + "\n")
     out.flush()

@@ -80,8 +80,11 @@ class SpoolWatcher:
         self._impl: Any = None
 
     def _dirs(self) -> list[Path]:
-        return ([d for _, d in self.paths.priority_dirs()] + [self.paths.cancel_dir]
-                + model_control_dirs(self.paths))
+        return (
+            [d for _, d in self.paths.priority_dirs()]
+            + [self.paths.cancel_dir]
+            + model_control_dirs(self.paths)
+        )
 
     def start(self) -> None:
         if sys.platform.startswith("linux"):

@@ -29,15 +29,25 @@ from loguru import logger
 
 from spool.events import append_event, iso_now, read_events
 
-EVENTS = ("task.started", "task.progress", "task.completed", "task.failed",
-          "task.cancelled", "task.timeout")
+EVENTS = (
+    "task.started",
+    "task.progress",
+    "task.completed",
+    "task.failed",
+    "task.cancelled",
+    "task.timeout",
+)
 DEFAULT_EVENTS = ("task.completed", "task.failed")
 # Outcomes of one attempt: delivered, failed with a retry to come, failed for good.
 OUTCOMES = ("delivered", "retrying", "failed")
 TOTALS_NAME = "totals.json"
-STATE_EVENTS = {"RUNNING": "task.started", "COMPLETED": "task.completed",
-                "FAILED": "task.failed", "CANCELLED": "task.cancelled",
-                "TIMEOUT": "task.timeout"}
+STATE_EVENTS = {
+    "RUNNING": "task.started",
+    "COMPLETED": "task.completed",
+    "FAILED": "task.failed",
+    "CANCELLED": "task.cancelled",
+    "TIMEOUT": "task.timeout",
+}
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -45,8 +55,9 @@ def sign(secret: str, body: bytes, timestamp: int) -> str:
     return f"t={timestamp},v1={mac.hexdigest()}"
 
 
-def verify(secret: str, body: bytes, header: str, *, tolerance_s: float = 300.0,
-           now: float | None = None) -> bool:
+def verify(
+    secret: str, body: bytes, header: str, *, tolerance_s: float = 300.0, now: float | None = None
+) -> bool:
     """What a receiver does; here for the tests and for users' reference."""
     try:
         parts = dict(item.split("=", 1) for item in header.split(","))
@@ -72,10 +83,13 @@ class Subscription:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             return None
         events = options.get("notify_events") or DEFAULT_EVENTS
-        return cls(url=url, events=tuple(e for e in events if e in EVENTS),
-                   secret=options.get("notify_secret") or None,
-                   retry_times=max(0, int(options.get("retry_times", 3))),
-                   retry_interval_s=max(0.0, float(options.get("retry_interval_seconds", 10))))
+        return cls(
+            url=url,
+            events=tuple(e for e in events if e in EVENTS),
+            secret=options.get("notify_secret") or None,
+            retry_times=max(0, int(options.get("retry_times", 3))),
+            retry_interval_s=max(0.0, float(options.get("retry_interval_seconds", 10))),
+        )
 
 
 def validate_options(options: dict[str, Any]) -> None:
@@ -90,14 +104,18 @@ def validate_options(options: dict[str, Any]) -> None:
     events = options.get("notify_events")
     if events is not None:
         if not isinstance(events, list) or any(e not in EVENTS for e in events):
-            raise ValidationError(f"notify_events must be a list of {', '.join(EVENTS)}",
-                                  field="options.notify_events")
+            raise ValidationError(
+                f"notify_events must be a list of {', '.join(EVENTS)}",
+                field="options.notify_events",
+            )
     for key, kind in (("retry_times", int), ("retry_interval_seconds", (int, float))):
         value = options.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, kind)
-                                  or value < 0 or value > 1000):
-            raise ValidationError(f"{key} must be a number between 0 and 1000",
-                                  field=f"options.{key}")
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, kind) or value < 0 or value > 1000
+        ):
+            raise ValidationError(
+                f"{key} must be a number between 0 and 1000", field=f"options.{key}"
+            )
 
 
 @dataclass
@@ -114,8 +132,9 @@ class Delivery:
 def build_body(event: str, record: dict[str, Any], base_url: str = "") -> dict[str, Any]:
     """The spec 4.6 body from a task record."""
     result = (record.get("result") or {}).get("result") or {}
-    summary: dict[str, Any] = {"duration_seconds": (record.get("result") or {}).get(
-        "duration_seconds")}
+    summary: dict[str, Any] = {
+        "duration_seconds": (record.get("result") or {}).get("duration_seconds")
+    }
     for key in ("converged", "final_energy_eV", "energy_eV", "B0_GPa", "verdict"):
         if key in result:
             summary[key] = result[key]
@@ -123,10 +142,14 @@ def build_body(event: str, record: dict[str, Any], base_url: str = "") -> dict[s
         summary["error"] = {k: record["error"].get(k) for k in ("code", "message")}
     if record.get("progress") is not None:
         summary["progress"] = record["progress"]
-    return {"event": event, "task_id": record["task_id"], "status": record["status"],
-            "timestamp": iso_now(),
-            "result_url": f"{base_url}/api/v1/tasks/{record['task_id']}/result",
-            "summary": summary}
+    return {
+        "event": event,
+        "task_id": record["task_id"],
+        "status": record["status"],
+        "timestamp": iso_now(),
+        "result_url": f"{base_url}/api/v1/tasks/{record['task_id']}/result",
+        "summary": summary,
+    }
 
 
 class WebhookDispatcher:
@@ -152,14 +175,16 @@ class WebhookDispatcher:
         self._queue.put(None)
         self._thread.join(timeout=30)
 
-    def notify(self, task_id: str, event: str, record: dict[str, Any],
-               subscription: Subscription) -> Delivery | None:
+    def notify(
+        self, task_id: str, event: str, record: dict[str, Any], subscription: Subscription
+    ) -> Delivery | None:
         if event not in subscription.events:
             return None
         return self.send(task_id, event, build_body(event, record), subscription)
 
-    def send(self, record_key: str, event: str, payload: dict[str, Any],
-             subscription: Subscription) -> Delivery:
+    def send(
+        self, record_key: str, event: str, payload: dict[str, Any], subscription: Subscription
+    ) -> Delivery:
         """Any signed JSON notification (alerts use this too); attempts are recorded
         under ``record_key``."""
         body = json.dumps(payload, ensure_ascii=False, default=str).encode()
@@ -197,8 +222,12 @@ class WebhookDispatcher:
 
     def _attempt(self, client: Any, d: Delivery) -> None:
         d.attempt += 1
-        headers = {"Content-Type": "application/json", "X-MOFSim-Event": d.event,
-                   "X-MOFSim-Delivery": d.delivery_id, "User-Agent": "mofsim-webhooks"}
+        headers = {
+            "Content-Type": "application/json",
+            "X-MOFSim-Event": d.event,
+            "X-MOFSim-Delivery": d.delivery_id,
+            "User-Agent": "mofsim-webhooks",
+        }
         if d.subscription.secret:
             headers["X-MOFSim-Signature"] = sign(d.subscription.secret, d.body, int(time.time()))
         status: int | None = None
@@ -220,16 +249,39 @@ class WebhookDispatcher:
             d.not_before = time.time() + d.subscription.retry_interval_s * 2 ** (d.attempt - 1)
             self._waiting.append(d)
         elif not ok:
-            logger.warning("webhook {} for {} gave up after {} attempts: {}", d.event,
-                           d.task_id, d.attempt, error)
+            logger.warning(
+                "webhook {} for {} gave up after {} attempts: {}",
+                d.event,
+                d.task_id,
+                d.attempt,
+                error,
+            )
 
-    def _record(self, d: Delivery, ok: bool, status: int | None, error: str | None,
-                elapsed_ms: float, final: bool) -> None:
-        append_event(self.records_dir / f"{d.task_id}.jsonl", {
-            "timestamp": iso_now(), "delivery_id": d.delivery_id, "event": d.event,
-            "task_id": d.task_id, "url": d.subscription.url, "attempt": d.attempt,
-            "ok": ok, "status_code": status, "error": error,
-            "duration_ms": round(elapsed_ms, 1), "final": final})
+    def _record(
+        self,
+        d: Delivery,
+        ok: bool,
+        status: int | None,
+        error: str | None,
+        elapsed_ms: float,
+        final: bool,
+    ) -> None:
+        append_event(
+            self.records_dir / f"{d.task_id}.jsonl",
+            {
+                "timestamp": iso_now(),
+                "delivery_id": d.delivery_id,
+                "event": d.event,
+                "task_id": d.task_id,
+                "url": d.subscription.url,
+                "attempt": d.attempt,
+                "ok": ok,
+                "status_code": status,
+                "error": error,
+                "duration_ms": round(elapsed_ms, 1),
+                "final": final,
+            },
+        )
         outcome = "delivered" if ok else ("failed" if final else "retrying")
         per_event = self._totals.setdefault(d.event, dict.fromkeys(OUTCOMES, 0))
         per_event[outcome] = per_event.get(outcome, 0) + 1
@@ -244,9 +296,15 @@ def read_totals(records_dir: Path) -> dict[str, dict[str, int]]:
         return {}
     if not isinstance(doc, dict):
         return {}
-    return {str(event): {str(k): int(v) for k, v in counts.items()
-                         if isinstance(v, int) and not isinstance(v, bool)}
-            for event, counts in doc.items() if isinstance(counts, dict)}
+    return {
+        str(event): {
+            str(k): int(v)
+            for k, v in counts.items()
+            if isinstance(v, int) and not isinstance(v, bool)
+        }
+        for event, counts in doc.items()
+        if isinstance(counts, dict)
+    }
 
 
 def _write_totals(records_dir: Path, totals: dict[str, dict[str, int]]) -> None:

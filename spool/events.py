@@ -131,20 +131,40 @@ def filter_events(
 class EventWriter:
     """Appends events for one task; used by the supervisor and inside executors."""
 
-    def __init__(self, path: Path, task_id: str, *, gpu_id: int | None = None,
-                 logger: str = "task") -> None:
+    def __init__(
+        self, path: Path, task_id: str, *, gpu_id: int | None = None, logger: str = "task"
+    ) -> None:
         self.path = path
         self.task_id = task_id
         self.gpu_id = gpu_id
         self.logger = logger
 
-    def emit(self, message: str, *, event: str = "log", level: str = "INFO",
-             logger: str | None = None, **extra: Any) -> dict[str, Any]:
-        record = make_event(self.task_id, message, event=event, level=level,
-                            logger=logger or self.logger, gpu_id=self.gpu_id, extra=extra)
+    def emit(
+        self,
+        message: str,
+        *,
+        event: str = "log",
+        level: str = "INFO",
+        logger: str | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        record = make_event(
+            self.task_id,
+            message,
+            event=event,
+            level=level,
+            logger=logger or self.logger,
+            gpu_id=self.gpu_id,
+            extra=extra,
+        )
         append_event(self.path, record)
         return record
 
     def status(self, status: str, message: str | None = None, **extra: Any) -> dict[str, Any]:
-        return self.emit(message or f"Task {status.lower()}", event="status",
-                         logger="task.lifecycle", status=status, **extra)
+        return self.emit(
+            message or f"Task {status.lower()}",
+            event="status",
+            logger="task.lifecycle",
+            status=status,
+            **extra,
+        )

@@ -57,7 +57,8 @@ def admit(spool: Spool, qfile: QueuedFile, validator: Validator | None = None) -
             job = Job.from_json(qfile.path.read_bytes())
             if job.task_id != qfile.task_id:
                 raise InvalidJobFile(
-                    f"file name says task {qfile.task_id} but the file holds {job.task_id}")
+                    f"file name says task {qfile.task_id} but the file holds {job.task_id}"
+                )
             # A canonical job has an id its submitter knows: a bad model or parameter
             # fails that task (the caller's business) instead of vanishing into rejected/.
             return job
@@ -80,6 +81,9 @@ def admit(spool: Spool, qfile: QueuedFile, validator: Validator | None = None) -
     published = transitions.adopt_submission(spool.paths, qfile.path, job)
     if published is not None:
         spool.events(job.task_id).status(
-            "QUEUED", f"Task queued from hand-written file {qfile.name}",
-            priority=priority_name(job.priority), source_file=qfile.name)
+            "QUEUED",
+            f"Task queued from hand-written file {qfile.name}",
+            priority=priority_name(job.priority),
+            source_file=qfile.name,
+        )
     return None

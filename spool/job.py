@@ -114,8 +114,9 @@ def normalize_structure(value: Any) -> dict[str, Any]:
     required = {"builtin": "name", "upload": "file_id", "inline": "content", "path": "path"}
     key = required[source]
     if not isinstance(value.get(key), str) or not value[key]:
-        raise ValidationError(f"structure.{key} is required for source {source!r}",
-                              field=f"structure.{key}")
+        raise ValidationError(
+            f"structure.{key} is required for source {source!r}", field=f"structure.{key}"
+        )
     out = dict(value)
     out["source"] = source
     return out
@@ -184,8 +185,9 @@ class Job:
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
         ):
-            raise ValidationError("options.timeout must be a positive number of seconds",
-                                  field="options.timeout")
+            raise ValidationError(
+                "options.timeout must be a positive number of seconds", field="options.timeout"
+            )
         kwargs: dict[str, Any] = {
             "task_type": normalize_task_type(task_type),
             "model": model,

@@ -105,8 +105,17 @@ class SpoolPaths:
         return self.root / "state"
 
     def all_dirs(self) -> list[Path]:
-        dirs = [self.tmp, self.incoming, self.claimed, self.rejected, self.cancel_dir,
-                self.tasks, self.structures, self.models, self.state_dir]
+        dirs = [
+            self.tmp,
+            self.incoming,
+            self.claimed,
+            self.rejected,
+            self.cancel_dir,
+            self.tasks,
+            self.structures,
+            self.models,
+            self.state_dir,
+        ]
         dirs += [p for _, p in self.priority_dirs()]
         dirs += [self.terminal_dir(s) for s in TERMINAL_DIRS]
         return dirs

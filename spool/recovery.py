@@ -42,8 +42,13 @@ class SweepReport:
         return sum(len(v) for v in vars(self).values())
 
 
-def sweep(spool: Spool, *, slots: set[str] | None = None, max_attempts: int = 3,
-          tmp_max_age_s: float = 3600.0) -> SweepReport:
+def sweep(
+    spool: Spool,
+    *,
+    slots: set[str] | None = None,
+    max_attempts: int = 3,
+    tmp_max_age_s: float = 3600.0,
+) -> SweepReport:
     """``slots``: only these claim directories (None = all, i.e. no executor is alive)."""
     report = SweepReport()
     paths = spool.paths
@@ -58,8 +63,7 @@ def sweep(spool: Spool, *, slots: set[str] | None = None, max_attempts: int = 3,
     return report
 
 
-def _recover_claim(spool: Spool, claimed: Path, max_attempts: int,
-                   report: SweepReport) -> None:
+def _recover_claim(spool: Spool, claimed: Path, max_attempts: int, report: SweepReport) -> None:
     paths = spool.paths
     task_id = claimed.name[:-5]
     try:
@@ -88,25 +92,37 @@ def _recover_claim(spool: Spool, claimed: Path, max_attempts: int,
         return
     attempts = job.attempts + 1
     if attempts >= max_attempts:
-        record_failure(spool, task_id, "FAILED", 50001,
-                       f"executor died {attempts} times while running this task; giving up")
+        record_failure(
+            spool,
+            task_id,
+            "FAILED",
+            50001,
+            f"executor died {attempts} times while running this task; giving up",
+        )
         transitions.finish(paths, claimed, "FAILED")
-        events.status("FAILED", "Task failed: attempts exhausted after executor crashes",
-                      level="ERROR")
+        events.status(
+            "FAILED", "Task failed: attempts exhausted after executor crashes", level="ERROR"
+        )
         report.failed.append(task_id)
         return
     transitions.requeue(paths, claimed, job.with_attempts(attempts))
-    events.status("QUEUED", f"Task requeued after its executor was lost (attempt {attempts + 1})",
-                  level="WARNING", attempts=attempts)
+    events.status(
+        "QUEUED",
+        f"Task requeued after its executor was lost (attempt {attempts + 1})",
+        level="WARNING",
+        attempts=attempts,
+    )
     report.requeued.append(task_id)
 
 
-def record_failure(spool: Spool, task_id: str, state: str, code: int, message: str,
-                   **extra: object) -> None:
+def record_failure(
+    spool: Spool, task_id: str, state: str, code: int, message: str, **extra: object
+) -> None:
     """Write ``error.json`` (the reason a task ended other than COMPLETED)."""
     body = {"status": state, "code": code, "message": message, **extra}
-    transitions.atomic_write(spool.paths, spool.paths.error_file(task_id),
-                             json.dumps(body, indent=2, default=str))
+    transitions.atomic_write(
+        spool.paths, spool.paths.error_file(task_id), json.dumps(body, indent=2, default=str)
+    )
 
 
 def _find_unclaimed(spool: Spool, task_id: str) -> bool:

@@ -70,8 +70,10 @@ class Spool:
             raise taken from None
         try:
             self.events(job.task_id).status(
-                "QUEUED", f"Task queued ({priority_name(job.priority)})",
-                priority=priority_name(job.priority))
+                "QUEUED",
+                f"Task queued ({priority_name(job.priority)})",
+                priority=priority_name(job.priority),
+            )
             return transitions.publish(self.paths, job)
         except BaseException:
             shutil.rmtree(workspace, ignore_errors=True)  # the id stays free for a retry
@@ -144,8 +146,11 @@ class Spool:
                 names = sorted(os.listdir(d))
             except FileNotFoundError:
                 continue
-            out.extend(QueuedFile(level, n, d / n) for n in names if n.endswith(".json")
-                       and not n.startswith("."))
+            out.extend(
+                QueuedFile(level, n, d / n)
+                for n in names
+                if n.endswith(".json") and not n.startswith(".")
+            )
         return out
 
     def iter_task_ids(self) -> Iterator[str]:
@@ -240,8 +245,14 @@ def read_job(path: Path) -> Job:
 
 def summarize_events(path: Path) -> dict[str, Any]:
     info: dict[str, Any] = {
-        "running": False, "started_at": None, "completed_at": None, "slot": None,
-        "gpu_id": None, "progress": None, "progress_detail": None, "structure_name": None,
+        "running": False,
+        "started_at": None,
+        "completed_at": None,
+        "slot": None,
+        "gpu_id": None,
+        "progress": None,
+        "progress_detail": None,
+        "structure_name": None,
     }
     for ev in read_events(path):
         d = ev.data

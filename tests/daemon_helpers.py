@@ -26,9 +26,9 @@ def cu_xyz(repeat: int = 1, rattle: float = 0.0, seed: int = 0) -> str:
 
 def quick_job(**kw: Any) -> Job:
     data: dict[str, Any] = {
-        "task_type": "single-point-energy", "model": "emt",
-        "structure": {"source": "inline", "format": "extxyz", "content": cu_xyz(),
-                      "name": "Cu"},
+        "task_type": "single-point-energy",
+        "model": "emt",
+        "structure": {"source": "inline", "format": "extxyz", "content": cu_xyz(), "name": "Cu"},
     }
     data.update(kw)
     return Job.from_dict(data)
@@ -37,11 +37,20 @@ def quick_job(**kw: Any) -> Job:
 def slow_job(**kw: Any) -> Job:
     """An optimization that cannot converge: runs until cancelled or timed out."""
     data: dict[str, Any] = {
-        "task_type": "optimization", "model": "emt",
-        "structure": {"source": "inline", "format": "extxyz",
-                      "content": cu_xyz(3, rattle=0.05), "name": "Cu108"},
-        "parameters": {"fmax": 1e-30, "max_steps": 10_000_000, "optimizer": "FIRE",
-                       "trajectory_interval": 1_000_000},
+        "task_type": "optimization",
+        "model": "emt",
+        "structure": {
+            "source": "inline",
+            "format": "extxyz",
+            "content": cu_xyz(3, rattle=0.05),
+            "name": "Cu108",
+        },
+        "parameters": {
+            "fmax": 1e-30,
+            "max_steps": 10_000_000,
+            "optimizer": "FIRE",
+            "trajectory_interval": 1_000_000,
+        },
     }
     data.update(kw)
     return Job.from_dict(data)
@@ -58,8 +67,12 @@ class Daemon(BackgroundDaemon):
     """A daemon with short test timings."""
 
     def __init__(self, spool_root: Path, slots: str = "cpu:1", **config: Any) -> None:
-        timings = {"rescan_interval_s": 0.5, "cancel_grace_s": 3.0, "shutdown_grace_s": 5.0,
-                   "retry_backoff_s": 0.2}
+        timings = {
+            "rescan_interval_s": 0.5,
+            "cancel_grace_s": 3.0,
+            "shutdown_grace_s": 5.0,
+            "retry_backoff_s": 0.2,
+        }
         super().__init__(spool_root, slots, **{**timings, **config})
 
     def start(self, timeout: float = 60.0) -> Daemon:
@@ -77,5 +90,8 @@ def status(spool: Spool, task_id: str) -> str:
 def status_events(spool: Spool, task_id: str) -> list[str]:
     from spool.events import read_events
 
-    return [e.data["extra"]["status"] for e in read_events(spool.paths.events_file(task_id))
-            if e.kind == "status"]
+    return [
+        e.data["extra"]["status"]
+        for e in read_events(spool.paths.events_file(task_id))
+        if e.kind == "status"
+    ]

@@ -13,13 +13,18 @@ from typing import Any
 
 from executors.loaders import prepare_torch
 
-TINY_ORB_KWARGS = {"latent_dim": 16, "base_mlp_hidden_dim": 32, "head_mlp_hidden_dim": 16,
-                   "num_message_passing_steps": 1}
+TINY_ORB_KWARGS = {
+    "latent_dim": 16,
+    "base_mlp_hidden_dim": 32,
+    "head_mlp_hidden_dim": 16,
+    "num_message_passing_steps": 1,
+}
 
 
 @functools.lru_cache(maxsize=4)  # e3nn code generation makes each build take seconds
-def build_tiny_mace(atomic_numbers: tuple[int, ...] = (13, 29), r_max: float = 4.0,
-                    seed: int = 0) -> Any:
+def build_tiny_mace(
+    atomic_numbers: tuple[int, ...] = (13, 29), r_max: float = 4.0, seed: int = 0
+) -> Any:
     """A ScaleShiftMACE with 8 channels, two interactions, float64 (as MACE saves).
     Shared between callers: save it, do not modify it."""
     prepare_torch()
@@ -34,13 +39,23 @@ def build_tiny_mace(atomic_numbers: tuple[int, ...] = (13, 29), r_max: float = 4
         torch.manual_seed(seed)
         block = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
         return modules.ScaleShiftMACE(
-            r_max=r_max, num_bessel=4, num_polynomial_cutoff=5, max_ell=2,
-            interaction_cls=block, interaction_cls_first=block, num_interactions=2,
-            num_elements=len(atomic_numbers), hidden_irreps=o3.Irreps("8x0e+8x1o"),
+            r_max=r_max,
+            num_bessel=4,
+            num_polynomial_cutoff=5,
+            max_ell=2,
+            interaction_cls=block,
+            interaction_cls_first=block,
+            num_interactions=2,
+            num_elements=len(atomic_numbers),
+            hidden_irreps=o3.Irreps("8x0e+8x1o"),
             MLP_irreps=o3.Irreps("8x0e"),
             atomic_energies=np.linspace(-3.0, -4.0, len(atomic_numbers)),
-            avg_num_neighbors=8.0, atomic_numbers=list(atomic_numbers), correlation=2,
-            gate=torch.nn.functional.silu, atomic_inter_scale=1.0, atomic_inter_shift=0.0,
+            avg_num_neighbors=8.0,
+            atomic_numbers=list(atomic_numbers),
+            correlation=2,
+            gate=torch.nn.functional.silu,
+            atomic_inter_scale=1.0,
+            atomic_inter_shift=0.0,
         )
     finally:
         torch.set_default_dtype(previous)
@@ -57,14 +72,21 @@ def build_tiny_orb(seed: int = 0) -> Any:
     try:
         torch.manual_seed(seed)
         return pretrained.orb_v3_conservative_architecture(
-            system_config=SystemConfig(radius=6.0, max_num_neighbors=20), **TINY_ORB_KWARGS)
+            system_config=SystemConfig(radius=6.0, max_num_neighbors=20), **TINY_ORB_KWARGS
+        )
     finally:
         torch.set_default_dtype(previous)
 
 
-def write_custom_model(models_root: Path, model_id: str, framework: str, file_name: str,
-                       payload: Any = None, raw: bytes | None = None,
-                       **meta: Any) -> Path:
+def write_custom_model(
+    models_root: Path,
+    model_id: str,
+    framework: str,
+    file_name: str,
+    payload: Any = None,
+    raw: bytes | None = None,
+    **meta: Any,
+) -> Path:
     """``models_root/model_id/`` with meta.json and the weights (a torch object saved
     with ``torch.save``, or raw bytes)."""
     folder = models_root / model_id
@@ -75,7 +97,13 @@ def write_custom_model(models_root: Path, model_id: str, framework: str, file_na
         import torch
 
         torch.save(payload, folder / file_name)
-    doc = {"name": model_id, "framework": framework, "with_d3": False,
-           "config": {"precision": "float32"}, "file": file_name, **meta}
+    doc = {
+        "name": model_id,
+        "framework": framework,
+        "with_d3": False,
+        "config": {"precision": "float32"},
+        "file": file_name,
+        **meta,
+    }
     (folder / "meta.json").write_text(json.dumps(doc), encoding="utf-8")
     return folder

@@ -28,10 +28,11 @@ def card_snapshot(backend: SimulatedBackend) -> Snapshot:
 
 CASES = {
     "gpu_unavailable": (lambda b: b.lose(1), lambda b: b.restore(1)),
-    "gpu_memory_low": (lambda b: b.set_memory_used(0, 23_500),
-                       lambda b: b.set_memory_used(0, 0)),
-    "gpu_temperature_high": (lambda b: b.set_temperature(0, 91),
-                             lambda b: b.set_temperature(0, 60)),
+    "gpu_memory_low": (lambda b: b.set_memory_used(0, 23_500), lambda b: b.set_memory_used(0, 0)),
+    "gpu_temperature_high": (
+        lambda b: b.set_temperature(0, 91),
+        lambda b: b.set_temperature(0, 60),
+    ),
 }
 
 
@@ -59,12 +60,16 @@ def test_device_rules_fire_and_resolve_on_simulated_faults(tmp_path: Path, rule:
 
 SNAPSHOT_CASES = {
     "queue_backlog": (Snapshot(queued=150), Snapshot(queued=3)),
-    "model_consecutive_failures": (Snapshot(failure_streaks={"mace-mp": 6}),
-                                   Snapshot(failure_streaks={"mace-mp": 0})),
+    "model_consecutive_failures": (
+        Snapshot(failure_streaks={"mace-mp": 6}),
+        Snapshot(failure_streaks={"mace-mp": 0}),
+    ),
     "disk_space_low": (Snapshot(disk_free_gb=12.0), Snapshot(disk_free_gb=400.0)),
     "api_latency_high": (Snapshot(api_p99_s=7.5), Snapshot(api_p99_s=0.01)),
-    "worker_heartbeat_lost": (Snapshot(heartbeat_age_s={"gpu3": 300.0}),
-                              Snapshot(heartbeat_age_s={"gpu3": 1.0})),
+    "worker_heartbeat_lost": (
+        Snapshot(heartbeat_age_s={"gpu3": 300.0}),
+        Snapshot(heartbeat_age_s={"gpu3": 1.0}),
+    ),
     "database_unavailable": (Snapshot(database_down="connection refused"), Snapshot()),
 }
 
@@ -81,8 +86,9 @@ def test_other_rules_fire_and_resolve(tmp_path: Path, rule: str) -> None:
 
 def test_thresholds_and_switches_come_from_the_config(tmp_path: Path) -> None:
     conf = tmp_path / "alerts.toml"
-    conf.write_text("[rules.queue_backlog]\nthreshold = 5\n[rules.disk_space_low]\n"
-                    "enabled = false\n")
+    conf.write_text(
+        "[rules.queue_backlog]\nthreshold = 5\n[rules.disk_space_low]\nenabled = false\n"
+    )
     rules = load_rules(conf)
     fired, _ = evaluate(rules, Snapshot(queued=6, disk_free_gb=1.0), AlertStore(tmp_path))
     assert [a.type for a in fired] == ["queue_backlog"]
@@ -103,21 +109,37 @@ def test_channels_write_the_file_and_aggregate_warnings(tmp_path: Path) -> None:
 
     from mofsimd.webhooks import Subscription
 
-    ch = AlertChannels(file=tmp_path / "alerts.jsonl",
-                       webhook=Subscription("http://127.0.0.1:9/x"),
-                       dispatcher=Recorder(), warning_window_s=3600)  # type: ignore[arg-type]
+    ch = AlertChannels(
+        file=tmp_path / "alerts.jsonl",
+        webhook=Subscription("http://127.0.0.1:9/x"),
+        dispatcher=Recorder(),
+        warning_window_s=3600,
+    )  # type: ignore[arg-type]
     store = AlertStore(tmp_path / "a")
-    fired, _ = evaluate(DEFAULT_RULES, Snapshot(queued=500, disk_free_gb=1.0,
-                                                heartbeat_age_s={"gpu0": 999.0}), store)
+    fired, _ = evaluate(
+        DEFAULT_RULES,
+        Snapshot(queued=500, disk_free_gb=1.0, heartbeat_age_s={"gpu0": 999.0}),
+        store,
+    )
     ch.publish(fired, [])
     assert len(sent) == 1 and sent[0][1]["type"] == "worker_heartbeat_lost"  # at once
     ch.flush_due(force=True)
     assert sent[1][1]["aggregated"] is True and sent[1][1]["count"] == 2
     lines = [json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines()]
-    assert {line["type"] for line in lines} == {"queue_backlog", "disk_space_low",
-                                                "worker_heartbeat_lost"}
-    assert set(lines[0]) >= {"alert_id", "level", "type", "message", "details", "timestamp",
-                             "resolved"}
+    assert {line["type"] for line in lines} == {
+        "queue_backlog",
+        "disk_space_low",
+        "worker_heartbeat_lost",
+    }
+    assert set(lines[0]) >= {
+        "alert_id",
+        "level",
+        "type",
+        "message",
+        "details",
+        "timestamp",
+        "resolved",
+    }
 
 
 def test_api_p99_comes_from_recent_requests(tmp_path: Path) -> None:
@@ -132,7 +154,6 @@ def test_api_p99_comes_from_recent_requests(tmp_path: Path) -> None:
     for i in range(100):
         http_app.RECENT_LATENCIES.append((now, (i + 1) / 100))
     assert http_app.api_p99() == 1.0
-    fired, _ = evaluate(DEFAULT_RULES, Snapshot(api_p99_s=http_app.api_p99()),
-                        AlertStore(tmp_path))
+    fired, _ = evaluate(DEFAULT_RULES, Snapshot(api_p99_s=http_app.api_p99()), AlertStore(tmp_path))
     assert fired == []
     http_app.RECENT_LATENCIES.clear()

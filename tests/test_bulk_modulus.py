@@ -25,19 +25,39 @@ def test_defaults_are_the_seed_api_values() -> None:
     default = bm.validate({})
     assert default["protocol"] == "default"
     assert (default["strain_range"], default["num_points"], default["pre_optimize"]) == (
-        0.1, 9, True)
+        0.1,
+        9,
+        True,
+    )
     # The seed names no relaxation settings: the benchmark's.
     assert (default["optimizer"], default["fmax"], default["max_steps"]) == ("LBFGS", 1e-3, 1000)
     assert bm.volume_factors(default["strain_range"], default["num_points"])[0] == (
-        pytest.approx(0.9))
+        pytest.approx(0.9)
+    )
 
 
 def test_mofsimbench_preset_and_overrides() -> None:
     bench = bm.validate({"protocol": "mofsimbench", "model_key": "x"})
-    assert {k: bench[k] for k in ("strain_range", "num_points", "pre_optimize", "optimizer",
-                                  "fmax", "max_steps", "eos")} == {
-        "strain_range": 0.04, "num_points": 11, "pre_optimize": True, "optimizer": "LBFGS",
-        "fmax": 1e-3, "max_steps": 1000, "eos": "birchmurnaghan"}
+    assert {
+        k: bench[k]
+        for k in (
+            "strain_range",
+            "num_points",
+            "pre_optimize",
+            "optimizer",
+            "fmax",
+            "max_steps",
+            "eos",
+        )
+    } == {
+        "strain_range": 0.04,
+        "num_points": 11,
+        "pre_optimize": True,
+        "optimizer": "LBFGS",
+        "fmax": 1e-3,
+        "max_steps": 1000,
+        "eos": "birchmurnaghan",
+    }
     assert bm.validate({"protocol": "mofsimbench", "num_points": 7})["num_points"] == 7
     mira = bm.validate({"strain_range": 0.1, "num_points": 9, "enable_d3": True})
     assert (mira["strain_range"], mira["num_points"], mira["with_d3"]) == (0.1, 9, True)
@@ -46,14 +66,17 @@ def test_mofsimbench_preset_and_overrides() -> None:
     assert bm.SCHEMA.to_schema()["x-presets"]["mofsimbench"]["num_points"] == 11
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"num_points": 3}, "parameters.num_points"),
-    ({"strain_range": 0}, "parameters.strain_range"),
-    ({"strain_range": -0.04}, "parameters.strain_range"),
-    ({"strain_range": 0.9}, "parameters.strain_range"),
-    ({"max_steps": -1}, "parameters.max_steps"),
-    ({"eos": "sj"}, "parameters.eos"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"num_points": 3}, "parameters.num_points"),
+        ({"strain_range": 0}, "parameters.strain_range"),
+        ({"strain_range": -0.04}, "parameters.strain_range"),
+        ({"strain_range": 0.9}, "parameters.strain_range"),
+        ({"max_steps": -1}, "parameters.max_steps"),
+        ({"eos": "sj"}, "parameters.eos"),
+    ],
+)
 def test_bad_parameters_name_the_field(body: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError) as err:
         bm.validate(body)
@@ -67,8 +90,9 @@ def test_volume_grid_is_in_volume_not_length() -> None:
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
     scaled = bm.scaled_copy(atoms, 0.96)
     assert scaled.get_volume() == pytest.approx(0.96 * atoms.get_volume(), rel=1e-12)
-    np.testing.assert_allclose(scaled.get_scaled_positions(), atoms.get_scaled_positions(),
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        scaled.get_scaled_positions(), atoms.get_scaled_positions(), atol=1e-12
+    )
 
 
 def test_fit_recovers_a_known_curve() -> None:
@@ -100,9 +124,17 @@ def _independent_emt_fit() -> float:
 
 def test_emt_copper_matches_an_independent_fit(tmp_path: Path) -> None:
     observer = NullObserver()
-    ctx = TaskContext(task_id="t", task_type="bulk-modulus", atoms=bulk("Cu", "fcc", a=3.7),
-                      structure_name="Cu", parameters={"protocol": "mofsimbench"},
-                      model_key="emt", calculator=EMT(), workspace=tmp_path, observer=observer)
+    ctx = TaskContext(
+        task_id="t",
+        task_type="bulk-modulus",
+        atoms=bulk("Cu", "fcc", a=3.7),
+        structure_name="Cu",
+        parameters={"protocol": "mofsimbench"},
+        model_key="emt",
+        calculator=EMT(),
+        workspace=tmp_path,
+        observer=observer,
+    )
     result = bm.run(ctx)
     json.dumps(result, allow_nan=False)
     reference = _independent_emt_fit()
@@ -119,8 +151,10 @@ def test_emt_copper_matches_an_independent_fit(tmp_path: Path) -> None:
     fractions = [f for f, _, _ in observer.progress_events if f is not None]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert result["parameters_used"]["num_points"] == 11
-    assert result["output_files"] == {"plot": "eos.png",
-                                      "relaxed_structure": "relaxed_structure.cif"}
+    assert result["output_files"] == {
+        "plot": "eos.png",
+        "relaxed_structure": "relaxed_structure.cif",
+    }
     assert (tmp_path / result["output_files"]["plot"]).read_bytes().startswith(b"\x89PNG")
     assert len(read(tmp_path / result["output_files"]["relaxed_structure"])) == 1
 
@@ -128,9 +162,16 @@ def test_emt_copper_matches_an_independent_fit(tmp_path: Path) -> None:
 def test_unrelaxed_input_is_flagged_unreliable(tmp_path: Path) -> None:
     # Without the relaxation the grid is centred 3 % above the EMT minimum, outside +-1 %.
     atoms = bulk("Cu", "fcc", a=3.59 * 1.03 ** (1 / 3))
-    ctx = TaskContext(task_id="t", task_type="bulk-modulus", atoms=atoms, structure_name="Cu",
-                      parameters={"pre_optimize": False, "num_points": 7, "strain_range": 0.05},
-                      model_key="emt", calculator=EMT(), workspace=tmp_path)
+    ctx = TaskContext(
+        task_id="t",
+        task_type="bulk-modulus",
+        atoms=atoms,
+        structure_name="Cu",
+        parameters={"pre_optimize": False, "num_points": 7, "strain_range": 0.05},
+        model_key="emt",
+        calculator=EMT(),
+        workspace=tmp_path,
+    )
     result = bm.run(ctx)
     assert result["relaxation"] is None
     assert result["reliable"] is False

@@ -35,21 +35,25 @@ EMT, LJ = resolve_model("emt"), resolve_model("lj")
 def test_hits_misses_and_lru_eviction_order() -> None:
     loader = CountingLoader()
     cache = CalculatorCache(max_size=2, loader=loader)
-    a = cache.get(EMT)                      # miss
-    b = cache.get(LJ)                       # miss
-    assert cache.get(EMT) is a              # hit: EMT is now the most recent
+    a = cache.get(EMT)  # miss
+    b = cache.get(LJ)  # miss
+    assert cache.get(EMT) is a  # hit: EMT is now the most recent
     assert cache.loaded_keys() == ["emt", "lj"]
-    c = cache.get(EMT, dtype="float64")     # miss: evicts LJ, the least recently used
+    c = cache.get(EMT, dtype="float64")  # miss: evicts LJ, the least recently used
     assert c is not a
     assert ("lj", "cpu", "float32", False) not in cache
     assert cache.loaded_keys() == ["emt"]
-    assert cache.get(LJ) is not b           # miss again: evicts EMT float32
+    assert cache.get(LJ) is not b  # miss again: evicts EMT float32
     assert ("emt", "cpu", "float32", False) not in cache
     assert ("emt", "cpu", "float64", False) in cache
     assert cache.loaded_keys() == ["lj", "emt"]
     assert (cache.hits, cache.misses, cache.evictions) == (1, 4, 2)
-    assert loader.calls == [("emt", "float32", False), ("lj", "float32", False),
-                            ("emt", "float64", False), ("lj", "float32", False)]
+    assert loader.calls == [
+        ("emt", "float32", False),
+        ("lj", "float32", False),
+        ("emt", "float64", False),
+        ("lj", "float32", False),
+    ]
     assert len(cache) == 2
 
 
@@ -69,8 +73,10 @@ def test_stats_and_load_times_are_json() -> None:
     assert [row["model_key"] for row in stats["entries"]] == ["lj", "emt"]
     assert stats["entries"][1]["hits"] == 1 and stats["entries"][0]["with_d3"] is True
     assert all(row["load_seconds"] >= 0 for row in stats["entries"])
-    assert set(cache.load_times) == {("emt", "cpu", "float32", False),
-                                     ("lj", "cpu", "float32", True)}
+    assert set(cache.load_times) == {
+        ("emt", "cpu", "float32", False),
+        ("lj", "cpu", "float32", True),
+    }
 
 
 def test_unload_and_clear_release_calculators() -> None:
@@ -80,7 +86,7 @@ def test_unload_and_clear_release_calculators() -> None:
     cache.get(LJ)
     assert cache.unload("emt") == 2 and cache.unload("emt") == 0
     gc.collect()
-    assert ref() is None                    # the cache held the only reference
+    assert ref() is None  # the cache held the only reference
     assert cache.loaded_keys() == ["lj"]
     cache.clear()
     assert cache.loaded_keys() == [] and len(cache) == 0
@@ -93,8 +99,9 @@ def test_eviction_drops_the_reference() -> None:
     assert ref() is None
 
 
-def test_refusals_and_failures_leave_no_entry(tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_refusals_and_failures_leave_no_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     loader = CountingLoader()
     cache = CalculatorCache(max_size=2, loader=loader)
     with pytest.raises(ValidationError):
@@ -121,8 +128,10 @@ def test_d3_flag_is_part_of_the_key() -> None:
 def test_memory_of_a_torch_model_is_reported(tmp_path: Path) -> None:
     model = build_tiny_mace()
     write_custom_model(tmp_path, "tiny", "mace", "m.model", model)
-    expected = sum(p.numel() * 4 for p in [*model.parameters(), *model.buffers()]
-                   if p.is_floating_point()) / 2**20
+    expected = (
+        sum(p.numel() * 4 for p in [*model.parameters(), *model.buffers()] if p.is_floating_point())
+        / 2**20
+    )
     cache = CalculatorCache(max_size=1)
     calc = cache.get(resolve_model("custom:tiny", tmp_path))
     memory = cache.stats()["entries"][0]["memory_mb"]

@@ -36,8 +36,11 @@ def cli(*args: str | Path, spool: Path | None = None) -> Any:
 
 
 def make_task(sp: Spool, created_at: int | None = None, **kw: Any) -> Job:
-    data: dict[str, Any] = {"task_type": "single-point-energy", "model": "emt",
-                            "structure": "builtin:HKUST-1"}
+    data: dict[str, Any] = {
+        "task_type": "single-point-energy",
+        "model": "emt",
+        "structure": "builtin:HKUST-1",
+    }
     data.update(kw)
     if created_at is not None:
         data["created_at"] = created_at
@@ -58,8 +61,14 @@ def start(sp: Spool, job: Job, slot: str = "cpu0") -> Path:
     return claimed
 
 
-def finish(sp: Spool, job: Job, state: str = "COMPLETED", *, result: dict | None = None,
-           error: tuple[int, str] | None = None) -> None:
+def finish(
+    sp: Spool,
+    job: Job,
+    state: str = "COMPLETED",
+    *,
+    result: dict | None = None,
+    error: tuple[int, str] | None = None,
+) -> None:
     claimed = start(sp, job)
     if result is not None:
         transitions.atomic_write_json(sp.paths, sp.paths.result_file(job.task_id), result)
@@ -72,11 +81,18 @@ def finish(sp: Spool, job: Job, state: str = "COMPLETED", *, result: dict | None
 
 
 RESULT_BODY = {
-    "result": {"converged": True, "final_energy_eV": -1234.567, "steps": 12,
-               "cell_parameters": {"a": 25.832, "alpha": 90.0},
-               "forces_eV_A": [[0.0, 0.1, 0.2]] * 20,
-               "output_files": {"optimized_structure": "optimized.cif",
-                                "trajectory": "trajectory.traj", "plot": None}},
+    "result": {
+        "converged": True,
+        "final_energy_eV": -1234.567,
+        "steps": 12,
+        "cell_parameters": {"a": 25.832, "alpha": 90.0},
+        "forces_eV_A": [[0.0, 0.1, 0.2]] * 20,
+        "output_files": {
+            "optimized_structure": "optimized.cif",
+            "trajectory": "trajectory.traj",
+            "plot": None,
+        },
+    },
     "metrics": {"avg_step_time_ms": 2085.0, "model_load_seconds": 0.1},
     "structure_name": "HKUST-1_primitive",
     "duration_seconds": 325.5,
@@ -98,8 +114,9 @@ def test_help_does_not_import_torch_or_ase() -> None:
         "print(sorted(m for m in ('torch', 'ase', 'numpy') if m in sys.modules))\n"
     )
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 
@@ -107,8 +124,19 @@ def test_help_does_not_import_torch_or_ase() -> None:
 def test_help_groups_commands_and_version() -> None:
     r = cli("--help")
     assert r.exit_code == 0
-    for word in ("Tasks", "Daemon", "Data", "submit", "status", "result", "logs", "cancel",
-                 "list", "daemon", "mirror"):
+    for word in (
+        "Tasks",
+        "Daemon",
+        "Data",
+        "submit",
+        "status",
+        "result",
+        "logs",
+        "cancel",
+        "list",
+        "daemon",
+        "mirror",
+    ):
         assert word in r.stdout
     r = cli("--version")
     assert r.exit_code == 0 and r.stdout.startswith("mofsim ")
@@ -118,12 +146,30 @@ def test_help_groups_commands_and_version() -> None:
 
 
 def test_param_values_are_json_when_they_parse_else_text() -> None:
-    params = parse_params(["fmax=0.05", "optimizer=FIRE", "supercell=[2,2,2]",
-                           "with_d3=true", "label=a=b", "note=", "gas={\"name\": \"CO2\"}",
-                           "steps=100", "seed=null"])
-    assert params == {"fmax": 0.05, "optimizer": "FIRE", "supercell": [2, 2, 2],
-                      "with_d3": True, "label": "a=b", "note": "", "gas": {"name": "CO2"},
-                      "steps": 100, "seed": None}
+    params = parse_params(
+        [
+            "fmax=0.05",
+            "optimizer=FIRE",
+            "supercell=[2,2,2]",
+            "with_d3=true",
+            "label=a=b",
+            "note=",
+            'gas={"name": "CO2"}',
+            "steps=100",
+            "seed=null",
+        ]
+    )
+    assert params == {
+        "fmax": 0.05,
+        "optimizer": "FIRE",
+        "supercell": [2, 2, 2],
+        "with_d3": True,
+        "label": "a=b",
+        "note": "",
+        "gas": {"name": "CO2"},
+        "steps": 100,
+        "seed": None,
+    }
     assert isinstance(params["steps"], int)
     for bad in ("fmax", "=3", "x=NaN", "y=Infinity"):
         with pytest.raises(ValidationError):
@@ -137,8 +183,7 @@ def test_param_values_are_json_when_they_parse_else_text() -> None:
 
 def test_submit_builtin_json(tmp_path: Path) -> None:
     pytest.importorskip("executors.structure_io")
-    r = cli("submit", "single-point", "builtin:HKUST-1", "--model", "EMT", "--json",
-            spool=tmp_path)
+    r = cli("submit", "single-point", "builtin:HKUST-1", "--model", "EMT", "--json", spool=tmp_path)
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
     assert data["status"] == "QUEUED" and data["priority"] == "NORMAL"
@@ -152,16 +197,34 @@ def test_submit_builtin_json(tmp_path: Path) -> None:
 
 
 def test_submit_cif_embeds_the_file_with_params_priority_timeout(
-        tmp_path: Path, mofsimbench_dir: Path) -> None:
+    tmp_path: Path, mofsimbench_dir: Path
+) -> None:
     pytest.importorskip("executors.structure_io")
     spool = tmp_path / "spool"
-    first = cli("submit", "single-point-energy", "builtin:HKUST-1", "-m", "emt", "--json",
-                spool=spool)
+    first = cli(
+        "submit", "single-point-energy", "builtin:HKUST-1", "-m", "emt", "--json", spool=spool
+    )
     assert first.exit_code == 0, first.output
     cif = mofsimbench_dir / "hcmof" / SMALL_CIF
-    r = cli("submit", "optimization", cif, "--model", "emt", "--param", "fmax=0.05",
-            "--param", "optimizer=FIRE", "-p", "max_steps=200", "--priority", "high",
-            "--timeout", "120", "--json", spool=spool)
+    r = cli(
+        "submit",
+        "optimization",
+        cif,
+        "--model",
+        "emt",
+        "--param",
+        "fmax=0.05",
+        "--param",
+        "optimizer=FIRE",
+        "-p",
+        "max_steps=200",
+        "--priority",
+        "high",
+        "--timeout",
+        "120",
+        "--json",
+        spool=spool,
+    )
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
     # HIGH goes ahead of the NORMAL task submitted first.
@@ -181,25 +244,46 @@ def test_submit_cif_embeds_the_file_with_params_priority_timeout(
 
 def test_submit_human_output_and_numeric_priority(tmp_path: Path) -> None:
     pytest.importorskip("executors.structure_io")
-    r = cli("submit", "single-point-energy", "builtin:HKUST-1", "-m", "emt", "--priority", "0",
-            spool=tmp_path)
+    r = cli(
+        "submit",
+        "single-point-energy",
+        "builtin:HKUST-1",
+        "-m",
+        "emt",
+        "--priority",
+        "0",
+        spool=tmp_path,
+    )
     assert r.exit_code == 0, r.output
     assert "Submitted task_" in r.stdout and "CRITICAL" in r.stdout
     assert "mofsim logs task_" in r.stdout
     assert [q.priority for q in Spool(tmp_path).queued()] == [0]
 
 
-@pytest.mark.parametrize(("argv", "code", "needle"), [
-    (["submit", "optimization", "builtin:HKUST-1", "-m", "emt", "--priority", "URGENT"],
-     40001, "invalid priority 'URGENT'"),
-    (["submit", "optimization", "builtin:HKUST-1", "-m", "emt", "--param", "fmax"],
-     40001, "KEY=VALUE"),
-    (["submit", "dance", "builtin:HKUST-1", "-m", "emt"], 40001, "unknown task type 'dance'"),
-    (["submit", "optimization", "builtin:HKUST-1", "-m", "emt", "--timeout", "-5"],
-     40001, "--timeout"),
-])
+@pytest.mark.parametrize(
+    ("argv", "code", "needle"),
+    [
+        (
+            ["submit", "optimization", "builtin:HKUST-1", "-m", "emt", "--priority", "URGENT"],
+            40001,
+            "invalid priority 'URGENT'",
+        ),
+        (
+            ["submit", "optimization", "builtin:HKUST-1", "-m", "emt", "--param", "fmax"],
+            40001,
+            "KEY=VALUE",
+        ),
+        (["submit", "dance", "builtin:HKUST-1", "-m", "emt"], 40001, "unknown task type 'dance'"),
+        (
+            ["submit", "optimization", "builtin:HKUST-1", "-m", "emt", "--timeout", "-5"],
+            40001,
+            "--timeout",
+        ),
+    ],
+)
 def test_submit_refuses_bad_requests_before_publishing(
-        tmp_path: Path, argv: list[str], code: int, needle: str) -> None:
+    tmp_path: Path, argv: list[str], code: int, needle: str
+) -> None:
     r = cli(*argv, spool=tmp_path)
     assert r.exit_code == 1
     assert r.stderr.startswith(f"error {code}: ")
@@ -212,8 +296,9 @@ def test_submit_refuses_bad_requests_before_publishing(
     assert err["code"] == code and needle in err["message"]
 
 
-def test_submit_checks_model_structure_and_parameters(tmp_path: Path,
-                                                      mofsimbench_dir: Path) -> None:
+def test_submit_checks_model_structure_and_parameters(
+    tmp_path: Path, mofsimbench_dir: Path
+) -> None:
     pytest.importorskip("executors.structure_io")
     pytest.importorskip("executors.tasks.optimization")
     cases: list[tuple[list[str | Path], int, str]] = [
@@ -235,8 +320,9 @@ def test_submit_checks_model_structure_and_parameters(tmp_path: Path,
     assert Spool(tmp_path).queued() == []
 
 
-def test_submit_wait_follows_until_completed(tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_submit_wait_follows_until_completed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("executors.structure_io")
     sp = Spool(tmp_path)
     steps: list[str] = []
@@ -267,8 +353,9 @@ def test_submit_wait_follows_until_completed(tmp_path: Path,
     assert "COMPLETED" in out and "final_energy_eV" in out and "-1234.567" in out
 
 
-def test_submit_wait_json_exits_1_when_the_task_fails(tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_submit_wait_json_exits_1_when_the_task_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("executors.structure_io")
     sp = Spool(tmp_path)
 
@@ -281,8 +368,9 @@ def test_submit_wait_json_exits_1_when_the_task_fails(tmp_path: Path,
         sp.events(job.task_id).status("FAILED", "Task failed", level="ERROR")
 
     monkeypatch.setattr(follow_mod, "_sleep", fail)
-    r = cli("submit", "optimization", "builtin:HKUST-1", "-m", "emt", "--wait", "--json",
-            spool=tmp_path)
+    r = cli(
+        "submit", "optimization", "builtin:HKUST-1", "-m", "emt", "--wait", "--json", spool=tmp_path
+    )
     assert r.exit_code == 1
     err = json.loads(r.stdout)["error"]
     assert err["code"] == 50006 and "energy exploded" in err["message"]
@@ -300,9 +388,14 @@ def test_unknown_task_is_one_line_error(tmp_path: Path) -> None:
         assert r.stdout == ""
     r = cli("status", "task_x", "--json", spool=tmp_path)
     assert r.exit_code == 1
-    assert json.loads(r.stdout) == {"error": {"code": 30003, "type": "TaskNotFound",
-                                              "message": "task task_x not found",
-                                              "field": None}}
+    assert json.loads(r.stdout) == {
+        "error": {
+            "code": 30003,
+            "type": "TaskNotFound",
+            "message": "task task_x not found",
+            "field": None,
+        }
+    }
 
 
 def test_missing_spool_directory_is_an_error_for_readers(tmp_path: Path) -> None:
@@ -372,10 +465,11 @@ def test_logs_text_json_level_and_follow(tmp_path: Path) -> None:
     text = cli("logs", job.task_id, spool=tmp_path).stdout.splitlines()
     assert len(text) == 6  # QUEUED, RUNNING, log, progress, error, FAILED
     assert "QUEUED" in text[0] and "BFGS started" in text[2] and "progress  50.0%" in text[3]
-    lines = [json.loads(x) for x in
-             cli("logs", job.task_id, "--json", spool=tmp_path).stdout.splitlines()]
-    assert [x["event"] for x in lines] == ["status", "status", "log", "progress", "log",
-                                           "status"]
+    lines = [
+        json.loads(x)
+        for x in cli("logs", job.task_id, "--json", spool=tmp_path).stdout.splitlines()
+    ]
+    assert [x["event"] for x in lines] == ["status", "status", "log", "progress", "log", "status"]
     assert lines[0]["seq"] == 0 and lines[1]["seq"] > 0
     errors = cli("logs", job.task_id, "--level", "error", "--json", spool=tmp_path).stdout
     assert [json.loads(x)["message"] for x in errors.splitlines()] == ["something went wrong"]
@@ -394,16 +488,29 @@ def test_result_json_shape_and_table(tmp_path: Path) -> None:
     job = make_task(sp, task_type="optimization")
     finish(sp, job, result=RESULT_BODY)
     view = json.loads(cli("result", job.task_id, "--json", spool=tmp_path).stdout)
-    for key in ("task_id", "task_type", "status", "model", "structure_name", "created_at",
-                "started_at", "completed_at", "duration_seconds", "gpu_id", "result",
-                "metrics"):
+    for key in (
+        "task_id",
+        "task_type",
+        "status",
+        "model",
+        "structure_name",
+        "created_at",
+        "started_at",
+        "completed_at",
+        "duration_seconds",
+        "gpu_id",
+        "result",
+        "metrics",
+    ):
         assert key in view
     assert view["status"] == "COMPLETED" and view["task_type"] == "optimization"
     assert view["duration_seconds"] == 325.5 and view["metrics"]["avg_step_time_ms"] == 2085.0
     assert view["result"]["final_energy_eV"] == -1234.567
     workspace = sp.paths.workspace(job.task_id)
-    assert view["output_files"] == {"optimized_structure": str(workspace / "optimized.cif"),
-                                    "trajectory": str(workspace / "trajectory.traj")}
+    assert view["output_files"] == {
+        "optimized_structure": str(workspace / "optimized.cif"),
+        "trajectory": str(workspace / "trajectory.traj"),
+    }
     text = cli("result", job.task_id, spool=tmp_path).stdout
     assert "final_energy_eV" in text and "-1234.567" in text
     assert "cell_parameters.a" in text and "25.832" in text
@@ -451,8 +558,9 @@ def test_mirror_rebuild_counts_tasks_and_logs(tmp_path: Path) -> None:
     assert "Mirror rebuilt" in cli("mirror", "rebuild", spool=tmp_path).stdout
 
 
-def test_daemon_passes_flags_to_the_configuration(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_daemon_passes_flags_to_the_configuration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("mofsimd.supervisor")
     import mofsimd.supervisor
 
@@ -466,8 +574,17 @@ def test_daemon_passes_flags_to_the_configuration(tmp_path: Path,
     monkeypatch.delenv("MOFSIM_CONFIG", raising=False)
     conf = tmp_path / "mofsim.toml"
     conf.write_text('[daemon]\nslots = "cpu:4"\nmax_attempts = 5\n')
-    r = cli("daemon", "--spool", tmp_path / "sp", "--slots", "simulate:2", "--http",
-            "127.0.0.1:8123", "--config", conf)
+    r = cli(
+        "daemon",
+        "--spool",
+        tmp_path / "sp",
+        "--slots",
+        "simulate:2",
+        "--http",
+        "127.0.0.1:8123",
+        "--config",
+        conf,
+    )
     assert r.exit_code == 3
     cfg = seen[-1]
     assert cfg.spool_path == (tmp_path / "sp").resolve()

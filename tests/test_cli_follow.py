@@ -30,8 +30,9 @@ from spool.events import Event, read_events
 
 def queued_task(tmp_path: Path) -> tuple[Spool, Job]:
     sp = Spool(tmp_path)
-    job = Job.from_dict({"task_type": "optimization", "model": "emt",
-                         "structure": "builtin:HKUST-1"})
+    job = Job.from_dict(
+        {"task_type": "optimization", "model": "emt", "structure": "builtin:HKUST-1"}
+    )
     sp.submit(job)
     return sp, job
 
@@ -68,8 +69,15 @@ def run_task(sp: Spool, job: Job) -> list[Callable[[], None]]:
 
     def step(frac: float, stage: str) -> Callable[[], None]:
         def emit() -> None:
-            ev.emit("progress", event="progress", progress=frac, step=int(frac * 10),
-                    energy=-3.25, fmax=0.5 - frac / 2, stage=stage)
+            ev.emit(
+                "progress",
+                event="progress",
+                progress=frac,
+                step=int(frac * 10),
+                energy=-3.25,
+                fmax=0.5 - frac / 2,
+                stage=stage,
+            )
 
         return emit
 
@@ -97,8 +105,14 @@ def test_follow_streams_events_as_they_are_written(tmp_path: Path) -> None:
     sp, job = queued_task(tmp_path)
     follower = Follower(sp, job.task_id, sleep=scripted(run_task(sp, job)))
     kinds = [(e.kind, (e.data.get("extra") or {}).get("status")) for e in follower]
-    assert kinds == [("status", "QUEUED"), ("status", "RUNNING"), ("progress", None),
-                     ("progress", None), ("log", None), ("status", "COMPLETED")]
+    assert kinds == [
+        ("status", "QUEUED"),
+        ("status", "RUNNING"),
+        ("progress", None),
+        ("progress", None),
+        ("log", None),
+        ("status", "COMPLETED"),
+    ]
     assert follower.state == "COMPLETED"
 
 
@@ -116,8 +130,9 @@ def test_follow_ends_after_grace_when_the_terminal_event_never_comes(tmp_path: P
         polls.append(seconds)
         now[0] += seconds
 
-    follower = Follower(sp, job.task_id, sleep=sleep, clock=lambda: now[0], grace_s=1.0,
-                        poll_s=0.25)
+    follower = Follower(
+        sp, job.task_id, sleep=sleep, clock=lambda: now[0], grace_s=1.0, poll_s=0.25
+    )
     assert len(list(follower)) == 1  # only QUEUED
     assert follower.state == "FAILED"
     assert polls == [0.25] * 4  # 1 s of grace
@@ -165,8 +180,7 @@ def test_bar_display_on_a_terminal(tmp_path: Path) -> None:
     assert out.rstrip().endswith(f"Task {job.task_id} COMPLETED")
 
 
-def test_plain_display_prints_progress_when_the_percentage_or_stage_changes(
-        tmp_path: Path) -> None:
+def test_plain_display_prints_progress_when_the_percentage_or_stage_changes(tmp_path: Path) -> None:
     sp, job = queued_task(tmp_path)
     ev = sp.events(job.task_id)
     for frac, stage in ((0.001, "nvt"), (0.004, "nvt"), (0.004, "npt"), (0.02, "npt")):
@@ -184,8 +198,7 @@ def test_plain_display_prints_progress_when_the_percentage_or_stage_changes(
     assert "stage nvt" in progress[0] and "stage npt" in progress[1] and "2.0%" in progress[2]
 
 
-def test_json_lines_and_quiet_displays(tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                                       ) -> None:
+def test_json_lines_and_quiet_displays(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     sp, job = queued_task(tmp_path)
     sp.events(job.task_id).emit("detail", level="DEBUG")
     sp.events(job.task_id).emit("careful", level="WARNING")

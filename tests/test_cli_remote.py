@@ -69,8 +69,12 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"cu": cu, "big": big, "cif": cif}
 
 
-def run(*args: Any, spool: Path | None = None, server: str | None = None,
-        env: dict[str, str] | None = None) -> Any:
+def run(
+    *args: Any,
+    spool: Path | None = None,
+    server: str | None = None,
+    env: dict[str, str] | None = None,
+) -> Any:
     argv = [str(a) for a in args]
     if spool is not None:
         argv += ["--spool", str(spool)]
@@ -112,31 +116,57 @@ def _json(result: Any) -> Any:
 # --- tasks -----------------------------------------------------------------------------------
 
 
-def test_a_task_run_remotely_shows_the_same_both_ways(both: Both, files: dict[str, Path],
-                                                      spool_root: Path) -> None:
-    r = both.remote("submit", "optimization", files["big"], "-m", "emt", "-p", "fmax=0.05",
-                    "-p", "max_steps=40", "--priority", "high", "--wait", "--json")
+def test_a_task_run_remotely_shows_the_same_both_ways(
+    both: Both, files: dict[str, Path], spool_root: Path
+) -> None:
+    r = both.remote(
+        "submit",
+        "optimization",
+        files["big"],
+        "-m",
+        "emt",
+        "-p",
+        "fmax=0.05",
+        "-p",
+        "max_steps=40",
+        "--priority",
+        "high",
+        "--wait",
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     done = _json(r)
     task_id = done["task_id"]
     assert done["status"] == "COMPLETED" and done["task_type"] == "optimization"
     assert done["result"]["steps"] > 0
 
-    for command in (["status", task_id, "--json"], ["status", task_id],
-                    ["logs", task_id, "--json"], ["logs", task_id],
-                    ["logs", task_id, "--level", "warning"],
-                    ["list", "--json"], ["list"], ["list", "-s", "completed", "-n", "1"],
-                    ["status", task_id, "-o", "table"]):
+    for command in (
+        ["status", task_id, "--json"],
+        ["status", task_id],
+        ["logs", task_id, "--json"],
+        ["logs", task_id],
+        ["logs", task_id, "--level", "warning"],
+        ["list", "--json"],
+        ["list"],
+        ["list", "-s", "completed", "-n", "1"],
+        ["status", task_id, "-o", "table"],
+    ):
         both.same(*command)
     status = _json(both.remote("status", task_id, "--json"))
     assert status["status"] == "COMPLETED" and status["priority"] == "HIGH"
     assert status["parameters"] == {"fmax": 0.05, "max_steps": 40}
-    assert status["structure"] == {"source": "inline", "name": "cu108",
-                                   "filename": "cu108.xyz", "format": "xyz"}
+    assert status["structure"] == {
+        "source": "inline",
+        "name": "cu108",
+        "filename": "cu108.xyz",
+        "format": "xyz",
+    }
     assert "result" not in status  # that is mofsim result's
 
-    local, remote = (_json(both.local("result", task_id, "--json")),
-                     _json(both.remote("result", task_id, "--json")))
+    local, remote = (
+        _json(both.local("result", task_id, "--json")),
+        _json(both.remote("result", task_id, "--json")),
+    )
 
     def placeless(view: dict[str, Any]) -> dict[str, Any]:
         out = {k: v for k, v in view.items() if k not in ("workspace", "output_files")}
@@ -147,8 +177,11 @@ def test_a_task_run_remotely_shows_the_same_both_ways(both: Both, files: dict[st
     assert remote["workspace"] is None
     workspace = Spool(spool_root).paths.workspace(task_id)
     assert local["workspace"] == str(workspace)
-    assert set(local["output_files"]) == set(remote["output_files"]) >= {
-        "optimized_structure", "trajectory"}
+    assert (
+        set(local["output_files"])
+        == set(remote["output_files"])
+        >= {"optimized_structure", "trajectory"}
+    )
     for name, path in local["output_files"].items():
         url = remote["output_files"][name]
         assert url.startswith(both.url + "/api/v1/files/"), url
@@ -164,13 +197,24 @@ def test_a_task_run_remotely_shows_the_same_both_ways(both: Both, files: dict[st
 
 
 def test_submit_wait_streams_the_same_progress(both: Both, files: dict[str, Path]) -> None:
-    r = both.remote("submit", "optimization", files["big"], "-m", "emt", "-p", "fmax=0.05",
-                    "-p", "max_steps=30")
+    r = both.remote(
+        "submit", "optimization", files["big"], "-m", "emt", "-p", "fmax=0.05", "-p", "max_steps=30"
+    )
     assert r.exit_code == 0, r.output
     assert r.stdout.startswith("Submitted task_") and "optimization / emt / cu108" in r.stdout
     assert f"--follow --server {both.url}" in r.stdout  # the hint reaches the same server
-    r = both.remote("submit", "optimization", files["big"], "-m", "emt", "-p", "fmax=0.05",
-                    "-p", "max_steps=30", "--wait")
+    r = both.remote(
+        "submit",
+        "optimization",
+        files["big"],
+        "-m",
+        "emt",
+        "-p",
+        "fmax=0.05",
+        "-p",
+        "max_steps=30",
+        "--wait",
+    )
     assert r.exit_code == 0, r.output
     lines = r.stdout.splitlines()
     task_id = lines[0].split()[1]
@@ -192,8 +236,20 @@ def test_the_live_bar_is_fed_from_the_event_stream(both: Both, files: dict[str, 
     from mofsim_cli.follow import BarDisplay, follow, make_display
     from mofsim_cli.remote import RemoteBackend
 
-    task_id = _json(both.remote("submit", "optimization", files["big"], "-m", "emt", "-p",
-                                "fmax=0.05", "-p", "max_steps=20", "--json"))["task_id"]
+    task_id = _json(
+        both.remote(
+            "submit",
+            "optimization",
+            files["big"],
+            "-m",
+            "emt",
+            "-p",
+            "fmax=0.05",
+            "-p",
+            "max_steps=20",
+            "--json",
+        )
+    )["task_id"]
     remote = RemoteBackend(both.url, None)
     try:
         buf = io.StringIO()
@@ -214,15 +270,34 @@ def test_the_live_bar_is_fed_from_the_event_stream(both: Both, files: dict[str, 
         remote.close()
 
 
-def test_cancel_and_follow_a_running_task(both: Both, files: dict[str, Path],
-                                          spool_root: Path) -> None:
+def test_cancel_and_follow_a_running_task(
+    both: Both, files: dict[str, Path], spool_root: Path
+) -> None:
     sp = Spool(spool_root)
-    slow = ["submit", "optimization", files["big"], "-m", "emt", "-p", "fmax=1e-30", "-p",
-            "max_steps=10000000", "-p", "optimizer=FIRE", "-p",
-            "trajectory_interval=1000000", "--json"]
+    slow = [
+        "submit",
+        "optimization",
+        files["big"],
+        "-m",
+        "emt",
+        "-p",
+        "fmax=1e-30",
+        "-p",
+        "max_steps=10000000",
+        "-p",
+        "optimizer=FIRE",
+        "-p",
+        "trajectory_interval=1000000",
+        "--json",
+    ]
     running = _json(both.remote(*slow))["task_id"]
-    wait_for(lambda: sp.record(running)["status"] == "RUNNING"
-             and sp.record(running)["progress"] is not None, 60, "the slow task to run")
+    wait_for(
+        lambda: (
+            sp.record(running)["status"] == "RUNNING" and sp.record(running)["progress"] is not None
+        ),
+        60,
+        "the slow task to run",
+    )
     queued = _json(both.remote(*slow))
     assert queued["status"] == "QUEUED" and queued["queue_position"] == 1
     both.same("status", queued["task_id"], "--json")
@@ -243,28 +318,39 @@ def test_cancel_and_follow_a_running_task(both: Both, files: dict[str, Path],
     assert both.remote("result", running).stderr.startswith("error 50004: ")
 
 
-def test_errors_are_the_same_one_line_both_ways(both: Both, files: dict[str, Path],
-                                                spool_root: Path) -> None:
+def test_errors_are_the_same_one_line_both_ways(
+    both: Both, files: dict[str, Path], spool_root: Path
+) -> None:
     for command in ("status", "result", "logs", "cancel"):
         r = both.same(command, "task_x", code=1)
         assert r.stderr == "error 30003: task task_x not found\n" and r.stdout == ""
     r = both.same("status", "task_x", "--json", code=1)
-    assert _json(r) == {"error": {"code": 30003, "type": "TaskNotFound",
-                                  "message": "task task_x not found", "field": None}}
+    assert _json(r) == {
+        "error": {
+            "code": 30003,
+            "type": "TaskNotFound",
+            "message": "task task_x not found",
+            "field": None,
+        }
+    }
     r = both.same("logs", "task_x", "--follow", code=1)
     assert r.stdout == ""
     before = sorted(Spool(spool_root).iter_task_ids())
     refusals: list[tuple[list[Any], int, str]] = [
-        (["optimization", "builtin:HKUST-1", "-m", "emt", "--priority", "URGENT"], 40001,
-         "options.priority"),
+        (
+            ["optimization", "builtin:HKUST-1", "-m", "emt", "--priority", "URGENT"],
+            40001,
+            "options.priority",
+        ),
         (["dance", "builtin:HKUST-1", "-m", "emt"], 40001, "task_type"),
-        (["optimization", "builtin:HKUST-1", "-m", "emt", "--timeout", "-5"], 40001,
-         "options.timeout"),
+        (
+            ["optimization", "builtin:HKUST-1", "-m", "emt", "--timeout", "-5"],
+            40001,
+            "options.timeout",
+        ),
         (["optimization", files["big"], "-m", "sevenet"], 30001, "model"),
-        (["optimization", files["big"], "-m", "emt", "-p", "fmax=-1"], 40001,
-         "parameters.fmax"),
-        (["optimization", files["cu"].with_name("missing.cif"), "-m", "emt"], 30002,
-         "structure"),
+        (["optimization", files["big"], "-m", "emt", "-p", "fmax=-1"], 40001, "parameters.fmax"),
+        (["optimization", files["cu"].with_name("missing.cif"), "-m", "emt"], 30002, "structure"),
         (["optimization", "builtin:NoSuchMOF", "-m", "emt"], 30002, "structure.name"),
     ]
     for argv, code, field in refusals:
@@ -295,13 +381,15 @@ def test_where_a_command_goes(both: Both, spool_root: Path, tmp_path: Path) -> N
     assert r.stderr.startswith("error 40001: --spool and --server exclude each other")
     r = run("status", "task_x", server="http://127.0.0.1:9")
     assert r.exit_code == 1
-    assert r.stderr.startswith("error 10001: cannot reach the MOFSim server at "
-                               "http://127.0.0.1:9"), r.stderr
+    assert r.stderr.startswith(
+        "error 10001: cannot reach the MOFSim server at http://127.0.0.1:9"
+    ), r.stderr
     assert "Traceback" not in r.output
 
 
 def test_remote_mode_needs_neither_the_server_stack_nor_the_physics(
-        both: Both, files: dict[str, Path]) -> None:
+    both: Both, files: dict[str, Path]
+) -> None:
     code = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
@@ -318,8 +406,9 @@ def test_remote_mode_needs_neither_the_server_stack_nor_the_physics(
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     for name in ENV_VARS:
         env.pop(name, None)
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 
@@ -374,20 +463,34 @@ def test_models_both_ways(both: Both, spool_root: Path, tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     request = _json(r)
     assert request["model_key"] == "emt" and request["status"] == "pending"
-    wait_for(lambda: _json(both.local("models", "status", "emt", "--json"))["loaded"], 60,
-             "emt to load")
+    wait_for(
+        lambda: _json(both.local("models", "status", "emt", "--json"))["loaded"], 60, "emt to load"
+    )
     status = _json(both.same("models", "status", "emt", "--json"))
     assert [s["slot_id"] for s in status["slots"]] == ["cpu0"]
     assert request["request_id"] in both.same("models", "status", "emt").stdout
     r = both.local("models", "unload", "emt")
     assert r.exit_code == 0 and r.stdout.startswith("unload of emt requested")
-    wait_for(lambda: not _json(both.remote("models", "status", "emt", "--json"))["loaded"],
-             60, "emt to unload")
+    wait_for(
+        lambda: not _json(both.remote("models", "status", "emt", "--json"))["loaded"],
+        60,
+        "emt to unload",
+    )
 
     weights = tmp_path / "broken.model"
     weights.write_bytes(b"PK\x03\x04" + bytes(range(256)) * 4)
-    r = both.remote("models", "upload", weights, "--name", "broken", "--framework", "mace",
-                    "--description", "not a model", "--json")
+    r = both.remote(
+        "models",
+        "upload",
+        weights,
+        "--name",
+        "broken",
+        "--framework",
+        "mace",
+        "--description",
+        "not a model",
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     info = _json(r)
     assert info["validated"] is False and info["framework"] == "mace"
@@ -424,8 +527,9 @@ def test_structures_both_ways(both: Both, files: dict[str, Path], spool_root: Pa
     assert _json(shown)["file_id"] == up["file_id"]
     assert "Cu4" in both.same("structures", "show", up["file_id"]).stdout
 
-    r = both.remote("submit", "single-point", f"upload:{up['file_id']}", "-m", "emt", "--wait",
-                    "--json")
+    r = both.remote(
+        "submit", "single-point", f"upload:{up['file_id']}", "-m", "emt", "--wait", "--json"
+    )
     assert r.exit_code == 0, r.output
     used_by = _json(r)["task_id"]
     r = both.local("structures", "delete", up["file_id"], "--json")
@@ -440,17 +544,23 @@ def test_structures_both_ways(both: Both, files: dict[str, Path], spool_root: Pa
 
 
 def test_system_both_ways(both: Both) -> None:
-    local, remote = (_json(both.local("system", "gpus", "--json")),
-                     _json(both.remote("system", "gpus", "--json")))
+    local, remote = (
+        _json(both.local("system", "gpus", "--json")),
+        _json(both.remote("system", "gpus", "--json")),
+    )
     assert local["source"] == remote["source"] == "daemon"
-    assert [(g["slot_id"], g["device"], g["state"] in ("idle", "busy"))
-            for g in local["gpus"]] == [(g["slot_id"], g["device"], True)
-                                        for g in remote["gpus"]] == [("cpu0", "cpu", True)]
+    assert (
+        [(g["slot_id"], g["device"], g["state"] in ("idle", "busy")) for g in local["gpus"]]
+        == [(g["slot_id"], g["device"], True) for g in remote["gpus"]]
+        == [("cpu0", "cpu", True)]
+    )
     text = both.remote("system", "gpus").stdout
     assert "SLOT" in text and "cpu0" in text and "daemon snapshot" in text
 
-    local, remote = (_json(both.local("system", "queue", "--json")),
-                     _json(both.remote("system", "queue", "--json")))
+    local, remote = (
+        _json(both.local("system", "queue", "--json")),
+        _json(both.remote("system", "queue", "--json")),
+    )
     for doc in (local, remote):
         assert set(doc["queued"]["by_priority"]) == {"CRITICAL", "HIGH", "NORMAL", "LOW"}
         assert doc["daemon_running"] is True

@@ -66,8 +66,7 @@ class LiveServer:
     async def _start(self) -> None:
         from mofsim_http.app import create_app
 
-        runner = web.AppRunner(create_app(self.config), access_log=None,
-                               shutdown_timeout=2.0)
+        runner = web.AppRunner(create_app(self.config), access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", self.port, reuse_address=True)
         await site.start()
@@ -125,14 +124,22 @@ def cu_cif(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def slow_optimization(client: MOFSimClient, tmp_path: Path, steps: int = 10_000_000,
-                      **kw: Any) -> Task:
+def slow_optimization(
+    client: MOFSimClient, tmp_path: Path, steps: int = 10_000_000, **kw: Any
+) -> Task:
     """An EMT optimization that cannot converge: it runs ``steps`` steps (or until
     cancelled), reporting progress as it goes."""
     path = tmp_path / "cu108.xyz"
     path.write_text(cu_xyz(3, rattle=0.05))
-    return client.submit_optimization(str(path), model="emt", fmax=1e-30, max_steps=steps,
-                                      optimizer="FIRE", trajectory_interval=1_000_000, **kw)
+    return client.submit_optimization(
+        str(path),
+        model="emt",
+        fmax=1e-30,
+        max_steps=steps,
+        optimizer="FIRE",
+        trajectory_interval=1_000_000,
+        **kw,
+    )
 
 
 def wait_running(task: Task) -> None:
@@ -145,7 +152,7 @@ def wait_running(task: Task) -> None:
 # --- the spec's example ---------------------------------------------------------------------
 
 # Section 10.2 of the engineering spec, character for character.
-SPEC_10_2 = '''from mofsim_client import MOFSimClient
+SPEC_10_2 = """from mofsim_client import MOFSimClient
 
 # 初始化客户端
 client = MOFSimClient(
@@ -168,11 +175,12 @@ async for log in task.stream_logs():
     print(log)
 
 result = await task.result()
-'''
+"""
 
 
-def test_spec_10_2_example_runs_unmodified(spool_root: Path, cu_cif: Path, tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_spec_10_2_example_runs_unmodified(
+    spool_root: Path, cu_cif: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The example's code runs as written; only its four placeholder values become this
     test's server, key, file and model (mace_prod's weights cannot be downloaded here).
     Top-level ``await`` runs as in IPython or ``python -m asyncio``."""
@@ -182,8 +190,12 @@ def test_spec_10_2_example_runs_unmodified(spool_root: Path, cu_cif: Path, tmp_p
     _, token = KeyStore(keys).create("spec example")
     live = LiveServer(spool_root, api_keys_file=str(keys)).start()
     try:
-        values = {"http://server:8000": live.url, "your-api-key": token,
-                  "path/to/mof.cif": str(cu_cif), "mace_prod": "emt"}
+        values = {
+            "http://server:8000": live.url,
+            "your-api-key": token,
+            "path/to/mof.cif": str(cu_cif),
+            "mace_prod": "emt",
+        }
         source = SPEC_10_2
         for placeholder, value in values.items():
             assert source.count(f'"{placeholder}"') == 1
@@ -232,7 +244,8 @@ def test_every_form_of_structure(client: MOFSimClient, cu_cif: Path) -> None:
 
 
 def test_optimization_reports_progress_and_gives_a_typed_result(
-        client: MOFSimClient, tmp_path: Path) -> None:
+    client: MOFSimClient, tmp_path: Path
+) -> None:
     path = tmp_path / "cu32.xyz"
     path.write_text(cu_xyz(2, rattle=0.05, seed=3))
     task = client.submit_optimization(str(path), model="emt", priority="HIGH", fmax=0.05)
@@ -243,7 +256,8 @@ def test_optimization_reports_progress_and_gives_a_typed_result(
     assert result.converged and result.final_fmax is not None and result.final_fmax <= 0.05
     assert result.steps is not None and result.steps > 0
     assert result.cell_parameters is not None and result.cell_parameters.a == pytest.approx(
-        7.22, abs=0.01)
+        7.22, abs=0.01
+    )
     statuses = [e.status for e in seen if e.event == "status"]
     assert statuses[0] == "QUEUED" and "RUNNING" in statuses and statuses[-1] == "COMPLETED"
     assert any(e.event == "progress" and e.progress is not None for e in seen)
@@ -289,7 +303,8 @@ def test_errors_carry_the_servers_code_and_field(client: MOFSimClient, cu_cif: P
 
 def test_batch_list_and_resumable_event_stream(client: MOFSimClient, cu_cif: Path) -> None:
     items: list[dict[str, Any]] = [
-        {"task_type": "single-point", "structure": cu_cif, "model": "emt"} for _ in range(5)]
+        {"task_type": "single-point", "structure": cu_cif, "model": "emt"} for _ in range(5)
+    ]
     items.insert(2, {"task_type": "single-point", "structure": cu_cif, "model": "nope"})
     outcomes = client.submit_batch(items)
     assert len(outcomes) == 6 and isinstance(outcomes[2], ModelNotFoundError)
@@ -297,8 +312,12 @@ def test_batch_list_and_resumable_event_stream(client: MOFSimClient, cu_cif: Pat
     assert len(tasks) == 5
     for t in tasks:
         t.wait(timeout=60)
-    listed = [info.task_id for info in client.list_tasks(task_type="single-point-energy",
-                                                         status="COMPLETED", page_size=2)]
+    listed = [
+        info.task_id
+        for info in client.list_tasks(
+            task_type="single-point-energy", status="COMPLETED", page_size=2
+        )
+    ]
     assert len(listed) == len(set(listed))
     assert {t.task_id for t in tasks} <= set(listed)
     assert len(list(client.list_tasks(page_size=2, limit=3))) == 3
@@ -330,8 +349,10 @@ def test_api_keys(spool_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
         with MOFSimClient(live.url) as anonymous, pytest.raises(AuthenticationError) as info:
             anonymous.list_models()
         assert info.value.code == 20001 and info.value.http_status == 401
-        with MOFSimClient(live.url, api_key="msk_wrong_key") as wrong, \
-                pytest.raises(AuthenticationError):
+        with (
+            MOFSimClient(live.url, api_key="msk_wrong_key") as wrong,
+            pytest.raises(AuthenticationError),
+        ):
             wrong.list_models()
         monkeypatch.setenv("MOFSIM_SERVER", live.url)
         monkeypatch.setenv("MOFSIM_API_KEY", token)
@@ -345,7 +366,8 @@ def test_api_keys(spool_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_server_stopped_mid_wait_is_reported_and_the_wait_resumes(
-        spool_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    spool_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     live = LiveServer(spool_root).start()
     restarted = threading.Event()
     seen: list[TaskEvent] = []
@@ -363,8 +385,10 @@ def test_server_stopped_mid_wait_is_reported_and_the_wait_resumes(
 
     try:
         # Few, quick retries: the 3 s outage outlasts them, so the wait has to notice.
-        with MOFSimClient(live.url, retries=1, backoff=0.2) as c, \
-                caplog.at_level(logging.WARNING, logger="mofsim_client"):
+        with (
+            MOFSimClient(live.url, retries=1, backoff=0.2) as c,
+            caplog.at_level(logging.WARNING, logger="mofsim_client"),
+        ):
             task = slow_optimization(c, tmp_path, steps=150)
             result = task.wait(timeout=120, on_progress=on_progress, poll_interval=0.5)
         assert restarted.is_set()
@@ -406,8 +430,10 @@ def test_unreachable_server_fails_fast_with_a_clear_error() -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with MOFSimClient(f"http://127.0.0.1:{port}", retries=1, backoff=0.05) as c, \
-            pytest.raises(ServerUnavailableError) as info:
+    with (
+        MOFSimClient(f"http://127.0.0.1:{port}", retries=1, backoff=0.05) as c,
+        pytest.raises(ServerUnavailableError) as info,
+    ):
         c.list_models()
     assert f"127.0.0.1:{port}" in str(info.value) and isinstance(info.value, MOFSimError)
 
@@ -417,8 +443,13 @@ def test_upload_a_custom_model(client: MOFSimClient, tmp_path: Path) -> None:
     not a PyTorch file is refused with the field named."""
     weights = tmp_path / "mine.model"
     weights.write_bytes(pickle.dumps({"weights": [0.0]}))
-    info = client.upload_model(weights, name="mine", framework="mace",
-                               description="a test upload", config={"precision": "float64"})
+    info = client.upload_model(
+        weights,
+        name="mine",
+        framework="mace",
+        description="a test upload",
+        config={"precision": "float64"},
+    )
     assert info.key.startswith("custom:") and info.name == "mine" and info.model_id
     assert info.validated is False and info.raw["config"] == {"precision": "float64"}
     junk = tmp_path / "junk.model"

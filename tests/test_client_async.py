@@ -49,19 +49,26 @@ def cu_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def _slow(client: AsyncMOFSimClient, tmp_path: Path) -> AsyncTask:
     path = tmp_path / "cu108.xyz"
     path.write_text(cu_xyz(3, rattle=0.05))
-    return await client.submit_optimization(path, model="emt", fmax=1e-30,
-                                            max_steps=10_000_000, optimizer="FIRE",
-                                            trajectory_interval=1_000_000)
+    return await client.submit_optimization(
+        path,
+        model="emt",
+        fmax=1e-30,
+        max_steps=10_000_000,
+        optimizer="FIRE",
+        trajectory_interval=1_000_000,
+    )
 
 
-def test_async_example_under_asyncio_run(server: LiveServer, cu_file: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_async_example_under_asyncio_run(
+    server: LiveServer, cu_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Spec 10.2's flow with the async client, as a script would run it."""
 
     async def main() -> Any:
         async with AsyncMOFSimClient(base_url=server.url) as client:
-            task = await client.submit_optimization(structure=str(cu_file), model="emt",
-                                                    priority="NORMAL")
+            task = await client.submit_optimization(
+                structure=str(cu_file), model="emt", priority="NORMAL"
+            )
             async for log in task.stream_logs():
                 print(log)
             return await task.result()
@@ -78,22 +85,23 @@ async def test_200_tasks_submitted_and_awaited(server: LiveServer, cu_file: Path
     task gets its result."""
     started = time.monotonic()
     async with AsyncMOFSimClient(server.url) as client:
-        tasks = await asyncio.gather(*(client.submit_single_point(cu_file, model="emt")
-                                       for _ in range(200)))
+        tasks = await asyncio.gather(
+            *(client.submit_single_point(cu_file, model="emt") for _ in range(200))
+        )
         assert len({t.task_id for t in tasks}) == 200
         results = await asyncio.gather(*(t.wait(timeout=240) for t in tasks))
     elapsed = time.monotonic() - started
     assert all(isinstance(r, SinglePointResult) for r in results)
-    energies = {round(r.energy_eV or 0.0, 9) for r in results
-                if isinstance(r, SinglePointResult)}
+    energies = {round(r.energy_eV or 0.0, 9) for r in results if isinstance(r, SinglePointResult)}
     assert len(energies) == 1
     assert {r.task_id for r in results} == {t.task_id for t in tasks}
     assert elapsed < 120, f"200 tasks took {elapsed:.0f} s"
 
 
 @pytest.mark.asyncio
-async def test_wait_timeout_is_exact_and_cancel_ends_the_task(server: LiveServer,
-                                                              tmp_path: Path) -> None:
+async def test_wait_timeout_is_exact_and_cancel_ends_the_task(
+    server: LiveServer, tmp_path: Path
+) -> None:
     async with AsyncMOFSimClient(server.url) as client:
         task = await _slow(client, tmp_path)
         t0 = time.monotonic()
@@ -115,7 +123,8 @@ async def test_wait_timeout_is_exact_and_cancel_ends_the_task(server: LiveServer
 async def test_listing_events_and_system(server: LiveServer, cu_file: Path) -> None:
     async with AsyncMOFSimClient(server.url) as client:
         outcomes = await client.submit_batch(
-            [{"task_type": "single-point", "structure": cu_file, "model": "emt"}] * 3)
+            [{"task_type": "single-point", "structure": cu_file, "model": "emt"}] * 3
+        )
         tasks = [t for t in outcomes if isinstance(t, AsyncTask)]
         assert len(tasks) == 3
         for t in tasks:
@@ -133,11 +142,11 @@ async def test_listing_events_and_system(server: LiveServer, cu_file: Path) -> N
         assert status.status in ("healthy", "degraded") and len(status.gpus) == 2
         models = await client.list_models()
         assert any(m.key == "lj" for m in models)
-        upload = await client.upload_structure(cu_file.read_text(), name="cu-text",
-                                               format="extxyz")
+        upload = await client.upload_structure(cu_file.read_text(), name="cu-text", format="extxyz")
         assert upload.natoms == 4
         result = await (await client.submit_single_point(upload.file_id, model="emt")).wait(
-            timeout=60)
+            timeout=60
+        )
         assert isinstance(result, SinglePointResult) and result.natoms == 4
 
 
@@ -164,10 +173,10 @@ async def test_server_stopped_mid_wait_async(server: LiveServer, tmp_path: Path)
         async with AsyncMOFSimClient(live.url, retries=1, backoff=0.2) as client:
             path = tmp_path / "cu108.xyz"
             path.write_text(cu_xyz(3, rattle=0.05))
-            task = await client.submit_optimization(path, model="emt", fmax=1e-30,
-                                                    max_steps=150, optimizer="FIRE")
-            result = await task.wait(timeout=120, on_progress=on_progress,
-                                     poll_interval=0.5)
+            task = await client.submit_optimization(
+                path, model="emt", fmax=1e-30, max_steps=150, optimizer="FIRE"
+            )
+            result = await task.wait(timeout=120, on_progress=on_progress, poll_interval=0.5)
         assert back.is_set()
         assert isinstance(result, OptimizationResult) and result.steps == 150
         kinds = [e.event for e in seen]

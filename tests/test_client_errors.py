@@ -45,15 +45,34 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 
 def envelope(data: Any, status: int = 200) -> httpx.Response:
-    return httpx.Response(status, json={"success": True, "code": status, "message": "OK",
-                                        "data": data, "timestamp": "t", "request_id": "r1"})
+    return httpx.Response(
+        status,
+        json={
+            "success": True,
+            "code": status,
+            "message": "OK",
+            "data": data,
+            "timestamp": "t",
+            "request_id": "r1",
+        },
+    )
 
 
-def failure(code: int, status: int, detail: str, field: str | None = None,
-            headers: dict[str, str] | None = None) -> httpx.Response:
-    body = {"success": False, "code": code, "message": "summary",
-            "error": {"type": "X", "detail": detail, "field": field},
-            "timestamp": "t", "request_id": "req_abc"}
+def failure(
+    code: int,
+    status: int,
+    detail: str,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    body = {
+        "success": False,
+        "code": code,
+        "message": "summary",
+        "error": {"type": "X", "detail": detail, "field": field},
+        "timestamp": "t",
+        "request_id": "req_abc",
+    }
     return httpx.Response(status, json=body, headers=headers)
 
 
@@ -90,20 +109,34 @@ def test_every_server_code_has_the_class_of_its_range() -> None:
 
 
 def test_envelope_error_keeps_code_field_request_id_and_detail() -> None:
-    exc = error_from_response(400, {"success": False, "code": 40001, "message": "Request "
-                                    "validation failed", "error": {"type": "ValidationError",
-                                                                   "detail": "fmax must be > 0",
-                                                                   "field": "parameters.fmax"},
-                                    "request_id": "req_1"})
+    exc = error_from_response(
+        400,
+        {
+            "success": False,
+            "code": 40001,
+            "message": "Request validation failed",
+            "error": {
+                "type": "ValidationError",
+                "detail": "fmax must be > 0",
+                "field": "parameters.fmax",
+            },
+            "request_id": "req_1",
+        },
+    )
     assert isinstance(exc, ValidationError)
     assert (exc.code, exc.http_status, exc.field, exc.request_id) == (
-        40001, 400, "parameters.fmax", "req_1")
+        40001,
+        400,
+        "parameters.fmax",
+        "req_1",
+    )
     assert "fmax must be > 0" in str(exc) and "parameters.fmax" in str(exc)
 
 
 def test_mira_shaped_and_non_json_errors() -> None:
-    exc = error_from_response(404, {"detail": "model x not found", "error_code": 30001,
-                                    "field": "model_key"})
+    exc = error_from_response(
+        404, {"detail": "model x not found", "error_code": 30001, "field": "model_key"}
+    )
     assert isinstance(exc, ModelNotFoundError) and exc.field == "model_key"
     proxy = error_from_response(502, "<html>Bad Gateway</html>")
     assert type(proxy).__name__ == "ServerError" and proxy.code is None
@@ -170,8 +203,10 @@ def test_429_beyond_the_budget_raises_rate_limit_error(slept: list[float]) -> No
     def handler(request: httpx.Request) -> httpx.Response:
         return failure(40005, 429, "slow down", headers={"Retry-After": "30"})
 
-    with client_for(handler, retry_after_budget=60) as client, \
-            pytest.raises(RateLimitError) as info:
+    with (
+        client_for(handler, retry_after_budget=60) as client,
+        pytest.raises(RateLimitError) as info,
+    ):
         client.list_models()
     assert info.value.retry_after == 30.0 and info.value.http_status == 429
     assert sum(slept) == pytest.approx(60, abs=0.1)
@@ -196,8 +231,7 @@ def test_connection_refused_is_retried_then_reported_clearly(slept: list[float])
         calls.append(1)
         raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
 
-    with client_for(handler, retries=3) as client, \
-            pytest.raises(ServerUnavailableError) as info:
+    with client_for(handler, retries=3) as client, pytest.raises(ServerUnavailableError) as info:
         client.health()
     assert len(calls) == 4
     assert "http://mofsim.test" in str(info.value) and "Connection refused" in str(info.value)
@@ -210,8 +244,7 @@ def test_lost_response_of_a_batch_is_not_replayed(slept: list[float]) -> None:
         calls.append(1)
         raise httpx.ReadError("connection reset", request=request)
 
-    with client_for(handler, retries=3) as client, \
-            pytest.raises(ServerUnavailableError) as info:
+    with client_for(handler, retries=3) as client, pytest.raises(ServerUnavailableError) as info:
         client.submit_batch([{"task_type": "single-point", "structure": "builtin:CALF-20"}])
     assert len(calls) == 1 and "may or may not have been processed" in str(info.value)
 
@@ -225,11 +258,11 @@ def test_submission_whose_answer_was_lost_is_not_queued_twice(slept: list[float]
         if request.method == "POST":
             body = json.loads(request.content)
             if body["task_id"] in queued:
-                return failure(40001, 400, f"task id {body['task_id']} already exists",
-                               field="task_id")
+                return failure(
+                    40001, 400, f"task id {body['task_id']} already exists", field="task_id"
+                )
             queued[body["task_id"]] = {"task_id": body["task_id"], "status": "QUEUED"}
-            raise httpx.ReadError("connection reset after the request was sent",
-                                  request=request)
+            raise httpx.ReadError("connection reset after the request was sent", request=request)
         task_id = request.url.path.rsplit("/", 1)[-1]
         return envelope(queued[task_id])
 
@@ -248,7 +281,8 @@ def test_duplicate_of_a_caller_given_id_is_an_error() -> None:
 
 @pytest.mark.asyncio
 async def test_async_429_pauses_every_request_of_the_client(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """One 429 closes the client's gate: requests in flight wait it out together."""
     real_sleep = asyncio.sleep
     pauses: list[float] = []
@@ -267,8 +301,9 @@ async def test_async_429_pauses_every_request_of_the_client(
             return failure(40005, 429, "slow down", headers={"Retry-After": "2"})
         return envelope({"task_id": request.url.path.rsplit("/", 1)[-1], "status": "QUEUED"})
 
-    async with AsyncMOFSimClient("http://mofsim.test", backoff=0.0,
-                                 transport=httpx.MockTransport(handler)) as client:
+    async with AsyncMOFSimClient(
+        "http://mofsim.test", backoff=0.0, transport=httpx.MockTransport(handler)
+    ) as client:
         first = await client.get_task_info("task_0")  # 429, waits 2 s, then passes
         rest = await asyncio.gather(*(client.get_task_info(f"task_{i}") for i in (1, 2)))
     assert [first.task_id, *(r.task_id for r in rest)] == ["task_0", "task_1", "task_2"]
@@ -284,12 +319,30 @@ async def test_async_429_pauses_every_request_of_the_client(
 
 def test_sse_parser_follows_the_standard() -> None:
     p = SSEParser()
-    lines = ["retry: 3000", "", ": heartbeat", "event: log", "id: 10", "data: {\"a\":",
-             "data: 1}", "", "data:no-space", "", "event: status", "", "id: 20", "data: x", ""]
+    lines = [
+        "retry: 3000",
+        "",
+        ": heartbeat",
+        "event: log",
+        "id: 10",
+        'data: {"a":',
+        "data: 1}",
+        "",
+        "data:no-space",
+        "",
+        "event: status",
+        "",
+        "id: 20",
+        "data: x",
+        "",
+    ]
     events = [e for e in (p.feed(line) for line in lines) if e is not None]
     assert p.retry_ms == 3000 and p.comments == 1
     assert [(e.event, e.id, e.data) for e in events] == [
-        ("log", "10", '{"a":\n1}'), ("message", "10", "no-space"), ("message", "20", "x")]
+        ("log", "10", '{"a":\n1}'),
+        ("message", "10", "no-space"),
+        ("message", "20", "x"),
+    ]
     assert events[0].json() == {"a": 1}
     assert p.last_event_id == "20"
 
@@ -338,8 +391,7 @@ def _sse_handler(resume_ids: list[str | None]) -> Handler:
         else:
             after = [e for e in EVENTS if int(e.split(b"id: ")[1].split(b"\n")[0]) > int(last)]
             stream = _DroppingStream(after, drop=False)
-        return httpx.Response(200, headers={"Content-Type": "text/event-stream"},
-                              stream=stream)
+        return httpx.Response(200, headers={"Content-Type": "text/event-stream"}, stream=stream)
 
     return handler
 
@@ -357,8 +409,7 @@ def test_stream_events_reconnects_with_last_event_id(slept: list[float]) -> None
 async def test_async_stream_events_reconnects_with_last_event_id() -> None:
     resume_ids: list[str | None] = []
     transport = httpx.MockTransport(_sse_handler(resume_ids))
-    async with AsyncMOFSimClient("http://mofsim.test", backoff=0.0,
-                                 transport=transport) as client:
+    async with AsyncMOFSimClient("http://mofsim.test", backoff=0.0, transport=transport) as client:
         events = [e async for e in client.stream_events("task_1")]
         logs = [str(x) async for x in client.stream_logs("task_1")]
     assert resume_ids[:2] == [None, "120"]
@@ -368,8 +419,11 @@ async def test_async_stream_events_reconnects_with_last_event_id() -> None:
 
 def test_stream_that_keeps_dropping_gives_up(slept: list[float]) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, headers={"Content-Type": "text/event-stream"},
-                              stream=_DroppingStream([], drop=True))
+        return httpx.Response(
+            200,
+            headers={"Content-Type": "text/event-stream"},
+            stream=_DroppingStream([], drop=True),
+        )
 
     with client_for(handler, retries=2) as client, pytest.raises(ServerUnavailableError):
         list(client.stream_events("task_1"))
@@ -387,26 +441,42 @@ def test_wait_falls_back_to_polling_without_an_event_stream(slept: list[float]) 
         if path.endswith("/result"):
             if polled[-1:] != ["COMPLETED"]:
                 return failure(50003, 409, "task task_1 is QUEUED; its result is not ready")
-            return envelope({"task_id": "task_1", "task_type": "single-point-energy",
-                             "status": "COMPLETED", "result": {"energy_eV": -1.5}})
+            return envelope(
+                {
+                    "task_id": "task_1",
+                    "task_type": "single-point-energy",
+                    "status": "COMPLETED",
+                    "result": {"energy_eV": -1.5},
+                }
+            )
         status = next(states)
         polled.append(status)
-        return envelope({"task_id": "task_1", "status": status,
-                         "progress": 0.5 if status == "RUNNING" else None})
+        return envelope(
+            {
+                "task_id": "task_1",
+                "status": status,
+                "progress": 0.5 if status == "RUNNING" else None,
+            }
+        )
 
     with client_for(handler) as client:
-        result = client.wait("task_1", timeout=30, on_progress=progress.append,
-                             poll_interval=0.01)
+        result = client.wait("task_1", timeout=30, on_progress=progress.append, poll_interval=0.01)
     assert isinstance(result, SinglePointResult) and result.energy_eV == -1.5
     assert [(e.event, e.status) for e in progress] == [
-        ("status", "QUEUED"), ("status", "RUNNING"), ("status", "COMPLETED")]
+        ("status", "QUEUED"),
+        ("status", "RUNNING"),
+        ("status", "COMPLETED"),
+    ]
 
 
 def test_failed_task_raises_with_its_recorded_reason() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/events"):
-            return httpx.Response(200, headers={"Content-Type": "text/event-stream"},
-                                  content=_event("end", 9, {"status": "FAILED"}))
+            return httpx.Response(
+                200,
+                headers={"Content-Type": "text/event-stream"},
+                content=_event("end", 9, {"status": "FAILED"}),
+            )
         return failure(50001, 409, "task task_1 failed: weights unavailable (error 30005)")
 
     with client_for(handler) as client, pytest.raises(TaskFailedError) as info:
@@ -418,13 +488,30 @@ def test_failed_task_raises_with_its_recorded_reason() -> None:
 
 
 def test_results_are_typed_and_tolerate_unknown_keys() -> None:
-    doc = {"task_id": "t", "task_type": "optimization", "status": "COMPLETED",
-           "brand_new_key": 1,
-           "result": {"converged": True, "final_energy_eV": -3.5, "steps": 12,
-                      "cell_parameters": {"a": 1.0, "b": 2.0, "c": 3.0, "alpha": 90.0,
-                                          "beta": 90.0, "gamma": 90.0, "extra": 0},
-                      "initial_volume_A3": 10.0, "final_volume_A3": 9.0,
-                      "output_files": {"trajectory": "/api/v1/files/x"}, "novel": [1]}}
+    doc = {
+        "task_id": "t",
+        "task_type": "optimization",
+        "status": "COMPLETED",
+        "brand_new_key": 1,
+        "result": {
+            "converged": True,
+            "final_energy_eV": -3.5,
+            "steps": 12,
+            "cell_parameters": {
+                "a": 1.0,
+                "b": 2.0,
+                "c": 3.0,
+                "alpha": 90.0,
+                "beta": 90.0,
+                "gamma": 90.0,
+                "extra": 0,
+            },
+            "initial_volume_A3": 10.0,
+            "final_volume_A3": 9.0,
+            "output_files": {"trajectory": "/api/v1/files/x"},
+            "novel": [1],
+        },
+    }
     r = result_from_dict(doc)
     assert isinstance(r, OptimizationResult) and r.converged and r.steps == 12
     assert r.cell_parameters is not None and r.cell_parameters.b == 2.0
@@ -433,8 +520,14 @@ def test_results_are_typed_and_tolerate_unknown_keys() -> None:
     bm = result_from_dict({"bulk_modulus_GPa": 12.5}, "bulk-modulus")
     assert isinstance(bm, BulkModulusResult) and bm.bulk_modulus_GPa == 12.5
     assert asyncio.run(_await(r)) is r  # code written for the async client also runs
-    info = TaskInfo.from_dict({"task_id": "t", "status": "FAILED", "future": True,
-                               "error": {"code": 50001, "message": "boom"}})
+    info = TaskInfo.from_dict(
+        {
+            "task_id": "t",
+            "status": "FAILED",
+            "future": True,
+            "error": {"code": 50001, "message": "boom"},
+        }
+    )
     assert info.is_terminal and info.error_code == 50001 and info.error_message == "boom"
     assert ModelInfo.from_dict({"model_key": "custom:model_1"}).key == "custom:model_1"
 
@@ -444,14 +537,15 @@ async def _await(value: Any) -> Any:
 
 
 def test_import_needs_only_httpx() -> None:
-    code = ("import sys, mofsim_client\n"
-            "from mofsim_client._payload import structure_ref\n"
-            "structure_ref('builtin:MOF-5')\n"
-            "heavy = [m for m in ('torch', 'ase', 'numpy', 'aiohttp', 'spool', 'mofsimd',"
-            " 'executors', 'mofsim_http') if m in sys.modules]\n"
-            "print(heavy)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    code = (
+        "import sys, mofsim_client\n"
+        "from mofsim_client._payload import structure_ref\n"
+        "structure_ref('builtin:MOF-5')\n"
+        "heavy = [m for m in ('torch', 'ase', 'numpy', 'aiohttp', 'spool', 'mofsimd',"
+        " 'executors', 'mofsim_http') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
@@ -463,8 +557,10 @@ def test_atoms_are_sent_as_cif_text() -> None:
     ref = structure_ref(bulk("Cu", "fcc", a=3.6, cubic=True))
     assert ref["source"] == "inline" and ref["format"] == "cif" and ref["name"] == "Cu4"
     assert "_cell_length_a" in ref["content"]
-    assert structure_ref("struct_0123456789abcdef") == {"source": "upload",
-                                                        "file_id": "struct_0123456789abcdef"}
+    assert structure_ref("struct_0123456789abcdef") == {
+        "source": "upload",
+        "file_id": "struct_0123456789abcdef",
+    }
     with pytest.raises(FileNotFoundError, match="builtin:NAME"):
         structure_ref("no/such/file.cif")
     with pytest.raises(MOFSimError):

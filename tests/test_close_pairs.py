@@ -22,10 +22,14 @@ def same_pairs(atoms: Atoms, cutoff: float) -> None:
     assert found == expected
 
 
-@pytest.mark.parametrize("dense_limit", [close_pairs_module.DENSE_LIMIT, 0],
-                         ids=["dense-for-small-cells", "k-d-trees-always"])
+@pytest.mark.parametrize(
+    "dense_limit",
+    [close_pairs_module.DENSE_LIMIT, 0],
+    ids=["dense-for-small-cells", "k-d-trees-always"],
+)
 def test_random_cells_positions_and_periodicity_agree_with_ase(
-        dense_limit: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    dense_limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(close_pairs_module, "DENSE_LIMIT", dense_limit)
     rng = np.random.default_rng(7)
     tried = 0

@@ -27,7 +27,7 @@ def test_shipped_config_file_loads_with_the_defaults() -> None:
 
 def test_bad_values_name_the_setting(tmp_path: Path) -> None:
     f = tmp_path / "m.toml"
-    f.write_text("[daemon]\nmax_attempts = \"many\"\n")
+    f.write_text('[daemon]\nmax_attempts = "many"\n')
     with pytest.raises(ValidationError) as e:
         load_config(f, env={})
     assert e.value.field == "max_attempts"

@@ -99,11 +99,15 @@ def test_requests_are_files_with_fifo_names(paths: SpoolPaths) -> None:
     b = submit_request(paths, "unload", "emt")
     names = sorted(os.listdir(requests_dir(paths)))
     assert [n.split("-", 1)[1] for n in names if n.endswith(".json")] == [
-        a["request_id"] + ".json", b["request_id"] + ".json"]
+        a["request_id"] + ".json",
+        b["request_id"] + ".json",
+    ]
     assert read_request(paths, a["request_id"])["status"] == "pending"  # type: ignore[index]
     assert read_request(paths, "mreq_unknown") is None
     assert [r["request_id"] for r in list_requests(paths, model="emt")] == [
-        b["request_id"], a["request_id"]]
+        b["request_id"],
+        a["request_id"],
+    ]
     with pytest.raises(ValidationError) as err:
         submit_request(paths, "explode", "emt")
     assert err.value.field == "action"
@@ -112,7 +116,8 @@ def test_requests_are_files_with_fifo_names(paths: SpoolPaths) -> None:
 
 
 def test_load_goes_to_an_idle_slot_which_leaves_scheduling_until_it_answers(
-        paths: SpoolPaths) -> None:
+    paths: SpoolPaths,
+) -> None:
     clock = Clock()
     ctl = ModelControl(paths, clock=clock)
     busy, free = ExecutorDouble(0), ExecutorDouble(1)
@@ -140,8 +145,7 @@ def test_load_goes_to_an_idle_slot_which_leaves_scheduling_until_it_answers(
     assert "already loaded on cpu1" in read_request(paths, again["request_id"])["message"]  # type: ignore[index]
 
 
-def test_unload_everywhere_waits_for_busy_slots_and_reports_failures(
-        paths: SpoolPaths) -> None:
+def test_unload_everywhere_waits_for_busy_slots_and_reports_failures(paths: SpoolPaths) -> None:
     clock = Clock()
     ctl = ModelControl(paths, clock=clock)
     a, b = ExecutorDouble(0), ExecutorDouble(1)
@@ -156,8 +160,7 @@ def test_unload_everywhere_waits_for_busy_slots_and_reports_failures(
     assert read_request(paths, req["request_id"])["status"] == "pending"  # type: ignore[index]
     b.current = None  # its task finished
     ctl.process(executors)
-    b.reply(type="loaded", ok=False, loaded=["emt"],
-            error={"code": 10001, "message": "refused"})
+    b.reply(type="loaded", ok=False, loaded=["emt"], error={"code": 10001, "message": "refused"})
     ctl.process(executors)
     done = read_request(paths, req["request_id"])
     assert done is not None and done["status"] == "failed"
@@ -177,8 +180,7 @@ def test_a_silent_or_dead_executor_fails_the_command(paths: SpoolPaths) -> None:
     clock.t += 61
     ctl.process(executors)
     assert silent.killed  # so that the supervisor restarts it
-    for req, reason in ((first, "no answer within 60 s"),
-                        (second, "exited before answering")):
+    for req, reason in ((first, "no answer within 60 s"), (second, "exited before answering")):
         done = read_request(paths, req["request_id"])
         assert done is not None and done["status"] == "failed" and reason in done["message"]
     assert ctl.busy == {}
@@ -192,14 +194,22 @@ def test_bad_requests_fail_at_once(paths: SpoolPaths) -> None:
     (requests_dir(paths) / "0000000000001-mreq_broken.json").write_text("[1, 2")
     models = paths.models / "mine"
     models.mkdir(parents=True)
-    (models / "meta.json").write_text(json.dumps(
-        {"name": "m", "framework": "mace", "file": "model.model"}))
+    (models / "meta.json").write_text(
+        json.dumps({"name": "m", "framework": "mace", "file": "model.model"})
+    )
     (models / "model.model").write_bytes(b"PK\x03\x04")
     unvalidated = submit_request(paths, "load", "custom:mine")
     ctl.process({"cpu0": ex})
     assert ex.sent == []
-    results = {r: read_request(paths, r) for r in (unknown["request_id"], slot["request_id"],
-                                                    unvalidated["request_id"], "mreq_broken")}
+    results = {
+        r: read_request(paths, r)
+        for r in (
+            unknown["request_id"],
+            slot["request_id"],
+            unvalidated["request_id"],
+            "mreq_broken",
+        )
+    }
     assert all(r is not None and r["status"] == "failed" for r in results.values())
     assert results[unknown["request_id"]]["error"]["code"] == 30001  # type: ignore[index]
     assert "unknown slot 'gpu7'" in results[slot["request_id"]]["message"]  # type: ignore[index]
@@ -236,8 +246,12 @@ def test_snapshot_written_on_change_and_periodically(tmp_path: Path) -> None:
 def test_daemon_status_from_lock_pid_and_snapshot(tmp_path: Path) -> None:
     (tmp_path / "state").mkdir()
     assert daemon_status(tmp_path)["alive"] is False
-    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     dead_pid = int(done.stdout)
     assert not pid_alive(dead_pid) and pid_alive(os.getpid())
     (tmp_path / "state" / "daemon.lock").write_text(str(dead_pid))
@@ -266,7 +280,9 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Spool]:
 def _finished(spool: Spool, request_id: str) -> dict[str, Any]:
     result: dict[str, Any] = wait_for(
         lambda: (r := read_request(spool.paths, request_id)) and r["status"] != "pending" and r,
-        60, f"request {request_id}")
+        60,
+        f"request {request_id}",
+    )
     return result
 
 

@@ -95,8 +95,9 @@ def test_state_file_steers_a_backend_in_another_process(tmp_path: Path) -> None:
     assert all(s.available for s in daemon_side.status())
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-c", _INJECT, str(state)], check=True, cwd=ROOT, env=env,
-                   timeout=60)
+    subprocess.run(
+        [sys.executable, "-c", _INJECT, str(state)], check=True, cwd=ROOT, env=env, timeout=60
+    )
 
     s0, s1 = daemon_side.status()
     assert not s1.available
@@ -184,9 +185,18 @@ class FakeNvml:
     NVML_TEMPERATURE_GPU = 0
 
     def __init__(self, n: int = 2, init_error: bool = False):
-        self.cards = [{"name": f"Fake GPU {i}".encode(), "total": 80 * 1024**3,
-                       "used": (i + 1) * 1024**3, "util": 10 * i, "temp": 30 + i,
-                       "lost": False, "no_temp": False} for i in range(n)]
+        self.cards = [
+            {
+                "name": f"Fake GPU {i}".encode(),
+                "total": 80 * 1024**3,
+                "used": (i + 1) * 1024**3,
+                "util": 10 * i,
+                "temp": 30 + i,
+                "lost": False,
+                "no_temp": False,
+            }
+            for i in range(n)
+        ]
         self.init_error = init_error
         self.init_calls = 0
         self.shutdown_calls = 0
@@ -297,8 +307,25 @@ def test_parse_counted_specs(tmp_path: Path) -> None:
     assert (tmp_path / "s.json").exists()
 
 
-@pytest.mark.parametrize("spec", ["", "  ", "cpu:0", "cpu:x", "cpu:", "simulate:", "simulate:-1",
-                                  "gpu:1", "-1", "0,,1", "0,0", "foo", "cpu:100000", "auto:2"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "",
+        "  ",
+        "cpu:0",
+        "cpu:x",
+        "cpu:",
+        "simulate:",
+        "simulate:-1",
+        "gpu:1",
+        "-1",
+        "0,,1",
+        "0,0",
+        "foo",
+        "cpu:100000",
+        "auto:2",
+    ],
+)
 def test_parse_invalid_specs(spec: str) -> None:
     with pytest.raises(ValidationError) as info:
         parse_slots(spec)

@@ -23,8 +23,17 @@ from tests.daemon_helpers import Daemon
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-PAGES = ("index", "quickstart", "sync_client", "async_client", "tasks_and_results", "errors",
-         "configuration", "examples", "api")
+PAGES = (
+    "index",
+    "quickstart",
+    "sync_client",
+    "async_client",
+    "tasks_and_results",
+    "errors",
+    "configuration",
+    "examples",
+    "api",
+)
 PLOTS = ("eos.png", "heat_capacity.png", "stability_volume.png", "optimization_energy.png")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -33,7 +42,12 @@ def test_docs_build_without_warnings(tmp_path: Path) -> None:
     out = tmp_path / "html"
     proc = subprocess.run(
         [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html", "docs", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
     assert "WARNING" not in proc.stderr and "ERROR" not in proc.stderr, proc.stderr
     for page in PAGES:
@@ -41,8 +55,11 @@ def test_docs_build_without_warnings(tmp_path: Path) -> None:
 
     # Every public name of the SDK has an entry in the API reference.
     api = (out / "api.html").read_text()
-    missing = [name for name in mofsim_client.__all__
-               if not re.search(rf'id="mofsim_client\.(?:[\w.]+\.)?{re.escape(name)}"', api)]
+    missing = [
+        name
+        for name in mofsim_client.__all__
+        if not re.search(rf'id="mofsim_client\.(?:[\w.]+\.)?{re.escape(name)}"', api)
+    ]
     assert not missing, f"not in the API reference: {missing}"
     assert "Submit one task of any type" in api  # docstrings made it, not only names
 
@@ -78,8 +95,15 @@ def run_example(name: str, *args: str, cwd: Path, server: str | None = None) -> 
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     if server is not None:
         env["MOFSIM_SERVER"] = server
-    proc = subprocess.run([sys.executable, str(EXAMPLES / name), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=240, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     assert proc.returncode == 0, f"{name} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc.stdout
@@ -103,17 +127,29 @@ def test_async_many_awaits_every_task(server_url: str, tmp_path: Path) -> None:
     assert 3.53 < best < 3.65  # the scan's point nearest EMT's 3.59 A
 
 
-def test_all_task_types_runs_six_tasks_and_draws_four_plots(server_url: str,
-                                                             tmp_path: Path) -> None:
+def test_all_task_types_runs_six_tasks_and_draws_four_plots(
+    server_url: str, tmp_path: Path
+) -> None:
     plots = tmp_path / "plots"
-    out = run_example("all_task_types.py", "--server", server_url, "--out", str(plots),
-                      cwd=tmp_path)
+    out = run_example(
+        "all_task_types.py", "--server", server_url, "--out", str(plots), cwd=tmp_path
+    )
     assert "6 completed, 0 failed" in out, out
-    table = {m.group(1): m.group(2) for m in
-             re.finditer(r"^([a-z-]+)\s+(COMPLETED|FAILED|CANCELLED|TIMEOUT)\s", out, re.M)}
-    assert table == {kind: "COMPLETED" for kind in (
-        "single-point-energy", "optimization", "stability", "bulk-modulus", "heat-capacity",
-        "interaction-energy")}, out
+    table = {
+        m.group(1): m.group(2)
+        for m in re.finditer(r"^([a-z-]+)\s+(COMPLETED|FAILED|CANCELLED|TIMEOUT)\s", out, re.M)
+    }
+    assert table == {
+        kind: "COMPLETED"
+        for kind in (
+            "single-point-energy",
+            "optimization",
+            "stability",
+            "bulk-modulus",
+            "heat-capacity",
+            "interaction-energy",
+        )
+    }, out
     b0 = float(re.search(r"B0 = ([\d.]+) GPa", out).group(1))  # type: ignore[union-attr]
     assert 110.0 < b0 < 160.0  # EMT copper: about 134 GPa
     for name in PLOTS:

@@ -31,7 +31,8 @@ def copper():
 
 def test_cell_parameters():
     assert cell_parameters(copper()) == pytest.approx(
-        {"a": 7.2, "b": 7.2, "c": 7.2, "alpha": 90.0, "beta": 90.0, "gamma": 90.0})
+        {"a": 7.2, "b": 7.2, "c": 7.2, "alpha": 90.0, "beta": 90.0, "gamma": 90.0}
+    )
     prim = cell_parameters(bulk("Cu", "fcc", a=3.6))
     assert prim["a"] == pytest.approx(3.6 / 2**0.5)
     assert prim["alpha"] == pytest.approx(60.0) and prim["gamma"] == pytest.approx(60.0)
@@ -99,8 +100,7 @@ def test_rmsd_positions():
 
 
 def test_unwrap_trajectory_follows_atoms_across_the_boundary():
-    atoms = Atoms("Ar2", positions=[[9.0, 5.0, 5.0], [1.0, 1.0, 1.0]], cell=[10, 10, 10],
-                  pbc=True)
+    atoms = Atoms("Ar2", positions=[[9.0, 5.0, 5.0], [1.0, 1.0, 1.0]], cell=[10, 10, 10], pbc=True)
     frames = []
     for k in range(8):
         f = atoms.copy()
@@ -175,6 +175,5 @@ def test_largest_void_point():
 
 
 def test_import_does_not_pull_ase_or_torch():
-    code = ("import sys, executors.geometry; "
-            "assert not {'torch', 'ase'} & set(sys.modules)")
+    code = "import sys, executors.geometry; assert not {'torch', 'ase'} & set(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)

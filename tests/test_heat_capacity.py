@@ -29,21 +29,52 @@ def test_defaults_are_the_seed_api_values() -> None:
     assert default["pre_optimize"] is True
     # The seed names no relaxation or mesh settings: the benchmark's.
     assert (default["optimizer"], default["fmax"], default["max_steps"], default["mesh"]) == (
-        "BFGS", 1e-3, 1000, 100.0)
+        "BFGS",
+        1e-3,
+        1000,
+        100.0,
+    )
 
 
 def test_mofsimbench_preset_and_mira_shape() -> None:
     bench = hc.validate({"protocol": "mofsimbench"})
-    assert {k: bench[k] for k in ("supercell", "displacement", "temperature_range", "mesh",
-                                  "pre_optimize", "optimizer", "fmax", "max_steps")} == {
-        "supercell": [1, 1, 1], "displacement": 0.01, "temperature_range": [0.0, 1000.0, 10.0],
-        "mesh": 100.0, "pre_optimize": True, "optimizer": "BFGS", "fmax": 1e-3,
-        "max_steps": 1000}
+    assert {
+        k: bench[k]
+        for k in (
+            "supercell",
+            "displacement",
+            "temperature_range",
+            "mesh",
+            "pre_optimize",
+            "optimizer",
+            "fmax",
+            "max_steps",
+        )
+    } == {
+        "supercell": [1, 1, 1],
+        "displacement": 0.01,
+        "temperature_range": [0.0, 1000.0, 10.0],
+        "mesh": 100.0,
+        "pre_optimize": True,
+        "optimizer": "BFGS",
+        "fmax": 1e-3,
+        "max_steps": 1000,
+    }
     assert hc.validate({"protocol": "mofsimbench", "supercell": [3, 3, 3]})["supercell"] == [
-        3, 3, 3]
-    mira = hc.validate({"structure_id": "s", "model_key": "m", "supercell": [2, 2, 2],
-                        "displacement": 0.01, "temperature_range": [0, 1000, 50],
-                        "pre_optimize": True})
+        3,
+        3,
+        3,
+    ]
+    mira = hc.validate(
+        {
+            "structure_id": "s",
+            "model_key": "m",
+            "supercell": [2, 2, 2],
+            "displacement": 0.01,
+            "temperature_range": [0, 1000, 50],
+            "pre_optimize": True,
+        }
+    )
     assert mira["supercell"] == [2, 2, 2] and mira["temperature_range"] == [0.0, 1000.0, 50.0]
     assert hc.validate(mira) == mira
     assert hc.validate(bench) == bench
@@ -51,17 +82,20 @@ def test_mofsimbench_preset_and_mira_shape() -> None:
     assert hc.validate({"supercell": 3})["supercell"] == [3, 3, 3]
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"supercell": [0, 0, 0]}, "parameters.supercell"),
-    ({"supercell": [2, -1, 2]}, "parameters.supercell"),
-    ({"supercell": [2, 2]}, "parameters.supercell"),
-    ({"displacement": 0}, "parameters.displacement"),
-    ({"temperature_range": [0, 1000, 0]}, "parameters.temperature_range"),
-    ({"temperature_range": [500, 100, 10]}, "parameters.temperature_range"),
-    ({"temperature_range": [-10, 100, 10]}, "parameters.temperature_range"),
-    ({"temperature_range": [0, 1e9, 1e-3]}, "parameters.temperature_range"),
-    ({"temperature_range": [0, 100]}, "parameters.temperature_range"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"supercell": [0, 0, 0]}, "parameters.supercell"),
+        ({"supercell": [2, -1, 2]}, "parameters.supercell"),
+        ({"supercell": [2, 2]}, "parameters.supercell"),
+        ({"displacement": 0}, "parameters.displacement"),
+        ({"temperature_range": [0, 1000, 0]}, "parameters.temperature_range"),
+        ({"temperature_range": [500, 100, 10]}, "parameters.temperature_range"),
+        ({"temperature_range": [-10, 100, 10]}, "parameters.temperature_range"),
+        ({"temperature_range": [0, 1e9, 1e-3]}, "parameters.temperature_range"),
+        ({"temperature_range": [0, 100]}, "parameters.temperature_range"),
+    ],
+)
 def test_bad_parameters_name_the_field(body: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError) as err:
         hc.validate(body)
@@ -89,10 +123,17 @@ def test_gamma_modes_count_only_optical_imaginary_ones() -> None:
 
 def test_emt_copper_reaches_dulong_petit(tmp_path: Path) -> None:
     observer = NullObserver()
-    ctx = TaskContext(task_id="t", task_type="heat-capacity", atoms=bulk("Cu", "fcc", a=3.6),
-                      structure_name="Cu",
-                      parameters={"supercell": [2, 2, 2], "temperature_range": [0, 1000, 25]},
-                      model_key="emt", calculator=EMT(), workspace=tmp_path, observer=observer)
+    ctx = TaskContext(
+        task_id="t",
+        task_type="heat-capacity",
+        atoms=bulk("Cu", "fcc", a=3.6),
+        structure_name="Cu",
+        parameters={"supercell": [2, 2, 2], "temperature_range": [0, 1000, 25]},
+        model_key="emt",
+        calculator=EMT(),
+        workspace=tmp_path,
+        observer=observer,
+    )
     result = hc.run(ctx)
     json.dumps(result, allow_nan=False)
     temps = result["temperatures_K"]
@@ -112,16 +153,25 @@ def test_emt_copper_reaches_dulong_petit(tmp_path: Path) -> None:
     assert len(result["entropy_J_per_K_mol"]) == len(result["free_energy_kJ_per_mol"]) == 41
     messages = [m for _, m, _ in observer.progress_events if m.endswith("displacements")]
     assert messages == ["1/1 displacements"]
-    assert result["output_files"] == {"plot": "heat_capacity.png",
-                                      "relaxed_structure": "relaxed_structure.cif"}
+    assert result["output_files"] == {
+        "plot": "heat_capacity.png",
+        "relaxed_structure": "relaxed_structure.cif",
+    }
     assert (tmp_path / result["output_files"]["plot"]).read_bytes().startswith(b"\x89PNG")
     assert (tmp_path / result["output_files"]["relaxed_structure"]).stat().st_size > 0
 
 
 def test_default_protocol_runs_on_a_2x2x2_supercell(tmp_path: Path) -> None:
-    ctx = TaskContext(task_id="t", task_type="heat-capacity", atoms=bulk("Cu", "fcc", a=3.6),
-                      structure_name="Cu", parameters={}, model_key="emt", calculator=EMT(),
-                      workspace=tmp_path)
+    ctx = TaskContext(
+        task_id="t",
+        task_type="heat-capacity",
+        atoms=bulk("Cu", "fcc", a=3.6),
+        structure_name="Cu",
+        parameters={},
+        model_key="emt",
+        calculator=EMT(),
+        workspace=tmp_path,
+    )
     result = hc.run(ctx)
     assert result["supercell_atoms"] == 8
     assert result["temperatures_K"] == [50.0 * k for k in range(21)]
@@ -130,11 +180,20 @@ def test_default_protocol_runs_on_a_2x2x2_supercell(tmp_path: Path) -> None:
 
 
 def test_off_grid_highlight_is_interpolated(tmp_path: Path) -> None:
-    ctx = TaskContext(task_id="t", task_type="heat-capacity", atoms=bulk("Cu", "fcc", a=3.6),
-                      structure_name="Cu",
-                      parameters={"supercell": [2, 2, 2], "temperature_range": [0, 1000, 70],
-                                  "pre_optimize": False},
-                      model_key="emt", calculator=EMT(), workspace=tmp_path)
+    ctx = TaskContext(
+        task_id="t",
+        task_type="heat-capacity",
+        atoms=bulk("Cu", "fcc", a=3.6),
+        structure_name="Cu",
+        parameters={
+            "supercell": [2, 2, 2],
+            "temperature_range": [0, 1000, 70],
+            "pre_optimize": False,
+        },
+        model_key="emt",
+        calculator=EMT(),
+        workspace=tmp_path,
+    )
     result = hc.run(ctx)
     temps, cv = result["temperatures_K"], result["cv_J_per_K_mol"]
     assert 300.0 not in temps

@@ -27,8 +27,7 @@ def config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Trajectories compressed at once, reminders a year ahead: every finished task has
     something to do."""
     path = tmp_path / "mofsim.toml"
-    path.write_text("[daemon]\nretention_compress_after_days = 0\n"
-                    "retention_remind_days = 365\n")
+    path.write_text("[daemon]\nretention_compress_after_days = 0\nretention_remind_days = 365\n")
     monkeypatch.setenv("MOFSIM_CONFIG", str(path))
     for name in ("MOFSIM_SERVER", "MOFSIM_API_KEY", "MOFSIM_SPOOL"):
         monkeypatch.delenv(name, raising=False)
@@ -51,7 +50,8 @@ def test_gc_dry_run_then_apply_on_a_spool(spool: Spool, config_file: Path) -> No
     plan = json.loads(r.stdout)
     assert plan["applied"] is False and plan["policy"]["compress_after_days"] == 0
     assert sorted((a["task_id"], a["action"]) for a in plan["actions"]) == sorted(
-        [(kept, "compress"), (other, "compress"), (other, "remind")])
+        [(kept, "compress"), (other, "compress"), (other, "remind")]
+    )
     assert (spool.paths.workspace(other) / "trajectory.traj").exists()  # a dry run
 
     r = run("gc", "--dry-run", "--spool", spool.root, "-o", "table")
@@ -65,8 +65,7 @@ def test_gc_dry_run_then_apply_on_a_spool(spool: Spool, config_file: Path) -> No
     assert "nothing to do" in run("gc", "--dry-run", "--spool", spool.root).stdout
 
 
-def test_delete_asks_for_confirmation_and_keeps_the_record(spool: Spool,
-                                                          config_file: Path) -> None:
+def test_delete_asks_for_confirmation_and_keeps_the_record(spool: Spool, config_file: Path) -> None:
     tid = finished_task(spool)
     r = run("delete", tid, "--spool", spool.root)  # no terminal to ask on
     assert r.exit_code == 1 and "--yes" in r.stderr
@@ -88,16 +87,19 @@ def test_a_retention_period_under_180_days_is_refused(spool: Spool, config_file:
 
 @pytest.fixture
 def server(spool: Spool) -> Iterator[LiveServer]:
-    live = LiveServer(spool.root, http_rate_limit=0, retention_compress_after_days=0.0,
-                      retention_remind_days=365.0).start()
+    live = LiveServer(
+        spool.root,
+        http_rate_limit=0,
+        retention_compress_after_days=0.0,
+        retention_remind_days=365.0,
+    ).start()
     try:
         yield live
     finally:
         live.close()
 
 
-def test_the_same_through_a_server(spool: Spool, config_file: Path,
-                                   server: LiveServer) -> None:
+def test_the_same_through_a_server(spool: Spool, config_file: Path, server: LiveServer) -> None:
     kept, other = finished_task(spool), finished_task(spool)
     local = run("gc", "--dry-run", "--spool", spool.root, "--json")
     remote = run("gc", "--dry-run", "--server", server.url, "--json")

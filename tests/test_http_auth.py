@@ -102,16 +102,19 @@ async def test_with_keys_every_request_needs_one(client: TestClient, tmp_path: P
     # The documentation stays public.
     assert (await client.get("/openapi.json")).status == 200
     # A key made over HTTP works at once and its secret is shown only there.
-    resp = await client.post("/api/v1/auth/keys", json={"name": "bot"},
-                             headers={"X-API-Key": admin_token})
+    resp = await client.post(
+        "/api/v1/auth/keys", json={"name": "bot"}, headers={"X-API-Key": admin_token}
+    )
     made = (await resp.json())["data"]
     assert resp.status == 201 and made["key"].startswith("msk_") and made["admin"] is False
     assert (await client.get("/api/v1/tasks", headers={"X-API-Key": made["key"]})).status == 200
-    resp = await client.post("/api/v1/auth/keys", json={"admin": "yes"},
-                             headers={"X-API-Key": admin_token})
+    resp = await client.post(
+        "/api/v1/auth/keys", json={"admin": "yes"}, headers={"X-API-Key": admin_token}
+    )
     assert (await resp.json())["error"]["field"] == "admin"
-    resp = await client.delete(f"/api/v1/auth/keys/{made['id']}",
-                               headers={"X-API-Key": admin_token})
+    resp = await client.delete(
+        f"/api/v1/auth/keys/{made['id']}", headers={"X-API-Key": admin_token}
+    )
     assert resp.status == 200 and (await resp.json())["data"]["revoked_at"]
     resp = await client.get("/api/v1/tasks", headers={"X-API-Key": made["key"]})
     assert resp.status == 401

@@ -39,10 +39,14 @@ def finished_task(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sp
     spool = Spool(root)
     cif = _cu_cif()
     meta = store_structure(spool, cif, name="Cu", filename="Cu.cif")
-    job = Job.from_dict({
-        "task_type": "optimization", "model": "emt",
-        "structure": {"source": "upload", "file_id": meta["file_id"]},
-        "parameters": {"fmax": 0.5, "max_steps": 3, "optimizer": "FIRE"}})
+    job = Job.from_dict(
+        {
+            "task_type": "optimization",
+            "model": "emt",
+            "structure": {"source": "upload", "file_id": meta["file_id"]},
+            "parameters": {"fmax": 0.5, "max_steps": 3, "optimizer": "FIRE"},
+        }
+    )
     with Daemon(root, slots="cpu:1"):
         spool.submit(job)
         wait_for(lambda: status(spool, job.task_id) in ("COMPLETED", "FAILED"), 90, "the task")
@@ -73,7 +77,8 @@ async def client(finished_task: tuple[Spool, str]) -> AsyncIterator[Client]:
 
 @pytest.mark.asyncio
 async def test_outputs_download_with_their_content_types(
-        client: Client, finished_task: tuple[Spool, str]) -> None:
+    client: Client, finished_task: tuple[Spool, str]
+) -> None:
     spool, task_id = finished_task
     record = spool.record(task_id)
     outputs = record["result"]["result"]["output_files"]
@@ -81,8 +86,7 @@ async def test_outputs_download_with_their_content_types(
     urls = output_file_urls(task_id, outputs)
     assert urls["optimized_structure"] == f"/api/v1/files/{task_id}~optimized.cif"
     workspace = spool.paths.workspace(task_id)
-    expected = {"optimized_structure": "chemical/x-cif",
-                "trajectory": "application/octet-stream"}
+    expected = {"optimized_structure": "chemical/x-cif", "trajectory": "application/octet-stream"}
     for key, url in urls.items():
         resp = await client.get(url)
         assert resp.status == 200
@@ -102,12 +106,19 @@ async def test_outputs_download_with_their_content_types(
 
 @pytest.mark.asyncio
 async def test_only_listed_outputs_inside_the_workspace_are_served(
-        client: Client, finished_task: tuple[Spool, str]) -> None:
+    client: Client, finished_task: tuple[Spool, str]
+) -> None:
     spool, task_id = finished_task
     (spool.paths.workspace(task_id) / "secret.txt").write_text("not an output")
-    for fid in (f"{task_id}~secret.txt", f"{task_id}~..~..~state~mirror.sqlite",
-                f"{task_id}~%2E%2E~job.json", f"{task_id}", "~optimized.cif",
-                "..~etc~passwd", f"{task_id}~.hidden"):
+    for fid in (
+        f"{task_id}~secret.txt",
+        f"{task_id}~..~..~state~mirror.sqlite",
+        f"{task_id}~%2E%2E~job.json",
+        f"{task_id}",
+        "~optimized.cif",
+        "..~etc~passwd",
+        f"{task_id}~.hidden",
+    ):
         resp = await client.get(f"/api/v1/files/{fid}")
         body = await resp.json()
         assert resp.status == 404, (fid, body)
@@ -137,18 +148,27 @@ def test_ids_helpers_and_kinds(finished_task: tuple[Spool, str]) -> None:
         with pytest.raises(FileNotFound):
             file_id(task_id, bad)
     assert output_file_urls(task_id, {"ok": "a.png", "bad": "../a.png", "n": 3}) == {
-        "ok": f"/api/v1/files/{task_id}~a.png"}
+        "ok": f"/api/v1/files/{task_id}~a.png"
+    }
     assert find_output(spool, task_id, "structure").name == "optimized.cif"
     assert find_output(spool, task_id, "trajectory").content_type == "application/octet-stream"
     assert find_output(spool, task_id, "log").name == "events.jsonl"
     with pytest.raises(FileNotFound):
         find_output(spool, task_id, "plot")
     assert [content_type_for(n) for n in ("a.png", "b.json", "c.xyz", "POSCAR", "d.bin")] == [
-        "image/png", "application/json", "chemical/x-xyz", "text/plain",
-        "application/octet-stream"]
-    queued = Job.from_dict({"task_type": "single-point-energy", "model": "emt",
-                            "structure": {"source": "inline", "format": "extxyz",
-                                          "content": cu_xyz()}})
+        "image/png",
+        "application/json",
+        "chemical/x-xyz",
+        "text/plain",
+        "application/octet-stream",
+    ]
+    queued = Job.from_dict(
+        {
+            "task_type": "single-point-energy",
+            "model": "emt",
+            "structure": {"source": "inline", "format": "extxyz", "content": cu_xyz()},
+        }
+    )
     spool.submit(queued)
     with pytest.raises(ResultNotReady):
         find_output(spool, queued.task_id, "structure")

@@ -67,8 +67,17 @@ async def test_catalogue_families_detail(client: Client) -> None:
     keys = [m["key"] for m in items]
     assert {"sevennet-0", "mace-mp", "orb-v2", "emt", "lj"} <= set(keys)
     emt = items[keys.index("emt")]
-    assert set(emt) >= {"key", "name", "family", "description", "elements",
-                        "supported_tasks", "references", "loaded", "loaded_on"}
+    assert set(emt) >= {
+        "key",
+        "name",
+        "family",
+        "description",
+        "elements",
+        "supported_tasks",
+        "references",
+        "loaded",
+        "loaded_on",
+    }
     assert emt["loaded"] is False and emt["family"] == "ase"
     ase = (await data_of(client, "/api/v1/models?family=ase"))["items"]
     assert sorted(m["key"] for m in ase) == ["emt", "lj"]
@@ -86,9 +95,15 @@ async def test_catalogue_families_detail(client: Client) -> None:
     missing = await data_of(client, "/api/v1/models/sevenet-0", status=404)
     assert missing["code"] == 30001 and "sevennet-0" in missing["error"]["detail"]
     status = await data_of(client, "/api/v1/models/emt/status")
-    assert status == {"model_key": "emt", "loaded": False, "device": None,
-                      "memory_usage_mb": None, "slots": [], "daemon_running": False,
-                      "requests": []}
+    assert status == {
+        "model_key": "emt",
+        "loaded": False,
+        "device": None,
+        "memory_usage_mb": None,
+        "slots": [],
+        "daemon_running": False,
+        "requests": [],
+    }
     resp = await client.post("/api/v1/models/emt/load")
     body = await resp.json()
     assert resp.status == 409 and body["code"] == 30004  # nothing could load it
@@ -127,8 +142,9 @@ async def test_load_and_unload_through_the_daemon(daemon_root: Path) -> None:
 
         resp = await client.post("/api/v1/models/emt/load", json={"slot": "gpu3"})
         assert resp.status == 400 and (await resp.json())["error"]["field"] == "slot"
-        resp = await client.post("/api/v1/models/emt/load", data=b"{nope",
-                                 headers={"Content-Type": "application/json"})
+        resp = await client.post(
+            "/api/v1/models/emt/load", data=b"{nope", headers={"Content-Type": "application/json"}
+        )
         assert resp.status == 400
 
 
@@ -158,9 +174,15 @@ def _model_form(content: bytes, filename: str = "tiny.model", **fields: str) -> 
 @pytest.mark.asyncio
 async def test_custom_model_upload_validate_delete(client: Client, tmp_path: Path) -> None:
     weights = tiny_mace_bytes()
-    resp = await client.post("/api/v1/models/custom", data=_model_form(
-        weights, description="my tiny MACE", with_d3="false",
-        config=json.dumps({"precision": "float64"})))
+    resp = await client.post(
+        "/api/v1/models/custom",
+        data=_model_form(
+            weights,
+            description="my tiny MACE",
+            with_d3="false",
+            config=json.dumps({"precision": "float64"}),
+        ),
+    )
     assert resp.status == 201, await resp.text()
     info = (await resp.json())["data"]
     mid, key = info["model_id"], info["model_key"]
@@ -177,8 +199,7 @@ async def test_custom_model_upload_validate_delete(client: Client, tmp_path: Pat
 
     customs = (await data_of(client, "/api/v1/models/custom"))["items"]
     assert [m["model_id"] for m in customs] == [mid]
-    listed = {m["key"]: m for m in (await data_of(client, "/api/v1/models?family=custom"))[
-        "items"]}
+    listed = {m["key"]: m for m in (await data_of(client, "/api/v1/models?family=custom"))["items"]}
     assert listed[key]["validated"] is False
     resp = await client.post(f"/api/v1/models/{key}/load")
     assert resp.status == 409 and (await resp.json())["code"] == 30005  # not validated
@@ -204,8 +225,7 @@ async def test_custom_model_upload_validate_delete(client: Client, tmp_path: Pat
 
 
 @pytest.mark.asyncio
-async def test_broken_weights_fail_validation_in_the_child(client: Client,
-                                                           tmp_path: Path) -> None:
+async def test_broken_weights_fail_validation_in_the_child(client: Client, tmp_path: Path) -> None:
     junk = b"PK\x03\x04" + bytes(range(256)) * 8  # looks like a torch archive, is not
     resp = await client.post("/api/v1/models/custom", data=_model_form(junk))
     assert resp.status == 201
@@ -222,19 +242,29 @@ async def test_broken_weights_fail_validation_in_the_child(client: Client,
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize(("filename", "content", "fields", "status", "code"), [
-    ("tiny.ckpt", b"PK\x03\x04rest", {}, 415, 40003),  # not a MACE extension
-    ("tiny.model", b"just some text", {}, 415, 40003),  # not a torch file
-    ("tiny.pt", b"PK\x03\x04rest", {"framework": "tensorflow"}, 400, 40001),
-    ("tiny.pt", b"PK\x03\x04rest", {"config": "{precision"}, 400, 40001),
-    ("tiny.pt", b"PK\x03\x04rest", {"config": '{"precision": "fp8"}'}, 400, 40001),
-    ("tiny.pt", b"PK\x03\x04rest", {"elements": "Cu,Xx"}, 400, 40001),
-])
-async def test_bad_custom_uploads(client: Client, tmp_path: Path, filename: str,
-                                  content: bytes, fields: dict[str, str], status: int,
-                                  code: int) -> None:
-    resp = await client.post("/api/v1/models/custom",
-                             data=_model_form(content, filename=filename, **fields))
+@pytest.mark.parametrize(
+    ("filename", "content", "fields", "status", "code"),
+    [
+        ("tiny.ckpt", b"PK\x03\x04rest", {}, 415, 40003),  # not a MACE extension
+        ("tiny.model", b"just some text", {}, 415, 40003),  # not a torch file
+        ("tiny.pt", b"PK\x03\x04rest", {"framework": "tensorflow"}, 400, 40001),
+        ("tiny.pt", b"PK\x03\x04rest", {"config": "{precision"}, 400, 40001),
+        ("tiny.pt", b"PK\x03\x04rest", {"config": '{"precision": "fp8"}'}, 400, 40001),
+        ("tiny.pt", b"PK\x03\x04rest", {"elements": "Cu,Xx"}, 400, 40001),
+    ],
+)
+async def test_bad_custom_uploads(
+    client: Client,
+    tmp_path: Path,
+    filename: str,
+    content: bytes,
+    fields: dict[str, str],
+    status: int,
+    code: int,
+) -> None:
+    resp = await client.post(
+        "/api/v1/models/custom", data=_model_form(content, filename=filename, **fields)
+    )
     body = await resp.json()
     assert (resp.status, body["code"]) == (status, code), body
     assert list((tmp_path / "spool" / "models").iterdir()) == []
@@ -243,10 +273,10 @@ async def test_bad_custom_uploads(client: Client, tmp_path: Path, filename: str,
 
 @pytest.mark.asyncio
 async def test_custom_upload_limits(tmp_path: Path) -> None:
-    async with TestClient(TestServer(_app_for(tmp_path / "spool",
-                                              max_upload_mb=0.001))) as client:
-        resp = await client.post("/api/v1/models/custom",
-                                 data=_model_form(b"PK\x03\x04" + b"0" * 4000))
+    async with TestClient(TestServer(_app_for(tmp_path / "spool", max_upload_mb=0.001))) as client:
+        resp = await client.post(
+            "/api/v1/models/custom", data=_model_form(b"PK\x03\x04" + b"0" * 4000)
+        )
         assert resp.status == 413
         resp = await client.post("/api/v1/models/custom", data={"name": "x"})
         assert resp.status == 400 and (await resp.json())["error"]["field"] == "file"

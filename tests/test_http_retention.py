@@ -15,8 +15,9 @@ from spool import Job, Spool, transitions
 
 
 def finished(sp: Spool) -> str:
-    job = Job.from_dict({"task_type": "single-point-energy", "model": "emt",
-                         "structure": "builtin:MOF-5"})
+    job = Job.from_dict(
+        {"task_type": "single-point-energy", "model": "emt", "structure": "builtin:MOF-5"}
+    )
     claimed = transitions.claim(sp.paths, sp.submit(job), "cpu0", job.task_id)
     assert claimed is not None
     (sp.paths.workspace(job.task_id) / "trajectory.traj").write_bytes(b"x")
@@ -33,7 +34,12 @@ async def test_keep_delete_webhooks_and_plan(tmp_path: Path) -> None:
     (sp.paths.state_dir / "webhooks").mkdir()
     WebhookDispatcher(sp.paths.state_dir / "webhooks")._record(
         Delivery(tid, "task.completed", b"{}", Subscription("http://127.0.0.1:9/x")),
-        False, 500, "HTTP 500", 1.0, False)
+        False,
+        500,
+        "HTTP 500",
+        1.0,
+        False,
+    )
     app = create_app(Config(spool=str(sp.root), http="127.0.0.1:0"))
     async with TestClient(TestServer(app)) as client:
         r = await client.post(f"/api/v1/tasks/{tid}/keep", json={"keep": True})

@@ -100,7 +100,8 @@ def test_event_format_and_reader(tmp_path: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_stream_sends_named_events_with_ids_and_closes_after_the_end(
-        client: TestClient) -> None:
+    client: TestClient,
+) -> None:
     spool = spool_of(client)
     job = queued(spool)
     resp = await client.get(f"/api/v1/tasks/{job.task_id}/events")
@@ -129,16 +130,21 @@ async def test_resume_with_last_event_id_gives_only_later_events(client: TestCli
     run_to_end(spool, job.task_id)
     full = await read_all(await client.get(f"/api/v1/tasks/{job.task_id}/events"))
     middle = full[2]["id"]
-    resumed = await read_all(await client.get(
-        f"/api/v1/tasks/{job.task_id}/events", headers={"Last-Event-ID": str(middle)}))
+    resumed = await read_all(
+        await client.get(
+            f"/api/v1/tasks/{job.task_id}/events", headers={"Last-Event-ID": str(middle)}
+        )
+    )
     assert [e["id"] for e in resumed] == [e["id"] for e in full[3:]]
     assert resumed[-1]["event"] == "end"
     # Reconnecting after the end: nothing new, just the end again.
-    again = await read_all(await client.get(
-        f"/api/v1/tasks/{job.task_id}/events", headers={"Last-Event-ID": str(full[-1]["id"])}))
+    again = await read_all(
+        await client.get(
+            f"/api/v1/tasks/{job.task_id}/events", headers={"Last-Event-ID": str(full[-1]["id"])}
+        )
+    )
     assert [e["event"] for e in again] == ["end"]
-    bad = await client.get(f"/api/v1/tasks/{job.task_id}/events",
-                           headers={"Last-Event-ID": "abc"})
+    bad = await client.get(f"/api/v1/tasks/{job.task_id}/events", headers={"Last-Event-ID": "abc"})
     assert bad.status == 400 and (await bad.json())["error"]["field"] == "Last-Event-ID"
 
 
@@ -147,8 +153,9 @@ async def test_level_and_type_filters(client: TestClient) -> None:
     spool = spool_of(client)
     job = queued(spool)
     run_to_end(spool, job.task_id)
-    warn = await read_all(await client.get(
-        f"/api/v1/tasks/{job.task_id}/logs/stream?level=WARNING"))
+    warn = await read_all(
+        await client.get(f"/api/v1/tasks/{job.task_id}/logs/stream?level=WARNING")
+    )
     logs = [e["data"]["message"] for e in warn if e["event"] == "log"]
     assert logs == ["almost there"]  # DEBUG dropped; status/progress still pass
     assert {"status", "progress", "end"} <= {e["event"] for e in warn}
@@ -159,8 +166,9 @@ async def test_level_and_type_filters(client: TestClient) -> None:
 @pytest.mark.asyncio
 async def test_heartbeat_while_idle_and_logs_accept_header(client: TestClient) -> None:
     job = queued(spool_of(client))
-    resp = await client.get(f"/api/v1/tasks/{job.task_id}/logs",
-                            headers={"Accept": "text/event-stream"})
+    resp = await client.get(
+        f"/api/v1/tasks/{job.task_id}/logs", headers={"Accept": "text/event-stream"}
+    )
     assert resp.headers["Content-Type"].startswith("text/event-stream")
     seen: list[dict[str, Any]] = []
     while not any("comment" in e for e in seen):

@@ -47,8 +47,9 @@ async def client(tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
         yield c
 
 
-def _multipart(content: bytes | str, filename: str | None = "cu.cif",
-               field: str = "file", **fields: str) -> FormData:
+def _multipart(
+    content: bytes | str, filename: str | None = "cu.cif", field: str = "file", **fields: str
+) -> FormData:
     form = FormData()
     data = content.encode() if isinstance(content, str) else content
     form.add_field(field, data, filename=filename, content_type="application/octet-stream")
@@ -66,9 +67,11 @@ async def _upload(client: TestClient[Any, Any], **kw: Any) -> dict[str, Any]:
 
 @pytest.mark.asyncio
 async def test_multipart_upload_is_parsed_checked_and_stored(
-        client: TestClient[Any, Any], tmp_path: Path) -> None:
-    resp = await client.post("/api/v1/structures",
-                             data=_multipart(cu_text(), filename="Cu-fcc.cif", name="copper"))
+    client: TestClient[Any, Any], tmp_path: Path
+) -> None:
+    resp = await client.post(
+        "/api/v1/structures", data=_multipart(cu_text(), filename="Cu-fcc.cif", name="copper")
+    )
     assert resp.status == 201
     body = await resp.json()
     assert body["success"] is True and body["code"] == 201
@@ -76,8 +79,8 @@ async def test_multipart_upload_is_parsed_checked_and_stored(
     assert data["file_id"].startswith("struct_") and data["name"] == "copper"
     assert (data["format"], data["formula"], data["natoms"]) == ("cif", "Cu4", 4)
     assert data["filename"] == "Cu-fcc.cif" and data["elements"] == ["Cu"]
-    assert data["volume"] == pytest.approx(3.61 ** 3, rel=1e-6)
-    assert data["density"] == pytest.approx(4 * 63.546 * 1.66053906660 / 3.61 ** 3, rel=1e-3)
+    assert data["volume"] == pytest.approx(3.61**3, rel=1e-6)
+    assert data["density"] == pytest.approx(4 * 63.546 * 1.66053906660 / 3.61**3, rel=1e-3)
     assert data["cell"]["a"] == pytest.approx(3.61) and data["spacegroup"] == "Fm-3m (225)"
     folder = tmp_path / "spool" / "structures" / data["file_id"]
     assert sorted(p.name for p in folder.iterdir()) == ["meta.json", "structure.cif"]
@@ -86,8 +89,9 @@ async def test_multipart_upload_is_parsed_checked_and_stored(
     # What the executors read back is the same structure.
     from executors.structure_io import load_structure
 
-    atoms, name = load_structure({"source": "upload", "file_id": data["file_id"]},
-                                 tmp_path / "spool")
+    atoms, name = load_structure(
+        {"source": "upload", "file_id": data["file_id"]}, tmp_path / "spool"
+    )
     assert (len(atoms), name) == (4, "copper")
 
 
@@ -95,18 +99,22 @@ async def test_multipart_upload_is_parsed_checked_and_stored(
 async def test_every_upload_form_of_both_seeds(client: TestClient[Any, Any]) -> None:
     xyz = cu_text("extxyz")
     # MIRA's requests example: a url-encoded form with name, format, content.
-    r1 = await client.post("/api/v1/structures/upload",
-                           data={"name": "MOF", "format": "cif", "content": cu_text()})
+    r1 = await client.post(
+        "/api/v1/structures/upload", data={"name": "MOF", "format": "cif", "content": cu_text()}
+    )
     # curl -F content=@structure.cif: a multipart part named content.
-    r2 = await client.post("/api/v1/structures/upload",
-                           data=_multipart(xyz, filename="s.xyz", field="content",
-                                           name="by-curl"))
+    r2 = await client.post(
+        "/api/v1/structures/upload",
+        data=_multipart(xyz, filename="s.xyz", field="content", name="by-curl"),
+    )
     # /upload/file with only a file: the name comes from the file's name.
-    r3 = await client.post("/api/v1/structures/upload/file",
-                           data=_multipart(cu_text("vasp"), filename="POSCAR"))
+    r3 = await client.post(
+        "/api/v1/structures/upload/file", data=_multipart(cu_text("vasp"), filename="POSCAR")
+    )
     # A JSON body, for scripts.
-    r4 = await client.post("/api/v1/structures",
-                           json={"name": "j", "format": "extxyz", "content": xyz})
+    r4 = await client.post(
+        "/api/v1/structures", json={"name": "j", "format": "extxyz", "content": xyz}
+    )
     bodies = [await r.json() for r in (r1, r2, r3, r4)]
     assert [r.status for r in (r1, r2, r3, r4)] == [201] * 4, bodies
     data = [b["data"] for b in bodies]
@@ -117,11 +125,13 @@ async def test_every_upload_form_of_both_seeds(client: TestClient[Any, Any]) -> 
 
 
 @pytest.mark.asyncio
-async def test_client_file_names_never_become_paths(client: TestClient[Any, Any],
-                                                    tmp_path: Path) -> None:
-    resp = await client.post("/api/v1/structures/upload/file",
-                             data=_multipart(cu_text(), filename="../../etc/passwd",
-                                             format="cif"))
+async def test_client_file_names_never_become_paths(
+    client: TestClient[Any, Any], tmp_path: Path
+) -> None:
+    resp = await client.post(
+        "/api/v1/structures/upload/file",
+        data=_multipart(cu_text(), filename="../../etc/passwd", format="cif"),
+    )
     assert resp.status == 201
     data = (await resp.json())["data"]
     assert data["filename"] == "passwd" and data["name"] == "passwd"
@@ -133,18 +143,27 @@ async def test_client_file_names_never_become_paths(client: TestClient[Any, Any]
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize(("content", "filename", "fields", "status", "code"), [
-    (b"\x00\x01\x02\xff" * 300, "junk.cif", {}, 422, 40002),  # binary garbage as CIF
-    ("HEADER protein\nATOM 1 C\n", "x.pdb", {}, 415, 40003),  # not a supported type
-    ("data_x\n", "x.cif", {"format": "gaussian"}, 415, 40003),  # unknown format name
-    ("2\nwater-ish\nO 0 0 0\nH 0 0 0.1\n", "m.xyz", {}, 422, 40002),  # no periodic cell
-    ("", "empty.cif", {}, 422, 40002),
-])
-async def test_bad_uploads_get_their_codes(client: TestClient[Any, Any], content: Any,
-                                           filename: str, fields: dict[str, str],
-                                           status: int, code: int) -> None:
-    resp = await client.post("/api/v1/structures",
-                             data=_multipart(content, filename=filename, **fields))
+@pytest.mark.parametrize(
+    ("content", "filename", "fields", "status", "code"),
+    [
+        (b"\x00\x01\x02\xff" * 300, "junk.cif", {}, 422, 40002),  # binary garbage as CIF
+        ("HEADER protein\nATOM 1 C\n", "x.pdb", {}, 415, 40003),  # not a supported type
+        ("data_x\n", "x.cif", {"format": "gaussian"}, 415, 40003),  # unknown format name
+        ("2\nwater-ish\nO 0 0 0\nH 0 0 0.1\n", "m.xyz", {}, 422, 40002),  # no periodic cell
+        ("", "empty.cif", {}, 422, 40002),
+    ],
+)
+async def test_bad_uploads_get_their_codes(
+    client: TestClient[Any, Any],
+    content: Any,
+    filename: str,
+    fields: dict[str, str],
+    status: int,
+    code: int,
+) -> None:
+    resp = await client.post(
+        "/api/v1/structures", data=_multipart(content, filename=filename, **fields)
+    )
     body = await resp.json()
     assert (resp.status, body["code"]) == (status, code), body
     assert body["success"] is False and body["error"]["detail"]
@@ -152,15 +171,17 @@ async def test_bad_uploads_get_their_codes(client: TestClient[Any, Any], content
 
 @pytest.mark.asyncio
 async def test_overlapping_atoms_are_refused_with_the_reason(
-        client: TestClient[Any, Any], tmp_path: Path) -> None:
+    client: TestClient[Any, Any], tmp_path: Path
+) -> None:
     from ase import Atoms
     from ase.io import write
 
     atoms = Atoms("Cu2", positions=[[0, 0, 0], [0.1, 0, 0]], cell=[5, 5, 5], pbc=True)
     buf = io.StringIO()
     write(buf, atoms, format="extxyz")
-    resp = await client.post("/api/v1/structures",
-                             data=_multipart(buf.getvalue(), filename="overlap.xyz"))
+    resp = await client.post(
+        "/api/v1/structures", data=_multipart(buf.getvalue(), filename="overlap.xyz")
+    )
     body = await resp.json()
     assert resp.status == 422 and body["code"] == 40002
     assert "too close" in body["error"]["detail"]
@@ -226,15 +247,18 @@ async def test_builtin_list(client: TestClient[Any, Any]) -> None:
 
 
 def _job(file_id: str | None) -> Job:
-    ref: dict[str, Any] = ({"source": "upload", "file_id": file_id} if file_id else
-                           {"source": "builtin", "name": "MOF-5"})
-    return Job.from_dict({"task_type": "single-point-energy", "model": "emt",
-                          "structure": ref})
+    ref: dict[str, Any] = (
+        {"source": "upload", "file_id": file_id}
+        if file_id
+        else {"source": "builtin", "name": "MOF-5"}
+    )
+    return Job.from_dict({"task_type": "single-point-energy", "model": "emt", "structure": ref})
 
 
 @pytest.mark.asyncio
-async def test_delete_removes_the_structure_and_its_tasks(client: TestClient[Any, Any],
-                                                          tmp_path: Path) -> None:
+async def test_delete_removes_the_structure_and_its_tasks(
+    client: TestClient[Any, Any], tmp_path: Path
+) -> None:
     fid = (await _upload(client))["file_id"]
     spool = Spool(tmp_path / "spool")
     queued, running, done, other = (_job(fid), _job(fid), _job(fid), _job(None))
@@ -245,10 +269,12 @@ async def test_delete_removes_the_structure_and_its_tasks(client: TestClient[Any
         loc = spool.locate(job.task_id)
         assert loc is not None
         transitions.claim(spool.paths, loc.path, "cpu0", job.task_id)
-    transitions.atomic_write_json(spool.paths, spool.paths.result_file(done.task_id),
-                                  {"result": {}})
-    transitions.finish(spool.paths, spool.paths.claimed_dir("cpu0") / f"{done.task_id}.json",
-                       "COMPLETED")
+    transitions.atomic_write_json(
+        spool.paths, spool.paths.result_file(done.task_id), {"result": {}}
+    )
+    transitions.finish(
+        spool.paths, spool.paths.claimed_dir("cpu0") / f"{done.task_id}.json", "COMPLETED"
+    )
     mirror = SqliteMirror(spool.paths.state_dir / "mirror.sqlite")
     try:
         for job in (queued, running, done, other):
@@ -275,8 +301,9 @@ async def test_delete_removes_the_structure_and_its_tasks(client: TestClient[Any
 
 
 @pytest.mark.asyncio
-async def test_list_sees_uploads_from_other_processes(client: TestClient[Any, Any],
-                                                      tmp_path: Path) -> None:
+async def test_list_sees_uploads_from_other_processes(
+    client: TestClient[Any, Any], tmp_path: Path
+) -> None:
     from mofsim_http.structure_service import store_structure
 
     first = await _upload(client)

@@ -30,8 +30,9 @@ def _config(root: Path, **kw: Any) -> Config:
 
 @pytest_asyncio.fixture
 async def client(tmp_path: Path) -> AsyncIterator[Client]:
-    app = create_app(_config(tmp_path / "spool",
-                             extra={"webhook_secret": "s3cr3t", "nested": {"api_key": "k"}}))
+    app = create_app(
+        _config(tmp_path / "spool", extra={"webhook_secret": "s3cr3t", "nested": {"api_key": "k"}})
+    )
     async with TestClient(TestServer(app)) as c:
         yield c
 
@@ -51,10 +52,12 @@ def metrics_of(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
     return out
 
 
-def value(samples: dict[str, list[tuple[dict[str, str], float]]], name: str,
-          **labels: str) -> float:
-    matches = [v for lab, v in samples.get(name, []) if all(lab.get(k) == x
-                                                            for k, x in labels.items())]
+def value(
+    samples: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str
+) -> float:
+    matches = [
+        v for lab, v in samples.get(name, []) if all(lab.get(k) == x for k, x in labels.items())
+    ]
     assert len(matches) == 1, (name, labels, samples.get(name))
     return matches[0]
 
@@ -120,13 +123,19 @@ async def test_queue_statistics(client: Client, tmp_path: Path) -> None:
 async def test_config_masks_secrets_and_needs_an_admin_key(tmp_path: Path) -> None:
     from mofsim_http.auth import KeyStore
 
-    cfg = _config(tmp_path / "spool", database_url=None,
-                  extra={"webhook_secret": "s3cr3t", "nested": {"api_key": "k"}, "n": 1})
+    cfg = _config(
+        tmp_path / "spool",
+        database_url=None,
+        extra={"webhook_secret": "s3cr3t", "nested": {"api_key": "k"}, "n": 1},
+    )
     app = create_app(cfg)
     async with TestClient(TestServer(app)) as c:
         data = (await body_of(c, "/api/v1/system/config"))["data"]  # no keys yet: local
-        assert data["config"]["extra"] == {"webhook_secret": "***", "nested": {"api_key": "***"},
-                                           "n": 1}
+        assert data["config"]["extra"] == {
+            "webhook_secret": "***",
+            "nested": {"api_key": "***"},
+            "n": 1,
+        }
         assert data["effective"]["max_upload_bytes"] == 100 * 1024 * 1024
         keys = KeyStore(cfg.api_keys_path)
         _, user = keys.create("user")
@@ -146,12 +155,15 @@ def test_database_password_is_masked() -> None:
     masked = Config(database_url=DSN).masked()
     assert "hunter2" not in str(masked) and masked["database_url"].startswith("postgresql://")
     assert mask_secrets({"token": "", "list": [{"password": "x"}]}) == {
-        "token": "", "list": [{"password": "***"}]}
+        "token": "",
+        "list": [{"password": "***"}],
+    }
 
 
 @pytest.mark.asyncio
 async def test_alerts_empty_without_an_engine_then_real_from_its_store(
-        client: Client, tmp_path: Path) -> None:
+    client: Client, tmp_path: Path
+) -> None:
     for kind in ("rules", "history", "active"):
         for prefix in ("/api/v1/system/alerts", "/api/v1/alerts"):
             data = (await body_of(client, f"{prefix}/{kind}"))["data"]
@@ -188,13 +200,25 @@ async def test_metrics_count_what_exists(client: Client, tmp_path: Path) -> None
     try:
         for job in jobs:
             mirror.upsert_task(spool.record(job.task_id))
-        mirror.upsert_task({**spool.record(jobs[0].task_id), "task_id": "task_opt",
-                            "task_type": "optimization", "status": "FAILED"})
+        mirror.upsert_task(
+            {
+                **spool.record(jobs[0].task_id),
+                "task_id": "task_opt",
+                "task_type": "optimization",
+                "status": "FAILED",
+            }
+        )
         for n, seconds in enumerate((3.0, 100.0, 4000.0)):
-            mirror.upsert_task({**spool.record(jobs[0].task_id), "task_id": f"task_done{n}",
-                                "task_type": "optimization", "status": "COMPLETED",
-                                "started_at": 1_700_000_000_000,
-                                "completed_at": 1_700_000_000_000 + int(seconds * 1000)})
+            mirror.upsert_task(
+                {
+                    **spool.record(jobs[0].task_id),
+                    "task_id": f"task_done{n}",
+                    "task_type": "optimization",
+                    "status": "COMPLETED",
+                    "started_at": 1_700_000_000_000,
+                    "completed_at": 1_700_000_000_000 + int(seconds * 1000),
+                }
+            )
     finally:
         mirror.close()
     hooks = spool.paths.state_dir / "webhooks"
@@ -206,8 +230,7 @@ async def test_metrics_count_what_exists(client: Client, tmp_path: Path) -> None
     resp = await client.get("/metrics")
     assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain")
     samples = metrics_of(await resp.text())
-    assert value(samples, "mofsim_tasks", state="QUEUED",
-                 task_type="single-point-energy") == 3
+    assert value(samples, "mofsim_tasks", state="QUEUED", task_type="single-point-energy") == 3
     assert value(samples, "mofsim_tasks", state="FAILED", task_type="optimization") == 1
     assert value(samples, "mofsim_spool_tasks", state="QUEUED") == 3
     assert value(samples, "mofsim_queue_depth", priority="HIGH") == 1
@@ -215,11 +238,20 @@ async def test_metrics_count_what_exists(client: Client, tmp_path: Path) -> None
     assert value(samples, "mofsim_queue_oldest_age_seconds") >= 0
     assert value(samples, "mofsim_daemon_up") == 0
     assert value(samples, "mofsim_http_requests_total", route="/health", status="200") == 1
-    assert value(samples, "mofsim_http_requests_total",
-                 route="/api/v1/structures/{file_id}", status="404") == 1
+    assert (
+        value(
+            samples,
+            "mofsim_http_requests_total",
+            route="/api/v1/structures/{file_id}",
+            status="404",
+        )
+        == 1
+    )
     assert value(samples, "mofsim_http_requests_total", route="unmatched", status="404") == 1
-    assert value(samples, "mofsim_http_request_duration_seconds_count", route="/health",
-                 method="GET") == 1
+    assert (
+        value(samples, "mofsim_http_request_duration_seconds_count", route="/health", method="GET")
+        == 1
+    )
     done = {"task_type": "optimization", "state": "COMPLETED"}
     assert value(samples, "mofsim_task_duration_seconds_count", **done) == 3
     assert value(samples, "mofsim_task_duration_seconds_sum", **done) == pytest.approx(4103)
@@ -227,11 +259,18 @@ async def test_metrics_count_what_exists(client: Client, tmp_path: Path) -> None
     assert value(samples, "mofsim_task_duration_seconds_bucket", le="120.0", **done) == 2
     assert value(samples, "mofsim_task_duration_seconds_bucket", le="+Inf", **done) == 3
     assert "mofsim_task_duration_seconds_count" not in {  # started but never ran: absent
-        n for n, rows in samples.items() for lab, _ in rows if lab.get("state") == "FAILED"}
-    assert value(samples, "mofsim_webhook_deliveries_total", event="task.completed",
-                 outcome="delivered") == 5
-    assert value(samples, "mofsim_webhook_deliveries_total", event="task.completed",
-                 outcome="failed") == 1
+        n for n, rows in samples.items() for lab, _ in rows if lab.get("state") == "FAILED"
+    }
+    assert (
+        value(
+            samples, "mofsim_webhook_deliveries_total", event="task.completed", outcome="delivered"
+        )
+        == 5
+    )
+    assert (
+        value(samples, "mofsim_webhook_deliveries_total", event="task.completed", outcome="failed")
+        == 1
+    )
     assert "process_resident_memory_bytes" in samples
     assert "mofsim_device_memory_used_bytes" not in samples  # no daemon, no snapshot
 

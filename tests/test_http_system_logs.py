@@ -15,9 +15,20 @@ from spool import Spool
 
 
 def line(level: str, message: str) -> str:
-    return json.dumps({"timestamp": "2026-01-01T00:00:00.000Z", "level": level,
-                       "logger": "system", "message": message, "task_id": None,
-                       "gpu_id": None, "extra": {}}) + "\n"
+    return (
+        json.dumps(
+            {
+                "timestamp": "2026-01-01T00:00:00.000Z",
+                "level": level,
+                "logger": "system",
+                "message": message,
+                "task_id": None,
+                "gpu_id": None,
+                "extra": {},
+            }
+        )
+        + "\n"
+    )
 
 
 async def read_events(resp, n: int) -> list[tuple[str, dict]]:
@@ -50,11 +61,12 @@ async def test_stream_tails_filters_and_resumes(tmp_path: Path) -> None:
         assert [d["message"] for _, d in first] == ["old one", "warn"]
         with open(log, "a") as fh:
             fh.write(line("ERROR", "fresh"))
-        (eid, data), = await read_events(resp, 1)
+        ((eid, data),) = await read_events(resp, 1)
         assert data["message"] == "fresh"
         resp.close()
-        resumed = await client.get("/api/v1/system/logs/stream",
-                                   headers={"Last-Event-ID": first[0][0]})
+        resumed = await client.get(
+            "/api/v1/system/logs/stream", headers={"Last-Event-ID": first[0][0]}
+        )
         again = await read_events(resumed, 3)
         assert [d["message"] for _, d in again] == ["noise", "warn", "fresh"]
         resumed.close()
@@ -75,7 +87,8 @@ async def test_a_month_old_day_is_read_back_from_its_archive(tmp_path: Path) -> 
     today = datetime.now(UTC).date()
     old = today - timedelta(days=45)
     (log_dir / f"audit-{old.isoformat()}.jsonl").write_text(
-        line("INFO", "key created") + line("WARNING", "task data deleted") + "{cut sh")
+        line("INFO", "key created") + line("WARNING", "task data deleted") + "{cut sh"
+    )
     logs.archive(log_dir, today)
     assert not (log_dir / f"audit-{old.isoformat()}.jsonl").exists()  # only in the tar now
     config = Config(spool=str(sp.root), http="127.0.0.1:0", http_rate_limit=0)
@@ -88,14 +101,15 @@ async def test_a_month_old_day_is_read_back_from_its_archive(tmp_path: Path) -> 
         body = await resp.json()
         assert resp.status == 200, body
         assert body["data"]["total"] == 2  # the line cut short is skipped
-        assert [r["message"] for r in body["data"]["items"]] == ["key created",
-                                                                 "task data deleted"]
+        assert [r["message"] for r in body["data"]["items"]] == ["key created", "task data deleted"]
         resp = await client.get(url + "&level=WARNING&limit=1", headers={"X-API-Key": admin})
-        assert [r["message"] for r in (await resp.json())["data"]["items"]] == [
-            "task data deleted"]
+        assert [r["message"] for r in (await resp.json())["data"]["items"]] == ["task data deleted"]
         denied = await client.get(url, headers={"X-API-Key": user})
         assert denied.status == 403
-        for query, field in (("date=22-11-2026", "date"), ("kind=debug", "kind"),
-                             ("limit=0", "limit")):
+        for query, field in (
+            ("date=22-11-2026", "date"),
+            ("kind=debug", "kind"),
+            ("limit=0", "limit"),
+        ):
             bad = await client.get(f"/api/v1/system/logs?{query}", headers={"X-API-Key": admin})
             assert bad.status == 400 and (await bad.json())["error"]["field"] == field

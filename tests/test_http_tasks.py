@@ -23,8 +23,15 @@ from spool import Job, Spool
 from tests.daemon_helpers import Daemon, cu_xyz
 
 CU = {"source": "inline", "format": "extxyz", "content": cu_xyz(), "name": "Cu"}
-ENDPOINTS = ["optimization", "stability", "bulk-modulus", "heat-capacity",
-             "interaction-energy", "single-point-energy", "single-point"]
+ENDPOINTS = [
+    "optimization",
+    "stability",
+    "bulk-modulus",
+    "heat-capacity",
+    "interaction-energy",
+    "single-point-energy",
+    "single-point",
+]
 # Parameters each type needs to be valid at all (interaction-energy needs a guest).
 NEEDS = {"interaction-energy": {"gas": "CO2"}}
 
@@ -47,8 +54,11 @@ async def submit(client: TestClient, endpoint: str, body: dict[str, Any]) -> tup
 
 
 def body_for(endpoint: str, **changes: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"model": "emt", "structure": dict(CU),
-                            "parameters": dict(NEEDS.get(endpoint, {}))}
+    body: dict[str, Any] = {
+        "model": "emt",
+        "structure": dict(CU),
+        "parameters": dict(NEEDS.get(endpoint, {})),
+    }
     body.update(changes)
     return {k: v for k, v in body.items() if v is not None}
 
@@ -59,19 +69,39 @@ BAD_CASES: list[tuple[dict[str, Any], int, int, str]] = [
     ({"model": "no-such-model"}, 404, 30001, "model"),
     ({"structure": None}, 400, 40001, "structure"),
     ({"structure": {"source": "builtin", "name": "MOF-99"}}, 404, 30002, "structure.name"),
-    ({"structure": {"source": "upload", "file_id": "struct_missing"}}, 404, 30002,
-     "structure.file_id"),
-    ({"structure": {"source": "inline", "content": "not a structure\x00\x01"}}, 422, 40002,
-     "structure"),
+    (
+        {"structure": {"source": "upload", "file_id": "struct_missing"}},
+        404,
+        30002,
+        "structure.file_id",
+    ),
+    (
+        {"structure": {"source": "inline", "content": "not a structure\x00\x01"}},
+        422,
+        40002,
+        "structure",
+    ),
     ({"structure": {"source": "inline", "content": "hello"}}, 422, 40002, "structure.format"),
-    ({"structure": {"source": "inline", "format": "cif", "content": "data_x\n_cell_length_a 1"}},
-     422, 40002, "structure"),
-    ({"structure": {"source": "inline", "format": "pdb", "content": "x"}}, 415, 40003,
-     "structure.format"),
+    (
+        {"structure": {"source": "inline", "format": "cif", "content": "data_x\n_cell_length_a 1"}},
+        422,
+        40002,
+        "structure",
+    ),
+    (
+        {"structure": {"source": "inline", "format": "pdb", "content": "x"}},
+        415,
+        40003,
+        "structure.format",
+    ),
     ({"structure": {"source": "path", "path": "/etc/passwd"}}, 400, 40001, "structure.source"),
     ({"structure": {"source": "builtin", "name": "MOF-5"}}, 422, 40002, "structure"),  # Zn
-    ({"structure": {"source": "builtin", "name": "MOF-5", "colour": 1}}, 400, 40001,
-     "structure.colour"),
+    (
+        {"structure": {"source": "builtin", "name": "MOF-5", "colour": 1}},
+        400,
+        40001,
+        "structure.colour",
+    ),
     ({"task_type": "optimization-x"}, 400, 40001, "task_type"),
     ({"options": {"priority": "URGENT"}}, 400, 40001, "options.priority"),
     ({"options": {"timeout": -5}}, 400, 40001, "options.timeout"),
@@ -88,12 +118,13 @@ async def test_validation_errors_name_the_field(client: TestClient, endpoint: st
     for changes, status, code, field in BAD_CASES:
         got_status, body = await submit(client, endpoint, body_for(endpoint, **changes))
         assert (got_status, body["code"], body["error"]["field"]) == (status, code, field), (
-            changes, body)
+            changes,
+            body,
+        )
         assert body["success"] is False and body["request_id"].startswith("req_")
-    got, body = await submit(client, endpoint, body_for(endpoint, parameters={"fmax": -1,
-                                                                              **NEEDS.get(
-                                                                                  endpoint,
-                                                                                  {})}))
+    got, body = await submit(
+        client, endpoint, body_for(endpoint, parameters={"fmax": -1, **NEEDS.get(endpoint, {})})
+    )
     if endpoint in ("optimization", "bulk-modulus"):
         assert (got, body["error"]["field"]) == (400, "parameters.fmax")
     else:
@@ -108,8 +139,11 @@ async def test_validation_errors_name_the_field(client: TestClient, endpoint: st
 
 @pytest.mark.asyncio
 async def test_body_shapes(client: TestClient) -> None:
-    resp = await client.post("/api/v1/tasks/optimization", data=b"{not json",
-                             headers={"Content-Type": "application/json"})
+    resp = await client.post(
+        "/api/v1/tasks/optimization",
+        data=b"{not json",
+        headers={"Content-Type": "application/json"},
+    )
     assert resp.status == 400 and (await resp.json())["error"]["field"] == "body"
     status, body = await submit(client, "optimization", [1, 2])  # type: ignore[arg-type]
     assert (status, body["error"]["field"]) == (400, "body")
@@ -117,11 +151,21 @@ async def test_body_shapes(client: TestClient) -> None:
     spool = spool_of(client)
     (spool.paths.structures / "struct_cu").mkdir(parents=True)
     (spool.paths.structures / "struct_cu" / "structure.extxyz").write_text(cu_xyz())
-    resp = await client.post("/api/v1/tasks", json={
-        "task_type": "optimization", "structure_id": "struct_cu", "model_key": "emt",
-        "fmax": 0.05, "max_steps": 5, "optimizer": "FIRE", "use_filter": False,
-        "priority": "HIGH", "notify_url": "https://example.org/hook",
-        "notify_secret": "s3cret"})
+    resp = await client.post(
+        "/api/v1/tasks",
+        json={
+            "task_type": "optimization",
+            "structure_id": "struct_cu",
+            "model_key": "emt",
+            "fmax": 0.05,
+            "max_steps": 5,
+            "optimizer": "FIRE",
+            "use_filter": False,
+            "priority": "HIGH",
+            "notify_url": "https://example.org/hook",
+            "notify_secret": "s3cret",
+        },
+    )
     body = await resp.json()
     assert resp.status == 202, body
     record = body["data"]
@@ -131,8 +175,9 @@ async def test_body_shapes(client: TestClient) -> None:
     assert job.options["notify_secret"] == "s3cret"  # kept for the webhook, never shown
     resp = await client.post("/api/v1/tasks", json={"model": "emt", "structure": CU})
     assert (await resp.json())["error"]["field"] == "task_type"
-    status, body = await submit(client, "optimization", {"structure_id": "nope",
-                                                         "model_key": "emt"})
+    status, body = await submit(
+        client, "optimization", {"structure_id": "nope", "model_key": "emt"}
+    )
     assert (status, body["code"], body["error"]["field"]) == (404, 30002, "structure_id")
 
 
@@ -164,14 +209,19 @@ async def test_list_pagination_both_styles_and_filters(client: TestClient) -> No
     data = (await resp.json())["data"]
     assert [t["task_id"] for t in data["items"]] == newest_first[2:4]
     assert {k: data["pagination"][k] for k in ("page", "page_size", "total", "total_pages")} == {
-        "page": 2, "page_size": 2, "total": 5, "total_pages": 3}
+        "page": 2,
+        "page_size": 2,
+        "total": 5,
+        "total_pages": 3,
+    }
     data = (await (await client.get("/api/v1/tasks?skip=4&limit=2")).json())["data"]
     assert [t["task_id"] for t in data["items"]] == newest_first[4:]
     assert data["pagination"]["page"] == 3
     data = (await (await client.get("/api/v1/tasks?task_type=optimization")).json())["data"]
     assert data["pagination"]["total"] == 2
     data = (await (await client.get("/api/v1/tasks?status=queued,running&model=EMT")).json())[
-        "data"]
+        "data"
+    ]
     assert data["pagination"]["total"] == 5
     assert all(t["status"] == "QUEUED" and "result" not in t for t in data["items"])
     # Cancelled behind the server's back (as `mofsim cancel` does): lists catch up.
@@ -180,9 +230,13 @@ async def test_list_pagination_both_styles_and_filters(client: TestClient) -> No
     assert ids[0] not in [t["task_id"] for t in data["items"]]
     data = (await (await client.get("/api/v1/tasks?status=CANCELLED")).json())["data"]
     assert [t["task_id"] for t in data["items"]] == [ids[0]]
-    for query, field in [("status=sleeping", "status"), ("page_size=0", "page_size"),
-                         ("limit=abc", "limit"), ("order=colour", "order"),
-                         ("task_type=cooking", "task_type")]:
+    for query, field in [
+        ("status=sleeping", "status"),
+        ("page_size=0", "page_size"),
+        ("limit=abc", "limit"),
+        ("order=colour", "order"),
+        ("task_type=cooking", "task_type"),
+    ]:
         resp = await client.get(f"/api/v1/tasks?{query}")
         assert resp.status == 400 and (await resp.json())["error"]["field"] == field, query
     # Without the mirror the spool answers the same.
@@ -205,8 +259,12 @@ async def test_cancel_queued_then_terminal_and_unknown(client: TestClient) -> No
     assert "already CANCELLED" in body["error"]["detail"]
     resp = await client.get(f"/api/v1/tasks/{task_id}/result")
     assert (resp.status, (await resp.json())["code"]) == (409, 50004)
-    for path in ("/api/v1/tasks/task_nope", "/api/v1/tasks/task_nope/result",
-                 "/api/v1/tasks/task_nope/logs", "/api/v1/tasks/..%2Fetc/logs"):
+    for path in (
+        "/api/v1/tasks/task_nope",
+        "/api/v1/tasks/task_nope/result",
+        "/api/v1/tasks/task_nope/logs",
+        "/api/v1/tasks/..%2Fetc/logs",
+    ):
         resp = await client.get(path)
         assert resp.status == 404, path
     resp = await client.post("/api/v1/tasks/task_nope/cancel")
@@ -224,8 +282,11 @@ async def test_batch_reports_per_item(client: TestClient) -> None:
     assert (data["accepted"], data["rejected"]) == (2, 1)
     assert [item["accepted"] for item in data["items"]] == [True, False, True]
     assert data["items"][1]["error"] == {
-        "code": 30001, "type": "ModelNotFound", "field": "tasks[1].model",
-        "message": data["items"][1]["error"]["message"]}
+        "code": 30001,
+        "type": "ModelNotFound",
+        "field": "tasks[1].model",
+        "message": data["items"][1]["error"]["message"],
+    }
     assert [i["task"]["queue_position"] for i in data["items"] if i["accepted"]] == [1, 2]
     resp = await client.post("/api/v1/tasks/batch", json={"tasks": [bad]})
     body = await resp.json()
@@ -277,31 +338,46 @@ async def follow_to_end(client: TestClient, task_id: str) -> list[dict[str, Any]
 async def test_emt_tasks_run_and_report(live: TestClient) -> None:
     status, body = await submit(live, "single-point-energy", body_for("single-point"))
     sp_id = body["data"]["task_id"]
-    status, body = await submit(live, "optimization", body_for(
-        "optimization", structure={**CU, "content": cu_xyz(rattle=0.05)},
-        parameters={"fmax": 0.05, "max_steps": 50, "optimizer": "FIRE"}))
+    status, body = await submit(
+        live,
+        "optimization",
+        body_for(
+            "optimization",
+            structure={**CU, "content": cu_xyz(rattle=0.05)},
+            parameters={"fmax": 0.05, "max_steps": 50, "optimizer": "FIRE"},
+        ),
+    )
     opt_id = body["data"]["task_id"]
     for task_id in (sp_id, opt_id):
         events = await asyncio.wait_for(follow_to_end(live, task_id), 120)
         statuses = [e["data"]["extra"]["status"] for e in events if e["event"] == "status"]
         assert statuses[0] == "QUEUED" and statuses[-1] == "COMPLETED" and "RUNNING" in statuses
-        assert events[-1] == {"event": "end", "data": {"task_id": task_id,
-                                                       "status": "COMPLETED"}}
+        assert events[-1] == {"event": "end", "data": {"task_id": task_id, "status": "COMPLETED"}}
     record = (await (await live.get(f"/api/v1/tasks/{sp_id}")).json())["data"]
     assert record["status"] == "COMPLETED" and record["result_url"].endswith("/result")
     result = (await (await live.get(f"/api/v1/tasks/{sp_id}/result")).json())["data"]
     assert result["task_type"] == "single-point-energy" and result["model"] == "emt"
     assert isinstance(result["result"]["energy_eV"], float)
-    assert set(result) >= {"structure_name", "created_at", "started_at", "completed_at",
-                           "duration_seconds", "gpu_id", "metrics"}
+    assert set(result) >= {
+        "structure_name",
+        "created_at",
+        "started_at",
+        "completed_at",
+        "duration_seconds",
+        "gpu_id",
+        "metrics",
+    }
     opt = (await (await live.get(f"/api/v1/tasks/{opt_id}/result")).json())["data"]
     assert opt["result"]["steps"] >= 1 and opt["completed_at"] is not None
     files = opt["result"]["output_files"]
     assert files and all(url.startswith("/api/v1/files/") for url in files.values())
     logs = (await (await live.get(f"/api/v1/tasks/{opt_id}/logs?limit=2")).json())["data"]
     assert len(logs["items"]) == 2 and logs["pagination"]["total"] > 2
-    later = (await (await live.get(
-        f"/api/v1/tasks/{opt_id}/logs?since={logs['last_id']}&types=status")).json())["data"]
+    later = (
+        await (
+            await live.get(f"/api/v1/tasks/{opt_id}/logs?since={logs['last_id']}&types=status")
+        ).json()
+    )["data"]
     assert all(i["id"] > logs["last_id"] and i["event"] == "status" for i in later["items"])
     assert later["items"][-1]["extra"]["status"] == "COMPLETED"
     listed = (await (await live.get("/api/v1/tasks?status=COMPLETED")).json())["data"]
@@ -311,8 +387,9 @@ async def test_emt_tasks_run_and_report(live: TestClient) -> None:
 @pytest.mark.asyncio
 async def test_failed_task_result_carries_its_error(live: TestClient) -> None:
     # A job file from elsewhere (the spool accepts any model name; the daemon fails it).
-    job = Job.from_dict({"task_type": "single-point-energy", "model": "not-a-model",
-                         "structure": CU})
+    job = Job.from_dict(
+        {"task_type": "single-point-energy", "model": "not-a-model", "structure": CU}
+    )
     spool_of(live).submit(job)
     events = await asyncio.wait_for(follow_to_end(live, job.task_id), 60)
     assert events[-1]["data"]["status"] == "FAILED"
@@ -325,21 +402,36 @@ async def test_failed_task_result_carries_its_error(live: TestClient) -> None:
 def test_queued_record_is_what_the_spool_says(tmp_path: Path) -> None:
     """The record built for a task just published equals ``Spool.record``'s."""
     spool = Spool(tmp_path / "spool")
-    for structure in (CU, "builtin:HKUST-1", {"source": "upload", "file_id": "f1",
-                                                "name": "mine"}):
-        job = Job.from_dict({"task_type": "optimization", "model": "emt",
-                             "structure": structure, "parameters": {"fmax": 0.1},
-                             "options": {"priority": "LOW", "timeout": 60}})
+    for structure in (CU, "builtin:HKUST-1", {"source": "upload", "file_id": "f1", "name": "mine"}):
+        job = Job.from_dict(
+            {
+                "task_type": "optimization",
+                "model": "emt",
+                "structure": structure,
+                "parameters": {"fmax": 0.1},
+                "options": {"priority": "LOW", "timeout": 60},
+            }
+        )
         spool.submit(job)
         assert svc.queued_record(job) == spool.record(job.task_id)
 
 
 @pytest.mark.asyncio
 async def test_cancel_running_task_is_cooperative(live: TestClient) -> None:
-    status, body = await submit(live, "optimization", body_for(
-        "optimization", structure={**CU, "content": cu_xyz(3, rattle=0.05)},
-        parameters={"fmax": 1e-30, "max_steps": 10_000_000, "optimizer": "FIRE",
-                    "trajectory_interval": 1_000_000}))
+    status, body = await submit(
+        live,
+        "optimization",
+        body_for(
+            "optimization",
+            structure={**CU, "content": cu_xyz(3, rattle=0.05)},
+            parameters={
+                "fmax": 1e-30,
+                "max_steps": 10_000_000,
+                "optimizer": "FIRE",
+                "trajectory_interval": 1_000_000,
+            },
+        ),
+    )
     assert status == 202
     task_id = body["data"]["task_id"]
     resp = await live.get(f"/api/v1/tasks/{task_id}/events?types=status,progress")

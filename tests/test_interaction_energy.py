@@ -21,10 +21,17 @@ SIGMA, EPS, RC = 3.4, 0.0104, 8.0  # argon-like Lennard-Jones
 
 
 def make_ctx(atoms, tmp_path, parameters, calculator=None, observer=None):
-    return TaskContext(task_id="task_ie", task_type="interaction-energy", atoms=atoms,
-                       structure_name="test", parameters=parameters, model_key="test",
-                       calculator=calculator or EMT(), workspace=tmp_path,
-                       observer=observer or NullObserver())
+    return TaskContext(
+        task_id="task_ie",
+        task_type="interaction-energy",
+        atoms=atoms,
+        structure_name="test",
+        parameters=parameters,
+        model_key="test",
+        calculator=calculator or EMT(),
+        workspace=tmp_path,
+        observer=observer or NullObserver(),
+    )
 
 
 def lj():
@@ -41,8 +48,10 @@ def argon_cluster_in_box(box: float = 40.0) -> Atoms:
 
 def lj_pair(r: np.ndarray) -> np.ndarray:
     """Pair energy of ASE's (shifted, unsmoothed) Lennard-Jones below the cutoff."""
+
     def bare(x):
         return 4 * EPS * ((SIGMA / x) ** 12 - (SIGMA / x) ** 6)
+
     return np.where(r < RC, bare(r) - bare(RC), 0.0)
 
 
@@ -55,22 +64,27 @@ def copper_slab() -> Atoms:
 def test_far_guest_gives_zero_and_near_guest_the_pair_sum(tmp_path):
     framework = argon_cluster_in_box()
     centre = framework.positions.mean(axis=0)
-    far = ie.run(make_ctx(framework, tmp_path, {"gas": "Ar", "position": list(centre + 15.0)},
-                          calculator=lj()))
+    far = ie.run(
+        make_ctx(
+            framework, tmp_path, {"gas": "Ar", "position": list(centre + 15.0)}, calculator=lj()
+        )
+    )
     assert far["interaction_energy_eV"] == pytest.approx(0.0, abs=1e-12)
     assert far["guest_energy_eV"] == 0.0  # a lone atom
     assert far["guest_forces_eV_A"] == [[0.0, 0.0, 0.0]]
 
     top = framework.positions[:, 2].max()
     position = centre + [0.0, 0.0, top - centre[2] + 3.8]  # 3.8 A above the top atom
-    near = ie.run(make_ctx(framework, tmp_path, {"gas": "ar", "position": list(position)},
-                           calculator=lj()))
+    near = ie.run(
+        make_ctx(framework, tmp_path, {"gas": "ar", "position": list(position)}, calculator=lj())
+    )
     r = np.linalg.norm(framework.positions - position, axis=1)
     assert near["interaction_energy_eV"] == pytest.approx(lj_pair(r).sum(), rel=1e-10)
     assert near["interaction_energy_eV"] < -0.005
     assert near["min_guest_framework_distance_A"] == pytest.approx(r.min())
     assert near["interaction_energy_kJ_mol"] == pytest.approx(
-        near["interaction_energy_eV"] * 96.485, rel=1e-4)
+        near["interaction_energy_eV"] * 96.485, rel=1e-4
+    )
     assert near["guest_formula"] == "Ar" and near["guest_indices"] == [13]
     assert near["parameters_used"]["gas"] == "Ar"
 
@@ -96,7 +110,8 @@ def test_co_on_copper_bookkeeping_and_outputs(tmp_path):
     assert result["framework_energy_eV"] == pytest.approx(host.get_potential_energy())
     assert result["guest_energy_eV"] == pytest.approx(guest.get_potential_energy())
     assert result["interaction_energy_eV"] == pytest.approx(
-        result["complex_energy_eV"] - result["framework_energy_eV"] - result["guest_energy_eV"])
+        result["complex_energy_eV"] - result["framework_energy_eV"] - result["guest_energy_eV"]
+    )
     assert abs(result["interaction_energy_eV"]) > 1e-3
     guest_forces = np.array(result["guest_forces_eV_A"])
     assert guest_forces == pytest.approx(complex_.get_forces()[-2:], abs=1e-6)
@@ -115,8 +130,7 @@ def test_guest_sources_agree(tmp_path):
     slab = copper_slab()
     frac = [0.3, 0.4, (slab.positions[:, 2].max() + 2.5) / 30.0]
     by_gas = ie.run(make_ctx(slab, tmp_path, {"gas": "CO", "position_fractional": frac}))
-    complex_, guest_idx = ie.insert_guest(slab, molecule("CO"),
-                                          np.array(frac) @ slab.cell.array)
+    complex_, guest_idx = ie.insert_guest(slab, molecule("CO"), np.array(frac) @ slab.cell.array)
     by_indices = ie.run(make_ctx(complex_, tmp_path, {"guest_indices": guest_idx}))
     tagged = complex_.copy()
     tagged.set_tags([0] * len(slab) + [7, 7])
@@ -151,8 +165,14 @@ def test_cancel_between_single_points(tmp_path):
                 raise TaskCancelled("cancelled")
 
     with pytest.raises(TaskCancelled):
-        ie.run(make_ctx(copper_slab(), tmp_path, {"gas": "CO", "position": [1, 1, 12]},
-                        observer=CancelSecond()))
+        ie.run(
+            make_ctx(
+                copper_slab(),
+                tmp_path,
+                {"gas": "CO", "position": [1, 1, 12]},
+                observer=CancelSecond(),
+            )
+        )
 
 
 def test_build_gas_is_isolated_and_case_insensitive():
@@ -164,20 +184,25 @@ def test_build_gas_is_isolated_and_case_insensitive():
         ie.build_gas("unobtainium")
 
 
-@pytest.mark.parametrize("raw, field", [
-    ({"gas": "XYZ", "position": [0, 0, 0]}, "parameters.gas"),
-    ({}, "parameters.gas"),
-    ({"gas": "CO2", "guest_indices": [1]}, "parameters.gas"),
-    ({"gas": "CO2", "position": [0, 0, 0], "position_fractional": [0, 0, 0]},
-     "parameters.position_fractional"),
-    ({"gas": "CO2", "position": [0, 0]}, "parameters.position"),
-    ({"guest_indices": [1, 2], "position": [0, 0, 0]}, "parameters.position"),
-    ({"guest_indices": [1, 1]}, "parameters.guest_indices"),
-    ({"guest_indices": ["a"]}, "parameters.guest_indices"),
-    ({"guest_indices": [-1]}, "parameters.guest_indices"),
-    ({"guest_indices": []}, "parameters.guest_indices"),
-    ({"guest_indices": [1], "dtype": "double"}, "parameters.dtype"),
-])
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        ({"gas": "XYZ", "position": [0, 0, 0]}, "parameters.gas"),
+        ({}, "parameters.gas"),
+        ({"gas": "CO2", "guest_indices": [1]}, "parameters.gas"),
+        (
+            {"gas": "CO2", "position": [0, 0, 0], "position_fractional": [0, 0, 0]},
+            "parameters.position_fractional",
+        ),
+        ({"gas": "CO2", "position": [0, 0]}, "parameters.position"),
+        ({"guest_indices": [1, 2], "position": [0, 0, 0]}, "parameters.position"),
+        ({"guest_indices": [1, 1]}, "parameters.guest_indices"),
+        ({"guest_indices": ["a"]}, "parameters.guest_indices"),
+        ({"guest_indices": [-1]}, "parameters.guest_indices"),
+        ({"guest_indices": []}, "parameters.guest_indices"),
+        ({"guest_indices": [1], "dtype": "double"}, "parameters.dtype"),
+    ],
+)
 def test_validate_rejects(raw, field):
     with pytest.raises(ValidationError) as err:
         ie.validate(raw)
@@ -191,11 +216,14 @@ def test_validate_accepts_and_normalizes():
     assert ie.validate({"guest_indices": ["3", 4]})["guest_indices"] == [3, 4]
 
 
-@pytest.mark.parametrize("params, field", [
-    ({"guest_indices": [0, 99]}, "parameters.guest_indices"),
-    ({"guest_indices": list(range(16))}, "parameters.guest_indices"),
-    ({"guest_tag": 5}, "parameters.guest_tag"),
-])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"guest_indices": [0, 99]}, "parameters.guest_indices"),
+        ({"guest_indices": list(range(16))}, "parameters.guest_indices"),
+        ({"guest_tag": 5}, "parameters.guest_tag"),
+    ],
+)
 def test_run_time_guest_errors(tmp_path, params, field):
     with pytest.raises(ValidationError) as err:
         ie.run(make_ctx(copper_slab(), tmp_path, params))
@@ -204,14 +232,16 @@ def test_run_time_guest_errors(tmp_path, params, field):
 
 def test_fractional_or_automatic_position_needs_a_cell(tmp_path):
     cluster = Icosahedron("Ar", noshells=2)
-    for params, field in (({"gas": "Ar", "position_fractional": [0.5] * 3},
-                           "parameters.position_fractional"),
-                          ({"gas": "Ar"}, "parameters.position")):
+    for params, field in (
+        ({"gas": "Ar", "position_fractional": [0.5] * 3}, "parameters.position_fractional"),
+        ({"gas": "Ar"}, "parameters.position"),
+    ):
         with pytest.raises(ValidationError) as err:
             ie.run(make_ctx(cluster, tmp_path, params, calculator=lj()))
         assert err.value.field == field
-    result = ie.run(make_ctx(cluster, tmp_path, {"gas": "Ar", "position": [30.0, 0, 0]},
-                             calculator=lj()))
+    result = ie.run(
+        make_ctx(cluster, tmp_path, {"gas": "Ar", "position": [30.0, 0, 0]}, calculator=lj())
+    )
     assert result["output_files"]["complex_structure"] == "complex.xyz"
     assert result["interaction_energy_eV"] == pytest.approx(0.0, abs=1e-12)
 

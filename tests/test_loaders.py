@@ -31,8 +31,7 @@ from tests.model_factories import (
     write_custom_model,
 )
 
-PROXY_VARS = ["http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY",
-              "ALL_PROXY"]
+PROXY_VARS = ["http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"]
 
 
 def alcu_cell() -> Atoms:
@@ -137,10 +136,19 @@ def test_broken_custom_file_is_unavailable_with_reason(tmp_path: Path) -> None:
 def test_custom_orb_state_dict_loads(tmp_path: Path) -> None:
     import torch
 
-    write_custom_model(tmp_path, "tiny_orb", "orb", "orb.pt", build_tiny_orb().state_dict(),
-                       config={"precision": "float32", "architecture": "v3-conservative",
-                               "architecture_kwargs": TINY_ORB_KWARGS,
-                               "system_config": {"radius": 6.0, "max_num_neighbors": 20}})
+    write_custom_model(
+        tmp_path,
+        "tiny_orb",
+        "orb",
+        "orb.pt",
+        build_tiny_orb().state_dict(),
+        config={
+            "precision": "float32",
+            "architecture": "v3-conservative",
+            "architecture_kwargs": TINY_ORB_KWARGS,
+            "system_config": {"radius": 6.0, "max_num_neighbors": 20},
+        },
+    )
     spec = resolve_model("custom:tiny_orb", tmp_path)
     for dtype in ("float32", "float64"):
         atoms = alcu_cell()
@@ -158,8 +166,9 @@ def test_custom_orb_without_matching_architecture(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailable) as info:
         load_calculator(resolve_model("custom:odd_orb", tmp_path))
     assert "no known architecture" in info.value.message
-    write_custom_model(tmp_path, "named", "orb", "orb.pt", raw=b"",
-                       config={"architecture": "orb-v9"})
+    write_custom_model(
+        tmp_path, "named", "orb", "orb.pt", raw=b"", config={"architecture": "orb-v9"}
+    )
     with pytest.raises(ModelUnavailable):
         load_calculator(resolve_model("custom:named", tmp_path))
 
@@ -176,7 +185,8 @@ def test_probe_reports_unreachable_hosts_quickly(no_proxy: None) -> None:
 
 
 def test_offline_mace_weights_are_unavailable_quickly(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setenv("MOFSIM_OFFLINE", "1")
     start = time.perf_counter()
@@ -189,8 +199,9 @@ def test_offline_mace_weights_are_unavailable_quickly(
     assert info.value.code == 30005
 
 
-def test_offline_orb_weights_are_unavailable(tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_offline_orb_weights_are_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("cached_path.common.CACHE_DIRECTORY", tmp_path)
     monkeypatch.setenv("MOFSIM_OFFLINE", "1")
     with pytest.raises(ModelUnavailable) as info:
@@ -198,8 +209,9 @@ def test_offline_orb_weights_are_unavailable(tmp_path: Path,
     assert "orb-v2" in info.value.message and str(tmp_path) in info.value.message
 
 
-def test_mace_mp_uses_a_file_in_the_mace_cache(tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mace_mp_uses_a_file_in_the_mace_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Stand-in weights at the exact place mace-torch caches MACE-MP-0 medium: proves the
     # cache is found and handed to mace_mp without any network access.
     prepare_torch()
@@ -227,10 +239,10 @@ def test_sevennet_checkpoint_matches_the_catalogue() -> None:
     import torch
     from ase.data import chemical_symbols
 
-    config = torch.load(const.SEVENNET_0_11Jul2024, map_location="cpu",
-                        weights_only=False)["config"]
-    assert sorted(config["_type_map"]) == sorted(
-        chemical_symbols.index(s) for s in MPTRJ_ELEMENTS)
+    config = torch.load(const.SEVENNET_0_11Jul2024, map_location="cpu", weights_only=False)[
+        "config"
+    ]
+    assert sorted(config["_type_map"]) == sorted(chemical_symbols.index(s) for s in MPTRJ_ELEMENTS)
     assert resolve_model("sevennet-0").elements == MPTRJ_ELEMENTS
 
 
@@ -257,7 +269,8 @@ def test_sevennet_0_single_point_and_as_custom_checkpoint(tmp_path: Path) -> Non
 
 @pytest.mark.slow
 def test_orb_v2_uses_a_file_in_the_cached_path_cache(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Random full-size orb-v2 weights where cached_path keeps the published file.
     prepare_torch()
     import torch

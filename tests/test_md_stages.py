@@ -33,18 +33,38 @@ def test_stage_defaults_follow_the_protocol() -> None:
         assert normalize_stage({"type": "relax"}, protocol=protocol) == relax
     # default: the seed API's MD values.
     assert normalize_stage({"type": "nvt"}) == {
-        "type": "nvt", "steps": 5000, "temperature": 300.0, "timestep_fs": 1.0,
-        "friction": 0.01}
+        "type": "nvt",
+        "steps": 5000,
+        "temperature": 300.0,
+        "timestep_fs": 1.0,
+        "friction": 0.01,
+    }
     assert normalize_stage({"type": "npt"}) == {
-        "type": "npt", "steps": 10_000, "temperature": 300.0, "pressure_bar": 1.01325,
-        "timestep_fs": 1.0, "tdamp_fs": 100.0, "pdamp_fs": 1000.0}
+        "type": "npt",
+        "steps": 10_000,
+        "temperature": 300.0,
+        "pressure_bar": 1.01325,
+        "timestep_fs": 1.0,
+        "tdamp_fs": 100.0,
+        "pdamp_fs": 1000.0,
+    }
     # mofsimbench: the benchmark's.
     assert normalize_stage({"type": "nvt"}, protocol="mofsimbench") == {
-        "type": "nvt", "steps": 1000, "temperature": 300.0, "timestep_fs": 1.0,
-        "friction": 0.01}
+        "type": "nvt",
+        "steps": 1000,
+        "temperature": 300.0,
+        "timestep_fs": 1.0,
+        "friction": 0.01,
+    }
     assert normalize_stage({"type": "npt"}, protocol="mofsimbench") == {
-        "type": "npt", "steps": 50_000, "temperature": 300.0, "pressure_bar": 1.0,
-        "timestep_fs": 1.0, "tdamp_fs": 100.0, "pdamp_fs": 1000.0}
+        "type": "npt",
+        "steps": 50_000,
+        "temperature": 300.0,
+        "pressure_bar": 1.0,
+        "timestep_fs": 1.0,
+        "tdamp_fs": 100.0,
+        "pdamp_fs": 1000.0,
+    }
     assert stage_defaults("npt", "mofsimbench")["steps"] == 50_000
     # What a stage gives, under any spelling, wins over the preset.
     given = normalize_stage({"type": "npt", "nsteps": 7, "pressure": 2}, protocol="mofsimbench")
@@ -59,16 +79,22 @@ def test_stage_aliases_and_idempotence() -> None:
     assert normalize_stage(npt) == npt
 
 
-@pytest.mark.parametrize(("stages", "field"), [
-    ([{"type": "nvt", "steps": -5}], "parameters.stages[0].steps"),
-    ([{"type": "relax"}, {"type": "npt", "temperature": 0}], "parameters.stages[1].temperature"),
-    ([{"type": "nvt"}, {"type": "npt", "timestep_fs": -1}], "parameters.stages[1].timestep_fs"),
-    ([{"type": "nve"}], "parameters.stages[0].type"),
-    ([{"type": "nvt", "bogus": 1}], "parameters.stages[0].bogus"),
-    (["nvt"], "parameters.stages[0]"),
-    ([], "parameters.stages"),
-    ([{"type": "relax"}], "parameters.stages"),
-])
+@pytest.mark.parametrize(
+    ("stages", "field"),
+    [
+        ([{"type": "nvt", "steps": -5}], "parameters.stages[0].steps"),
+        (
+            [{"type": "relax"}, {"type": "npt", "temperature": 0}],
+            "parameters.stages[1].temperature",
+        ),
+        ([{"type": "nvt"}, {"type": "npt", "timestep_fs": -1}], "parameters.stages[1].timestep_fs"),
+        ([{"type": "nve"}], "parameters.stages[0].type"),
+        ([{"type": "nvt", "bogus": 1}], "parameters.stages[0].bogus"),
+        (["nvt"], "parameters.stages[0]"),
+        ([], "parameters.stages"),
+        ([{"type": "relax"}], "parameters.stages"),
+    ],
+)
 def test_bad_stages_name_the_field(stages: Any, field: str) -> None:
     with pytest.raises(ValidationError) as err:
         normalize_stages(stages)
@@ -77,12 +103,23 @@ def test_bad_stages_name_the_field(stages: Any, field: str) -> None:
 
 def _short_run(seed: int, **kw: Any) -> Any:
     atoms = _cu()
-    stages = normalize_stages([{"type": "relax", "steps": 20},
-                               {"type": "nvt", "steps": 30, "timestep_fs": 2.0},
-                               {"type": "npt", "steps": 40, "timestep_fs": 2.0}])
+    stages = normalize_stages(
+        [
+            {"type": "relax", "steps": 20},
+            {"type": "nvt", "steps": 30, "timestep_fs": 2.0},
+            {"type": "npt", "steps": 40, "timestep_fs": 2.0},
+        ]
+    )
     frames: list[Atoms] = []
-    run = run_stages(atoms, stages, kw.pop("observer", NullObserver()), seed=seed,
-                     frame_interval=10, on_frame=frames.append, **kw)
+    run = run_stages(
+        atoms,
+        stages,
+        kw.pop("observer", NullObserver()),
+        seed=seed,
+        frame_interval=10,
+        on_frame=frames.append,
+        **kw,
+    )
     return atoms, run, frames
 
 
@@ -132,8 +169,9 @@ def test_velocities_start_without_drift() -> None:
 
 def test_relax_between_md_stages_cools_then_rethermalizes() -> None:
     atoms = _cu()
-    stages = normalize_stages([{"type": "nvt", "steps": 10}, {"type": "relax", "steps": 5},
-                               {"type": "npt", "steps": 10}])
+    stages = normalize_stages(
+        [{"type": "nvt", "steps": 10}, {"type": "relax", "steps": 5}, {"type": "npt", "steps": 10}]
+    )
     run = run_stages(atoms, stages, NullObserver(), frame_interval=5)
     relaxed = [s for s in run.samples if s["stage_type"] == "relax"]
     assert relaxed and relaxed[-1]["temperature"] == 0.0

@@ -25,7 +25,7 @@ M = "/mira/api/v1"
 # Three of its blank lines hold four spaces; they are spelled "<4 spaces>" below (the linter
 # refuses trailing whitespace) and restored, so the script that runs is byte for byte the
 # guide's.
-_GUIDE_SCENARIO_1 = r'''
+_GUIDE_SCENARIO_1 = r"""
 import requests
 import time
 import os
@@ -103,7 +103,7 @@ with open("MOF-5-optimized.cif", "wb") as f:
     for chunk in response.iter_content(chunk_size=8192):
         f.write(chunk)
 print(f"\n✓ 优化结构已保存: MOF-5-optimized.cif")
-'''
+"""
 SCENARIO_1 = _GUIDE_SCENARIO_1.replace("<4 spaces>", "    ")
 
 
@@ -159,8 +159,7 @@ async def test_structures_in_the_guides_shapes(client: TestClient) -> None:
 
     listing = await _json(await client.get(f"{M}/structures?skip=0&limit=1"), 200)
     assert listing["total"] == 2 and len(listing["structures"]) == 1
-    assert set(listing["structures"][0]) == {"id", "name", "formula", "num_atoms",
-                                             "upload_time"}
+    assert set(listing["structures"][0]) == {"id", "name", "formula", "num_atoms", "upload_time"}
     assert listing["structures"][0]["id"] == small["id"]  # newest first
 
     preview = await _json(await client.get(f"{M}/structures/{sid}/preview"), 200)
@@ -168,8 +167,13 @@ async def test_structures_in_the_guides_shapes(client: TestClient) -> None:
     assert preview["symbols"] == ["Cu"] * 32 and len(preview["positions"]) == 32
     assert preview["cell"][0][0] == pytest.approx(7.22) and preview["pbc"] == [True] * 3
 
-    bad = await _json(await client.post(f"{M}/structures/upload", data={
-        "name": "x", "format": "cif", "content": "this is not a crystal"}), 422)
+    bad = await _json(
+        await client.post(
+            f"{M}/structures/upload",
+            data={"name": "x", "format": "cif", "content": "this is not a crystal"},
+        ),
+        422,
+    )
     _assert_mira_error(bad, 40002)
     missing = await _json(await client.get(f"{M}/structures/struct_0000000000000000"), 404)
     _assert_mira_error(missing, 30002, "structure_id")
@@ -180,10 +184,18 @@ async def test_models_in_the_guides_shapes(client: TestClient) -> None:
     models = await _json(await client.get(f"{M}/models"), 200)
     assert isinstance(models, list)
     by_key = {m["key"]: m for m in models}
-    assert set(by_key["mace-mp"]) == {"key", "name", "family", "description", "elements",
-                                      "supported_tasks", "references"}
-    assert by_key["mace-mp"]["family"] == "mace" and "optimization" in by_key["emt"][
-        "supported_tasks"]
+    assert set(by_key["mace-mp"]) == {
+        "key",
+        "name",
+        "family",
+        "description",
+        "elements",
+        "supported_tasks",
+        "references",
+    }
+    assert (
+        by_key["mace-mp"]["family"] == "mace" and "optimization" in by_key["emt"]["supported_tasks"]
+    )
     mace = await _json(await client.get(f"{M}/models?family=mace"), 200)
     assert mace and {m["family"] for m in mace} == {"mace"}
     families = await _json(await client.get(f"{M}/models/families"), 200)
@@ -195,15 +207,21 @@ async def test_models_in_the_guides_shapes(client: TestClient) -> None:
     assert status["model_key"] == "mace-mp" and status["loaded"] is False
     assert "device" in status and "memory_usage_mb" in status
     _assert_mira_error(await _json(await client.get(f"{M}/models/no-such"), 404), 30001)
-    _assert_mira_error(await _json(await client.get(f"{M}/models?family=zz"), 400), 40001,
-                       "family")
+    _assert_mira_error(await _json(await client.get(f"{M}/models?family=zz"), 400), 40001, "family")
 
 
 @pytest.mark.asyncio
 async def test_tasks_queue_cancel_and_errors_without_daemon(client: TestClient) -> None:
     sid = await _upload_cu(client)
-    body = {"structure_id": sid, "model_key": "emt", "fmax": 0.05, "max_steps": 50,
-            "optimizer": "BFGS", "use_filter": True, "enable_d3": False}
+    body = {
+        "structure_id": sid,
+        "model_key": "emt",
+        "fmax": 0.05,
+        "max_steps": 50,
+        "optimizer": "BFGS",
+        "use_filter": True,
+        "enable_d3": False,
+    }
     task = await _json(await client.post(f"{M}/tasks/optimization", json=body), 201)
     tid = task["task_id"]
     assert task["status"] == "queued" and task["task_type"] == "optimization"
@@ -215,40 +233,56 @@ async def test_tasks_queue_cancel_and_errors_without_daemon(client: TestClient) 
     assert shown["status"] == "queued" and shown["progress"] == 0
     pending = await _json(await client.get(f"{M}/tasks?status=pending"), 200)
     assert [t["task_id"] for t in pending["tasks"]] == [tid] and pending["total"] == 1
-    none = await _json(await client.get(f"{M}/tasks?status=completed&task_type=optimization"),
-                       200)
+    none = await _json(await client.get(f"{M}/tasks?status=completed&task_type=optimization"), 200)
     assert none["total"] == 0 and none["tasks"] == []
 
     not_ready = await _json(await client.get(f"{M}/results/{tid}"), 409)
     _assert_mira_error(not_ready, 50003)
     cancelled = await _json(await client.post(f"{M}/tasks/{tid}/cancel"), 200)
-    assert cancelled == {"message": "Task cancelled successfully", "task_id": tid,
-                         "status": "cancelled"}
+    assert cancelled == {
+        "message": "Task cancelled successfully",
+        "task_id": tid,
+        "status": "cancelled",
+    }
     again = await _json(await client.post(f"{M}/tasks/{tid}/cancel"), 409)
     _assert_mira_error(again, 50005)
     assert (await _json(await client.get(f"{M}/tasks/{tid}"), 200))["status"] == "cancelled"
 
-    bad_param = await _json(await client.post(f"{M}/tasks/optimization",
-                                              json={**body, "fmax": -1}), 400)
+    bad_param = await _json(
+        await client.post(f"{M}/tasks/optimization", json={**body, "fmax": -1}), 400
+    )
     _assert_mira_error(bad_param, 40001, "fmax")
-    unknown_key = await _json(await client.post(f"{M}/tasks/optimization",
-                                                json={**body, "fmaxx": 1}), 400)
+    unknown_key = await _json(
+        await client.post(f"{M}/tasks/optimization", json={**body, "fmaxx": 1}), 400
+    )
     _assert_mira_error(unknown_key, 40001)
-    bad_model = await _json(await client.post(f"{M}/tasks/optimization",
-                                              json={**body, "model_key": "nope"}), 404)
+    bad_model = await _json(
+        await client.post(f"{M}/tasks/optimization", json={**body, "model_key": "nope"}), 404
+    )
     _assert_mira_error(bad_model, 30001, "model_key")
-    bad_structure = await _json(await client.post(
-        f"{M}/tasks/stability", json={"structure_id": "struct_ffffffffffffffff",
-                                      "model_key": "emt"}), 404)
+    bad_structure = await _json(
+        await client.post(
+            f"{M}/tasks/stability",
+            json={"structure_id": "struct_ffffffffffffffff", "model_key": "emt"},
+        ),
+        404,
+    )
     _assert_mira_error(bad_structure, 30002, "structure_id")
     _assert_mira_error(await _json(await client.get(f"{M}/tasks/task_nope"), 404), 30003)
-    _assert_mira_error(await _json(await client.get(f"{M}/results/task_nope/summary"), 404),
-                       30003)
-    _assert_mira_error(await _json(await client.get(f"{M}/tasks?limit=0"), 400), 40001,
-                       "limit")
-    _assert_mira_error(await _json(await client.post(
-        f"{M}/tasks/optimization", data=b"{not json", headers={
-            "Content-Type": "application/json"}), 400), 40001, "body")
+    _assert_mira_error(await _json(await client.get(f"{M}/results/task_nope/summary"), 404), 30003)
+    _assert_mira_error(await _json(await client.get(f"{M}/tasks?limit=0"), 400), 40001, "limit")
+    _assert_mira_error(
+        await _json(
+            await client.post(
+                f"{M}/tasks/optimization",
+                data=b"{not json",
+                headers={"Content-Type": "application/json"},
+            ),
+            400,
+        ),
+        40001,
+        "body",
+    )
     _assert_mira_error(await _json(await client.get(f"{M}/no/such/route"), 404), 30008)
 
     deleted = await _json(await client.delete(f"{M}/structures/{sid}"), 200)
@@ -259,6 +293,7 @@ async def test_tasks_queue_cancel_and_errors_without_daemon(client: TestClient) 
 
 async def _await_end(client: TestClient, task_id: str, timeout: float = 120.0) -> None:
     """The task's event stream closes once it is terminal: wait for that."""
+
     async def drain() -> None:
         async with client.get(f"/api/v1/tasks/{task_id}/events") as resp:
             assert resp.status == 200
@@ -275,10 +310,18 @@ async def test_full_flow_with_a_daemon(tmp_path: Path) -> None:
     try:
         async with TestClient(TestServer(create_app(_config(root)))) as client:
             sid = await _upload_cu(client)
-            body = {"structure_id": sid, "model_key": "emt", "fmax": 0.05, "max_steps": 200,
-                    "optimizer": "BFGS", "use_filter": True, "enable_d3": False}
-            tid = (await _json(await client.post(f"{M}/tasks/optimization", json=body),
-                               201))["task_id"]
+            body = {
+                "structure_id": sid,
+                "model_key": "emt",
+                "fmax": 0.05,
+                "max_steps": 200,
+                "optimizer": "BFGS",
+                "use_filter": True,
+                "enable_d3": False,
+            }
+            tid = (await _json(await client.post(f"{M}/tasks/optimization", json=body), 201))[
+                "task_id"
+            ]
             await _await_end(client, tid)
             task = await _json(await client.get(f"{M}/tasks/{tid}"), 200)
             assert task["status"] == "completed", task
@@ -289,7 +332,8 @@ async def test_full_flow_with_a_daemon(tmp_path: Path) -> None:
             assert result["model_key"] == "emt" and result["structure_id"] == sid
             assert result["final_energy"] == result["final_energy_eV"]
             assert result["energy_change"] == pytest.approx(
-                result["final_energy"] - result["initial_energy"])
+                result["final_energy"] - result["initial_energy"]
+            )
             assert result["energy_change"] < 0  # a rattled crystal relaxes downhill
             assert result["num_steps"] == result["steps"] and result["converged"] is True
             assert result["final_fmax"] <= 0.05
@@ -324,8 +368,12 @@ async def test_full_flow_with_a_daemon(tmp_path: Path) -> None:
             bad_kind = await _json(await client.get(f"{M}/results/{tid}/download/plot"), 400)
             _assert_mira_error(bad_kind, 40001, "file_type")
 
-            done = await _json(await client.get(
-                f"{M}/tasks?status=completed&task_type=optimization&skip=0&limit=5"), 200)
+            done = await _json(
+                await client.get(
+                    f"{M}/tasks?status=completed&task_type=optimization&skip=0&limit=5"
+                ),
+                200,
+            )
             assert [t["task_id"] for t in done["tasks"]] == [tid]
             assert done["tasks"][0]["status"] == "completed"
 
@@ -338,7 +386,8 @@ async def test_full_flow_with_a_daemon(tmp_path: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_guide_scenario_1_script_runs_unmodified(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Scenario 1 asks for ``mace-mp``, whose weights cannot be downloaded here: the task
     fails with 30005 and the script takes its failure branch (message, exit 1) after
     uploading and submitting through /mira exactly as written."""
@@ -355,11 +404,19 @@ async def test_guide_scenario_1_script_runs_unmodified(
     daemon = Daemon(root).start()
     try:
         async with TestClient(TestServer(create_app(_config(root)))) as client:
-            env = {**os.environ, "PYTHONIOENCODING": "utf-8",
-                   "MIRA_GATEWAY_URL": str(client.make_url("/mira")).rstrip("/")}
+            env = {
+                **os.environ,
+                "PYTHONIOENCODING": "utf-8",
+                "MIRA_GATEWAY_URL": str(client.make_url("/mira")).rstrip("/"),
+            }
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, str(script), cwd=work, env=env,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+                sys.executable,
+                str(script),
+                cwd=work,
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
             out, err = await asyncio.wait_for(proc.communicate(), 240)
             stdout, stderr = out.decode(), err.decode()
             assert proc.returncode == 1, (stdout, stderr)
@@ -388,10 +445,18 @@ def test_shapes_of_records_and_results() -> None:
 
     from mofsim_http.mira_shapes import mira_result, mira_summary, mira_task, remaining_minutes
 
-    running = {"task_id": "t1", "task_type": "stability", "status": "RUNNING",
-               "model": "emt", "structure": {"source": "builtin", "name": "MOF-5"},
-               "started_at": "2025-12-30T10:00:00Z", "progress": 0.25,
-               "progress_detail": {"step": 250}, "parameters": {}, "error": None}
+    running = {
+        "task_id": "t1",
+        "task_type": "stability",
+        "status": "RUNNING",
+        "model": "emt",
+        "structure": {"source": "builtin", "name": "MOF-5"},
+        "started_at": "2025-12-30T10:00:00Z",
+        "progress": 0.25,
+        "progress_detail": {"step": 250},
+        "parameters": {},
+        "error": None,
+    }
     now = datetime(2025, 12, 30, 10, 3, tzinfo=UTC)
     shown = mira_task(running, now)
     assert shown["status"] == "running" and shown["progress"] == 25.0
@@ -401,29 +466,60 @@ def test_shapes_of_records_and_results() -> None:
     assert remaining_minutes("2025-12-30T10:00:00Z", 0.0, now) is None
     assert remaining_minutes(None, 0.5, now) is None
 
-    failed = mira_task({**running, "status": "FAILED", "progress": None,
-                        "error": {"code": 30005, "message": "weights unavailable"}})
+    failed = mira_task(
+        {
+            **running,
+            "status": "FAILED",
+            "progress": None,
+            "error": {"code": 30005, "message": "weights unavailable"},
+        }
+    )
     assert failed["status"] == "failed" and failed["error_message"] == "weights unavailable"
     assert failed["error_code"] == 30005 and failed["estimated_remaining_minutes"] is None
 
-    doc = {"task_id": "t2", "task_type": "single-point-energy", "status": "COMPLETED",
-           "model": "emt", "duration_seconds": 1.5, "completed_at": "2025-12-30T10:05:00Z",
-           "result": {"energy_eV": -3.5, "max_force_eV_A": 0.1, "forces_eV_A": [[0, 0, 0]],
-                      "energy_per_atom_eV": -0.875, "output_files": {}}}
+    doc = {
+        "task_id": "t2",
+        "task_type": "single-point-energy",
+        "status": "COMPLETED",
+        "model": "emt",
+        "duration_seconds": 1.5,
+        "completed_at": "2025-12-30T10:05:00Z",
+        "result": {
+            "energy_eV": -3.5,
+            "max_force_eV_A": 0.1,
+            "forces_eV_A": [[0, 0, 0]],
+            "energy_per_atom_eV": -0.875,
+            "output_files": {},
+        },
+    }
     flat = mira_result(doc, {"structure": {"source": "upload", "file_id": "struct_1"}})
     assert flat["energy"] == -3.5 == flat["energy_eV"] and flat["max_force"] == 0.1
     assert flat["structure_id"] == "struct_1" and flat["computation_time_seconds"] == 1.5
     assert flat["downloads"] == {"log": "/mira/api/v1/results/t2/download/log"}
     summary = mira_summary(doc)
-    assert summary["key_metrics"] == {"energy": -3.5, "max_force": 0.1,
-                                      "energy_per_atom_eV": -0.875}
+    assert summary["key_metrics"] == {
+        "energy": -3.5,
+        "max_force": 0.1,
+        "energy_per_atom_eV": -0.875,
+    }
     assert summary["status"] == "completed" and summary["completed_at"] == doc["completed_at"]
 
-    stab = {**doc, "task_type": "stability", "result": {
-        "stability_assessment": "stable", "volume_drift_percent": 1.2, "final_rmsd": 0.4,
-        "avg_temperature": 299.0, "time_series": {"time_ps": [0.0, 0.1]},
-        "output_files": {"trajectory": "md.traj"}}}
+    stab = {
+        **doc,
+        "task_type": "stability",
+        "result": {
+            "stability_assessment": "stable",
+            "volume_drift_percent": 1.2,
+            "final_rmsd": 0.4,
+            "avg_temperature": 299.0,
+            "time_series": {"time_ps": [0.0, 0.1]},
+            "output_files": {"trajectory": "md.traj"},
+        },
+    }
     assert mira_summary(stab)["key_metrics"] == {
-        "stability_assessment": "stable", "volume_drift_percent": 1.2, "final_rmsd": 0.4,
-        "avg_temperature": 299.0}
+        "stability_assessment": "stable",
+        "volume_drift_percent": 1.2,
+        "final_rmsd": 0.4,
+        "avg_temperature": 299.0,
+    }
     assert "trajectory" in mira_result(stab)["downloads"]

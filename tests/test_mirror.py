@@ -54,8 +54,11 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     from mofsimd.mirror_pg import PostgresMirror
 
     with pg_schema() as (schema, dsn):
-        st = Store("postgres", lambda: PostgresMirror(dsn),
-                   lambda sql: raw_execute(f"SET search_path TO {schema}; {sql}"))
+        st = Store(
+            "postgres",
+            lambda: PostgresMirror(dsn),
+            lambda sql: raw_execute(f"SET search_path TO {schema}; {sql}"),
+        )
         try:
             yield st
         finally:
@@ -70,21 +73,43 @@ def db(store: Store) -> Mirror:
 
 def record(task_id: str, **over: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "task_id": task_id, "task_type": "optimization", "model": "7net-0",
-        "status": "QUEUED", "priority": "NORMAL", "created_at": "2025-12-30T10:00:00.000Z",
-        "started_at": None, "completed_at": None, "slot": None, "gpu_id": None,
-        "attempts": 0, "progress": None, "structure_name": "MOF-5", "error": None,
-        "result": None, "parameters": {"fmax": 0.001}, "options": {"priority": "NORMAL"},
+        "task_id": task_id,
+        "task_type": "optimization",
+        "model": "7net-0",
+        "status": "QUEUED",
+        "priority": "NORMAL",
+        "created_at": "2025-12-30T10:00:00.000Z",
+        "started_at": None,
+        "completed_at": None,
+        "slot": None,
+        "gpu_id": None,
+        "attempts": 0,
+        "progress": None,
+        "structure_name": "MOF-5",
+        "error": None,
+        "result": None,
+        "parameters": {"fmax": 0.001},
+        "options": {"priority": "NORMAL"},
     }
     base.update(over)
     return base
 
 
 def events(*levels: str, start: int = 1) -> list[dict[str, Any]]:
-    return [{"timestamp": f"2025-12-30T10:00:0{i % 10}.000Z", "level": lv,
-             "logger": "task.optimization", "message": f"event {start + i}", "task_id": "x",
-             "gpu_id": 0, "extra": {"step": start + i}, "seq": start + i, "event": "log"}
-            for i, lv in enumerate(levels)]
+    return [
+        {
+            "timestamp": f"2025-12-30T10:00:0{i % 10}.000Z",
+            "level": lv,
+            "logger": "task.optimization",
+            "message": f"event {start + i}",
+            "task_id": "x",
+            "gpu_id": 0,
+            "extra": {"step": start + i},
+            "seq": start + i,
+            "event": "log",
+        }
+        for i, lv in enumerate(levels)
+    ]
 
 
 # --- opening -------------------------------------------------------------------------------
@@ -107,8 +132,9 @@ def test_sqlite_file_in_wal_mode_with_indexes(tmp_path: Path) -> None:
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"schema_version", "tasks", "task_logs"} <= tables
-    indexed = {r[0] for r in raw.execute("SELECT sql FROM sqlite_master WHERE type='index'")
-               if r[0]}
+    indexed = {
+        r[0] for r in raw.execute("SELECT sql FROM sqlite_master WHERE type='index'") if r[0]
+    }
     for column in ("status", "task_type", "model", "created_at"):
         assert any(f"[{column}]" in sql or f'"{column}"' in sql for sql in indexed), column
     raw.close()
@@ -168,16 +194,30 @@ def test_upsert_round_trip_and_partial_update(db: Mirror) -> None:
     assert "unknown_key" not in got
 
     # A transition sends only what changed; the rest stays.
-    db.upsert_task({"task_id": "t1", "status": "running", "slot": "gpu0", "gpu_id": 0,
-                    "started_at": "2025-12-30T10:00:05.000Z", "progress": 0.25})
+    db.upsert_task(
+        {
+            "task_id": "t1",
+            "status": "running",
+            "slot": "gpu0",
+            "gpu_id": 0,
+            "started_at": "2025-12-30T10:00:05.000Z",
+            "progress": 0.25,
+        }
+    )
     got = db.get_task("t1")
     assert got is not None
     assert got["status"] == "RUNNING" and got["slot"] == "gpu0" and got["gpu_id"] == 0
     assert got["progress"] == 0.25 and got["model"] == "7net-0"
     assert got["parameters"] == {"fmax": 0.001, "n": [1, 2]}
 
-    db.upsert_task({"task_id": "t1", "status": "FAILED",
-                    "error": {"code": 50006, "message": "diverged"}, "attempts": 2})
+    db.upsert_task(
+        {
+            "task_id": "t1",
+            "status": "FAILED",
+            "error": {"code": 50006, "message": "diverged"},
+            "attempts": 2,
+        }
+    )
     got = db.get_task("t1")
     assert got is not None
     assert got["error"] == {"code": 50006, "message": "diverged"} and got["attempts"] == 2
@@ -188,9 +228,15 @@ def test_upsert_round_trip_and_partial_update(db: Mirror) -> None:
 
 
 def test_values_are_normalized(db: Mirror) -> None:
-    db.upsert_task({"task_id": "t2", "created_at": 1767088800123, "priority": 0,
-                    "completed_at": datetime(2025, 12, 30, 10, 5, tzinfo=UTC),
-                    "result": {"bad": float("nan")}})
+    db.upsert_task(
+        {
+            "task_id": "t2",
+            "created_at": 1767088800123,
+            "priority": 0,
+            "completed_at": datetime(2025, 12, 30, 10, 5, tzinfo=UTC),
+            "result": {"bad": float("nan")},
+        }
+    )
     got = db.get_task("t2")
     assert got is not None
     assert got["created_at"] == "2025-12-30T10:00:00.123Z"
@@ -200,13 +246,16 @@ def test_values_are_normalized(db: Mirror) -> None:
     assert got["parameters"] == {} and got["options"] == {} and got["attempts"] == 0
 
 
-@pytest.mark.parametrize("bad, field", [
-    ({"status": "QUEUED"}, "task_id"),
-    ({"task_id": "", "status": "QUEUED"}, "task_id"),
-    ({"task_id": "t", "status": "DONE"}, "status"),
-    ({"task_id": "t", "progress": "half"}, "progress"),
-    ({"task_id": "t", "created_at": [2025]}, "created_at"),
-])
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        ({"status": "QUEUED"}, "task_id"),
+        ({"task_id": "", "status": "QUEUED"}, "task_id"),
+        ({"task_id": "t", "status": "DONE"}, "status"),
+        ({"task_id": "t", "progress": "half"}, "progress"),
+        ({"task_id": "t", "created_at": [2025]}, "created_at"),
+    ],
+)
 def test_invalid_records(db: Mirror, bad: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError) as info:
         db.upsert_task(bad)
@@ -216,11 +265,16 @@ def test_invalid_records(db: Mirror, bad: dict[str, Any], field: str) -> None:
 
 def _fill(db: Mirror) -> None:
     for i in range(12):
-        db.upsert_task(record(
-            f"t{i:02d}", created_at=f"2025-12-30T10:00:{i:02d}.000Z",
-            status=TASK_STATES[i % 4], model="7net-0" if i % 3 else "mace-mp",
-            task_type="single-point-energy" if i % 2 else "optimization",
-            priority=("LOW", "CRITICAL", "NORMAL")[i % 3]))
+        db.upsert_task(
+            record(
+                f"t{i:02d}",
+                created_at=f"2025-12-30T10:00:{i:02d}.000Z",
+                status=TASK_STATES[i % 4],
+                model="7net-0" if i % 3 else "mace-mp",
+                task_type="single-point-energy" if i % 2 else "optimization",
+                priority=("LOW", "CRITICAL", "NORMAL")[i % 3],
+            )
+        )
 
 
 def test_list_filter_and_paginate(db: Mirror) -> None:
@@ -262,14 +316,17 @@ def test_list_orders(db: Mirror) -> None:
     assert items[0]["task_id"] == "t05" and items[1]["started_at"] is None  # NULLs last
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    ({"order": "created_at; DROP TABLE tasks"}, "order"),
-    ({"order": "parameters"}, "order"),
-    ({"order": "created_at sideways"}, "order"),
-    ({"limit": -1}, "limit"),
-    ({"offset": -5}, "offset"),
-    ({"status": "DONE"}, "status"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"order": "created_at; DROP TABLE tasks"}, "order"),
+        ({"order": "parameters"}, "order"),
+        ({"order": "created_at sideways"}, "order"),
+        ({"limit": -1}, "limit"),
+        ({"offset": -5}, "offset"),
+        ({"status": "DONE"}, "status"),
+    ],
+)
 def test_list_rejects_bad_arguments(db: Mirror, kwargs: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError) as info:
         db.list_tasks(**kwargs)
@@ -298,14 +355,34 @@ def test_duration_histograms_of_finished_tasks(db: Mirror) -> None:
 
     assert db.durations() == {}
     start = 1_700_000_000_000
-    for n, (state, seconds) in enumerate([("COMPLETED", 0.5), ("COMPLETED", 45.0),
-                                          ("COMPLETED", 90_000.0), ("FAILED", 2.0)]):
-        db.upsert_task({"task_id": f"d{n}", "task_type": "optimization", "status": state,
-                        "started_at": start, "completed_at": start + int(seconds * 1000)})
-    db.upsert_task({"task_id": "never-ran", "task_type": "optimization",
-                    "status": "CANCELLED", "completed_at": start})
-    db.upsert_task({"task_id": "running", "task_type": "optimization",
-                    "status": "RUNNING", "started_at": start})
+    for n, (state, seconds) in enumerate(
+        [("COMPLETED", 0.5), ("COMPLETED", 45.0), ("COMPLETED", 90_000.0), ("FAILED", 2.0)]
+    ):
+        db.upsert_task(
+            {
+                "task_id": f"d{n}",
+                "task_type": "optimization",
+                "status": state,
+                "started_at": start,
+                "completed_at": start + int(seconds * 1000),
+            }
+        )
+    db.upsert_task(
+        {
+            "task_id": "never-ran",
+            "task_type": "optimization",
+            "status": "CANCELLED",
+            "completed_at": start,
+        }
+    )
+    db.upsert_task(
+        {
+            "task_id": "running",
+            "task_type": "optimization",
+            "status": "RUNNING",
+            "started_at": start,
+        }
+    )
     stats = db.durations()
     assert set(stats) == {("optimization", "COMPLETED"), ("optimization", "FAILED")}
     done = stats[("optimization", "COMPLETED")]
@@ -326,11 +403,22 @@ def test_logs_append_filter_and_page(db: Mirror) -> None:
     logs = db.task_logs("t1")
     assert [e["seq"] for e in logs] == [1, 2, 3, 4, 5, 6]
     first = logs[0]
-    assert first == {"timestamp": "2025-12-30T10:00:00.000Z", "level": "DEBUG",
-                     "logger": "task.optimization", "message": "event 1", "task_id": "t1",
-                     "gpu_id": 0, "extra": {"step": 1}, "seq": 1, "event": "log"}
+    assert first == {
+        "timestamp": "2025-12-30T10:00:00.000Z",
+        "level": "DEBUG",
+        "logger": "task.optimization",
+        "message": "event 1",
+        "task_id": "t1",
+        "gpu_id": 0,
+        "extra": {"step": 1},
+        "seq": 1,
+        "event": "log",
+    }
     assert [e["level"] for e in db.task_logs("t1", level="warning")] == [
-        "WARNING", "ERROR", "CRITICAL"]
+        "WARNING",
+        "ERROR",
+        "CRITICAL",
+    ]
     assert [e["seq"] for e in db.task_logs("t1", level="INFO", limit=2, offset=1)] == [3, 4]
     assert [e["seq"] for e in db.task_logs("t1", since_seq=4)] == [5, 6]
     assert db.task_logs("t1", since_seq=6) == []
@@ -364,9 +452,11 @@ def test_rebuild_replaces_everything(db: Mirror) -> None:
     _fill(db)
     db.append_logs("t00", events("INFO"))
     spool_logs = {"a": events("INFO", "ERROR"), "b": []}
-    fresh = [record("a", status="COMPLETED", result={"e": -1.0}),
-             record("b", status="QUEUED"),
-             record("a", status="COMPLETED", result={"e": -2.0})]  # later copy wins
+    fresh = [
+        record("a", status="COMPLETED", result={"e": -1.0}),
+        record("b", status="QUEUED"),
+        record("a", status="COMPLETED", result={"e": -2.0}),
+    ]  # later copy wins
     n = db.rebuild(iter(fresh), lambda task_id: spool_logs.get(task_id, []))
     assert n == 2
     items, total = db.list_tasks()
@@ -428,14 +518,17 @@ def test_reader_threads_see_consistent_snapshots(store: Store) -> None:
         except Exception as exc:  # reported below; a thread's exception is otherwise lost
             problems.append(repr(exc))
 
-    readers = [threading.Thread(target=read, args=(writer, 0)),
-               threading.Thread(target=read, args=(other, 1))]
+    readers = [
+        threading.Thread(target=read, args=(writer, 0)),
+        threading.Thread(target=read, args=(other, 1)),
+    ]
     for t in readers:
         t.start()
     try:
         for i in range(200):
-            writer.upsert_task(record(f"t{i:03d}", created_at=f"2025-12-30T10:{i // 60:02d}"
-                                                               f":{i % 60:02d}.000Z"))
+            writer.upsert_task(
+                record(f"t{i:03d}", created_at=f"2025-12-30T10:{i // 60:02d}:{i % 60:02d}.000Z")
+            )
             writer.append_logs(f"t{i:03d}", events("INFO"))
             if i % 10 == 0:
                 writer.upsert_task({"task_id": f"t{i:03d}", "status": "RUNNING"})

@@ -38,45 +38,67 @@ def test_interface_and_json_columns_are_jsonb(pg: tuple[str, str]) -> None:
     schema, dsn = pg
     m: Mirror = PostgresMirror(dsn)  # mypy checks the class against the protocol here
     try:
-        m.upsert_task(record("t1", result={"energy": -1.5, "forces": [[0.0, 0.1, 0.2]]},
-                             parameters={"fmax": 0.001, "optimizer": "FIRE"}))
+        m.upsert_task(
+            record(
+                "t1",
+                result={"energy": -1.5, "forces": [[0.0, 0.1, 0.2]]},
+                parameters={"fmax": 0.001, "optimizer": "FIRE"},
+            )
+        )
         m.append_logs("t1", events("INFO"))
     finally:
         m.close()
-    types = dict((r[0], r[1]) for r in raw_execute(
-        "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = %s", [schema]))
+    types = dict(
+        (r[0], r[1])
+        for r in raw_execute(
+            "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = %s",
+            [schema],
+        )
+    )
     for column in ("error", "result", "parameters", "options"):
         assert types[f"tasks.{column}"] == "jsonb", column
     assert types["task_logs.extra"] == "jsonb"
     assert types["tasks.gpu_id"] == "integer" and types["task_logs.seq"] == "bigint"
     # Stored as real JSON documents: PostgreSQL's JSON operators work on them.
-    rows = raw_execute(f"SELECT result->'energy', result->'forces'->0->>2 FROM {schema}.tasks "
-                       f"WHERE parameters @> '{{\"optimizer\": \"FIRE\"}}'")
+    rows = raw_execute(
+        f"SELECT result->'energy', result->'forces'->0->>2 FROM {schema}.tasks "
+        f'WHERE parameters @> \'{{"optimizer": "FIRE"}}\''
+    )
     assert rows == [(-1.5, "0.2")]
 
 
 def test_list_filters_are_served_by_indexes(pg: tuple[str, str]) -> None:
     schema, dsn = pg
     PostgresMirror(dsn).close()
-    indexed = {r[0] for r in raw_execute(
-        "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = 'tasks'",
-        [schema])}
+    indexed = {
+        r[0]
+        for r in raw_execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = 'tasks'",
+            [schema],
+        )
+    }
     for column in ("status", "task_type", "model", "created_at"):
         assert any(f"({column})" in d for d in indexed), column
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SET enable_seqscan = off")  # a tiny table would be scanned anyway
-        for where in ("status = 'RUNNING'", "task_type = 'optimization'",
-                      "model = 'emt'", "created_at > '2025'"):
-            plan = "\n".join(r[0] for r in conn.execute(
-                f"EXPLAIN SELECT * FROM tasks WHERE {where}").fetchall())
+        for where in (
+            "status = 'RUNNING'",
+            "task_type = 'optimization'",
+            "model = 'emt'",
+            "created_at > '2025'",
+        ):
+            plan = "\n".join(
+                r[0] for r in conn.execute(f"EXPLAIN SELECT * FROM tasks WHERE {where}").fetchall()
+            )
             assert "Index" in plan, (where, plan)
 
 
 def test_migrations_are_versioned_and_applied_once_under_a_concurrent_start(
-        pg: tuple[str, str]) -> None:
+    pg: tuple[str, str],
+) -> None:
     schema, dsn = pg
     assert len(PG_MIGRATIONS) == len(MIGRATIONS)  # the two backends move in step
     opened: list[PostgresMirror] = []
@@ -106,8 +128,13 @@ def test_nul_characters_do_not_make_writes_fail(pg: tuple[str, str]) -> None:
     _, dsn = pg
     m = PostgresMirror(dsn)
     try:
-        m.upsert_task(record("t1", structure_name="MOF\x00-5",
-                             parameters={"note": "a\x00b", "lit": "\\u0000 stays"}))
+        m.upsert_task(
+            record(
+                "t1",
+                structure_name="MOF\x00-5",
+                parameters={"note": "a\x00b", "lit": "\\u0000 stays"},
+            )
+        )
         m.append_logs("t1", [{"seq": 1, "message": "bad\x00byte", "extra": {"k\x00": 1}}])
         got = m.get_task("t1")
         assert got is not None and got["structure_name"] == "MOF\ufffd-5"
@@ -124,30 +151,38 @@ def test_a_connection_dropped_by_the_server_is_replaced(pg: tuple[str, str]) -> 
     m = PostgresMirror(f"{dsn}&application_name={app}")
     try:
         m.upsert_task(record("t1"))
-        killed = raw_execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                             "WHERE application_name = %s", [app])
+        killed = raw_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            [app],
+        )
         assert killed and all(ok for (ok,) in killed)
         got = m.get_task("t1")  # the stale connection is noticed and replaced
         assert got is not None
-        raw_execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE application_name = %s", [app])
+        raw_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            [app],
+        )
         m.upsert_task({"task_id": "t1", "status": "RUNNING"})
         assert m.list_tasks(status="RUNNING")[1] == 1
     finally:
         m.close()
 
 
-def test_an_unreachable_database_raises_database_error_then_heals(
-        pg: tuple[str, str]) -> None:
+def test_an_unreachable_database_raises_database_error_then_heals(pg: tuple[str, str]) -> None:
     schema, _ = pg
     proxy = TcpProxy()
     m = PostgresMirror(proxy.url(schema))
     try:
         m.upsert_task(record("t1"))
         proxy.cut()
-        for call in (m.ping, lambda: m.get_task("t1"), lambda: m.list_tasks(),
-                     lambda: m.upsert_task(record("t2")), lambda: m.append_logs(
-                         "t1", events("INFO")), m.counts_by_status):
+        for call in (
+            m.ping,
+            lambda: m.get_task("t1"),
+            lambda: m.list_tasks(),
+            lambda: m.upsert_task(record("t2")),
+            lambda: m.append_logs("t1", events("INFO")),
+            m.counts_by_status,
+        ):
             with pytest.raises(DatabaseError):
                 call()
         with pytest.raises(DatabaseError, match="cannot connect"):
@@ -172,8 +207,16 @@ def test_factory_picks_sqlite_without_a_database_url(tmp_path: Path) -> None:
     assert mirror_location(Config(), paths) == str(paths.state_dir / "mirror.sqlite")
 
 
-@pytest.mark.parametrize("url", ["mysql://db/x", "sqlite:///tmp/m.db", "/var/db.sqlite",
-                                 "postgresql://[::1/db", "postgresql://h/db?bogus=1"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://db/x",
+        "sqlite:///tmp/m.db",
+        "/var/db.sqlite",
+        "postgresql://[::1/db",
+        "postgresql://h/db?bogus=1",
+    ],
+)
 def test_factory_refuses_other_urls(tmp_path: Path, url: str) -> None:
     paths = Spool(tmp_path / "spool").paths
     with pytest.raises(ValidationError) as info:
@@ -189,7 +232,8 @@ def test_mask_url_hides_the_password() -> None:
 
 
 def test_factory_opens_postgres_from_the_config_file_or_the_environment(
-        pg: tuple[str, str], tmp_path: Path) -> None:
+    pg: tuple[str, str], tmp_path: Path
+) -> None:
     _, dsn = pg
     paths = Spool(tmp_path / "spool").paths
     toml = tmp_path / "mofsim.toml"
@@ -213,8 +257,12 @@ def test_mirror_rebuild_command_fills_postgres(pg: tuple[str, str], tmp_path: Pa
     sp = Spool(tmp_path / "spool")
     done, waiting = queue_task(sp), queue_task(sp)
     run_task(sp, done)
-    r = CliRunner().invoke(app, ["mirror", "rebuild", "--json", "--spool", str(sp.root)],
-                           env={"MOFSIM_DATABASE_URL": dsn}, catch_exceptions=False)
+    r = CliRunner().invoke(
+        app,
+        ["mirror", "rebuild", "--json", "--spool", str(sp.root)],
+        env={"MOFSIM_DATABASE_URL": dsn},
+        catch_exceptions=False,
+    )
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["tasks"] == 2 and out["database"] == dsn
@@ -232,8 +280,7 @@ def test_mirror_rebuild_command_fills_postgres(pg: tuple[str, str], tmp_path: Pa
 # --- the daemon ------------------------------------------------------------------------------
 
 
-def test_daemon_refuses_a_bad_database_url_and_starts_without_its_database(
-        tmp_path: Path) -> None:
+def test_daemon_refuses_a_bad_database_url_and_starts_without_its_database(tmp_path: Path) -> None:
     from mofsimd.lifecycle import Lifecycle
 
     sp = Spool(tmp_path / "spool")
@@ -255,8 +302,7 @@ def test_daemon_refuses_a_bad_database_url_and_starts_without_its_database(
         proxy.close()
 
 
-def test_daemon_keeps_working_through_database_outages(
-        pg: tuple[str, str], tmp_path: Path) -> None:
+def test_daemon_keeps_working_through_database_outages(pg: tuple[str, str], tmp_path: Path) -> None:
     """The card's trial: tasks run while PostgreSQL is away (at start, then mid-run) and
     every task and log line is in the mirror once it is back."""
     from tests.daemon_helpers import Daemon, quick_job, status, wait_for
@@ -271,8 +317,11 @@ def test_daemon_keeps_working_through_database_outages(
     def mirrored(task_ids: list[str]) -> bool:
         for tid in task_ids:
             row = direct.get_task(tid)
-            if row is None or row["status"] != "COMPLETED" or len(
-                    direct.task_logs(tid, limit=1000)) != n_events(sp, tid):
+            if (
+                row is None
+                or row["status"] != "COMPLETED"
+                or len(direct.task_logs(tid, limit=1000)) != n_events(sp, tid)
+            ):
                 return False
         return True
 
@@ -289,8 +338,10 @@ def test_daemon_keeps_working_through_database_outages(
             later = [quick_job() for _ in range(3)]
             for job in later:
                 sp.submit(job)
-            wait_for(lambda: all(status(sp, j.task_id) == "COMPLETED" for j in later),
-                     what="tasks during the outage")
+            wait_for(
+                lambda: all(status(sp, j.task_id) == "COMPLETED" for j in later),
+                what="tasks during the outage",
+            )
             assert not mirrored([j.task_id for j in later])
             proxy.restore()
             wait_for(lambda: mirrored([j.task_id for j in later]), what="catch-up")

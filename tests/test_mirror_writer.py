@@ -19,8 +19,9 @@ from tests.pg_helpers import TcpProxy, pg_schema
 
 
 def new_job(**kw: Any) -> Job:
-    return Job.from_dict({"task_type": "single-point-energy", "model": "emt",
-                          "structure": "builtin:CALF-20", **kw})
+    return Job.from_dict(
+        {"task_type": "single-point-energy", "model": "emt", "structure": "builtin:CALF-20", **kw}
+    )
 
 
 def queue_task(sp: Spool) -> Job:
@@ -100,11 +101,14 @@ def test_writes_coalesce_and_carry_logs(sp: Spool, sqlite_mirror: SqliteMirror) 
 
 
 def test_a_failing_row_stays_pending_while_others_are_written(
-        sp: Spool, sqlite_mirror: SqliteMirror, tmp_path: Path) -> None:
+    sp: Spool, sqlite_mirror: SqliteMirror, tmp_path: Path
+) -> None:
     bad, good = queue_task(sp), queue_task(sp)
     raw = sqlite3.connect(tmp_path / "mirror.db")
-    raw.execute(f"CREATE TRIGGER refuse BEFORE INSERT ON tasks WHEN NEW.task_id = "
-                f"'{bad.task_id}' BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    raw.execute(
+        f"CREATE TRIGGER refuse BEFORE INSERT ON tasks WHEN NEW.task_id = "
+        f"'{bad.task_id}' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+    )
     raw.commit()
     downs: list[str] = []
     writer = MirrorWriter(sp, sqlite_mirror, backoff_s=60, on_mirror_down=downs.append)
@@ -127,14 +131,20 @@ def test_a_failing_row_stays_pending_while_others_are_written(
 
 
 def test_unopenable_mirror_is_retried_and_pending_ids_survive_a_stop(
-        sp: Spool, tmp_path: Path) -> None:
+    sp: Spool, tmp_path: Path
+) -> None:
     path = tmp_path / "db"
     path.mkdir()  # a directory: SQLite cannot open it
     pending_file = sp.paths.state_dir / "mirror_pending.json"
     events: list[str] = []
-    writer = MirrorWriter(sp, opener=lambda: SqliteMirror(path), pending_file=pending_file,
-                          backoff_s=60, on_mirror_down=lambda r: events.append("down"),
-                          on_mirror_up=lambda: events.append("up"))
+    writer = MirrorWriter(
+        sp,
+        opener=lambda: SqliteMirror(path),
+        pending_file=pending_file,
+        backoff_s=60,
+        on_mirror_down=lambda r: events.append("down"),
+        on_mirror_up=lambda: events.append("up"),
+    )
     writer.start()
     jobs = [queue_task(sp) for _ in range(3)]
     run_task(sp, jobs[0])
@@ -170,8 +180,13 @@ def test_recovers_after_the_mirror_could_not_be_opened(sp: Spool, tmp_path: Path
         events.append("down")
         raise RuntimeError("alert channel broken")  # must not stop the writer
 
-    writer = MirrorWriter(sp, opener=lambda: SqliteMirror(path), backoff_s=60,
-                          on_mirror_down=broken_hook, on_mirror_up=lambda: events.append("up"))
+    writer = MirrorWriter(
+        sp,
+        opener=lambda: SqliteMirror(path),
+        backoff_s=60,
+        on_mirror_down=broken_hook,
+        on_mirror_up=lambda: events.append("up"),
+    )
     writer.start()
     try:
         job = queue_task(sp)
@@ -198,9 +213,14 @@ def test_a_lost_database_is_caught_up_when_it_returns(sp: Spool) -> None:
         through_proxy = PostgresMirror(proxy.url(schema))
         direct = PostgresMirror(dsn)
         events: list[str] = []
-        writer = MirrorWriter(sp, through_proxy, backoff_s=0.05, backoff_max_s=0.5,
-                              on_mirror_down=lambda r: events.append("down"),
-                              on_mirror_up=lambda: events.append("up"))
+        writer = MirrorWriter(
+            sp,
+            through_proxy,
+            backoff_s=0.05,
+            backoff_max_s=0.5,
+            on_mirror_down=lambda r: events.append("down"),
+            on_mirror_up=lambda: events.append("up"),
+        )
         writer.start()
         try:
             before = queue_task(sp)
@@ -218,7 +238,10 @@ def test_a_lost_database_is_caught_up_when_it_returns(sp: Spool) -> None:
             assert not writer.flush()
             assert writer.down and events == ["down"]
             assert {sp.record(j.task_id)["status"] for j in during} == {
-                "COMPLETED", "FAILED", "QUEUED"}
+                "COMPLETED",
+                "FAILED",
+                "QUEUED",
+            }
             assert set(writer.pending()) == {j.task_id for j in during}
             with pytest.raises(DatabaseError):
                 through_proxy.get_task(before.task_id)

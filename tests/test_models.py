@@ -23,15 +23,29 @@ from spool.errors import ModelNotFound, ModelUnavailable, ValidationError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name,key", [
-    ("sevennet-0", "sevennet-0"), ("7net-0", "sevennet-0"), ("SevenNet-0", "sevennet-0"),
-    ("sevennet", "sevennet-0"), ("7NET_0", "sevennet-0"), ("7net-l3i5", "sevennet-l3i5"),
-    ("mace-mp", "mace-mp"), ("mace_mp", "mace-mp"), ("MACE-MP-0", "mace-mp"),
-    ("mace_prod", "mace-mpa-0-medium"), ("mace-mpa-0", "mace-mpa-0-medium"),
-    ("mace-off", "mace-off23"), ("Mace_Off23", "mace-off23"), ("orb_v2", "orb-v2"),
-    ("orb-d3-v2", "orb-d3-v2"), ("orb-v3-conservative-inf-omat", "orb-v3-conservative-inf-omat"),
-    (" EMT ", "emt"), ("lj", "lj"),
-])
+@pytest.mark.parametrize(
+    "name,key",
+    [
+        ("sevennet-0", "sevennet-0"),
+        ("7net-0", "sevennet-0"),
+        ("SevenNet-0", "sevennet-0"),
+        ("sevennet", "sevennet-0"),
+        ("7NET_0", "sevennet-0"),
+        ("7net-l3i5", "sevennet-l3i5"),
+        ("mace-mp", "mace-mp"),
+        ("mace_mp", "mace-mp"),
+        ("MACE-MP-0", "mace-mp"),
+        ("mace_prod", "mace-mpa-0-medium"),
+        ("mace-mpa-0", "mace-mpa-0-medium"),
+        ("mace-off", "mace-off23"),
+        ("Mace_Off23", "mace-off23"),
+        ("orb_v2", "orb-v2"),
+        ("orb-d3-v2", "orb-d3-v2"),
+        ("orb-v3-conservative-inf-omat", "orb-v3-conservative-inf-omat"),
+        (" EMT ", "emt"),
+        ("lj", "lj"),
+    ],
+)
 def test_keys_and_aliases_resolve(name: str, key: str) -> None:
     assert resolve_model(name).key == key
 
@@ -58,8 +72,15 @@ def test_keys_and_aliases_are_unique() -> None:
 def test_mira_shape_is_json_and_complete() -> None:
     for spec in list_models():
         doc = spec.to_dict()
-        assert set(doc) == {"key", "name", "family", "description", "elements",
-                            "supported_tasks", "references"}
+        assert set(doc) == {
+            "key",
+            "name",
+            "family",
+            "description",
+            "elements",
+            "supported_tasks",
+            "references",
+        }
         json.dumps(doc)
         assert doc["supported_tasks"] == ALL_TASKS
         assert doc["elements"]
@@ -72,8 +93,19 @@ def test_element_lists() -> None:
     sevennet = resolve_model("7net-0")
     assert {"H", "C", "O", "Zn", "Cu", "Zr", "Pu"} <= set(sevennet.elements)
     assert "Cu" not in resolve_model("mace-off23").elements
-    assert resolve_model("emt").elements == ["Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt",
-                                             "H", "C", "N", "O"]
+    assert resolve_model("emt").elements == [
+        "Al",
+        "Cu",
+        "Ag",
+        "Au",
+        "Ni",
+        "Pd",
+        "Pt",
+        "H",
+        "C",
+        "N",
+        "O",
+    ]
     assert resolve_model("lj").elements == ["all"]
 
 
@@ -102,8 +134,14 @@ def test_precision_spellings() -> None:
 def _write_meta(root: Path, model_id: str, **meta: object) -> Path:
     folder = root / model_id
     folder.mkdir(parents=True)
-    doc = {"name": "My MACE", "framework": "mace", "with_d3": False,
-           "config": {"precision": "float64"}, "file": "model.model", **meta}
+    doc = {
+        "name": "My MACE",
+        "framework": "mace",
+        "with_d3": False,
+        "config": {"precision": "float64"},
+        "file": "model.model",
+        **meta,
+    }
     (folder / "meta.json").write_text(json.dumps(doc))
     (folder / str(doc["file"])).write_bytes(b"weights")
     return folder
@@ -132,13 +170,16 @@ def test_custom_model_not_found_or_unsafe(tmp_path: Path) -> None:
         resolve_model("custom:../etc", tmp_path)
 
 
-@pytest.mark.parametrize("meta", [
-    {"framework": "tensorflow"},
-    {"file": "../outside.model"},
-    {"file": "model.exe"},
-    {"config": {"precision": "float16"}},
-    {"config": "float32"},
-])
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"framework": "tensorflow"},
+        {"file": "../outside.model"},
+        {"file": "model.exe"},
+        {"config": {"precision": "float16"}},
+        {"config": "float32"},
+    ],
+)
 def test_broken_custom_meta_is_unavailable_and_unlisted(tmp_path: Path, meta: dict) -> None:
     _write_meta(tmp_path, "bad", **meta)
     with pytest.raises(ModelUnavailable):
@@ -154,12 +195,15 @@ def test_unparsable_meta_json(tmp_path: Path) -> None:
 
 
 def test_catalogue_modules_do_not_import_torch() -> None:
-    code = ("import sys; import executors.models, executors.loaders, executors.calc_cache; "
-            "executors.models.families(); "
-            "bad = [m for m in ('torch', 'ase', 'mace', 'sevenn', 'orb_models') "
-            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    code = (
+        "import sys; import executors.models, executors.loaders, executors.calc_cache; "
+        "executors.models.families(); "
+        "bad = [m for m in ('torch', 'ase', 'mace', 'sevenn', 'orb_models') "
+        "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 

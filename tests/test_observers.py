@@ -80,8 +80,9 @@ def test_optimizer_progress_carries_step_energy_fmax():
     atoms = rattled_copper()
     obs = NullObserver()
     opt = BFGS(atoms, logfile=None)
-    monitor = attach_optimizer_observer(opt, atoms, obs, max_steps=50, stage="relax",
-                                        clock=Ticker(1.0))
+    monitor = attach_optimizer_observer(
+        opt, atoms, obs, max_steps=50, stage="relax", clock=Ticker(1.0)
+    )
     converged = opt.run(fmax=0.05, steps=50)
     monitor.finish(1.0 if converged else None)
     assert converged
@@ -115,8 +116,9 @@ def test_fraction_range_maps_into_a_sub_range():
     atoms = rattled_copper()
     obs = NullObserver()
     opt = BFGS(atoms, logfile=None)
-    attach_optimizer_observer(opt, atoms, obs, max_steps=4, fraction_range=(0.5, 0.7),
-                              step_offset=100, clock=Ticker(1.0))
+    attach_optimizer_observer(
+        opt, atoms, obs, max_steps=4, fraction_range=(0.5, 0.7), step_offset=100, clock=Ticker(1.0)
+    )
     opt.run(fmax=1e-6, steps=4)
     fractions = [f for f, _, _ in obs.progress_events]
     assert fractions[0] == 0.5 and fractions[-1] == pytest.approx(0.7)
@@ -174,8 +176,9 @@ def test_md_observer_reports_global_steps_and_md_metrics():
     atoms.set_momenta(np.zeros((len(atoms), 3)))
     obs = NullObserver()
     dyn = VelocityVerlet(atoms, timestep=1.0 * units.fs)
-    monitor = attach_md_observer(dyn, atoms, obs, total_steps=200, stage="nvt",
-                                 step_offset=100, clock=Ticker(1.0))
+    monitor = attach_md_observer(
+        dyn, atoms, obs, total_steps=200, stage="nvt", step_offset=100, clock=Ticker(1.0)
+    )
     dyn.run(20)
     monitor.finish()
     steps = [m["step"] for _, _, m in obs.progress_events]

@@ -74,26 +74,42 @@ async def test_shared_parts_error_table_task_schemas_security(tmp_path: Path) ->
     for e in ERROR_CODES.values():
         assert f"| {e.code} | {e.http_status} |" in doc["info"]["description"]
     assert schemas["ErrorEnvelope"]["properties"]["code"]["enum"] == [
-        e.code for e in ERROR_CODES.values()]
+        e.code for e in ERROR_CODES.values()
+    ]
     assert set(schemas["MiraError"]["required"]) == {"detail", "error_code"}
     sec = doc["components"]["securitySchemes"]
-    assert sec["ApiKeyHeader"] == {**sec["ApiKeyHeader"], "type": "apiKey", "in": "header",
-                                   "name": "X-API-Key"}
+    assert sec["ApiKeyHeader"] == {
+        **sec["ApiKeyHeader"],
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+    }
     assert sec["BearerAuth"]["scheme"] == "bearer"
     assert doc["paths"]["/openapi.json"]["get"]["security"] == []
 
 
 def test_operation_from_describe_metadata() -> None:
-    body = {"type": "object", "required": ["model"],
-            "properties": {"model": {"type": "string"}}}
+    body = {"type": "object", "required": ["model"], "properties": {"model": {"type": "string"}}}
 
-    @returns(schema={"type": "object", "properties": {"task_id": {"type": "string"}}},
-             example={"task_id": "task_1"})
-    @describe(summary="Submit", tags=["tasks"], body=body, admin=True,
-              query={"type": "object", "required": ["kind"], "properties": {
-                  "kind": {"type": "string", "description": "what"},
-                  "limit": {"type": "integer", "minimum": 1}}},
-              responses={202: "queued", 404: "no such thing"})
+    @returns(
+        schema={"type": "object", "properties": {"task_id": {"type": "string"}}},
+        example={"task_id": "task_1"},
+    )
+    @describe(
+        summary="Submit",
+        tags=["tasks"],
+        body=body,
+        admin=True,
+        query={
+            "type": "object",
+            "required": ["kind"],
+            "properties": {
+                "kind": {"type": "string", "description": "what"},
+                "limit": {"type": "integer", "minimum": 1},
+            },
+        },
+        responses={202: "queued", 404: "no such thing"},
+    )
     async def submit(request: web.Request) -> web.Response:
         """Queue it."""
         raise AssertionError("not called")
@@ -118,10 +134,12 @@ def test_operation_from_describe_metadata() -> None:
 
     mira = build_operation("post", "/mira/api/v1/things/{thing_id}", submit)
     assert mira["tags"][0] == "MIRA"
-    assert mira["responses"]["404"]["content"]["application/json"]["schema"]["$ref"] \
-        .endswith("MiraError")
-    assert mira["responses"]["202"]["content"]["application/json"]["schema"]["properties"] \
-        == {"task_id": {"type": "string"}}  # bare body: no envelope around it
+    assert mira["responses"]["404"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "MiraError"
+    )
+    assert mira["responses"]["202"]["content"]["application/json"]["schema"]["properties"] == {
+        "task_id": {"type": "string"}
+    }  # bare body: no envelope around it
     assert mira["operationId"] != op["operationId"]
 
 
@@ -139,8 +157,7 @@ def test_sse_and_public_operations() -> None:
 async def test_docs_pages_load_only_local_assets(tmp_path: Path) -> None:
     assert asset_dir() is not None, "the documentation bundle package must be installed"
     async with TestClient(TestServer(_app(tmp_path))) as client:
-        for page, needed in (("/docs", "swagger-ui-bundle.js"),
-                             ("/redoc", "redoc.standalone.js")):
+        for page, needed in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
             resp = await client.get(page)
             assert resp.status == 200 and resp.content_type == "text/html"
             text = await resp.text()

@@ -47,7 +47,7 @@ class Receiver:
 
     def accepted(self) -> list[dict[str, Any]]:
         with self.lock:
-            ok = self.requests[self.fail_first:]
+            ok = self.requests[self.fail_first :]
         return [json.loads(body) | {"_headers": h, "_raw": body} for h, body in ok]
 
 
@@ -59,18 +59,27 @@ def receiver() -> Iterator[Receiver]:
     r.server.server_close()
 
 
-def test_task_webhooks_are_signed_retried_and_not_duplicated(tmp_path: Path,
-                                                             receiver: Receiver) -> None:
+def test_task_webhooks_are_signed_retried_and_not_duplicated(
+    tmp_path: Path, receiver: Receiver
+) -> None:
     sp = Spool(tmp_path / "spool")
-    job = quick_job(options={"notify_url": receiver.url, "notify_secret": "k3y",
-                             "notify_events": ["task.started", "task.completed"],
-                             "retry_times": 3, "retry_interval_seconds": 0.05})
+    job = quick_job(
+        options={
+            "notify_url": receiver.url,
+            "notify_secret": "k3y",
+            "notify_events": ["task.started", "task.completed"],
+            "retry_times": 3,
+            "retry_interval_seconds": 0.05,
+        }
+    )
     with Daemon(sp.root):
         sp.submit(job)
         wait_for(lambda: status(sp, job.task_id) == "COMPLETED", 60, "task")
-        wait_for(lambda: {b["event"] for b in receiver.accepted()} >= {"task.started",
-                                                                       "task.completed"},
-                 30, "both webhooks")
+        wait_for(
+            lambda: {b["event"] for b in receiver.accepted()} >= {"task.started", "task.completed"},
+            30,
+            "both webhooks",
+        )
     got = receiver.accepted()
     ids = [b["_headers"]["X-MOFSim-Delivery"] for b in got]
     assert len(ids) == len(set(ids)) == 2  # each delivery accepted exactly once
@@ -85,17 +94,23 @@ def test_task_webhooks_are_signed_retried_and_not_duplicated(tmp_path: Path,
 
 
 def test_hot_card_fires_an_alert_reaching_the_webhook_then_resolves(
-        tmp_path: Path, receiver: Receiver) -> None:
+    tmp_path: Path, receiver: Receiver
+) -> None:
     sp = Spool(tmp_path / "spool")
     rules = tmp_path / "alerts.toml"
-    rules.write_text(f'[channels]\nwebhook_url = "{receiver.url}"\ninterval_s = 0.2\n'
-                     'warning_window_s = 0\nwebhook_retry_interval_s = 0.05\n')
+    rules.write_text(
+        f'[channels]\nwebhook_url = "{receiver.url}"\ninterval_s = 0.2\n'
+        "warning_window_s = 0\nwebhook_retry_interval_s = 0.05\n"
+    )
     with Daemon(sp.root, slots="simulate:2", alert_rules=str(rules)):
         cards = SimulatedBackend(2, state_file=sp.paths.state_dir / "simulated-devices.json")
         cards.set_temperature(1, 91.0)
         alerts_dir = sp.paths.state_dir / "alerts"
-        wait_for(lambda: [a for a in read_active(alerts_dir)
-                          if a["type"] == "gpu_temperature_high"], 30, "alert firing")
+        wait_for(
+            lambda: [a for a in read_active(alerts_dir) if a["type"] == "gpu_temperature_high"],
+            30,
+            "alert firing",
+        )
         wait_for(lambda: any(b.get("count") for b in receiver.accepted()), 30, "webhook")
         cards.set_temperature(1, 55.0)
         wait_for(lambda: not read_active(alerts_dir), 30, "alert resolved")
@@ -103,8 +118,9 @@ def test_hot_card_fires_an_alert_reaching_the_webhook_then_resolves(
     history = read_history(alerts_dir)
     assert [h["resolved"] for h in history[:2]] == [True, False]
     sent = [a for b in receiver.accepted() for a in b.get("alerts", [b])]
-    assert any(a["type"] == "gpu_temperature_high" and a["details"]["temperature_c"] == 91.0
-               for a in sent)
+    assert any(
+        a["type"] == "gpu_temperature_high" and a["details"]["temperature_c"] == 91.0 for a in sent
+    )
     assert any(a["type"] == "gpu_temperature_high" and a["resolved"] for a in sent)
 
 

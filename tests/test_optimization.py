@@ -19,10 +19,17 @@ EMT_CU_A0 = 3.5897  # EMT's equilibrium fcc lattice constant of copper (A)
 
 
 def make_ctx(atoms, tmp_path, parameters=None, calculator=None, observer=None):
-    return TaskContext(task_id="task_opt", task_type="optimization", atoms=atoms,
-                       structure_name="test", parameters=parameters or {}, model_key="emt",
-                       calculator=calculator or EMT(), workspace=tmp_path,
-                       observer=observer or NullObserver())
+    return TaskContext(
+        task_id="task_opt",
+        task_type="optimization",
+        atoms=atoms,
+        structure_name="test",
+        parameters=parameters or {},
+        model_key="emt",
+        calculator=calculator or EMT(),
+        workspace=tmp_path,
+        observer=observer or NullObserver(),
+    )
 
 
 def strained_copper(scale: float = 1.03):
@@ -36,8 +43,11 @@ class HugeEnergy(Calculator):
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
-        self.results = {"energy": 5e5, "forces": np.ones((len(self.atoms), 3)),
-                        "stress": np.zeros(6)}
+        self.results = {
+            "energy": 5e5,
+            "forces": np.ones((len(self.atoms), 3)),
+            "stress": np.zeros(6),
+        }
 
 
 class CancelAfter(NullObserver):
@@ -62,7 +72,8 @@ def test_strained_copper_relaxes_back_with_cell_filter(tmp_path):
     assert 0 < result["steps"] < 200 and result["final_fmax"] <= 0.01
     assert result["final_energy_eV"] < result["initial_energy_eV"]
     assert result["energy_change_eV"] == pytest.approx(
-        result["final_energy_eV"] - result["initial_energy_eV"])
+        result["final_energy_eV"] - result["initial_energy_eV"]
+    )
     assert result["initial_volume_A3"] == pytest.approx(atoms.get_volume())
     assert result["final_volume_A3"] == pytest.approx(EMT_CU_A0**3, rel=2e-3)
     assert result["volume_change_percent"] == pytest.approx(100 * (1 / 1.03**3 - 1), abs=0.3)
@@ -138,28 +149,40 @@ def test_cancel_stops_the_optimizer(tmp_path):
 def test_validate_defaults_follow_mira():
     out = optimization.validate({})
     assert (out["fmax"], out["max_steps"], out["optimizer"], out["relax_cell"]) == (
-        0.05, 500, "BFGS", False)
+        0.05,
+        500,
+        "BFGS",
+        False,
+    )
     assert out["with_d3"] is False
 
 
 def test_validate_mofsimbench_preset_and_overrides():
     out = optimization.validate({"protocol": "mofsimbench"})
     assert (out["fmax"], out["max_steps"], out["optimizer"], out["relax_cell"]) == (
-        1e-3, 5000, "LBFGS", True)
-    out = optimization.validate({"protocol": "mofsimbench", "optimizer": "fire",
-                                 "use_filter": False, "enable_d3": True})
+        1e-3,
+        5000,
+        "LBFGS",
+        True,
+    )
+    out = optimization.validate(
+        {"protocol": "mofsimbench", "optimizer": "fire", "use_filter": False, "enable_d3": True}
+    )
     assert out["optimizer"] == "FIRE" and out["relax_cell"] is False and out["with_d3"]
 
 
-@pytest.mark.parametrize("raw, field", [
-    ({"max_steps": -10}, "parameters.max_steps"),
-    ({"optimizer": "GradientDescent"}, "parameters.optimizer"),
-    ({"dtype": "bfloat16"}, "parameters.dtype"),
-    ({"fmax": -0.1}, "parameters.fmax"),
-    ({"use_filter": "sometimes"}, "parameters.use_filter"),
-    ({"trajectory_interval": 0}, "parameters.trajectory_interval"),
-    ({"temperature": 300}, "parameters.temperature"),
-])
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        ({"max_steps": -10}, "parameters.max_steps"),
+        ({"optimizer": "GradientDescent"}, "parameters.optimizer"),
+        ({"dtype": "bfloat16"}, "parameters.dtype"),
+        ({"fmax": -0.1}, "parameters.fmax"),
+        ({"use_filter": "sometimes"}, "parameters.use_filter"),
+        ({"trajectory_interval": 0}, "parameters.trajectory_interval"),
+        ({"temperature": 300}, "parameters.temperature"),
+    ],
+)
 def test_validate_rejects_bad_values(raw, field):
     with pytest.raises(ValidationError) as err:
         optimization.validate(raw)

@@ -11,16 +11,19 @@ import pytest
 from executors.params import COMMON_PARAMS, Param, ParamSchema, require_one_of
 from spool.errors import ValidationError
 
-SCHEMA = ParamSchema([
-    Param("fmax", float, 0.05, min=0.0, exclusive_min=True),
-    Param("max_steps", int, 500, min=0, aliases=("steps",)),
-    Param("optimizer", str, "BFGS", choices=("BFGS", "LBFGS", "FIRE")),
-    Param("relax_cell", bool, False, aliases=("use_filter",)),
-    Param("supercell", list, [1, 1, 1], item_type=int, length=3, min=1),
-    Param("indices", list, None, item_type=int, min=0, min_length=1),
-])
-PRESETS = {"mofsimbench": {"fmax": 1e-3, "max_steps": 5000, "optimizer": "LBFGS",
-                           "relax_cell": True}}
+SCHEMA = ParamSchema(
+    [
+        Param("fmax", float, 0.05, min=0.0, exclusive_min=True),
+        Param("max_steps", int, 500, min=0, aliases=("steps",)),
+        Param("optimizer", str, "BFGS", choices=("BFGS", "LBFGS", "FIRE")),
+        Param("relax_cell", bool, False, aliases=("use_filter",)),
+        Param("supercell", list, [1, 1, 1], item_type=int, length=3, min=1),
+        Param("indices", list, None, item_type=int, min=0, min_length=1),
+    ]
+)
+PRESETS = {
+    "mofsimbench": {"fmax": 1e-3, "max_steps": 5000, "optimizer": "LBFGS", "relax_cell": True}
+}
 
 
 def field_of(raw: dict) -> str | None:
@@ -31,9 +34,17 @@ def field_of(raw: dict) -> str | None:
 
 def test_defaults_include_common_params():
     out = SCHEMA.validate({}, PRESETS)
-    assert out == {"fmax": 0.05, "max_steps": 500, "optimizer": "BFGS", "relax_cell": False,
-                   "supercell": [1, 1, 1], "with_d3": False, "force_d3": False,
-                   "dtype": "float32", "protocol": "default"}
+    assert out == {
+        "fmax": 0.05,
+        "max_steps": 500,
+        "optimizer": "BFGS",
+        "relax_cell": False,
+        "supercell": [1, 1, 1],
+        "with_d3": False,
+        "force_d3": False,
+        "dtype": "float32",
+        "protocol": "default",
+    }
     assert "indices" not in out  # no default, not given
 
 
@@ -53,21 +64,35 @@ def test_alias_and_name_with_different_values_conflict():
 def test_mofsimbench_preset_and_explicit_override():
     out = SCHEMA.validate({"protocol": "mofsimbench"}, PRESETS)
     assert (out["fmax"], out["max_steps"], out["optimizer"], out["relax_cell"]) == (
-        1e-3, 5000, "LBFGS", True)
+        1e-3,
+        5000,
+        "LBFGS",
+        True,
+    )
     out = SCHEMA.validate({"protocol": "MOFSimBench", "max_steps": 10}, PRESETS)
     assert out["max_steps"] == 10 and out["fmax"] == 1e-3 and out["protocol"] == "mofsimbench"
 
 
 def test_validation_is_idempotent():
-    for raw in ({}, {"protocol": "mofsimbench", "fmax": "0.01"},
-                {"use_filter": "yes", "supercell": "2,2,1", "indices": [3, 1]}):
+    for raw in (
+        {},
+        {"protocol": "mofsimbench", "fmax": "0.01"},
+        {"use_filter": "yes", "supercell": "2,2,1", "indices": [3, 1]},
+    ):
         once = SCHEMA.validate(raw, PRESETS)
         assert SCHEMA.validate(once, PRESETS) == once
 
 
 def test_string_numbers_and_booleans_are_coerced():
-    out = SCHEMA.validate({"fmax": "1e-2", "max_steps": "250", "relax_cell": "false",
-                           "optimizer": "lbfgs", "dtype": "FLOAT64"})
+    out = SCHEMA.validate(
+        {
+            "fmax": "1e-2",
+            "max_steps": "250",
+            "relax_cell": "false",
+            "optimizer": "lbfgs",
+            "dtype": "FLOAT64",
+        }
+    )
     assert out["fmax"] == 0.01 and out["max_steps"] == 250 and out["relax_cell"] is False
     assert out["optimizer"] == "LBFGS" and out["dtype"] == "float64"
     assert SCHEMA.validate({"max_steps": 30.0})["max_steps"] == 30
@@ -86,20 +111,23 @@ def test_lists_are_coerced_and_checked():
     assert field_of({"indices": 3}) == "parameters.indices"
 
 
-@pytest.mark.parametrize("raw, field", [
-    ({"max_steps": -1}, "parameters.max_steps"),
-    ({"steps": -5}, "parameters.steps"),
-    ({"max_steps": 2.5}, "parameters.max_steps"),
-    ({"max_steps": True}, "parameters.max_steps"),
-    ({"fmax": 0}, "parameters.fmax"),
-    ({"fmax": "abc"}, "parameters.fmax"),
-    ({"fmax": "nan"}, "parameters.fmax"),
-    ({"optimizer": "SGD"}, "parameters.optimizer"),
-    ({"dtype": "float16"}, "parameters.dtype"),
-    ({"relax_cell": "maybe"}, "parameters.relax_cell"),
-    ({"protocol": "fast"}, "parameters.protocol"),
-    ({"optimizer": 3}, "parameters.optimizer"),
-])
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        ({"max_steps": -1}, "parameters.max_steps"),
+        ({"steps": -5}, "parameters.steps"),
+        ({"max_steps": 2.5}, "parameters.max_steps"),
+        ({"max_steps": True}, "parameters.max_steps"),
+        ({"fmax": 0}, "parameters.fmax"),
+        ({"fmax": "abc"}, "parameters.fmax"),
+        ({"fmax": "nan"}, "parameters.fmax"),
+        ({"optimizer": "SGD"}, "parameters.optimizer"),
+        ({"dtype": "float16"}, "parameters.dtype"),
+        ({"relax_cell": "maybe"}, "parameters.relax_cell"),
+        ({"protocol": "fast"}, "parameters.protocol"),
+        ({"optimizer": 3}, "parameters.optimizer"),
+    ],
+)
 def test_bad_values_name_their_field(raw, field):
     assert field_of(raw) == field
 
@@ -131,8 +159,9 @@ def test_schema_declaration_errors_are_programming_errors():
     with pytest.raises(ValueError):
         ParamSchema([Param("a", int, 1, aliases=("b",)), Param("b", int, 2)])
     with pytest.raises(ValueError):
-        ParamSchema([Param("a", int, 1)]).validate({"protocol": "mofsimbench"},
-                                                   {"mofsimbench": {"zzz": 1}})
+        ParamSchema([Param("a", int, 1)]).validate(
+            {"protocol": "mofsimbench"}, {"mofsimbench": {"zzz": 1}}
+        )
 
 
 def test_task_params_override_common_ones():
@@ -146,8 +175,12 @@ def test_to_schema_is_json_schema_like():
     props = doc["properties"]
     assert doc["type"] == "object" and doc["additionalProperties"] is False
     assert props["fmax"]["type"] == "number" and props["fmax"]["exclusiveMinimum"] == 0.0
-    assert props["max_steps"] == {"type": "integer", "minimum": 0, "default": 500,
-                                  "description": "(also accepted as: steps)"}
+    assert props["max_steps"] == {
+        "type": "integer",
+        "minimum": 0,
+        "default": 500,
+        "description": "(also accepted as: steps)",
+    }
     assert props["optimizer"]["enum"] == ["BFGS", "LBFGS", "FIRE"]
     assert props["supercell"]["items"] == {"type": "integer", "minimum": 1}
     assert props["supercell"]["minItems"] == props["supercell"]["maxItems"] == 3
@@ -167,6 +200,8 @@ def test_require_one_of():
 
 
 def test_import_is_light():
-    code = ("import sys, executors.params; "
-            "assert not {'torch', 'ase', 'numpy'} & set(sys.modules), sys.modules.keys()")
+    code = (
+        "import sys, executors.params; "
+        "assert not {'torch', 'ase', 'numpy'} & set(sys.modules), sys.modules.keys()"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -23,10 +23,18 @@ def test_plot_xy_ev_curve_with_fit_and_mark(tmp_path):
     v = np.linspace(96, 104, 11)
     e = 0.01 * (v - 100) ** 2
     vf = np.linspace(96, 104, 100)
-    path = plot_xy(tmp_path / "sub" / "ev.png", v, e, xlabel="V (A^3)", ylabel="E (eV)",
-                   title="E-V", label="points", style="points",
-                   series=[{"x": vf, "y": 0.01 * (vf - 100) ** 2, "label": "BM fit"}],
-                   marks=[{"x": 100.0, "y": 0.0, "label": "V0"}])
+    path = plot_xy(
+        tmp_path / "sub" / "ev.png",
+        v,
+        e,
+        xlabel="V (A^3)",
+        ylabel="E (eV)",
+        title="E-V",
+        label="points",
+        style="points",
+        series=[{"x": vf, "y": 0.01 * (vf - 100) ** 2, "label": "BM fit"}],
+        marks=[{"x": 100.0, "y": 0.0, "label": "V0"}],
+    )
     assert path == tmp_path / "sub" / "ev.png"
     assert png_size(path) == (640, 400)
 
@@ -34,23 +42,40 @@ def test_plot_xy_ev_curve_with_fit_and_mark(tmp_path):
 def test_plot_xy_accepts_none_gaps_and_log_scale(tmp_path):
     t = [0.0, 10.0, 20.0, 300.0]
     cv = [None, 1.0, 2.0, 3.0]  # phonopy gives no Cv at 0 K
-    path = plot_xy(tmp_path / "cv.png", t, cv, xlabel="T (K)", ylabel="Cv", logy=True,
-                   marks=[{"x": 300.0, "y": 3.0, "label": "300 K", "color": "tab:green"}],
-                   vlines=[{"x": 300.0}])
+    path = plot_xy(
+        tmp_path / "cv.png",
+        t,
+        cv,
+        xlabel="T (K)",
+        ylabel="Cv",
+        logy=True,
+        marks=[{"x": 300.0, "y": 3.0, "label": "300 K", "color": "tab:green"}],
+        vlines=[{"x": 300.0}],
+    )
     png_size(path)
 
 
 def test_plot_panels_md_traces(tmp_path):
     t = np.arange(50) * 0.1
     path = plot_panels(
-        tmp_path / "md.png", t,
-        [{"y": 1000 + t, "ylabel": "V (A^3)"},
-         {"y": 300 + np.sin(t), "ylabel": "T (K)", "label": "T",
-          "series": [{"x": t, "y": np.full_like(t, 300.0), "label": "target",
-                      "style": "dashed"}]},
-         {"y": -100 - t, "ylabel": "E (eV)", "marks": [{"x": 4.9, "y": -104.9}]}],
-        xlabel="t (ps)", title="stability", vlines=[{"x": 1.0, "label": "NVT"},
-                                                    {"x": 3.0, "label": "NPT"}])
+        tmp_path / "md.png",
+        t,
+        [
+            {"y": 1000 + t, "ylabel": "V (A^3)"},
+            {
+                "y": 300 + np.sin(t),
+                "ylabel": "T (K)",
+                "label": "T",
+                "series": [
+                    {"x": t, "y": np.full_like(t, 300.0), "label": "target", "style": "dashed"}
+                ],
+            },
+            {"y": -100 - t, "ylabel": "E (eV)", "marks": [{"x": 4.9, "y": -104.9}]},
+        ],
+        xlabel="t (ps)",
+        title="stability",
+        vlines=[{"x": 1.0, "label": "NVT"}, {"x": 3.0, "label": "NPT"}],
+    )
     width, height = png_size(path)
     assert width == 640 and height > 600  # three stacked panels
 
@@ -59,8 +84,7 @@ def test_plot_panels_md_traces(tmp_path):
 def test_bad_inputs_raise(tmp_path, kwargs):
     args = {"x": [0.0, 1.0, 2.0], "y": [0.0, 1.0, 4.0], **kwargs}
     with pytest.raises(ValueError):
-        plot_xy(tmp_path / "bad.png", args.pop("x"), args.pop("y"), xlabel="x", ylabel="y",
-                **args)
+        plot_xy(tmp_path / "bad.png", args.pop("x"), args.pop("y"), xlabel="x", ylabel="y", **args)
     assert not (tmp_path / "bad.png").exists()
 
 

@@ -82,8 +82,9 @@ async def test_short_work_runs_on_the_request_threads(client: TestClient) -> Non
 @pytest.mark.asyncio
 async def test_a_large_body_is_parsed_off_the_request_threads(client: TestClient) -> None:
     small = await (await client.post("/body", data=b"x" * 1000)).text()
-    large = await (await client.post(
-        "/body", data=b"x" * (request_pool.QUICK_BODY_LIMIT + 1))).text()
+    large = await (
+        await client.post("/body", data=b"x" * (request_pool.QUICK_BODY_LIMIT + 1))
+    ).text()
     assert small.startswith("mofsim-request")
     assert not large.startswith("mofsim-request")
 

@@ -17,8 +17,7 @@ DAY = 86400.0
 
 
 def finished_task(sp: Spool) -> str:
-    job = Job.from_dict({"task_type": "optimization", "model": "emt",
-                         "structure": "builtin:MOF-5"})
+    job = Job.from_dict({"task_type": "optimization", "model": "emt", "structure": "builtin:MOF-5"})
     claimed = transitions.claim(sp.paths, sp.submit(job), "cpu0", job.task_id)
     assert claimed is not None
     ws = sp.paths.workspace(job.task_id)
@@ -66,10 +65,12 @@ def test_deletion_is_explicit_keeps_metadata_and_logs(tmp_path: Path) -> None:
     assert sorted(out["removed"]) == ["optimized.cif", "result.json", "trajectory.traj"]
     rec = sp.record(tid)
     assert rec["status"] == "COMPLETED" and rec["result"] is None
-    assert any("deleted by admin-key" in e.data["message"]
-               for e in read_events(sp.paths.events_file(tid)))
-    queued = Job.from_dict({"task_type": "optimization", "model": "emt",
-                            "structure": "builtin:MOF-5"})
+    assert any(
+        "deleted by admin-key" in e.data["message"] for e in read_events(sp.paths.events_file(tid))
+    )
+    queued = Job.from_dict(
+        {"task_type": "optimization", "model": "emt", "structure": "builtin:MOF-5"}
+    )
     sp.submit(queued)
     with pytest.raises(ResultNotReady):
         delete_task_data(sp, queued.task_id, actor="x")

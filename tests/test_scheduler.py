@@ -5,14 +5,23 @@ from __future__ import annotations
 from mofsimd.scheduler import FreeSlot, QueuedJob, plan
 
 
-def q(tid: str, prio: int = 2, model: str = "sevennet-0", name: str | None = None,
-      not_before: float = 0.0) -> QueuedJob:
+def q(
+    tid: str,
+    prio: int = 2,
+    model: str = "sevennet-0",
+    name: str | None = None,
+    not_before: float = 0.0,
+) -> QueuedJob:
     return QueuedJob(tid, model, prio, name or f"0000000000000-{tid}.json", not_before)
 
 
 def test_priority_then_fifo() -> None:
-    queue = [q("low", 3, name="1-low"), q("n2", 2, name="3-n2"), q("n1", 2, name="2-n1"),
-             q("crit", 0, name="9-crit")]
+    queue = [
+        q("low", 3, name="1-low"),
+        q("n2", 2, name="3-n2"),
+        q("n1", 2, name="2-n1"),
+        q("crit", 0, name="9-crit"),
+    ]
     p = plan(queue, [FreeSlot("a"), FreeSlot("b"), FreeSlot("c")], now=0)
     assert [j.task_id for j, _ in p.assignments] == ["crit", "n1", "n2"]
 
@@ -20,21 +29,25 @@ def test_priority_then_fifo() -> None:
 def test_model_affinity_prefers_the_slot_with_the_model_loaded() -> None:
     slots = [FreeSlot("gpu0", ("mace-mp",), order=0), FreeSlot("gpu1", ("sevennet-0",), order=1)]
     p = plan([q("t1", model="sevennet-0"), q("t2", model="mace-mp")], slots, now=0)
-    assert [(j.task_id, s.slot_id) for j, s in p.assignments] == [("t1", "gpu1"),
-                                                                   ("t2", "gpu0")]
+    assert [(j.task_id, s.slot_id) for j, s in p.assignments] == [("t1", "gpu1"), ("t2", "gpu0")]
 
 
 def test_without_affinity_an_empty_then_idle_slot_is_chosen() -> None:
-    slots = [FreeSlot("a", ("x",), utilization_percent=0, order=0),
-             FreeSlot("b", (), utilization_percent=50, order=1),
-             FreeSlot("c", (), utilization_percent=10, order=2)]
-    (job, slot), = plan([q("t")], slots, now=0).assignments
+    slots = [
+        FreeSlot("a", ("x",), utilization_percent=0, order=0),
+        FreeSlot("b", (), utilization_percent=50, order=1),
+        FreeSlot("c", (), utilization_percent=10, order=2),
+    ]
+    ((job, slot),) = plan([q("t")], slots, now=0).assignments
     assert slot.slot_id == "c"
 
 
 def test_memory_guard_and_lost_devices_get_no_work() -> None:
-    slots = [FreeSlot("lost", available=False), FreeSlot("full", free_memory_mb=500),
-             FreeSlot("ok", free_memory_mb=20000)]
+    slots = [
+        FreeSlot("lost", available=False),
+        FreeSlot("full", free_memory_mb=500),
+        FreeSlot("ok", free_memory_mb=20000),
+    ]
     p = plan([q("a"), q("b")], slots, now=0, min_free_memory_mb=2048)
     assert [s.slot_id for _, s in p.assignments] == ["ok"]
     assert sorted(p.held_back) == ["full", "lost"]

@@ -71,19 +71,44 @@ def live(tmp_path: Path) -> Iterator[tuple[str, str]]:
         yield server.url, token
 
 
-def run_schemathesis(url: str, token: str, report_dir: Path, *, checks: str, examples: int,
-                     phases: str) -> str:
+def run_schemathesis(
+    url: str, token: str, report_dir: Path, *, checks: str, examples: int, phases: str
+) -> str:
     """One command-line run against the live server; fails the test with its report.
     ``/readyz`` is left out: it answers 503 by design while no daemon runs.  The system
     log stream is left out too: it is an SSE stream that never ends by design, so each
     generated request would only wait out the request timeout (its own tests cover it)."""
-    cmd = [sys.executable, "-m", "schemathesis.cli", "run", f"{url}/openapi.json",
-           "--checks", checks, "--max-examples", str(examples), "--phases", phases,
-           "--header", f"X-API-Key: {token}", "--exclude-path", "/readyz",
-           "--exclude-path", "/api/v1/system/logs/stream",
-           "--request-timeout", "10", "--seed", "4", "--generation-database", "none",
-           # One worker: hypothesis' strategy caches are not safe across threads.
-           "--workers", "1", "--no-color", "--report-dir", str(report_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "run",
+        f"{url}/openapi.json",
+        "--checks",
+        checks,
+        "--max-examples",
+        str(examples),
+        "--phases",
+        phases,
+        "--header",
+        f"X-API-Key: {token}",
+        "--exclude-path",
+        "/readyz",
+        "--exclude-path",
+        "/api/v1/system/logs/stream",
+        "--request-timeout",
+        "10",
+        "--seed",
+        "4",
+        "--generation-database",
+        "none",
+        # One worker: hypothesis' strategy caches are not safe across threads.
+        "--workers",
+        "1",
+        "--no-color",
+        "--report-dir",
+        str(report_dir),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=540, cwd=report_dir)
     report = proc.stdout + proc.stderr
     assert proc.returncode == 0, report[-8000:]
@@ -95,9 +120,14 @@ def test_no_operation_answers_a_server_error(live: tuple[str, str], tmp_path: Pa
     """Every phase (schema examples, boundary coverage, random fuzzing), valid and
     invalid data; about a minute."""
     url, token = live
-    report = run_schemathesis(url, token, tmp_path, checks="not_a_server_error",
-                              examples=EXAMPLES_PER_OPERATION,
-                              phases="examples,coverage,fuzzing")
+    report = run_schemathesis(
+        url,
+        token,
+        tmp_path,
+        checks="not_a_server_error",
+        examples=EXAMPLES_PER_OPERATION,
+        phases="examples,coverage,fuzzing",
+    )
     tested = re.search(r"Tested: (\d+)", report)
     assert tested and int(tested.group(1)) >= 60, report[-3000:]  # both dialects ran
 
@@ -106,6 +136,11 @@ def test_responses_match_the_document(live: tuple[str, str], tmp_path: Path) -> 
     """Status codes, media types and JSON bodies are the ones /openapi.json declares
     (both dialects' success shapes, the envelope and MIRA error shapes)."""
     url, token = live
-    run_schemathesis(url, token, tmp_path, checks="status_code_conformance,"
-                     "content_type_conformance,response_schema_conformance",
-                     examples=4, phases="examples,fuzzing")
+    run_schemathesis(
+        url,
+        token,
+        tmp_path,
+        checks="status_code_conformance,content_type_conformance,response_schema_conformance",
+        examples=4,
+        phases="examples,fuzzing",
+    )

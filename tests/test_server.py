@@ -68,11 +68,14 @@ async def test_http_server_starts_and_stops_in_this_loop(tmp_path: Path) -> None
         assert "cannot listen" in exc.value.message
         # An open event stream does not hold the shutdown back.
         spool = Spool(tmp_path / "spool")
-        job = Job.from_dict({"task_type": "single-point-energy", "model": "emt",
-                             "structure": "builtin:HKUST-1"})
+        job = Job.from_dict(
+            {"task_type": "single-point-energy", "model": "emt", "structure": "builtin:HKUST-1"}
+        )
         spool.submit(job)
-        async with httpx.AsyncClient(base_url=server.url) as c, c.stream(
-                "GET", f"/api/v1/tasks/{job.task_id}/events") as stream:
+        async with (
+            httpx.AsyncClient(base_url=server.url) as c,
+            c.stream("GET", f"/api/v1/tasks/{job.task_id}/events") as stream,
+        ):
             lines = stream.aiter_lines()
             assert (await anext(lines)).startswith("retry:")
             started = time.monotonic()
@@ -86,15 +89,18 @@ async def test_http_server_starts_and_stops_in_this_loop(tmp_path: Path) -> None
 def test_non_loopback_bind_without_keys_is_refused(tmp_path: Path) -> None:
     root = tmp_path / "spool"
     with pytest.raises(ValidationError) as exc:
-        run_daemon(load_config(overrides={"spool": str(root), "slots": "cpu:1",
-                                          "http": "0.0.0.0:8123"}, env={}))
+        run_daemon(
+            load_config(
+                overrides={"spool": str(root), "slots": "cpu:1", "http": "0.0.0.0:8123"}, env={}
+            )
+        )
     assert "mofsim keys create" in exc.value.message
     assert not (root / "state" / "daemon.lock").exists()  # refused before starting
-    result = CliRunner().invoke(cli_app, ["serve", "--http", "0.0.0.0:8123", "--spool",
-                                          str(root)])
+    result = CliRunner().invoke(cli_app, ["serve", "--http", "0.0.0.0:8123", "--spool", str(root)])
     assert result.exit_code == 1 and "keys create" in result.output
-    result = CliRunner().invoke(cli_app, ["keys", "create", "--admin", "--json", "--spool",
-                                          str(root)])
+    result = CliRunner().invoke(
+        cli_app, ["keys", "create", "--admin", "--json", "--spool", str(root)]
+    )
     assert result.exit_code == 0 and json.loads(result.output)["key"].startswith("msk_")
     HttpServer(Config(spool=str(root), http="0.0.0.0:8123")).check()  # now allowed
 
@@ -105,9 +111,13 @@ def test_daemon_serves_http_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None
     try:
         assert listening(port)  # ready means the API is up too
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
-            resp = c.post("/api/v1/tasks/single-point-energy", json={
-                "model": "emt",
-                "structure": {"source": "inline", "format": "extxyz", "content": cu_xyz()}})
+            resp = c.post(
+                "/api/v1/tasks/single-point-energy",
+                json={
+                    "model": "emt",
+                    "structure": {"source": "inline", "format": "extxyz", "content": cu_xyz()},
+                },
+            )
             assert resp.status_code == 202, resp.text
             task_id = resp.json()["data"]["task_id"]
             with c.stream("GET", f"/api/v1/tasks/{task_id}/events") as stream:
@@ -125,9 +135,20 @@ def test_mofsim_serve_runs_alone_on_a_spool(tmp_path: Path) -> None:
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mofsim_cli", "serve", "--spool", str(tmp_path / "spool"),
-         "--http", f"127.0.0.1:{port}"], env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "mofsim_cli",
+            "serve",
+            "--spool",
+            str(tmp_path / "spool"),
+            "--http",
+            f"127.0.0.1:{port}",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_for(lambda: listening(port) or proc.poll() is not None, 60, "mofsim serve")
         assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""

@@ -26,29 +26,45 @@ PER_TASK: dict[str, dict[str, Any]] = {
     "single-point-energy": {},
     "optimization": {"max_steps": 3, "fmax": 0.1},
     "interaction-energy": {"gas": "H2"},
-    "stability": {"relax_steps": 1, "nvt_steps": 2, "npt_steps": 2, "frame_interval": 1,
-                  "relax_fmax": 0.05},
-    "bulk-modulus": {"num_points": 5, "strain_range": 0.02, "pre_optimize": False,
-                     "max_steps": 0},
+    "stability": {
+        "relax_steps": 1,
+        "nvt_steps": 2,
+        "npt_steps": 2,
+        "frame_interval": 1,
+        "relax_fmax": 0.05,
+    },
+    "bulk-modulus": {"num_points": 5, "strain_range": 0.02, "pre_optimize": False, "max_steps": 0},
     # 78 displacements: the cell is P1.
-    "heat-capacity": {"pre_optimize": False, "supercell": [1, 1, 1],
-                      "temperature_range": [0, 600, 100]},
+    "heat-capacity": {
+        "pre_optimize": False,
+        "supercell": [1, 1, 1],
+        "temperature_range": [0, 600, 100],
+    },
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", list(PER_TASK))
-def test_sevennet_on_the_smallest_hcmof(task: str, sevennet: Any, mofsimbench_dir: Path,
-                                        tmp_path: Path) -> None:
+def test_sevennet_on_the_smallest_hcmof(
+    task: str, sevennet: Any, mofsimbench_dir: Path, tmp_path: Path
+) -> None:
     from executors.registry import task_module
 
     atoms = read(mofsimbench_dir / "hcmof" / "RSM0004.cif")  # 13 atoms, C3H3EuO6
     assert isinstance(atoms, Atoms)
     module = task_module(task)
     atoms.calc = sevennet
-    ctx = TaskContext(task_id="t", task_type=task, atoms=atoms, structure_name="RSM0004",
-                      parameters=module.validate(PER_TASK[task]), model_key="7net-0",
-                      calculator=sevennet, workspace=tmp_path, observer=NullObserver())
+    ctx = TaskContext(
+        task_id="t",
+        task_type=task,
+        atoms=atoms,
+        structure_name="RSM0004",
+        parameters=module.validate(PER_TASK[task]),
+        model_key="7net-0",
+        calculator=sevennet,
+        workspace=tmp_path,
+        observer=NullObserver(),
+    )
     result = module.run(ctx)
     json.dumps(result, allow_nan=False)
     if task == "single-point-energy":

@@ -17,10 +17,17 @@ from spool.errors import TaskCancelled, TaskDiverged, ValidationError
 
 
 def make_ctx(atoms, tmp_path, parameters=None, calculator=None, observer=None):
-    return TaskContext(task_id="task_sp", task_type="single-point-energy", atoms=atoms,
-                       structure_name="test", parameters=parameters or {}, model_key="emt",
-                       calculator=calculator or EMT(), workspace=tmp_path,
-                       observer=observer or NullObserver())
+    return TaskContext(
+        task_id="task_sp",
+        task_type="single-point-energy",
+        atoms=atoms,
+        structure_name="test",
+        parameters=parameters or {},
+        model_key="emt",
+        calculator=calculator or EMT(),
+        workspace=tmp_path,
+        observer=observer or NullObserver(),
+    )
 
 
 def strained_copper():
@@ -75,8 +82,9 @@ def test_non_periodic_structure_has_no_stress(tmp_path):
 
 
 def test_stress_can_be_skipped_or_missing(tmp_path):
-    result = single_point.run(make_ctx(strained_copper(), tmp_path,
-                                       parameters={"compute_stress": "false"}))
+    result = single_point.run(
+        make_ctx(strained_copper(), tmp_path, parameters={"compute_stress": "false"})
+    )
     assert "stress_voigt_eV_A3" not in result
     result = single_point.run(make_ctx(strained_copper(), tmp_path, calculator=EnergyOnly()))
     assert "stress_voigt_eV_A3" not in result
@@ -86,8 +94,7 @@ def test_stress_can_be_skipped_or_missing(tmp_path):
 
 def test_non_finite_energy_is_divergence(tmp_path):
     with pytest.raises(TaskDiverged):
-        single_point.run(make_ctx(strained_copper(), tmp_path,
-                                  calculator=EnergyOnly(float("inf"))))
+        single_point.run(make_ctx(strained_copper(), tmp_path, calculator=EnergyOnly(float("inf"))))
 
 
 def test_cancel_before_the_calculation(tmp_path):
@@ -100,12 +107,15 @@ def test_cancel_before_the_calculation(tmp_path):
 
 
 def test_validate():
-    assert single_point.validate({}) == {"compute_stress": True, "with_d3": False,
-                                         "force_d3": False, "dtype": "float32",
-                                         "protocol": "default"}
+    assert single_point.validate({}) == {
+        "compute_stress": True,
+        "with_d3": False,
+        "force_d3": False,
+        "dtype": "float32",
+        "protocol": "default",
+    }
     assert single_point.validate({"enable_d3": True, "protocol": "mofsimbench"})["with_d3"]
-    for bad, field in (({"dtype": "half"}, "parameters.dtype"),
-                       ({"fmax": 0.1}, "parameters.fmax")):
+    for bad, field in (({"dtype": "half"}, "parameters.dtype"), ({"fmax": 0.1}, "parameters.fmax")):
         with pytest.raises(ValidationError) as err:
             single_point.validate(bad)
         assert err.value.field == field

@@ -17,8 +17,7 @@ from spool.recovery import sweep
 
 
 def make_job(**kw) -> Job:
-    base = {"task_type": "single-point-energy", "model": "emt",
-            "structure": "builtin:MOF-5"}
+    base = {"task_type": "single-point-energy", "model": "emt", "structure": "builtin:MOF-5"}
     base.update(kw)
     return Job.from_dict(base)
 
@@ -33,8 +32,7 @@ def test_job_roundtrip_ignores_unknown_keys_and_fills_defaults() -> None:
 
 
 def test_job_accepts_mira_names_and_rejects_bad_fields() -> None:
-    job = Job.from_dict({"task_type": "single-point", "model_key": "7net-0",
-                         "structure_id": "abc"})
+    job = Job.from_dict({"task_type": "single-point", "model_key": "7net-0", "structure_id": "abc"})
     assert job.task_type == "single-point-energy"
     assert job.structure == {"source": "upload", "file_id": "abc"}
     with pytest.raises(ValidationError) as e:
@@ -80,8 +78,10 @@ def test_claim_by_rename_has_exactly_one_winner_across_processes(tmp_path: Path)
         n = 6
         barrier = ctx.Barrier(n)
         out = ctx.Queue()
-        procs = [ctx.Process(target=_race, args=(str(tmp_path), name, f"s{i}", barrier, out))
-                 for i in range(n)]
+        procs = [
+            ctx.Process(target=_race, args=(str(tmp_path), name, f"s{i}", barrier, out))
+            for i in range(n)
+        ]
         for p in procs:
             p.start()
         results = [out.get(timeout=30) for _ in procs]
@@ -119,8 +119,15 @@ def test_cancel_of_claimed_task_leaves_marker(tmp_path: Path) -> None:
 def test_hand_dropped_file_is_adopted_and_malformed_is_rejected(tmp_path: Path) -> None:
     sp = Spool(tmp_path)
     drop = sp.paths.priority_dir(2) / "my job.json"
-    drop.write_text(json.dumps({"task_type": "optimization", "model": "emt",
-                                "structure": {"source": "builtin", "name": "MOF-5"}}))
+    drop.write_text(
+        json.dumps(
+            {
+                "task_type": "optimization",
+                "model": "emt",
+                "structure": {"source": "builtin", "name": "MOF-5"},
+            }
+        )
+    )
     bad = sp.paths.priority_dir(1) / "broken.json"
     bad.write_text("{not json")
     wrong = sp.paths.priority_dir(3) / "wrong.json"
@@ -143,8 +150,9 @@ def test_validator_applies_to_hand_written_files_only(tmp_path: Path) -> None:
     sp = Spool(tmp_path)
     canonical = make_job()
     sp.submit(canonical)
-    (sp.paths.priority_dir(2) / "hand.json").write_text(json.dumps(
-        {"task_type": "optimization", "model": "emt", "structure": "builtin:MOF-5"}))
+    (sp.paths.priority_dir(2) / "hand.json").write_text(
+        json.dumps({"task_type": "optimization", "model": "emt", "structure": "builtin:MOF-5"})
+    )
 
     def no_emt(job: Job) -> None:
         raise ValidationError("model emt is not allowed here", field="model")
@@ -165,8 +173,15 @@ def test_events_are_whole_lines_with_offsets_as_ids(tmp_path: Path) -> None:
     evs = list(read_events(sp.paths.events_file(job.task_id)))
     assert len(evs) == 51
     assert evs[1].data["gpu_id"] == 3
-    assert set(evs[1].data) >= {"timestamp", "level", "logger", "message", "task_id",
-                                "gpu_id", "extra"}
+    assert set(evs[1].data) >= {
+        "timestamp",
+        "level",
+        "logger",
+        "message",
+        "task_id",
+        "gpu_id",
+        "extra",
+    }
     tail = list(read_events(sp.paths.events_file(job.task_id), evs[40].offset))
     assert tail[0].data["message"] == evs[40].data["message"] and len(tail) == 11
     with open(sp.paths.events_file(job.task_id), "ab") as fh:
@@ -244,8 +259,7 @@ def test_concurrent_submits_of_one_id_have_one_winner(tmp_path: Path) -> None:
     Spool(tmp_path)
     ctx = mp.get_context("fork")
     barrier, out = ctx.Barrier(4), ctx.Queue()
-    procs = [ctx.Process(target=_submit_same, args=(str(tmp_path), barrier, out))
-             for _ in range(4)]
+    procs = [ctx.Process(target=_submit_same, args=(str(tmp_path), barrier, out)) for _ in range(4)]
     for p in procs:
         p.start()
     for p in procs:

@@ -27,31 +27,67 @@ RELAX = {"type": "relax", "steps": 1000, "fmax": 1e-3, "optimizer": "LBFGS"}
 def test_defaults_are_the_seed_api_values() -> None:
     params = stability.validate({})
     assert params["protocol"] == "default"
-    assert {k: params[k] for k in ("nvt_steps", "nvt_temperature", "npt_steps",
-                                   "npt_temperature", "npt_pressure", "timestep",
-                                   "pre_optimize")} == {
-        "nvt_steps": 5000, "nvt_temperature": 300.0, "npt_steps": 10_000,
-        "npt_temperature": 300.0, "npt_pressure": 1.01325, "timestep": 1.0,
-        "pre_optimize": True}
+    assert {
+        k: params[k]
+        for k in (
+            "nvt_steps",
+            "nvt_temperature",
+            "npt_steps",
+            "npt_temperature",
+            "npt_pressure",
+            "timestep",
+            "pre_optimize",
+        )
+    } == {
+        "nvt_steps": 5000,
+        "nvt_temperature": 300.0,
+        "npt_steps": 10_000,
+        "npt_temperature": 300.0,
+        "npt_pressure": 1.01325,
+        "timestep": 1.0,
+        "pre_optimize": True,
+    }
     relax, nvt, npt = stability.plan_stages(params)
     assert relax == RELAX  # the seed names no relaxation settings: the protocol's
-    assert nvt == {"type": "nvt", "steps": 5000, "temperature": 300.0, "timestep_fs": 1.0,
-                   "friction": 0.01}
-    assert npt == {"type": "npt", "steps": 10_000, "temperature": 300.0,
-                   "pressure_bar": 1.01325, "timestep_fs": 1.0, "tdamp_fs": 100.0,
-                   "pdamp_fs": 1000.0}
+    assert nvt == {
+        "type": "nvt",
+        "steps": 5000,
+        "temperature": 300.0,
+        "timestep_fs": 1.0,
+        "friction": 0.01,
+    }
+    assert npt == {
+        "type": "npt",
+        "steps": 10_000,
+        "temperature": 300.0,
+        "pressure_bar": 1.01325,
+        "timestep_fs": 1.0,
+        "tdamp_fs": 100.0,
+        "pdamp_fs": 1000.0,
+    }
 
 
 def test_mofsimbench_preset_is_the_benchmark_protocol() -> None:
     params = stability.validate({"protocol": "mofsimbench"})
-    assert (params["nvt_steps"], params["npt_steps"], params["npt_pressure"]) == (
-        1000, 50_000, 1.0)
+    assert (params["nvt_steps"], params["npt_steps"], params["npt_pressure"]) == (1000, 50_000, 1.0)
     relax, nvt, npt = stability.plan_stages(params)
     assert relax == RELAX
-    assert nvt == {"type": "nvt", "steps": 1000, "temperature": 300.0, "timestep_fs": 1.0,
-                   "friction": 0.01}
-    assert npt == {"type": "npt", "steps": 50_000, "temperature": 300.0, "pressure_bar": 1.0,
-                   "timestep_fs": 1.0, "tdamp_fs": 100.0, "pdamp_fs": 1000.0}
+    assert nvt == {
+        "type": "nvt",
+        "steps": 1000,
+        "temperature": 300.0,
+        "timestep_fs": 1.0,
+        "friction": 0.01,
+    }
+    assert npt == {
+        "type": "npt",
+        "steps": 50_000,
+        "temperature": 300.0,
+        "pressure_bar": 1.0,
+        "timestep_fs": 1.0,
+        "tdamp_fs": 100.0,
+        "pdamp_fs": 1000.0,
+    }
     # Explicit values win over the preset.
     over = _plan({"protocol": "mofsimbench", "npt_steps": 200, "npt_pressure": 5})
     assert (over[2]["steps"], over[2]["pressure_bar"], over[1]["steps"]) == (200, 5.0, 1000)
@@ -60,17 +96,27 @@ def test_mofsimbench_preset_is_the_benchmark_protocol() -> None:
 @pytest.mark.parametrize("protocol", ["default", "mofsimbench"])
 def test_bare_stage_list_takes_the_protocol_values(protocol: str) -> None:
     flat = _plan({"protocol": protocol})
-    listed = stability.validate({"protocol": protocol, "stages": [
-        {"type": "relax"}, {"type": "nvt"}, {"type": "npt"}]})
+    listed = stability.validate(
+        {"protocol": protocol, "stages": [{"type": "relax"}, {"type": "nvt"}, {"type": "npt"}]}
+    )
     assert listed["stages"] == flat
     assert stability.validate(listed) == listed
     assert not set(listed) & {"nvt_steps", "npt_steps", "npt_pressure"}  # not in effect
 
 
 def test_mira_flat_body_maps_onto_stages() -> None:
-    body = {"structure_id": "550e8400", "model_key": "mace-mp", "nvt_steps": 5000,
-            "nvt_temperature": 300, "npt_steps": 10000, "npt_temperature": 350,
-            "npt_pressure": 1.01325, "timestep": 0.5, "pre_optimize": True, "enable_d3": True}
+    body = {
+        "structure_id": "550e8400",
+        "model_key": "mace-mp",
+        "nvt_steps": 5000,
+        "nvt_temperature": 300,
+        "npt_steps": 10000,
+        "npt_temperature": 350,
+        "npt_pressure": 1.01325,
+        "timestep": 0.5,
+        "pre_optimize": True,
+        "enable_d3": True,
+    }
     params = stability.validate(body)
     assert params["with_d3"] is True and "structure_id" not in params
     relax, nvt, npt = stability.plan_stages(params)
@@ -102,13 +148,20 @@ def test_named_variants_expand() -> None:
 
 
 def test_explicit_stages_and_idempotence() -> None:
-    params = stability.validate({"stages": [{"type": "nvt", "steps": 10},
-                                            {"type": "npt", "steps": 20, "pressure": 5}],
-                                 "seed": 3})
+    params = stability.validate(
+        {
+            "stages": [{"type": "nvt", "steps": 10}, {"type": "npt", "steps": 20, "pressure": 5}],
+            "seed": 3,
+        }
+    )
     assert stability.validate(params) == params
     assert stability.plan_stages(params)[1]["pressure_bar"] == 5.0
-    for request in ({}, {"nvt_steps": 10, "timestep": 2}, {"protocol_variant": "temperature_ramp"},
-                    {"protocol": "mofsimbench", "protocol_variant": "cu_paddlewheel"}):
+    for request in (
+        {},
+        {"nvt_steps": 10, "timestep": 2},
+        {"protocol_variant": "temperature_ramp"},
+        {"protocol": "mofsimbench", "protocol_variant": "cu_paddlewheel"},
+    ):
         once = stability.validate(request)
         assert stability.validate(once) == once
     as_text = stability.validate({"stages": json.dumps([{"type": "npt", "steps": 5}])})
@@ -127,23 +180,30 @@ def test_parameters_schema_describes_the_stage_list() -> None:
     assert "opt" in relax["properties"]["type"]["enum"]
 
 
-@pytest.mark.parametrize(("request_body", "field"), [
-    ({"nvt_steps": -1}, "parameters.nvt_steps"),
-    ({"npt_steps": -100}, "parameters.npt_steps"),
-    ({"timestep": 0}, "parameters.timestep"),
-    ({"nvt_temperature": -5}, "parameters.nvt_temperature"),
-    ({"frame_interval": 0}, "parameters.frame_interval"),
-    ({"nvt_steps": 0, "npt_steps": 0}, "parameters.npt_steps"),
-    ({"protocol_variant": "melt"}, "parameters.protocol_variant"),
-    ({"protocol_variant": "temperature_ramp", "npt_temperature": 500},
-     "parameters.npt_temperature"),
-    ({"stages": [{"type": "nvt"}], "nvt_steps": 10}, "parameters.nvt_steps"),
-    ({"stages": [{"type": "nvt"}], "protocol_variant": "cu_paddlewheel"},
-     "parameters.protocol_variant"),
-    ({"stages": [{"type": "nvt", "steps": -3}]}, "parameters.stages[0].steps"),
-    ({"stages": "not json"}, "parameters.stages"),
-    ({"nvt_stepz": 10}, "parameters.nvt_stepz"),
-])
+@pytest.mark.parametrize(
+    ("request_body", "field"),
+    [
+        ({"nvt_steps": -1}, "parameters.nvt_steps"),
+        ({"npt_steps": -100}, "parameters.npt_steps"),
+        ({"timestep": 0}, "parameters.timestep"),
+        ({"nvt_temperature": -5}, "parameters.nvt_temperature"),
+        ({"frame_interval": 0}, "parameters.frame_interval"),
+        ({"nvt_steps": 0, "npt_steps": 0}, "parameters.npt_steps"),
+        ({"protocol_variant": "melt"}, "parameters.protocol_variant"),
+        (
+            {"protocol_variant": "temperature_ramp", "npt_temperature": 500},
+            "parameters.npt_temperature",
+        ),
+        ({"stages": [{"type": "nvt"}], "nvt_steps": 10}, "parameters.nvt_steps"),
+        (
+            {"stages": [{"type": "nvt"}], "protocol_variant": "cu_paddlewheel"},
+            "parameters.protocol_variant",
+        ),
+        ({"stages": [{"type": "nvt", "steps": -3}]}, "parameters.stages[0].steps"),
+        ({"stages": "not json"}, "parameters.stages"),
+        ({"nvt_stepz": 10}, "parameters.nvt_stepz"),
+    ],
+)
 def test_bad_requests_name_the_field(request_body: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError) as err:
         stability.validate(request_body)
@@ -151,21 +211,39 @@ def test_bad_requests_name_the_field(request_body: dict[str, Any], field: str) -
 
 
 def _ctx(atoms: Atoms, params: dict[str, Any], workspace: Path, calc: Any = None) -> TaskContext:
-    return TaskContext(task_id="t1", task_type="stability", atoms=atoms, structure_name="x",
-                       parameters=params, model_key="emt", calculator=calc or EMT(),
-                       workspace=workspace, observer=NullObserver())
+    return TaskContext(
+        task_id="t1",
+        task_type="stability",
+        atoms=atoms,
+        structure_name="x",
+        parameters=params,
+        model_key="emt",
+        calculator=calc or EMT(),
+        workspace=workspace,
+        observer=NullObserver(),
+    )
 
 
 def test_copper_stays_stable_under_npt(tmp_path: Path) -> None:
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)  # 32 atoms
-    params = {"relax_steps": 50, "nvt_steps": 40, "npt_steps": 200, "timestep": 2.0,
-              "frame_interval": 20, "seed": 1}
+    params = {
+        "relax_steps": 50,
+        "nvt_steps": 40,
+        "npt_steps": 200,
+        "timestep": 2.0,
+        "frame_interval": 20,
+        "seed": 1,
+    }
     result = stability.run(_ctx(atoms, params, tmp_path))
     json.dumps(result, allow_nan=False)  # JSON-safe, no numpy types or NaN
     assert result["stability_assessment"] == "stable"
     assert abs(result["volume_change_percent"]) < 3.0
-    assert result["metal_coordination"] == {"input": 12.0, "after_relaxation": 12.0,
-                                            "final": 12.0, "reference": "after_relaxation"}
+    assert result["metal_coordination"] == {
+        "input": 12.0,
+        "after_relaxation": 12.0,
+        "final": 12.0,
+        "reference": "after_relaxation",
+    }
     assert result["nvt_duration_ps"] == pytest.approx(0.08)
     assert result["npt_duration_ps"] == pytest.approx(0.4)
     assert 100.0 < result["avg_temperature"] < 600.0
@@ -191,8 +269,14 @@ def test_copper_stays_stable_under_npt(tmp_path: Path) -> None:
 def test_overcompressed_crystal_is_unstable(tmp_path: Path) -> None:
     # Cu squeezed to a = 3.3 A (EMT a0 = 3.59 A) springs back by ~30 % in volume.
     atoms = bulk("Cu", "fcc", a=3.3, cubic=True)
-    params = {"pre_optimize": False, "nvt_steps": 0, "npt_steps": 150, "timestep": 2.0,
-              "pdamp": 100, "frame_interval": 50}
+    params = {
+        "pre_optimize": False,
+        "nvt_steps": 0,
+        "npt_steps": 150,
+        "timestep": 2.0,
+        "pdamp": 100,
+        "frame_interval": 50,
+    }
     result = stability.run(_ctx(atoms, params, tmp_path))
     assert result["stability_assessment"] == "unstable"
     assert result["volume_change_percent"] > 10.0
@@ -208,8 +292,12 @@ def test_molecule_is_refused(tmp_path: Path) -> None:
 
 def test_threshold_from_the_request_decides(tmp_path: Path) -> None:
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
-    params = {"pre_optimize": False, "nvt_steps": 0, "npt_steps": 30,
-              "max_volume_change_percent": 1e-6}
+    params = {
+        "pre_optimize": False,
+        "nvt_steps": 0,
+        "npt_steps": 30,
+        "max_volume_change_percent": 1e-6,
+    }
     result = stability.run(_ctx(atoms, params, tmp_path))
     assert result["stability_assessment"] == "unstable"
     assert result["thresholds"]["max_volume_change_percent"] == 1e-6

@@ -22,10 +22,17 @@ from tests.daemon_helpers import (
 
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT")
 
+
 # A job of a few seconds: bounded steps, never converging.
 def bounded_job(steps: int = 250):
-    return slow_job(parameters={"fmax": 1e-30, "max_steps": steps, "optimizer": "FIRE",
-                                "trajectory_interval": 1_000_000})
+    return slow_job(
+        parameters={
+            "fmax": 1e-30,
+            "max_steps": steps,
+            "optimizer": "FIRE",
+            "trajectory_interval": 1_000_000,
+        }
+    )
 
 
 def done(sp: Spool, task_id: str) -> bool:
@@ -39,14 +46,18 @@ def test_submitted_and_hand_dropped_jobs_run_malformed_is_rejected(tmp_path: Pat
         sp.submit(job)
         (sp.paths.priority_dir(2) / "broken.json").write_text('{"task_type": ')
         hand = sp.paths.tmp / "by-hand.json"
-        hand.write_text(json.dumps({
-            "task_type": "single-point-energy", "model": "emt",
-            "structure": job.structure}))
+        hand.write_text(
+            json.dumps(
+                {"task_type": "single-point-energy", "model": "emt", "structure": job.structure}
+            )
+        )
         os.rename(hand, sp.paths.priority_dir(2) / "by-hand.json")
         wait_for(lambda: done(sp, job.task_id), what="submitted job")
         wait_for(lambda: (sp.paths.rejected / "broken.json.reason").exists(), what="reject")
-        adopted = wait_for(lambda: [r for r in sp.records() if r["task_id"] != job.task_id],
-                           what="hand-dropped job adopted")
+        adopted = wait_for(
+            lambda: [r for r in sp.records() if r["task_id"] != job.task_id],
+            what="hand-dropped job adopted",
+        )
         hand_id = adopted[0]["task_id"]
         wait_for(lambda: done(sp, hand_id), what="hand-dropped job")
         unknown = quick_job(model="no-such-model")
@@ -58,7 +69,8 @@ def test_submitted_and_hand_dropped_jobs_run_malformed_is_rejected(tmp_path: Pat
     rec = sp.record(job.task_id)
     assert rec["status"] == "COMPLETED"
     assert rec["result"]["result"]["energy_eV"] == pytest.approx(
-        sp.record(hand_id)["result"]["result"]["energy_eV"])
+        sp.record(hand_id)["result"]["result"]["energy_eV"]
+    )
     assert rec["started_at"] and rec["completed_at"]
     assert sp.record(hand_id)["status"] == "COMPLETED"
     assert "not valid JSON" in (sp.paths.rejected / "broken.json.reason").read_text()
@@ -86,8 +98,11 @@ def test_critical_runs_before_queued_low_tasks(tmp_path: Path) -> None:
     assert status(sp, blocker.task_id) == "CANCELLED"
 
     def assigned_at(task_id: str) -> str:
-        return next(e.data["timestamp"] for e in read_events(sp.paths.events_file(task_id))
-                    if e.kind == "status" and e.data["extra"]["status"] == "ASSIGNED")
+        return next(
+            e.data["timestamp"]
+            for e in read_events(sp.paths.events_file(task_id))
+            if e.kind == "status" and e.data["extra"]["status"] == "ASSIGNED"
+        )
 
     order = sorted([crit, *lows], key=lambda j: assigned_at(j.task_id))
     assert order[0].task_id == crit.task_id
@@ -121,9 +136,11 @@ def test_kill9_mid_run_then_restart_completes_exactly_once(tmp_path: Path) -> No
     job = bounded_job(500)
     sp.submit(job)
     d = Daemon(sp.root).start()
-    wait_for(lambda: any(e.kind == "progress"
-                         for e in read_events(sp.paths.events_file(job.task_id))),
-             60, "progress")
+    wait_for(
+        lambda: any(e.kind == "progress" for e in read_events(sp.paths.events_file(job.task_id))),
+        60,
+        "progress",
+    )
     d.kill9()
     assert status(sp, job.task_id) == "RUNNING"  # what the spool says of an orphan
     with Daemon(sp.root):
@@ -139,9 +156,15 @@ def test_crashed_executor_is_restarted_and_its_task_retried(tmp_path: Path) -> N
     job = bounded_job()
     sp.submit(job)
     with Daemon(sp.root):
-        running = wait_for(lambda: [e for e in read_events(sp.paths.events_file(job.task_id))
-                                    if e.kind == "status"
-                                    and e.data["extra"]["status"] == "RUNNING"], 60, "running")
+        running = wait_for(
+            lambda: [
+                e
+                for e in read_events(sp.paths.events_file(job.task_id))
+                if e.kind == "status" and e.data["extra"]["status"] == "RUNNING"
+            ],
+            60,
+            "running",
+        )
         os.kill(running[0].data["extra"]["pid"], signal.SIGKILL)
         wait_for(lambda: done(sp, job.task_id), 120, "retry")
         other = quick_job()

@@ -29,8 +29,7 @@ R = kB * mol / kJ * 1000.0  # J/(K mol)
 
 
 def cli(*args: str | Path, spool: Path) -> Any:
-    return CliRunner().invoke(app, [*map(str, args), "--spool", str(spool)],
-                              catch_exceptions=False)
+    return CliRunner().invoke(app, [*map(str, args), "--spool", str(spool)], catch_exceptions=False)
 
 
 def submit(spool: Path, task_type: str, structure: Path, *params: str) -> str:
@@ -70,30 +69,60 @@ def spool_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def wait_all(sp: Spool, ids: dict[str, str], timeout: float = 45.0) -> dict[str, Any]:
-    wait_for(lambda: all(sp.record(t)["status"] in TERMINAL for t in ids.values()),
-             timeout, "every task to end")
+    wait_for(
+        lambda: all(sp.record(t)["status"] in TERMINAL for t in ids.values()),
+        timeout,
+        "every task to end",
+    )
     return {name: sp.record(t) for name, t in ids.items()}
 
 
-def test_six_task_types_complete_with_sane_numbers(spool_root: Path,
-                                                   structures: dict[str, Path]) -> None:
+def test_six_task_types_complete_with_sane_numbers(
+    spool_root: Path, structures: dict[str, Path]
+) -> None:
     sp = Spool(spool_root)
     ids = {
-        "single-point-energy": submit(spool_root, "single-point-energy",
-                                      structures["cu_cubic"]),
-        "optimization": submit(spool_root, "optimization", structures["cu_cubic"],
-                               "fmax=0.01", "max_steps=200", "relax_cell=true"),
-        "stability": submit(spool_root, "stability", structures["cu_equilibrium"],
-                            "relax_steps=20", "nvt_steps=20", "npt_steps=40", "timestep=2",
-                            "frame_interval=10", "relax_fmax=0.01"),
-        "bulk-modulus": submit(spool_root, "bulk-modulus", structures["cu_primitive"],
-                               "num_points=5", "strain_range=0.04", "fmax=0.01",
-                               "max_steps=100"),
-        "heat-capacity": submit(spool_root, "heat-capacity", structures["cu_cubic"],
-                                "supercell=[1,1,1]", "temperature_range=[0,1000,100]",
-                                "fmax=0.01", "max_steps=100"),
-        "interaction-energy": submit(spool_root, "interaction-energy", structures["cu_slab"],
-                                     "gas=CO2"),
+        "single-point-energy": submit(spool_root, "single-point-energy", structures["cu_cubic"]),
+        "optimization": submit(
+            spool_root,
+            "optimization",
+            structures["cu_cubic"],
+            "fmax=0.01",
+            "max_steps=200",
+            "relax_cell=true",
+        ),
+        "stability": submit(
+            spool_root,
+            "stability",
+            structures["cu_equilibrium"],
+            "relax_steps=20",
+            "nvt_steps=20",
+            "npt_steps=40",
+            "timestep=2",
+            "frame_interval=10",
+            "relax_fmax=0.01",
+        ),
+        "bulk-modulus": submit(
+            spool_root,
+            "bulk-modulus",
+            structures["cu_primitive"],
+            "num_points=5",
+            "strain_range=0.04",
+            "fmax=0.01",
+            "max_steps=100",
+        ),
+        "heat-capacity": submit(
+            spool_root,
+            "heat-capacity",
+            structures["cu_cubic"],
+            "supercell=[1,1,1]",
+            "temperature_range=[0,1000,100]",
+            "fmax=0.01",
+            "max_steps=100",
+        ),
+        "interaction-energy": submit(
+            spool_root, "interaction-energy", structures["cu_slab"], "gas=CO2"
+        ),
     }
     records = wait_all(sp, ids)
     for name, rec in records.items():
@@ -148,41 +177,73 @@ def test_six_task_types_complete_with_sane_numbers(spool_root: Path,
     assert ie["interaction_energy_eV"] == pytest.approx(total, abs=1e-9)
 
 
-@pytest.mark.parametrize(("task_type", "structure", "param", "field"), [
-    ("stability", "cu_cubic", "nvt_steps=-5", "parameters.nvt_steps"),
-    ("stability", "cu_cubic", 'stages=[{"type": "npt", "steps": -1}]',
-     "parameters.stages[0].steps"),
-    ("optimization", "cu_cubic", "max_steps=-1", "parameters.max_steps"),
-    ("bulk-modulus", "cu_primitive", "num_points=-3", "parameters.num_points"),
-    ("heat-capacity", "cu_cubic", "supercell=[0,0,0]", "parameters.supercell"),
-    ("interaction-energy", "cu_slab", "gas=XeF6", "parameters.gas"),
-    ("single-point-energy", "cu_cubic", "fmax=0.1", "parameters.fmax"),
-])
+@pytest.mark.parametrize(
+    ("task_type", "structure", "param", "field"),
+    [
+        ("stability", "cu_cubic", "nvt_steps=-5", "parameters.nvt_steps"),
+        (
+            "stability",
+            "cu_cubic",
+            'stages=[{"type": "npt", "steps": -1}]',
+            "parameters.stages[0].steps",
+        ),
+        ("optimization", "cu_cubic", "max_steps=-1", "parameters.max_steps"),
+        ("bulk-modulus", "cu_primitive", "num_points=-3", "parameters.num_points"),
+        ("heat-capacity", "cu_cubic", "supercell=[0,0,0]", "parameters.supercell"),
+        ("interaction-energy", "cu_slab", "gas=XeF6", "parameters.gas"),
+        ("single-point-energy", "cu_cubic", "fmax=0.1", "parameters.fmax"),
+    ],
+)
 def test_bad_parameters_are_refused_at_submission(
-        spool_root: Path, structures: dict[str, Path], task_type: str, structure: str,
-        param: str, field: str) -> None:
+    spool_root: Path,
+    structures: dict[str, Path],
+    task_type: str,
+    structure: str,
+    param: str,
+    field: str,
+) -> None:
     sp = Spool(spool_root)
     before = sorted(sp.iter_task_ids())
-    r = cli("submit", task_type, structures[structure], "-m", "emt", "-p", param, "--json",
-            spool=spool_root)
+    r = cli(
+        "submit",
+        task_type,
+        structures[structure],
+        "-m",
+        "emt",
+        "-p",
+        param,
+        "--json",
+        spool=spool_root,
+    )
     assert r.exit_code == 1, r.output
     err = json.loads(r.stdout)["error"]
     assert err["code"] == 40001 and err["field"] == field, err
     assert field.removeprefix("parameters.").split("[")[0] in err["message"]
-    human = cli("submit", task_type, structures[structure], "-m", "emt", "-p", param,
-                spool=spool_root)
+    human = cli(
+        "submit", task_type, structures[structure], "-m", "emt", "-p", param, spool=spool_root
+    )
     assert human.exit_code == 1 and human.stderr.startswith("error 40001: ")
     assert "Traceback" not in human.output
     assert sorted(sp.iter_task_ids()) == before  # nothing published, no executor involved
 
 
-def test_guest_index_out_of_range_is_a_clear_40001(spool_root: Path,
-                                                   structures: dict[str, Path]) -> None:
+def test_guest_index_out_of_range_is_a_clear_40001(
+    spool_root: Path, structures: dict[str, Path]
+) -> None:
     """The structure decides the valid range: the submitter loads it and refuses."""
     sp = Spool(spool_root)
     before = sorted(sp.iter_task_ids())
-    r = cli("submit", "interaction-energy", structures["cu_slab"], "-m", "emt",
-            "-p", "guest_indices=[0,999]", "--json", spool=spool_root)
+    r = cli(
+        "submit",
+        "interaction-energy",
+        structures["cu_slab"],
+        "-m",
+        "emt",
+        "-p",
+        "guest_indices=[0,999]",
+        "--json",
+        spool=spool_root,
+    )
     assert r.exit_code == 1, r.output
     err = json.loads(r.stdout)["error"]
     assert sorted(sp.iter_task_ids()) == before

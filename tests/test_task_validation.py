@@ -32,8 +32,7 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     return seen
 
 
-def submit(spool: Spool, checks: StructureChecks, structure: dict[str, Any],
-           **params: Any) -> Job:
+def submit(spool: Spool, checks: StructureChecks, structure: dict[str, Any], **params: Any) -> Job:
     body = {"model": "emt", "structure": structure, "parameters": params}
     return build_job(spool, body, "single-point-energy", checks=checks)
 
@@ -47,8 +46,9 @@ def test_one_structure_is_checked_once(tmp_path: Path, counted: list) -> None:
     assert len(counted) == 2
 
 
-def test_a_bad_structure_is_refused_every_time_with_its_field(tmp_path: Path,
-                                                             counted: list) -> None:
+def test_a_bad_structure_is_refused_every_time_with_its_field(
+    tmp_path: Path, counted: list
+) -> None:
     spool, checks = Spool(tmp_path), StructureChecks()
     overlapping = {**CU, "content": cu_xyz().replace("1.805", "0.05", 2)}
     for _ in range(2):
@@ -85,9 +85,15 @@ def test_queue_position_of_one_task_matches_the_whole_queue(tmp_path: Path) -> N
     spool = Spool(tmp_path)
     ids = []
     for i, priority in enumerate(["LOW", "HIGH", "NORMAL", "CRITICAL", "NORMAL", "HIGH"]):
-        job = Job.from_dict({"task_type": "single-point-energy", "model": "emt",
-                             "structure": CU, "options": {"priority": priority},
-                             "created_at": 1000 + i})
+        job = Job.from_dict(
+            {
+                "task_type": "single-point-energy",
+                "model": "emt",
+                "structure": CU,
+                "options": {"priority": priority},
+                "created_at": 1000 + i,
+            }
+        )
         spool.submit(job, fresh_id=True)
         ids.append(job.task_id)
     (spool.paths.priority_dir(2) / "dropped-by-hand.json").write_text("{}")

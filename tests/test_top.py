@@ -43,9 +43,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _job(priority: str = "NORMAL", name: str = "MOF-5") -> Job:
-    return Job.from_dict({"task_type": "single-point-energy", "model": "emt",
-                          "structure": {"source": "builtin", "name": name},
-                          "options": {"priority": priority}})
+    return Job.from_dict(
+        {
+            "task_type": "single-point-energy",
+            "model": "emt",
+            "structure": {"source": "builtin", "name": name},
+            "options": {"priority": priority},
+        }
+    )
 
 
 def build_spool(root: Path) -> dict[str, Any]:
@@ -60,38 +65,82 @@ def build_spool(root: Path) -> dict[str, Any]:
     for key, name in (("running", "UiO-66"), ("failed", "HKUST-1")):
         job = _job("NORMAL", name)
         sp.submit(job)
-        claimed = transitions.claim(sp.paths, root / "incoming" / "2-normal" / job.file_name,
-                                    "cpu0", job.task_id)
+        claimed = transitions.claim(
+            sp.paths, root / "incoming" / "2-normal" / job.file_name, "cpu0", job.task_id
+        )
         assert claimed is not None
         sp.events(job.task_id).status("RUNNING", "Task running", slot="cpu0")
         ids[key] = job.task_id
         if key == "failed":
             (sp.paths.workspace(job.task_id) / "error.json").write_text(
-                json.dumps({"code": 50001, "message": "boom"}))
+                json.dumps({"code": 50001, "message": "boom"})
+            )
             transitions.finish(sp.paths, claimed, "FAILED")
             sp.events(job.task_id).status("FAILED", "Task failed")
-    sp.events(ids["running"]).emit("progress", event="progress", progress=0.42, step=42,
-                                   energy=-1.5, fmax=0.01)
+    sp.events(ids["running"]).emit(
+        "progress", event="progress", progress=0.42, step=42, energy=-1.5, fmax=0.01
+    )
     (root / "state" / "daemon.lock").write_text(str(os.getpid()))
-    write_snapshot(snapshot_path(root), {
-        "version": 1, "written_at": time.time(), "daemon_pid": os.getpid(),
-        "daemon_started_at": time.time() - 100, "device_status_at": time.time(),
-        "slots": [{
-            "slot_id": "cpu0", "kind": "cpu", "index": 0, "name": "Test CPU", "device": "cpu",
-            "state": "busy", "loaded_models": ["emt"], "control_request": None,
-            "executor": {"pid": os.getpid(), "alive": True, "ready": True, "restarts": 0},
-            "current_task": {"task_id": ids["running"], "started_at": time.time() - 65,
-                             "timeout": None, "attempts": 0, "cancel_requested": False},
-            "device_status": {"slot_id": "cpu0", "name": "Test CPU", "memory_total_mb": 81559,
-                              "memory_used_mb": 1024, "memory_free_mb": 80535,
-                              "utilization_percent": 87.0, "temperature_c": 65.0,
-                              "available": True, "error": None}}]})
+    write_snapshot(
+        snapshot_path(root),
+        {
+            "version": 1,
+            "written_at": time.time(),
+            "daemon_pid": os.getpid(),
+            "daemon_started_at": time.time() - 100,
+            "device_status_at": time.time(),
+            "slots": [
+                {
+                    "slot_id": "cpu0",
+                    "kind": "cpu",
+                    "index": 0,
+                    "name": "Test CPU",
+                    "device": "cpu",
+                    "state": "busy",
+                    "loaded_models": ["emt"],
+                    "control_request": None,
+                    "executor": {"pid": os.getpid(), "alive": True, "ready": True, "restarts": 0},
+                    "current_task": {
+                        "task_id": ids["running"],
+                        "started_at": time.time() - 65,
+                        "timeout": None,
+                        "attempts": 0,
+                        "cancel_requested": False,
+                    },
+                    "device_status": {
+                        "slot_id": "cpu0",
+                        "name": "Test CPU",
+                        "memory_total_mb": 81559,
+                        "memory_used_mb": 1024,
+                        "memory_free_mb": 80535,
+                        "utilization_percent": 87.0,
+                        "temperature_c": 65.0,
+                        "available": True,
+                        "error": None,
+                    },
+                }
+            ],
+        },
+    )
     alerts = root / "state" / "alerts"
     alerts.mkdir(parents=True)
-    (alerts / "active.json").write_text(json.dumps([{
-        "type": "gpu_temperature_high", "level": "WARNING", "subject": "cpu0",
-        "message": "cpu0 temperature high: 91 C", "details": {}, "alert_id": "alert_1",
-        "timestamp": iso_now(), "resolved": False, "resolved_at": None}]))
+    (alerts / "active.json").write_text(
+        json.dumps(
+            [
+                {
+                    "type": "gpu_temperature_high",
+                    "level": "WARNING",
+                    "subject": "cpu0",
+                    "message": "cpu0 temperature high: 91 C",
+                    "details": {},
+                    "alert_id": "alert_1",
+                    "timestamp": iso_now(),
+                    "resolved": False,
+                    "resolved_at": None,
+                }
+            ]
+        )
+    )
     return ids
 
 
@@ -113,16 +162,24 @@ def check_state(state: TopState, ids: dict[str, Any]) -> None:
     assert [r.priority for r in state.queued] == ["HIGH", "NORMAL", "LOW"]
     (run,) = state.running
     assert (run.task_id, run.status, run.slot, run.progress) == (
-        ids["running"], "RUNNING", "cpu0", 0.42)
+        ids["running"],
+        "RUNNING",
+        "cpu0",
+        0.42,
+    )
     assert run.detail["step"] == 42 and run.structure == "UiO-66"
     (slot,) = state.slots
-    assert (slot.name, slot.utilization, slot.memory_used_mb, slot.memory_total_mb,
-            slot.temperature_c, slot.loaded_models) == ("Test CPU", 87.0, 1024, 81559, 65.0,
-                                                        ["emt"])
+    assert (
+        slot.name,
+        slot.utilization,
+        slot.memory_used_mb,
+        slot.memory_total_mb,
+        slot.temperature_c,
+        slot.loaded_models,
+    ) == ("Test CPU", 87.0, 1024, 81559, 65.0, ["emt"])
     assert slot.task is not None and slot.task.task_id == ids["running"]
     (failed,) = state.recent
-    assert (failed.task_id, failed.status, failed.error) == (ids["failed"], "FAILED",
-                                                             "50001 boom")
+    assert (failed.task_id, failed.status, failed.error) == (ids["failed"], "FAILED", "50001 boom")
     assert [a["type"] for a in state.alerts] == ["gpu_temperature_high"]
 
 
@@ -147,11 +204,13 @@ def test_local_source_reads_the_spool(hand_spool: tuple[Path, dict[str, Any]]) -
         return probe.stat().st_ctime > cancelled
 
     wait_for(ticked, 5, "a clock tick")
-    transitions.finish(sp.paths, root / "claimed" / "cpu0" / f"{ids['running']}.json",
-                       "FAILED")
+    transitions.finish(sp.paths, root / "claimed" / "cpu0" / f"{ids['running']}.json", "FAILED")
     state = source.fetch()
     assert state.running == [] and [r.task_id for r in state.recent] == [
-        ids["running"], ids["queued"][0], ids["failed"]]
+        ids["running"],
+        ids["queued"][0],
+        ids["failed"],
+    ]
 
 
 def test_log_feed_starts_at_the_tail_then_follows(tmp_path: Path) -> None:
@@ -165,7 +224,8 @@ def test_log_feed_starts_at_the_tail_then_follows(tmp_path: Path) -> None:
     tail = tail_events(path, max_bytes=2000)
     everything = list(read_events(path))
     assert 0 < len(tail) < 20 and [e.offset for e in tail] == [
-        e.offset for e in everything[-len(tail):]]
+        e.offset for e in everything[-len(tail) :]
+    ]
     feed = LocalLogFeed(path, tail=5)
     assert [e.data["message"] for e in feed.poll()] == [f"line {i}" for i in range(395, 400)]
     assert feed.poll() == []
@@ -174,7 +234,8 @@ def test_log_feed_starts_at_the_tail_then_follows(tmp_path: Path) -> None:
 
 
 def test_remote_source_says_what_the_local_one_says(
-        hand_spool: tuple[Path, dict[str, Any]]) -> None:
+    hand_spool: tuple[Path, dict[str, Any]],
+) -> None:
     from mofsim_cli.top_remote import RemoteSource
     from mofsimd.config import Config
     from mofsimd.mirror_factory import open_mirror
@@ -230,24 +291,71 @@ def test_an_unreachable_server_is_a_status_line_not_a_crash() -> None:
 
 
 def sample_state(n_queued: int = 3) -> TopState:
-    run = TaskRow("task_run", "RUNNING", task_type="optimization", model="sevennet-0",
-                  structure="MOF-5", priority="NORMAL", slot="gpu0", progress=0.42,
-                  detail={"step": 210, "fmax": 0.031}, started_at=iso_now())
-    queued = [TaskRow(f"task_q{i:02d}", "QUEUED", task_type="single-point-energy",
-                      model="emt", structure="Cu", priority="HIGH" if i == 0 else "LOW",
-                      queue_position=i + 1) for i in range(n_queued)]
+    run = TaskRow(
+        "task_run",
+        "RUNNING",
+        task_type="optimization",
+        model="sevennet-0",
+        structure="MOF-5",
+        priority="NORMAL",
+        slot="gpu0",
+        progress=0.42,
+        detail={"step": 210, "fmax": 0.031},
+        started_at=iso_now(),
+    )
+    queued = [
+        TaskRow(
+            f"task_q{i:02d}",
+            "QUEUED",
+            task_type="single-point-energy",
+            model="emt",
+            structure="Cu",
+            priority="HIGH" if i == 0 else "LOW",
+            queue_position=i + 1,
+        )
+        for i in range(n_queued)
+    ]
     return TopState(
-        source="spool /x", daemon="daemon pid 7 running", daemon_ok=True,
-        slots=[SlotRow("gpu0", name="NVIDIA H100", device="cuda:0", state="busy",
-                       utilization=87.0, memory_used_mb=20480, memory_total_mb=81559,
-                       temperature_c=65.0, loaded_models=["sevennet-0", "emt"],
-                       task_id="task_run", task=run)],
+        source="spool /x",
+        daemon="daemon pid 7 running",
+        daemon_ok=True,
+        slots=[
+            SlotRow(
+                "gpu0",
+                name="NVIDIA H100",
+                device="cuda:0",
+                state="busy",
+                utilization=87.0,
+                memory_used_mb=20480,
+                memory_total_mb=81559,
+                temperature_c=65.0,
+                loaded_models=["sevennet-0", "emt"],
+                task_id="task_run",
+                task=run,
+            )
+        ],
         queue_counts={"CRITICAL": 0, "HIGH": 1, "NORMAL": 0, "LOW": n_queued - 1},
-        queued=queued, running=[run],
-        recent=[TaskRow("task_bad", "FAILED", task_type="stability", model="emt",
-                        completed_at=iso_now(), error="50001 diverged")],
-        alerts=[{"type": "gpu_memory_low", "level": "WARNING",
-                 "message": "gpu0 free GPU memory low: 1.2 GB", "timestamp": iso_now()}])
+        queued=queued,
+        running=[run],
+        recent=[
+            TaskRow(
+                "task_bad",
+                "FAILED",
+                task_type="stability",
+                model="emt",
+                completed_at=iso_now(),
+                error="50001 diverged",
+            )
+        ],
+        alerts=[
+            {
+                "type": "gpu_memory_low",
+                "level": "WARNING",
+                "message": "gpu0 free GPU memory low: 1.2 GB",
+                "timestamp": iso_now(),
+            }
+        ],
+    )
 
 
 def draw(ui: TopUI, height: int = 50) -> str:
@@ -307,8 +415,16 @@ def test_screen_shows_slots_queue_recent_and_alerts() -> None:
     ui.apply_state(sample_state())
     text = draw(ui)
     slot = line_with(text, "NVIDIA H100")
-    for part in ("cuda:0", "busy", "87%", "20480/81559 MiB", "65°C", "sevennet-0, emt",
-                 "task_run", "42%"):
+    for part in (
+        "cuda:0",
+        "busy",
+        "87%",
+        "20480/81559 MiB",
+        "65°C",
+        "sevennet-0, emt",
+        "task_run",
+        "42%",
+    ):
         assert part in slot, part
     assert "Tasks: 1 running, 3 queued  (CRITICAL 0  HIGH 1  NORMAL 0  LOW 2)" in text
     assert selected_task(text) == "task_run"
@@ -338,8 +454,9 @@ def test_log_pane_and_snapshot() -> None:
     ui = TopUI("spool /x", 1.0)
     ui.apply_state(sample_state())
     ui.handle_key("l")
-    ui.apply_log("task_run", [Event(i * 100, make_event("task_run", f"step {i} done"))
-                              for i in range(100)])
+    ui.apply_log(
+        "task_run", [Event(i * 100, make_event("task_run", f"step {i} done")) for i in range(100)]
+    )
     ui.apply_log("task_other", [Event(0, make_event("task_other", "not shown"))])
     text = draw(ui, height=30)
     assert "Log of task_run" in text and "step 99 done" in text
@@ -357,9 +474,14 @@ def test_log_pane_and_snapshot() -> None:
 
 def test_into_a_pipe_it_prints_one_snapshot(hand_spool: tuple[Path, dict[str, Any]]) -> None:
     root, ids = hand_spool
-    out = subprocess.run([sys.executable, "-m", "mofsim_cli", "top", "--spool", str(root)],
-                         capture_output=True, text=True, timeout=60, cwd=ROOT,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = subprocess.run(
+        [sys.executable, "-m", "mofsim_cli", "top", "--spool", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert out.returncode == 0, out.stderr
     assert ids["running"] in out.stdout and "50001 boom" in out.stdout
     assert "Tasks: 1 running, 3 queued" in out.stdout
@@ -373,27 +495,43 @@ class Tmux:
         self.env = env
 
     def __call__(self, *args: str) -> str:
-        return subprocess.run([*self.base, *args], capture_output=True, text=True,
-                              check=True, env=self.env, timeout=10).stdout
+        return subprocess.run(
+            [*self.base, *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=self.env,
+            timeout=10,
+        ).stdout
 
     def screen(self) -> str:
         return self("capture-pane", "-p", "-t", "top")
 
-    def wait_screen(self, *needles: str, absent: str | None = None, selected: str | None = None,
-                    row: tuple[str, ...] = (), timeout: float = 30.0) -> str:
+    def wait_screen(
+        self,
+        *needles: str,
+        absent: str | None = None,
+        selected: str | None = None,
+        row: tuple[str, ...] = (),
+        timeout: float = 30.0,
+    ) -> str:
         """The screen once it shows every needle, not ``absent``, the cursor on the task
         ``selected``, and a line holding every part of ``row``."""
         deadline = time.monotonic() + timeout
         while True:
             text = self.screen()
-            if (all(n in text for n in needles) and (absent is None or absent not in text)
-                    and (selected is None or selected_task(text) == selected)
-                    and (not row or any(all(p in line for p in row)
-                                        for line in text.splitlines()))):
+            if (
+                all(n in text for n in needles)
+                and (absent is None or absent not in text)
+                and (selected is None or selected_task(text) == selected)
+                and (not row or any(all(p in line for p in row) for line in text.splitlines()))
+            ):
                 return text
             if time.monotonic() > deadline:
-                raise AssertionError(f"screen never showed {needles} (absent {absent!r}, "
-                                     f"selected {selected!r}, row {row}):\n{text}")
+                raise AssertionError(
+                    f"screen never showed {needles} (absent {absent!r}, "
+                    f"selected {selected!r}, row {row}):\n{text}"
+                )
             time.sleep(0.1)
 
     def keys(self, *keys: str) -> None:
@@ -449,7 +587,8 @@ def test_top_in_tmux(tmp_path: Path, tmux: Tmux) -> None:
             f"{top} --server {server.url}\n"
             f'echo "exit=$?" > {tmp_path}/two.tmp; stty -a >> {tmp_path}/two.tmp\n'
             f"mv {tmp_path}/two.tmp {tmp_path}/two\n"
-            "sleep 60\n")
+            "sleep 60\n"
+        )
         tmux("new-session", "-d", "-s", "top", "-x", "160", "-y", "50", f"bash {script}")
 
         text = tmux.wait_screen(slow.task_id, "RUNNING", "1 running, 3 queued")
@@ -473,12 +612,14 @@ def test_top_in_tmux(tmp_path: Path, tmux: Tmux) -> None:
         report = _done(tmp_path / "one")
         assert report.startswith("exit=0") and _tty_restored(report), report
         # Back at the shell's main screen, cursor shown.
-        assert tmux("display-message", "-p", "-t", "top",
-                    "#{alternate_on} #{cursor_flag}").split() == ["0", "1"]
+        assert tmux(
+            "display-message", "-p", "-t", "top", "#{alternate_on} #{cursor_flag}"
+        ).split() == ["0", "1"]
 
         tmux.keys("Enter")  # on to the remote run
-        tmux.wait_screen(f"server {server.url}", "daemon pid",
-                         row=(slow.task_id, "CANCELLED", "optimization"))
+        tmux.wait_screen(
+            f"server {server.url}", "daemon pid", row=(slow.task_id, "CANCELLED", "optimization")
+        )
         server.stop()
         tmux.wait_screen("no update (retrying every 0.5 s): cannot reach the MOFSim server")
         server.start()

@@ -59,13 +59,18 @@ def receiver() -> Iterator[Receiver]:
     r.close()
 
 
-RECORD = {"task_id": "task_abc", "status": "COMPLETED", "error": None, "progress": 1.0,
-          "result": {"duration_seconds": 3.5,
-                     "result": {"converged": True, "final_energy_eV": -12.5}}}
+RECORD = {
+    "task_id": "task_abc",
+    "status": "COMPLETED",
+    "error": None,
+    "progress": 1.0,
+    "result": {"duration_seconds": 3.5, "result": {"converged": True, "final_energy_eV": -12.5}},
+}
 
 
 def test_failing_twice_then_accepted_is_retried_signed_and_recorded(
-        tmp_path: Path, receiver: Receiver) -> None:
+    tmp_path: Path, receiver: Receiver
+) -> None:
     d = WebhookDispatcher(tmp_path)
     d.start()
     try:
@@ -92,8 +97,7 @@ def test_failing_twice_then_accepted_is_retried_signed_and_recorded(
     assert [a["ok"] for a in attempts] == [False, False, True]
     assert [a["status_code"] for a in attempts] == [500, 500, 204]
     assert attempts[-1]["final"] is True
-    assert read_totals(tmp_path) == {"task.completed": {"delivered": 1, "retrying": 2,
-                                                        "failed": 0}}
+    assert read_totals(tmp_path) == {"task.completed": {"delivered": 1, "retrying": 2, "failed": 0}}
 
 
 def test_totals_survive_a_restart(tmp_path: Path) -> None:
@@ -106,8 +110,12 @@ def test_totals_survive_a_restart(tmp_path: Path) -> None:
         d = WebhookDispatcher(tmp_path)
         d.start()
         try:
-            d.notify("task_x", "task.failed", {**RECORD, "status": "FAILED"},
-                     Subscription(url, retry_times=0, retry_interval_s=0.01))
+            d.notify(
+                "task_x",
+                "task.failed",
+                {**RECORD, "status": "FAILED"},
+                Subscription(url, retry_times=0, retry_interval_s=0.01),
+            )
             assert d.wait_idle(10)
         finally:
             d.stop()
@@ -135,8 +143,12 @@ def test_unreachable_receiver_is_a_failed_attempt_not_a_crash(tmp_path: Path) ->
     d = WebhookDispatcher(tmp_path, timeout_s=1)
     d.start()
     try:
-        d.notify("t3", "task.completed", RECORD,
-                 Subscription("http://127.0.0.1:9/nothing", retry_times=0))
+        d.notify(
+            "t3",
+            "task.completed",
+            RECORD,
+            Subscription("http://127.0.0.1:9/nothing", retry_times=0),
+        )
         assert d.wait_idle(10)
     finally:
         d.stop()

@@ -35,32 +35,82 @@ if TYPE_CHECKING:
 
 # EOS forms of ase.eos whose parameters are (E0, B0, B0', V0), and their names in print.
 EOS_FORMS = ("birchmurnaghan", "murnaghan", "birch", "vinet", "pouriertarantola")
-EOS_NAMES = {"birchmurnaghan": "Birch-Murnaghan", "murnaghan": "Murnaghan", "birch": "Birch",
-             "vinet": "Vinet", "pouriertarantola": "Pourier-Tarantola"}
+EOS_NAMES = {
+    "birchmurnaghan": "Birch-Murnaghan",
+    "murnaghan": "Murnaghan",
+    "birch": "Birch",
+    "vinet": "Vinet",
+    "pouriertarantola": "Pourier-Tarantola",
+}
 PLOT_FILE = "eos.png"
 STRUCTURE_FILE = "relaxed_structure.cif"
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "mofsimbench": {"strain_range": 0.04, "num_points": 11, "pre_optimize": True,
-                    "optimizer": "LBFGS", "fmax": 1e-3, "max_steps": 1000,
-                    "eos": "birchmurnaghan", "reliability_tolerance_percent": 1.0},
+    "mofsimbench": {
+        "strain_range": 0.04,
+        "num_points": 11,
+        "pre_optimize": True,
+        "optimizer": "LBFGS",
+        "fmax": 1e-3,
+        "max_steps": 1000,
+        "eos": "birchmurnaghan",
+        "reliability_tolerance_percent": 1.0,
+    },
 }
-SCHEMA = ParamSchema([
-    Param("strain_range", float, 0.1, min=0.0, exclusive_min=True, max=0.5,
-          doc="volumes span (1 - s .. 1 + s) * V0 (mofsimbench: 0.04)"),
-    Param("num_points", int, 9, min=5, max=101, doc="number of volumes (mofsimbench: 11)"),
-    Param("pre_optimize", bool, True, aliases=("relax_first",),
-          doc="relax cell and positions first (LBFGS + FrechetCellFilter)"),
-    Param("optimizer", str, "LBFGS", choices=("LBFGS", "BFGS", "FIRE"),
-          doc="optimizer of the initial relaxation"),
-    Param("fmax", float, 1e-3, min=0.0, exclusive_min=True,
-          doc="force criterion of every relaxation, eV/A"),
-    Param("max_steps", int, 1000, min=0, max=100_000,
-          doc="step limit of every relaxation (0: rigid scaling, no relaxation)"),
-    Param("eos", str, "birchmurnaghan", choices=EOS_FORMS, doc="equation of state"),
-    Param("reliability_tolerance_percent", float, 1.0, min=0.0, exclusive_min=True,
-          doc="largest distance of the fitted minimum from the relaxed V0, in %"),
-], presets=PRESETS)
+SCHEMA = ParamSchema(
+    [
+        Param(
+            "strain_range",
+            float,
+            0.1,
+            min=0.0,
+            exclusive_min=True,
+            max=0.5,
+            doc="volumes span (1 - s .. 1 + s) * V0 (mofsimbench: 0.04)",
+        ),
+        Param("num_points", int, 9, min=5, max=101, doc="number of volumes (mofsimbench: 11)"),
+        Param(
+            "pre_optimize",
+            bool,
+            True,
+            aliases=("relax_first",),
+            doc="relax cell and positions first (LBFGS + FrechetCellFilter)",
+        ),
+        Param(
+            "optimizer",
+            str,
+            "LBFGS",
+            choices=("LBFGS", "BFGS", "FIRE"),
+            doc="optimizer of the initial relaxation",
+        ),
+        Param(
+            "fmax",
+            float,
+            1e-3,
+            min=0.0,
+            exclusive_min=True,
+            doc="force criterion of every relaxation, eV/A",
+        ),
+        Param(
+            "max_steps",
+            int,
+            1000,
+            min=0,
+            max=100_000,
+            doc="step limit of every relaxation (0: rigid scaling, no relaxation)",
+        ),
+        Param("eos", str, "birchmurnaghan", choices=EOS_FORMS, doc="equation of state"),
+        Param(
+            "reliability_tolerance_percent",
+            float,
+            1.0,
+            min=0.0,
+            exclusive_min=True,
+            doc="largest distance of the fitted minimum from the relaxed V0, in %",
+        ),
+    ],
+    presets=PRESETS,
+)
 
 
 def validate(parameters: dict[str, Any]) -> dict[str, Any]:
@@ -82,8 +132,12 @@ def scaled_copy(atoms: Atoms, volume_factor: float) -> Atoms:
     return out
 
 
-def fit_eos(volumes: Iterable[float], energies: Iterable[float],
-            eos: str = "birchmurnaghan", n_curve: int = 101) -> dict[str, Any]:
+def fit_eos(
+    volumes: Iterable[float],
+    energies: Iterable[float],
+    eos: str = "birchmurnaghan",
+    n_curve: int = 101,
+) -> dict[str, Any]:
     """Fit ``eos`` to E(V); B0 in GPa, V0 in A^3, E0 in eV, RMS residual in eV, plus a
     smooth curve over the sampled range for plotting.  Raises TaskError if the fit fails."""
     import numpy as np
@@ -101,7 +155,9 @@ def fit_eos(volumes: Iterable[float], energies: Iterable[float],
     residual = e - fit.func(v, *parameters)
     curve_v = np.linspace(v.min(), v.max(), n_curve)
     return {
-        "v0": float(v0), "e0": float(e0), "b0_GPa": float(b0 / GPa),
+        "v0": float(v0),
+        "e0": float(e0),
+        "b0_GPa": float(b0 / GPa),
         "b0_prime": float(parameters[2]),
         "rms_residual_eV": float(np.sqrt(np.mean(residual**2))),
         "max_residual_eV": float(np.abs(residual).max()),
@@ -121,21 +177,30 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     if atoms.cell.rank < 3 or not atoms.pbc.all():
         from spool.errors import InvalidStructure
 
-        raise InvalidStructure("bulk-modulus needs a periodic structure with a full cell",
-                               field="structure")
+        raise InvalidStructure(
+            "bulk-modulus needs a periodic structure with a full cell", field="structure"
+        )
     factors = volume_factors(p["strain_range"], p["num_points"])
     # Progress: the relaxation counts as much as two volumes, each volume as one.
     units = len(factors) + (2 if p["pre_optimize"] else 0)
     relaxation = None
     if p["pre_optimize"]:
         ctx.observer.log("relaxing cell and positions")
-        relaxation = relax_structure(atoms, ctx.observer, fmax=p["fmax"], steps=p["max_steps"],
-                                     optimizer=p["optimizer"], relax_cell=True,
-                                     fraction_range=(0.0, 2 / units))
+        relaxation = relax_structure(
+            atoms,
+            ctx.observer,
+            fmax=p["fmax"],
+            steps=p["max_steps"],
+            optimizer=p["optimizer"],
+            relax_cell=True,
+            fraction_range=(0.0, 2 / units),
+        )
         relaxation.pop("avg_step_time_ms")
         if not relaxation["converged"]:
-            ctx.observer.log("initial relaxation did not converge within "
-                             f"{p['max_steps']} steps", level="WARNING")
+            ctx.observer.log(
+                f"initial relaxation did not converge within {p['max_steps']} steps",
+                level="WARNING",
+            )
     v_ref = float(atoms.get_volume())
     ctx.workspace.mkdir(parents=True, exist_ok=True)
     write(str(ctx.workspace / STRUCTURE_FILE), atoms, format="cif")
@@ -146,19 +211,29 @@ def run(ctx: TaskContext) -> dict[str, Any]:
         strained = scaled_copy(atoms, factor)
         strained.calc = ctx.calculator
         label = f"{k + 1}/{len(factors)} volumes"
-        summary = relax_structure(strained, ctx.observer, fmax=p["fmax"], steps=p["max_steps"],
-                                  optimizer="FIRE", label=label,
-                                  fraction_range=(done / units, (done + 1) / units))
+        summary = relax_structure(
+            strained,
+            ctx.observer,
+            fmax=p["fmax"],
+            steps=p["max_steps"],
+            optimizer="FIRE",
+            label=label,
+            fraction_range=(done / units, (done + 1) / units),
+        )
         done += 1
         if summary["avg_step_time_ms"] is not None:
             timed.append((summary["avg_step_time_ms"], summary["steps_done"]))
-        points.append({
-            "volume_factor": factor, "volume_A3": float(strained.get_volume()),
-            "energy_eV": summary["final_energy"], "converged": summary["converged"],
-            "steps": summary["steps_done"], "final_fmax": summary["final_fmax"],
-        })
-        ctx.observer.progress(done / units, label, stage=label,
-                              energy=summary["final_energy"])
+        points.append(
+            {
+                "volume_factor": factor,
+                "volume_A3": float(strained.get_volume()),
+                "energy_eV": summary["final_energy"],
+                "converged": summary["converged"],
+                "steps": summary["steps_done"],
+                "final_fmax": summary["final_fmax"],
+            }
+        )
+        ctx.observer.progress(done / units, label, stage=label, energy=summary["final_energy"])
     volumes = [pt["volume_A3"] for pt in points]
     energies = [pt["energy_eV"] for pt in points]
     fit = fit_eos(volumes, energies, p["eos"])
@@ -167,17 +242,26 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     unconverged = [k for k, pt in enumerate(points) if not pt["converged"]]
     _plot(ctx.workspace / PLOT_FILE, points, fit, p["eos"], offset, reliable)
     result = {
-        "bulk_modulus_GPa": fit["b0_GPa"], "b0_prime": fit["b0_prime"],
-        "v0_A3": fit["v0"], "e0_eV": fit["e0"], "eos": p["eos"],
-        "relaxed_volume_A3": v_ref, "v0_offset_percent": offset, "reliable": reliable,
+        "bulk_modulus_GPa": fit["b0_GPa"],
+        "b0_prime": fit["b0_prime"],
+        "v0_A3": fit["v0"],
+        "e0_eV": fit["e0"],
+        "eos": p["eos"],
+        "relaxed_volume_A3": v_ref,
+        "v0_offset_percent": offset,
+        "reliable": reliable,
         "fit_rms_residual_eV": fit["rms_residual_eV"],
         "fit_max_residual_eV": fit["max_residual_eV"],
-        "all_points_converged": not unconverged, "unconverged_points": unconverged,
-        "volumes_A3": volumes, "energies_eV": energies, "points": points,
+        "all_points_converged": not unconverged,
+        "unconverged_points": unconverged,
+        "volumes_A3": volumes,
+        "energies_eV": energies,
+        "points": points,
         "fit_curve": {"volumes_A3": fit["curve_volumes"], "energies_eV": fit["curve_energies"]},
         "relaxation": relaxation,
-        "avg_step_time_ms": (sum(ms * n for ms, n in timed) / sum(n for _, n in timed)
-                             if timed else None),
+        "avg_step_time_ms": (
+            sum(ms * n for ms, n in timed) / sum(n for _, n in timed) if timed else None
+        ),
         "output_files": {"plot": PLOT_FILE, "relaxed_structure": STRUCTURE_FILE},
         "parameters_used": p,
     }
@@ -185,22 +269,49 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     return json_safe(result)  # type: ignore[no-any-return]
 
 
-def _plot(path: Any, points: list[dict[str, Any]], fit: dict[str, Any], eos: str,
-          offset_percent: float, reliable: bool) -> None:
+def _plot(
+    path: Any,
+    points: list[dict[str, Any]],
+    fit: dict[str, Any],
+    eos: str,
+    offset_percent: float,
+    reliable: bool,
+) -> None:
     """E(V): the relaxed points (unconverged ones apart), the fitted curve and its V0."""
     from executors.plots import plot_xy
 
     good = [pt for pt in points if pt["converged"]]
     bad = [pt for pt in points if not pt["converged"]]
-    extra: list[dict[str, Any]] = [{"x": fit["curve_volumes"], "y": fit["curve_energies"],
-                                    "label": f"{EOS_NAMES[eos]} fit", "color": "tab:orange"}]
+    extra: list[dict[str, Any]] = [
+        {
+            "x": fit["curve_volumes"],
+            "y": fit["curve_energies"],
+            "label": f"{EOS_NAMES[eos]} fit",
+            "color": "tab:orange",
+        }
+    ]
     if bad:
-        extra.append({"x": [pt["volume_A3"] for pt in bad], "y": [pt["energy_eV"] for pt in bad],
-                      "style": "points", "color": "tab:red", "label": "relaxation not converged"})
+        extra.append(
+            {
+                "x": [pt["volume_A3"] for pt in bad],
+                "y": [pt["energy_eV"] for pt in bad],
+                "style": "points",
+                "color": "tab:red",
+                "label": "relaxation not converged",
+            }
+        )
     title = f"B0 = {fit['b0_GPa']:.1f} GPa, B0' = {fit['b0_prime']:.2f}, V0 = {fit['v0']:.2f} Å³"
     if not reliable:
         title += f"\nunreliable: fitted V0 {offset_percent:+.1f} % from the relaxed volume"
-    plot_xy(path, [pt["volume_A3"] for pt in good], [pt["energy_eV"] for pt in good],
-            style="points", label="relaxed points" if good else None,
-            xlabel="volume (Å³)", ylabel="energy (eV)", title=title, series=extra,
-            marks=[{"x": fit["v0"], "y": fit["e0"], "label": "V0"}])
+    plot_xy(
+        path,
+        [pt["volume_A3"] for pt in good],
+        [pt["energy_eV"] for pt in good],
+        style="points",
+        label="relaxed points" if good else None,
+        xlabel="volume (Å³)",
+        ylabel="energy (eV)",
+        title=title,
+        series=extra,
+        marks=[{"x": fit["v0"], "y": fit["e0"], "label": "V0"}],
+    )

@@ -43,32 +43,82 @@ PLOT_FILE = "heat_capacity.png"
 STRUCTURE_FILE = "relaxed_structure.cif"
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "mofsimbench": {"supercell": [1, 1, 1], "displacement": 0.01,
-                    "temperature_range": [0.0, 1000.0, 10.0], "mesh": 100.0,
-                    "pre_optimize": True, "optimizer": "BFGS", "fmax": 1e-3,
-                    "max_steps": 1000, "highlight_temperature": 300.0},
+    "mofsimbench": {
+        "supercell": [1, 1, 1],
+        "displacement": 0.01,
+        "temperature_range": [0.0, 1000.0, 10.0],
+        "mesh": 100.0,
+        "pre_optimize": True,
+        "optimizer": "BFGS",
+        "fmax": 1e-3,
+        "max_steps": 1000,
+        "highlight_temperature": 300.0,
+    },
 }
-SCHEMA = ParamSchema([
-    Param("supercell", list, [2, 2, 2], item_type=int, length=3, min=1, max=20,
-          aliases=("supercell_matrix",),
-          doc="supercell multiples along a, b, c (mofsimbench: [1, 1, 1])"),
-    Param("displacement", float, 0.01, min=0.0, exclusive_min=True, max=0.5,
-          aliases=("distance",), doc="atomic displacement, A"),
-    Param("temperature_range", list, [0.0, 1000.0, 50.0], item_type=float, length=3,
-          min=0.0, doc="[t_min, t_max, t_step] in K (mofsimbench: [0, 1000, 10])"),
-    Param("mesh", float, 100.0, min=0.0, exclusive_min=True,
-          doc="length-based q-point mesh density of phonopy"),
-    Param("pre_optimize", bool, True, aliases=("relax_first",),
-          doc="relax cell and positions first (FrechetCellFilter)"),
-    Param("optimizer", str, "BFGS", choices=("BFGS", "LBFGS", "FIRE")),
-    Param("fmax", float, 1e-3, min=0.0, exclusive_min=True, doc="eV/A"),
-    Param("max_steps", int, 1000, min=1, max=100_000),
-    Param("symprec", float, 1e-5, min=0.0, exclusive_min=True,
-          doc="phonopy symmetry tolerance, A"),
-    Param("imaginary_tolerance_thz", float, 0.01, min=0.0,
-          doc="a Gamma mode counts as imaginary below minus this frequency"),
-    Param("highlight_temperature", float, 300.0, min=0.0, doc="K"),
-], presets=PRESETS)
+SCHEMA = ParamSchema(
+    [
+        Param(
+            "supercell",
+            list,
+            [2, 2, 2],
+            item_type=int,
+            length=3,
+            min=1,
+            max=20,
+            aliases=("supercell_matrix",),
+            doc="supercell multiples along a, b, c (mofsimbench: [1, 1, 1])",
+        ),
+        Param(
+            "displacement",
+            float,
+            0.01,
+            min=0.0,
+            exclusive_min=True,
+            max=0.5,
+            aliases=("distance",),
+            doc="atomic displacement, A",
+        ),
+        Param(
+            "temperature_range",
+            list,
+            [0.0, 1000.0, 50.0],
+            item_type=float,
+            length=3,
+            min=0.0,
+            doc="[t_min, t_max, t_step] in K (mofsimbench: [0, 1000, 10])",
+        ),
+        Param(
+            "mesh",
+            float,
+            100.0,
+            min=0.0,
+            exclusive_min=True,
+            doc="length-based q-point mesh density of phonopy",
+        ),
+        Param(
+            "pre_optimize",
+            bool,
+            True,
+            aliases=("relax_first",),
+            doc="relax cell and positions first (FrechetCellFilter)",
+        ),
+        Param("optimizer", str, "BFGS", choices=("BFGS", "LBFGS", "FIRE")),
+        Param("fmax", float, 1e-3, min=0.0, exclusive_min=True, doc="eV/A"),
+        Param("max_steps", int, 1000, min=1, max=100_000),
+        Param(
+            "symprec", float, 1e-5, min=0.0, exclusive_min=True, doc="phonopy symmetry tolerance, A"
+        ),
+        Param(
+            "imaginary_tolerance_thz",
+            float,
+            0.01,
+            min=0.0,
+            doc="a Gamma mode counts as imaginary below minus this frequency",
+        ),
+        Param("highlight_temperature", float, 300.0, min=0.0, doc="K"),
+    ],
+    presets=PRESETS,
+)
 
 
 def validate(parameters: dict[str, Any]) -> dict[str, Any]:
@@ -83,11 +133,13 @@ def check_temperature_range(trange: Sequence[float]) -> None:
     if t_step <= 0:
         raise ValidationError(f"temperature_range step must be > 0, got {t_step}", field=where)
     if t_max < t_min:
-        raise ValidationError(f"temperature_range: t_max ({t_max}) is below t_min ({t_min})",
-                              field=where)
+        raise ValidationError(
+            f"temperature_range: t_max ({t_max}) is below t_min ({t_min})", field=where
+        )
     if (t_max - t_min) / t_step + 1 > MAX_TEMPERATURE_POINTS:
-        raise ValidationError(f"temperature_range gives more than {MAX_TEMPERATURE_POINTS} "
-                              "temperatures", field=where)
+        raise ValidationError(
+            f"temperature_range gives more than {MAX_TEMPERATURE_POINTS} temperatures", field=where
+        )
 
 
 def value_at(x: Sequence[float], y: Sequence[float], x0: float) -> float | None:
@@ -100,8 +152,9 @@ def value_at(x: Sequence[float], y: Sequence[float], x0: float) -> float | None:
     return float(np.interp(x0, xa, np.asarray(y, dtype=float)))
 
 
-def cv_conversions(cv_per_mol_cell: Sequence[float], cell_mass_amu: float,
-                   n_atoms: int) -> dict[str, list[float]]:
+def cv_conversions(
+    cv_per_mol_cell: Sequence[float], cell_mass_amu: float, n_atoms: int
+) -> dict[str, list[float]]:
     """Cv per mole of cells (J/K/mol) to per gram (J/K/g) and per mole of atoms."""
     return {
         "J_per_K_mol": [float(c) for c in cv_per_mol_cell],
@@ -126,8 +179,9 @@ def gamma_mode_summary(frequencies: Sequence[float], tolerance_thz: float) -> di
     }
 
 
-def displacement_forces(phonon: Any, calculator: Any, observer: Observer,
-                        fraction_range: tuple[float, float]) -> Any:
+def displacement_forces(
+    phonon: Any, calculator: Any, observer: Observer, fraction_range: tuple[float, float]
+) -> Any:
     """Forces on every displaced supercell, in phonopy's order, with progress."""
     import numpy as np
     from ase import Atoms
@@ -137,24 +191,28 @@ def displacement_forces(phonon: Any, calculator: Any, observer: Observer,
     forces = []
     for k, cell in enumerate(cells):
         observer.check_cancel()
-        atoms = Atoms(symbols=cell.symbols, cell=cell.cell, scaled_positions=cell.scaled_positions,
-                      pbc=True)
+        atoms = Atoms(
+            symbols=cell.symbols, cell=cell.cell, scaled_positions=cell.scaled_positions, pbc=True
+        )
         atoms.calc = calculator
         f = np.asarray(atoms.get_forces(), dtype=float)
         if not np.isfinite(f).all():
             raise TaskDiverged(f"non-finite forces for displacement {k + 1}")
         forces.append(f)
         label = f"{k + 1}/{len(cells)} displacements"
-        observer.progress(lo + (hi - lo) * (k + 1) / len(cells), label, stage="phonons",
-                          step=k + 1)
+        observer.progress(lo + (hi - lo) * (k + 1) / len(cells), label, stage="phonons", step=k + 1)
     return np.asarray(forces)
 
 
 def phonopy_cell(atoms: Atoms) -> Any:
     from phonopy.structure.atoms import PhonopyAtoms
 
-    return PhonopyAtoms(symbols=atoms.get_chemical_symbols(), cell=atoms.cell.array,
-                        scaled_positions=atoms.get_scaled_positions(), masses=atoms.get_masses())
+    return PhonopyAtoms(
+        symbols=atoms.get_chemical_symbols(),
+        cell=atoms.cell.array,
+        scaled_positions=atoms.get_scaled_positions(),
+        masses=atoms.get_masses(),
+    )
 
 
 def run(ctx: TaskContext) -> dict[str, Any]:
@@ -170,32 +228,43 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     if atoms.cell.rank < 3 or not atoms.pbc.all():
         from spool.errors import InvalidStructure
 
-        raise InvalidStructure("heat-capacity needs a periodic structure with a full cell",
-                               field="structure")
+        raise InvalidStructure(
+            "heat-capacity needs a periodic structure with a full cell", field="structure"
+        )
     relaxation = None
     relax_share = 0.2 if p["pre_optimize"] else 0.0
     if p["pre_optimize"]:
         ctx.observer.log("relaxing cell and positions")
-        relaxation = relax_structure(atoms, ctx.observer, fmax=p["fmax"], steps=p["max_steps"],
-                                     optimizer=p["optimizer"], relax_cell=True,
-                                     fraction_range=(0.0, relax_share))
+        relaxation = relax_structure(
+            atoms,
+            ctx.observer,
+            fmax=p["fmax"],
+            steps=p["max_steps"],
+            optimizer=p["optimizer"],
+            relax_cell=True,
+            fraction_range=(0.0, relax_share),
+        )
         relaxation.pop("avg_step_time_ms")
         if not relaxation["converged"]:
-            ctx.observer.log(f"relaxation did not converge within {p['max_steps']} steps",
-                             level="WARNING")
+            ctx.observer.log(
+                f"relaxation did not converge within {p['max_steps']} steps", level="WARNING"
+            )
     ctx.workspace.mkdir(parents=True, exist_ok=True)
     write(str(ctx.workspace / STRUCTURE_FILE), atoms, format="cif")
 
     # primitive_matrix "P": the relaxed cell itself is the primitive cell ("auto" would
     # search for a smaller one and change what "per mol" means).
-    phonon: Any = Phonopy(phonopy_cell(atoms), supercell_matrix=np.diag(p["supercell"]),
-                          primitive_matrix="P", symprec=p["symprec"])
+    phonon: Any = Phonopy(
+        phonopy_cell(atoms),
+        supercell_matrix=np.diag(p["supercell"]),
+        primitive_matrix="P",
+        symprec=p["symprec"],
+    )
     phonon.generate_displacements(distance=p["displacement"])
     n_disp = len(phonon.supercells_with_displacements)
     ctx.observer.log(f"{n_disp} displaced supercells of {len(phonon.supercell)} atoms")
     t0 = time.perf_counter()
-    phonon.forces = displacement_forces(phonon, ctx.calculator, ctx.observer,
-                                        (relax_share, 0.95))
+    phonon.forces = displacement_forces(phonon, ctx.calculator, ctx.observer, (relax_share, 0.95))
     ms_per_force = 1000.0 * (time.perf_counter() - t0) / max(n_disp, 1)
     phonon.produce_force_constants()
     phonon.run_mesh(p["mesh"])
@@ -214,12 +283,19 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     gamma = gamma_mode_summary(phonon.qpoints.frequencies[0], p["imaginary_tolerance_thz"])
     t_hi = p["highlight_temperature"]
     highlight = {key: value_at(temperatures, values, t_hi) for key, values in cv.items()}
-    _plot(ctx.workspace / PLOT_FILE, temperatures, cv["J_per_K_g"], t_hi,
-          highlight["J_per_K_g"], classical_limit=3.0 * R_J_PER_K_MOL * n_atoms / mass)
+    _plot(
+        ctx.workspace / PLOT_FILE,
+        temperatures,
+        cv["J_per_K_g"],
+        t_hi,
+        highlight["J_per_K_g"],
+        classical_limit=3.0 * R_J_PER_K_MOL * n_atoms / mass,
+    )
     result = {
         "temperatures_K": temperatures,
         "heat_capacity": cv,
-        "cv_J_per_K_mol": cv["J_per_K_mol"], "cv_J_per_K_g": cv["J_per_K_g"],
+        "cv_J_per_K_mol": cv["J_per_K_mol"],
+        "cv_J_per_K_g": cv["J_per_K_g"],
         "highlight_temperature_K": t_hi,
         "cv_at_highlight": highlight,
         "cv_300K_J_per_K_mol": value_at(temperatures, cv["J_per_K_mol"], 300.0),
@@ -228,8 +304,10 @@ def run(ctx: TaskContext) -> dict[str, Any]:
         "free_energy_kJ_per_mol": [float(f) for f in tp.free_energy],
         **gamma,
         "imaginary_tolerance_thz": p["imaginary_tolerance_thz"],
-        "cell_mass_amu": mass, "n_atoms": n_atoms,
-        "n_displacements": n_disp, "supercell_atoms": len(phonon.supercell),
+        "cell_mass_amu": mass,
+        "n_atoms": n_atoms,
+        "n_displacements": n_disp,
+        "supercell_atoms": len(phonon.supercell),
         "avg_step_time_ms": ms_per_force,
         "cv_per_mol_basis": "per mole of the relaxed input cell",
         "relaxation": relaxation,
@@ -237,13 +315,21 @@ def run(ctx: TaskContext) -> dict[str, Any]:
         "parameters_used": p,
     }
     cv300 = result["cv_300K_J_per_K_g"]
-    ctx.observer.progress(1.0, "done" if cv300 is None or not math.isfinite(cv300)
-                          else f"Cv(300 K) = {cv300:.4f} J/(K g)")
+    ctx.observer.progress(
+        1.0,
+        "done" if cv300 is None or not math.isfinite(cv300) else f"Cv(300 K) = {cv300:.4f} J/(K g)",
+    )
     return json_safe(result)  # type: ignore[no-any-return]
 
 
-def _plot(path: Any, temperatures: Sequence[float], cv_per_g: Sequence[float], t_hi: float,
-          cv_hi: float | None, classical_limit: float) -> None:
+def _plot(
+    path: Any,
+    temperatures: Sequence[float],
+    cv_per_g: Sequence[float],
+    t_hi: float,
+    cv_hi: float | None,
+    classical_limit: float,
+) -> None:
     """Cv(T) per gram, the Dulong-Petit limit of the cell and the highlighted temperature."""
     from executors.plots import plot_xy
 
@@ -252,8 +338,24 @@ def _plot(path: Any, temperatures: Sequence[float], cv_per_g: Sequence[float], t
     if cv_hi is not None:
         title += f": Cv({t_hi:g} K) = {cv_hi:.4g} J/(K g)"
     span = [temperatures[0], temperatures[-1]] if temperatures else []
-    plot_xy(path, temperatures, cv_per_g, style="line", label="Cv (phonopy)",
-            xlabel="T (K)", ylabel="Cv (J/(K g))", title=title,
-            series=[{"x": span, "y": [classical_limit] * len(span), "style": "dashed",
-                     "color": "0.5", "label": "Dulong-Petit limit 3R per atom"}],
-            vlines=[] if cv_hi is None else [{"x": t_hi}], marks=marks)
+    plot_xy(
+        path,
+        temperatures,
+        cv_per_g,
+        style="line",
+        label="Cv (phonopy)",
+        xlabel="T (K)",
+        ylabel="Cv (J/(K g))",
+        title=title,
+        series=[
+            {
+                "x": span,
+                "y": [classical_limit] * len(span),
+                "style": "dashed",
+                "color": "0.5",
+                "label": "Dulong-Petit limit 3R per atom",
+            }
+        ],
+        vlines=[] if cv_hi is None else [{"x": t_hi}],
+        marks=marks,
+    )

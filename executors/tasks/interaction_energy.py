@@ -29,25 +29,72 @@ if TYPE_CHECKING:
 
 # Gas name -> name in ase.build.molecule (None: a single atom of that element).
 GASES: dict[str, str | None] = {
-    "CO2": "CO2", "H2O": "H2O", "N2": "N2", "CH4": "CH4", "H2": "H2", "O2": "O2", "CO": "CO",
-    "NH3": "NH3", "H2S": "SH2", "SO2": "SO2", "NO": "NO", "NO2": "NO2", "N2O": "N2O",
-    "HCN": "HCN", "Cl2": "Cl2", "C2H2": "C2H2", "C2H4": "C2H4", "C2H6": "C2H6",
-    "C3H8": "C3H8", "CH3OH": "CH3OH", "C6H6": "C6H6",
-    "He": None, "Ne": None, "Ar": None, "Kr": None, "Xe": None,
+    "CO2": "CO2",
+    "H2O": "H2O",
+    "N2": "N2",
+    "CH4": "CH4",
+    "H2": "H2",
+    "O2": "O2",
+    "CO": "CO",
+    "NH3": "NH3",
+    "H2S": "SH2",
+    "SO2": "SO2",
+    "NO": "NO",
+    "NO2": "NO2",
+    "N2O": "N2O",
+    "HCN": "HCN",
+    "Cl2": "Cl2",
+    "C2H2": "C2H2",
+    "C2H4": "C2H4",
+    "C2H6": "C2H6",
+    "C3H8": "C3H8",
+    "CH3OH": "CH3OH",
+    "C6H6": "C6H6",
+    "He": None,
+    "Ne": None,
+    "Ar": None,
+    "Kr": None,
+    "Xe": None,
 }
 
-SCHEMA = ParamSchema([
-    Param("guest_indices", list, None, item_type=int, min=0, min_length=1,
-          doc="indices of the guest atoms in the complex (0-based)"),
-    Param("guest_tag", int, None, doc="the guest is every atom with this ASE tag"),
-    Param("gas", str, None, choices=tuple(GASES),
-          doc="guest molecule to insert into the framework (with position)"),
-    Param("position", list, None, item_type=float, length=3,
-          doc="Cartesian position (A) of the guest's centre of mass"),
-    Param("position_fractional", list, None, item_type=float, length=3,
-          doc="fractional position of the guest's centre of mass (default with gas and no "
-              "position: the centre of the largest void)"),
-])
+SCHEMA = ParamSchema(
+    [
+        Param(
+            "guest_indices",
+            list,
+            None,
+            item_type=int,
+            min=0,
+            min_length=1,
+            doc="indices of the guest atoms in the complex (0-based)",
+        ),
+        Param("guest_tag", int, None, doc="the guest is every atom with this ASE tag"),
+        Param(
+            "gas",
+            str,
+            None,
+            choices=tuple(GASES),
+            doc="guest molecule to insert into the framework (with position)",
+        ),
+        Param(
+            "position",
+            list,
+            None,
+            item_type=float,
+            length=3,
+            doc="Cartesian position (A) of the guest's centre of mass",
+        ),
+        Param(
+            "position_fractional",
+            list,
+            None,
+            item_type=float,
+            length=3,
+            doc="fractional position of the guest's centre of mass (default with gas and no "
+            "position: the centre of the largest void)",
+        ),
+    ]
+)
 
 PRESETS: dict[str, dict[str, Any]] = {"mofsimbench": {}}
 
@@ -63,17 +110,20 @@ def validate(parameters: dict[str, Any]) -> dict[str, Any]:
     source = require_one_of(params, ("guest_indices", "guest_tag", "gas"))
     if source == "gas":
         if "position" in params and "position_fractional" in params:
-            raise ValidationError("give position or position_fractional, not both",
-                                  field="parameters.position_fractional")
+            raise ValidationError(
+                "give position or position_fractional, not both",
+                field="parameters.position_fractional",
+            )
     else:
         for key in ("position", "position_fractional"):
             if key in params:
-                raise ValidationError(f"{key} only applies together with gas",
-                                      field=f"parameters.{key}")
+                raise ValidationError(
+                    f"{key} only applies together with gas", field=f"parameters.{key}"
+                )
     if source == "guest_indices" and len(set(params["guest_indices"])) != len(
-            params["guest_indices"]):
-        raise ValidationError("guest_indices contains duplicates",
-                              field="parameters.guest_indices")
+        params["guest_indices"]
+    ):
+        raise ValidationError("guest_indices contains duplicates", field="parameters.guest_indices")
     return params
 
 
@@ -84,8 +134,9 @@ def build_gas(name: str) -> Atoms:
 
     key = next((g for g in GASES if g.lower() == name.lower()), None)
     if key is None:
-        raise ValidationError(f"unknown gas {name!r}; known: {', '.join(GASES)}",
-                              field="parameters.gas")
+        raise ValidationError(
+            f"unknown gas {name!r}; known: {', '.join(GASES)}", field="parameters.gas"
+        )
     ase_name = GASES[key]
     mol = Atoms(key) if ase_name is None else molecule(ase_name)
     mol.pbc = False
@@ -137,8 +188,10 @@ def resolve_guest(ctx_atoms: Atoms, params: dict[str, Any]) -> tuple[Atoms, list
             if ctx_atoms.cell.rank < 3:
                 raise ValidationError(
                     "a framework without a 3D cell needs the guest's Cartesian position",
-                    field="parameters.position_fractional" if "position_fractional" in params
-                    else "parameters.position")
+                    field="parameters.position_fractional"
+                    if "position_fractional" in params
+                    else "parameters.position",
+                )
             if "position_fractional" in params:
                 com = np.asarray(params["position_fractional"]) @ ctx_atoms.cell.array
             else:
@@ -154,8 +207,9 @@ def resolve_guest(ctx_atoms: Atoms, params: dict[str, Any]) -> tuple[Atoms, list
         field = "parameters.guest_indices"
         bad = [i for i in indices if not 0 <= i < n]
         if bad:
-            raise ValidationError(f"guest_indices out of range for {n} atoms: {bad[:10]}",
-                                  field=field)
+            raise ValidationError(
+                f"guest_indices out of range for {n} atoms: {bad[:10]}", field=field
+            )
     if not indices:
         raise ValidationError("the guest has no atoms", field=field)
     if len(indices) >= n:
@@ -199,13 +253,15 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     guest = isolate(complex_, guest_idx)
     min_dist = min_distance_between(complex_, host_idx, guest_idx)
     if min_dist < CLOSE_CONTACT_A:
-        ctx.observer.log(f"guest is {min_dist:.2f} A from the framework: a close contact",
-                         "WARNING")
+        ctx.observer.log(
+            f"guest is {min_dist:.2f} A from the framework: a close contact", "WARNING"
+        )
 
     energies: dict[str, float] = {}
     forces_complex = None
-    for k, (name, system) in enumerate((("complex", complex_), ("framework", framework),
-                                        ("guest", guest))):
+    for k, (name, system) in enumerate(
+        (("complex", complex_), ("framework", framework), ("guest", guest))
+    ):
         ctx.observer.check_cancel()
         ctx.observer.progress(k / 3, f"single point: {name} ({len(system)} atoms)")
         energies[name], forces = _energy(system, ctx.calculator, name)

@@ -26,17 +26,41 @@ if TYPE_CHECKING:
 
 OPTIMIZERS = ("BFGS", "LBFGS", "FIRE")
 
-SCHEMA = ParamSchema([
-    Param("fmax", float, 0.05, min=0.0, exclusive_min=True,
-          doc="convergence criterion: maximum force (eV/A), cell forces included"),
-    Param("max_steps", int, 500, min=0, aliases=("steps",),
-          doc="maximum number of optimizer steps"),
-    Param("optimizer", str, "BFGS", choices=OPTIMIZERS, doc="ASE optimizer"),
-    Param("relax_cell", bool, False, aliases=("use_filter",),
-          doc="relax the cell too (FrechetCellFilter, all six strain components)"),
-    Param("trajectory_interval", int, 1, min=1,
-          doc="write a trajectory frame every this many steps (the last is always written)"),
-])
+SCHEMA = ParamSchema(
+    [
+        Param(
+            "fmax",
+            float,
+            0.05,
+            min=0.0,
+            exclusive_min=True,
+            doc="convergence criterion: maximum force (eV/A), cell forces included",
+        ),
+        Param(
+            "max_steps",
+            int,
+            500,
+            min=0,
+            aliases=("steps",),
+            doc="maximum number of optimizer steps",
+        ),
+        Param("optimizer", str, "BFGS", choices=OPTIMIZERS, doc="ASE optimizer"),
+        Param(
+            "relax_cell",
+            bool,
+            False,
+            aliases=("use_filter",),
+            doc="relax the cell too (FrechetCellFilter, all six strain components)",
+        ),
+        Param(
+            "trajectory_interval",
+            int,
+            1,
+            min=1,
+            doc="write a trajectory frame every this many steps (the last is always written)",
+        ),
+    ]
+)
 
 PRESETS: dict[str, dict[str, Any]] = {
     "mofsimbench": {"optimizer": "LBFGS", "fmax": 1e-3, "max_steps": 5000, "relax_cell": True},
@@ -60,8 +84,10 @@ def optimizer_class(name: str) -> Any:
     try:
         return classes[name.upper()]
     except KeyError:
-        raise ValidationError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {name!r}",
-                              field="parameters.optimizer") from None
+        raise ValidationError(
+            f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {name!r}",
+            field="parameters.optimizer",
+        ) from None
 
 
 def relax(
@@ -89,15 +115,18 @@ def relax(
     from executors.observers import attach_optimizer_observer, optimizer_fmax
 
     if relax_cell and not (atoms.pbc.all() and atoms.cell.rank == 3):
-        raise ValidationError("relax_cell needs a structure periodic in all three directions",
-                              field="parameters.relax_cell")
+        raise ValidationError(
+            "relax_cell needs a structure periodic in all three directions",
+            field="parameters.relax_cell",
+        )
     target: Any = FrechetCellFilter(atoms) if relax_cell else atoms
     opt = optimizer_class(optimizer)(target, logfile=None)
     traj = Trajectory(str(trajectory), "w", atoms) if trajectory is not None else None
     if traj is not None:
         opt.attach(traj.write, interval=trajectory_interval)
-    monitor = attach_optimizer_observer(opt, atoms, observer, max_steps=max_steps, stage=stage,
-                                        fraction_range=fraction_range)
+    monitor = attach_optimizer_observer(
+        opt, atoms, observer, max_steps=max_steps, stage=stage, fraction_range=fraction_range
+    )
     try:
         converged = bool(opt.run(fmax=fmax, steps=max_steps))
         if traj is not None and opt.nsteps % trajectory_interval != 0:
@@ -136,8 +165,12 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     workspace = Path(ctx.workspace)
     workspace.mkdir(parents=True, exist_ok=True)
     summary = relax(
-        atoms, ctx.observer, fmax=params["fmax"], max_steps=params["max_steps"],
-        optimizer=params["optimizer"], relax_cell=params["relax_cell"],
+        atoms,
+        ctx.observer,
+        fmax=params["fmax"],
+        max_steps=params["max_steps"],
+        optimizer=params["optimizer"],
+        relax_cell=params["relax_cell"],
         trajectory=workspace / TRAJECTORY_FILE,
         trajectory_interval=params["trajectory_interval"],
     )
@@ -147,8 +180,11 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     write(workspace / structure_file, out)
     final_volume = float(atoms.get_volume()) if periodic else None
     if not summary["converged"]:
-        ctx.observer.log(f"not converged after {summary['steps']} steps "
-                         f"(fmax {summary['final_fmax']:.4g} > {params['fmax']})", "WARNING")
+        ctx.observer.log(
+            f"not converged after {summary['steps']} steps "
+            f"(fmax {summary['final_fmax']:.4g} > {params['fmax']})",
+            "WARNING",
+        )
     result: dict[str, Any] = {
         **summary,
         "initial_energy_eV": initial_energy,
@@ -157,8 +193,11 @@ def run(ctx: TaskContext) -> dict[str, Any]:
         "final_energy_per_atom_eV": final_energy / len(atoms),
         "initial_volume_A3": initial_volume,
         "final_volume_A3": final_volume,
-        "volume_change_percent": (volume_change_percent(initial_volume, final_volume)
-                                  if initial_volume and final_volume else None),
+        "volume_change_percent": (
+            volume_change_percent(initial_volume, final_volume)
+            if initial_volume and final_volume
+            else None
+        ),
         "cell_parameters": cell_parameters(atoms) if periodic else None,
         "rmsd_from_initial": rmsd_min_image(initial, atoms),
         "natoms": len(atoms),

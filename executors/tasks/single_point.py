@@ -19,10 +19,16 @@ if TYPE_CHECKING:
 
     from executors.api import TaskContext
 
-SCHEMA = ParamSchema([
-    Param("compute_stress", bool, True,
-          doc="compute the stress tensor and pressure (periodic structures only)"),
-])
+SCHEMA = ParamSchema(
+    [
+        Param(
+            "compute_stress",
+            bool,
+            True,
+            doc="compute the stress tensor and pressure (periodic structures only)",
+        ),
+    ]
+)
 
 # The benchmark has no single-point protocol of its own: it is the defaults.
 PRESETS: dict[str, dict[str, Any]] = {"mofsimbench": {}}
@@ -84,7 +90,6 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     ctx.observer.check_cancel()
     ctx.observer.progress(0.0, "computing energy, forces and stress")
     result = evaluate(atoms, compute_stress=params["compute_stress"])
-    ctx.observer.progress(1.0, "done", energy=result["energy_eV"],
-                          fmax=result["max_force_eV_A"])
+    ctx.observer.progress(1.0, "done", energy=result["energy_eV"], fmax=result["max_force_eV_A"])
     result["parameters_used"] = params
     return json_safe(result)  # type: ignore[no-any-return]

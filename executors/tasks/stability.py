@@ -49,51 +49,160 @@ RAMP_TEMPERATURES = tuple(float(t) for t in range(300, 1001, 100))
 RAMP_STAGE_STEPS = 20_000
 PADDLEWHEEL_TEMPERATURES = (300.0, 400.0, 300.0)
 PADDLEWHEEL_STAGE_STEPS = 10_000
-VARIANT_STAGE_STEPS = {"temperature_ramp": RAMP_STAGE_STEPS,
-                       "cu_paddlewheel": PADDLEWHEEL_STAGE_STEPS}
+VARIANT_STAGE_STEPS = {
+    "temperature_ramp": RAMP_STAGE_STEPS,
+    "cu_paddlewheel": PADDLEWHEEL_STAGE_STEPS,
+}
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "mofsimbench": {"pre_optimize": True, "relax_fmax": 1e-3, "relax_steps": 1000,
-                    "nvt_steps": 1000, "nvt_temperature": 300.0, "friction": 0.01,
-                    "npt_steps": 50_000, "npt_temperature": 300.0, "npt_pressure": 1.0,
-                    "timestep": 1.0, "tdamp": 100.0, "pdamp": 1000.0},
+    "mofsimbench": {
+        "pre_optimize": True,
+        "relax_fmax": 1e-3,
+        "relax_steps": 1000,
+        "nvt_steps": 1000,
+        "nvt_temperature": 300.0,
+        "friction": 0.01,
+        "npt_steps": 50_000,
+        "npt_temperature": 300.0,
+        "npt_pressure": 1.0,
+        "timestep": 1.0,
+        "tdamp": 100.0,
+        "pdamp": 1000.0,
+    },
 }
-SCHEMA = ParamSchema([
-    Param("protocol_variant", str, "standard", choices=VARIANTS, aliases=("variant",),
-          doc="named stage list (not combinable with explicit stages)"),
-    Param("pre_optimize", bool, True, aliases=("relax_first",),
-          doc="fixed-cell relaxation before the MD"),
-    Param("relax_fmax", float, 1e-3, min=0.0, exclusive_min=True, doc="eV/A"),
-    Param("relax_steps", int, 1000, min=0, max=MAX_STAGE_STEPS),
-    Param("nvt_steps", int, 5000, min=0, max=MAX_STAGE_STEPS,
-          doc="0 skips NVT (mofsimbench: 1000)"),
-    Param("nvt_temperature", float, 300.0, min=0.0, exclusive_min=True, max=1e5, doc="K"),
-    Param("friction", float, 0.01, min=0.0, max=10.0, aliases=("nvt_friction",),
-          doc="Langevin friction, 1/fs"),
-    Param("npt_steps", int, 10_000, min=0, max=MAX_STAGE_STEPS,
-          doc="0 skips NPT (mofsimbench: 50000); per NPT stage with a variant (default: "
-              "the variant's 20000 or 10000)"),
-    Param("npt_temperature", float, 300.0, min=0.0, exclusive_min=True, max=1e5,
-          doc="K (not with a variant)"),
-    Param("npt_pressure", float, 1.01325, min=-1e6, max=1e7, aliases=("npt_pressure_bar",),
-          doc="bar (mofsimbench: 1)"),
-    Param("timestep", float, 1.0, min=0.0, exclusive_min=True, max=20.0, aliases=("timestep_fs",),
-          doc="fs, every MD stage"),
-    Param("tdamp", float, 100.0, min=0.0, exclusive_min=True, aliases=("tdamp_fs",),
-          doc="NPT thermostat damping, fs"),
-    Param("pdamp", float, 1000.0, min=0.0, exclusive_min=True, aliases=("pdamp_fs",),
-          doc="NPT barostat damping, fs"),
-    Param("seed", int, 0, min=0, doc="seed of the initial velocities and Langevin noise"),
-    Param("frame_interval", int, 100, min=1, max=MAX_STAGE_STEPS,
-          doc="MD steps between trajectory frames"),
-    Param("max_volume_change_percent", float, DEFAULT_MAX_VOLUME_CHANGE_PERCENT, min=0.0,
-          exclusive_min=True, doc="verdict: largest |volume change| still stable"),
-    Param("coordination_tolerance", float, DEFAULT_COORDINATION_TOLERANCE, min=0.0,
-          doc="verdict: largest change of the average metal coordination still stable"),
-], presets=PRESETS)
-_FLAT = ("pre_optimize", "relax_fmax", "relax_steps", "nvt_steps", "nvt_temperature",
-         "friction", "npt_steps", "npt_temperature", "npt_pressure", "timestep", "tdamp",
-         "pdamp")
+SCHEMA = ParamSchema(
+    [
+        Param(
+            "protocol_variant",
+            str,
+            "standard",
+            choices=VARIANTS,
+            aliases=("variant",),
+            doc="named stage list (not combinable with explicit stages)",
+        ),
+        Param(
+            "pre_optimize",
+            bool,
+            True,
+            aliases=("relax_first",),
+            doc="fixed-cell relaxation before the MD",
+        ),
+        Param("relax_fmax", float, 1e-3, min=0.0, exclusive_min=True, doc="eV/A"),
+        Param("relax_steps", int, 1000, min=0, max=MAX_STAGE_STEPS),
+        Param(
+            "nvt_steps",
+            int,
+            5000,
+            min=0,
+            max=MAX_STAGE_STEPS,
+            doc="0 skips NVT (mofsimbench: 1000)",
+        ),
+        Param("nvt_temperature", float, 300.0, min=0.0, exclusive_min=True, max=1e5, doc="K"),
+        Param(
+            "friction",
+            float,
+            0.01,
+            min=0.0,
+            max=10.0,
+            aliases=("nvt_friction",),
+            doc="Langevin friction, 1/fs",
+        ),
+        Param(
+            "npt_steps",
+            int,
+            10_000,
+            min=0,
+            max=MAX_STAGE_STEPS,
+            doc="0 skips NPT (mofsimbench: 50000); per NPT stage with a variant (default: "
+            "the variant's 20000 or 10000)",
+        ),
+        Param(
+            "npt_temperature",
+            float,
+            300.0,
+            min=0.0,
+            exclusive_min=True,
+            max=1e5,
+            doc="K (not with a variant)",
+        ),
+        Param(
+            "npt_pressure",
+            float,
+            1.01325,
+            min=-1e6,
+            max=1e7,
+            aliases=("npt_pressure_bar",),
+            doc="bar (mofsimbench: 1)",
+        ),
+        Param(
+            "timestep",
+            float,
+            1.0,
+            min=0.0,
+            exclusive_min=True,
+            max=20.0,
+            aliases=("timestep_fs",),
+            doc="fs, every MD stage",
+        ),
+        Param(
+            "tdamp",
+            float,
+            100.0,
+            min=0.0,
+            exclusive_min=True,
+            aliases=("tdamp_fs",),
+            doc="NPT thermostat damping, fs",
+        ),
+        Param(
+            "pdamp",
+            float,
+            1000.0,
+            min=0.0,
+            exclusive_min=True,
+            aliases=("pdamp_fs",),
+            doc="NPT barostat damping, fs",
+        ),
+        Param("seed", int, 0, min=0, doc="seed of the initial velocities and Langevin noise"),
+        Param(
+            "frame_interval",
+            int,
+            100,
+            min=1,
+            max=MAX_STAGE_STEPS,
+            doc="MD steps between trajectory frames",
+        ),
+        Param(
+            "max_volume_change_percent",
+            float,
+            DEFAULT_MAX_VOLUME_CHANGE_PERCENT,
+            min=0.0,
+            exclusive_min=True,
+            doc="verdict: largest |volume change| still stable",
+        ),
+        Param(
+            "coordination_tolerance",
+            float,
+            DEFAULT_COORDINATION_TOLERANCE,
+            min=0.0,
+            doc="verdict: largest change of the average metal coordination still stable",
+        ),
+    ],
+    presets=PRESETS,
+)
+_FLAT = (
+    "pre_optimize",
+    "relax_fmax",
+    "relax_steps",
+    "nvt_steps",
+    "nvt_temperature",
+    "friction",
+    "npt_steps",
+    "npt_temperature",
+    "npt_pressure",
+    "timestep",
+    "tdamp",
+    "pdamp",
+)
 
 
 def validate(parameters: dict[str, Any]) -> dict[str, Any]:
@@ -101,8 +210,9 @@ def validate(parameters: dict[str, Any]) -> dict[str, Any]:
     raw = dict(parameters)
     stages_raw = raw.pop("stages", None)
     # Which flat keys the client gave itself (defaults and presets fill in the rest).
-    given = {SCHEMA.key_to_name[k] for k, v in raw.items()
-             if k in SCHEMA.key_to_name and v is not None}
+    given = {
+        SCHEMA.key_to_name[k] for k, v in raw.items() if k in SCHEMA.key_to_name and v is not None
+    }
     params = SCHEMA.validate(raw, PRESETS)
     variant = params["protocol_variant"]
     if stages_raw is not None:
@@ -110,22 +220,29 @@ def validate(parameters: dict[str, Any]) -> dict[str, Any]:
             try:
                 stages_raw = json.loads(stages_raw)
             except json.JSONDecodeError as exc:
-                raise ValidationError(f"stages: not valid JSON: {exc}",
-                                      field="parameters.stages") from None
+                raise ValidationError(
+                    f"stages: not valid JSON: {exc}", field="parameters.stages"
+                ) from None
         flat = [k for k in _FLAT if k in given]
         if flat:
-            raise ValidationError(f"give either stages or the flat keys ({', '.join(flat)}),"
-                                  " not both", field=f"parameters.{flat[0]}")
+            raise ValidationError(
+                f"give either stages or the flat keys ({', '.join(flat)}), not both",
+                field=f"parameters.{flat[0]}",
+            )
         if variant != "standard":
-            raise ValidationError("give either stages or protocol_variant, not both",
-                                  field="parameters.protocol_variant")
+            raise ValidationError(
+                "give either stages or protocol_variant, not both",
+                field="parameters.protocol_variant",
+            )
         for key in _FLAT:
             params.pop(key)
         params["stages"] = normalize_stages(stages_raw, params["protocol"])
     elif variant != "standard":
         if "npt_temperature" in given:
-            raise ValidationError(f"protocol_variant {variant} sets the NPT temperatures itself",
-                                  field="parameters.npt_temperature")
+            raise ValidationError(
+                f"protocol_variant {variant} sets the NPT temperatures itself",
+                field="parameters.npt_temperature",
+            )
         params.pop("npt_temperature")
         if "npt_steps" not in given:
             params["npt_steps"] = VARIANT_STAGE_STEPS[variant]
@@ -149,32 +266,52 @@ def plan_stages(params: dict[str, Any]) -> list[dict[str, Any]]:
         return normalize_stages(params["stages"], protocol)
     p = params
     md = {"timestep_fs": p["timestep"]}
-    npt_common = {**md, "pressure_bar": p["npt_pressure"], "tdamp_fs": p["tdamp"],
-                  "pdamp_fs": p["pdamp"]}
+    npt_common = {
+        **md,
+        "pressure_bar": p["npt_pressure"],
+        "tdamp_fs": p["tdamp"],
+        "pdamp_fs": p["pdamp"],
+    }
     relax = {"type": "relax", "fmax": p["relax_fmax"], "steps": p["relax_steps"]}
     plan: list[dict[str, Any]] = []
     if p["pre_optimize"]:
         plan.append(relax)
     if p["nvt_steps"] != 0:
-        plan.append({"type": "nvt", **md, "steps": p["nvt_steps"],
-                     "temperature": p["nvt_temperature"], "friction": p["friction"]})
+        plan.append(
+            {
+                "type": "nvt",
+                **md,
+                "steps": p["nvt_steps"],
+                "temperature": p["nvt_temperature"],
+                "friction": p["friction"],
+            }
+        )
     variant = p.get("protocol_variant", "standard")
     if variant == "standard":
         if p["npt_steps"] != 0:
-            plan.append({"type": "npt", **npt_common, "steps": p["npt_steps"],
-                         "temperature": p["npt_temperature"]})
+            plan.append(
+                {
+                    "type": "npt",
+                    **npt_common,
+                    "steps": p["npt_steps"],
+                    "temperature": p["npt_temperature"],
+                }
+            )
     else:
         if p["npt_steps"] == 0:
-            raise ValidationError(f"protocol_variant {variant} needs NPT steps",
-                                  field="parameters.npt_steps")
+            raise ValidationError(
+                f"protocol_variant {variant} needs NPT steps", field="parameters.npt_steps"
+            )
         temps = RAMP_TEMPERATURES if variant == "temperature_ramp" else PADDLEWHEEL_TEMPERATURES
-        plan += [{"type": "npt", **npt_common, "steps": p["npt_steps"], "temperature": t}
-                 for t in temps]
+        plan += [
+            {"type": "npt", **npt_common, "steps": p["npt_steps"], "temperature": t} for t in temps
+        ]
         if variant == "cu_paddlewheel":
             plan.append(dict(relax))
     if not any(s["type"] != "relax" for s in plan):
-        raise ValidationError("nothing to simulate: both nvt_steps and npt_steps are 0",
-                              field="parameters.npt_steps")
+        raise ValidationError(
+            "nothing to simulate: both nvt_steps and npt_steps are 0", field="parameters.npt_steps"
+        )
     return [normalize_stage(s, i, protocol) for i, s in enumerate(plan)]
 
 
@@ -189,33 +326,47 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     stages = plan_stages(params)
     atoms = ctx.atoms.copy()
     if atoms.cell.rank < 3 or not atoms.pbc.all():
-        raise InvalidStructure("stability needs a periodic structure with a full cell "
-                               "(volume and pressure are part of the protocol)",
-                               field="structure")
+        raise InvalidStructure(
+            "stability needs a periodic structure with a full cell "
+            "(volume and pressure are part of the protocol)",
+            field="structure",
+        )
     atoms.calc = ctx.calculator
     coordination_input = average_metal_coordination(atoms)
     ctx.workspace.mkdir(parents=True, exist_ok=True)
     traj_name, plot_name, final_name = "stability.traj", "stability.png", "final_structure.cif"
     with Trajectory(str(ctx.workspace / traj_name), "w") as traj:
-        stage_run = run_stages(atoms, stages, ctx.observer, seed=params["seed"],
-                               frame_interval=params["frame_interval"], on_frame=traj.write)
+        stage_run = run_stages(
+            atoms,
+            stages,
+            ctx.observer,
+            seed=params["seed"],
+            frame_interval=params["frame_interval"],
+            on_frame=traj.write,
+        )
     final = stage_run.frames[-1]
     write(str(ctx.workspace / final_name), final, format="cif")
     result = summarize(stage_run, atoms.get_masses(), coordination_input, params)
     _plot(ctx.workspace / plot_name, stage_run, result)
     ctx.observer.progress(1.0, f"done: {result['stability_assessment']}")
-    result.update({
-        "trajectory_file": traj_name,
-        "output_files": {"trajectory": traj_name, "plot": plot_name,
-                         "final_structure": final_name},
-        "parameters_used": {**params, "stages": stages},
-        "avg_step_time_ms": stage_run.avg_step_time_ms,
-    })
+    result.update(
+        {
+            "trajectory_file": traj_name,
+            "output_files": {
+                "trajectory": traj_name,
+                "plot": plot_name,
+                "final_structure": final_name,
+            },
+            "parameters_used": {**params, "stages": stages},
+            "avg_step_time_ms": stage_run.avg_step_time_ms,
+        }
+    )
     return json_safe(result)  # type: ignore[no-any-return]
 
 
-def summarize(stage_run: StageRun, masses: Any, coordination_input: float | None,
-              params: dict[str, Any]) -> dict[str, Any]:
+def summarize(
+    stage_run: StageRun, masses: Any, coordination_input: float | None, params: dict[str, Any]
+) -> dict[str, Any]:
     """Metrics and verdict of a finished run (pure: frames and samples in, dict out)."""
     from executors import md_metrics as mm
     from executors.geometry import average_metal_coordination
@@ -232,32 +383,47 @@ def summarize(stage_run: StageRun, masses: Any, coordination_input: float | None
     coordination_relaxed = None if relaxed is None else average_metal_coordination(relaxed)
     coordination_final = average_metal_coordination(frames[-1])
     reference = coordination_relaxed if relaxed is not None else coordination_input
-    judged = mm.verdict(change, reference, coordination_final,
-                        max_volume_change_percent=params["max_volume_change_percent"],
-                        coordination_tolerance=params["coordination_tolerance"])
+    judged = mm.verdict(
+        change,
+        reference,
+        coordination_final,
+        max_volume_change_percent=params["max_volume_change_percent"],
+        coordination_tolerance=params["coordination_tolerance"],
+    )
     md_runs = [s for s in stages if s["type"] in ("nvt", "npt")]
     production = next((s for s in reversed(md_runs) if s["type"] == "npt"), md_runs[-1])
     return {
         "stability_assessment": judged["assessment"],
         "verdict": judged,
         "thresholds": judged["thresholds"],
-        "initial_volume_A3": v0, "final_volume_A3": v_final,
-        "volume_change_percent": change, "volume_drift_percent": change,
+        "initial_volume_A3": v0,
+        "final_volume_A3": v_final,
+        "volume_change_percent": change,
+        "volume_drift_percent": change,
         "final_volume_ratio": None if change is None else 1.0 + change / 100.0,
-        "final_rmsd": rmsd[-1], "max_rmsd": max(rmsd),
-        "com_drift_A": com[-1], "max_com_drift_A": max(com),
+        "final_rmsd": rmsd[-1],
+        "max_rmsd": max(rmsd),
+        "com_drift_A": com[-1],
+        "max_com_drift_A": max(com),
         "avg_temperature": production["temperature_mean"],
         "temp_std": production["temperature_std"],
         "nvt_duration_ps": sum(s["duration_ps"] for s in md_runs if s["type"] == "nvt"),
         "npt_duration_ps": sum(s["duration_ps"] for s in md_runs if s["type"] == "npt"),
         "energy_drift": [
-            {"stage": s["index"], "stage_type": s["type"], "quantity": s["energy_drift_quantity"],
-             "drift_meV_per_atom_per_ps": s["energy_drift_meV_per_atom_per_ps"],
-             "potential_energy_drift_meV_per_atom_per_ps":
-                 s["potential_energy_drift_meV_per_atom_per_ps"]}
-            for s in md_runs],
+            {
+                "stage": s["index"],
+                "stage_type": s["type"],
+                "quantity": s["energy_drift_quantity"],
+                "drift_meV_per_atom_per_ps": s["energy_drift_meV_per_atom_per_ps"],
+                "potential_energy_drift_meV_per_atom_per_ps": s[
+                    "potential_energy_drift_meV_per_atom_per_ps"
+                ],
+            }
+            for s in md_runs
+        ],
         "metal_coordination": {
-            "input": coordination_input, "after_relaxation": coordination_relaxed,
+            "input": coordination_input,
+            "after_relaxation": coordination_relaxed,
             "final": coordination_final,
             "reference": "after_relaxation" if relaxed is not None else "input",
         },
@@ -290,24 +456,63 @@ def _plot(path: Any, stage_run: StageRun, result: dict[str, Any]) -> None:
         else:
             boundaries.append({"x": stage["start_time_ps"], "label": stage["type"]})
     # The thermostat's target beside the measured temperature (none during a relaxation).
-    target = [stage_run.stages[k].get("temperature") if t != "relax" else None
-              for k, t in zip(series["stage"], series["stage_type"], strict=True)]
+    target = [
+        stage_run.stages[k].get("temperature") if t != "relax" else None
+        for k, t in zip(series["stage"], series["stage_type"], strict=True)
+    ]
     n = max(len(stage_run.frames[0]), 1)
-    plot_panels(path, time_ps, [
-        {"y": series["volume_ratio"], "ylabel": "V / V0", "label": "V / V0",
-         "series": [{"x": [time_ps[0], time_ps[-1]], "y": [1.0, 1.0], "style": "dashed",
-                     "color": "0.5", "label": "V0 (first frame)"}]},
-        {"y": series["temperature_K"], "ylabel": "T (K)", "label": "instantaneous T",
-         "series": [{"x": time_ps, "y": target, "style": "dashed", "color": "tab:red",
-                     "label": "target T"}]},
-        {"y": [e / n for e in series["energy_eV"]], "ylabel": "energy (eV/atom)",
-         "label": "E_pot",
-         "series": [{"x": time_ps, "y": [e / n for e in series["total_energy_eV"]],
-                     "style": "line", "color": "tab:green", "label": "E_pot + E_kin"}]},
-    ], xlabel="time (ps)",
+    plot_panels(
+        path,
+        time_ps,
+        [
+            {
+                "y": series["volume_ratio"],
+                "ylabel": "V / V0",
+                "label": "V / V0",
+                "series": [
+                    {
+                        "x": [time_ps[0], time_ps[-1]],
+                        "y": [1.0, 1.0],
+                        "style": "dashed",
+                        "color": "0.5",
+                        "label": "V0 (first frame)",
+                    }
+                ],
+            },
+            {
+                "y": series["temperature_K"],
+                "ylabel": "T (K)",
+                "label": "instantaneous T",
+                "series": [
+                    {
+                        "x": time_ps,
+                        "y": target,
+                        "style": "dashed",
+                        "color": "tab:red",
+                        "label": "target T",
+                    }
+                ],
+            },
+            {
+                "y": [e / n for e in series["energy_eV"]],
+                "ylabel": "energy (eV/atom)",
+                "label": "E_pot",
+                "series": [
+                    {
+                        "x": time_ps,
+                        "y": [e / n for e in series["total_energy_eV"]],
+                        "style": "line",
+                        "color": "tab:green",
+                        "label": "E_pot + E_kin",
+                    }
+                ],
+            },
+        ],
+        xlabel="time (ps)",
         title=f"stability: {result['stability_assessment']} "
-              f"(volume change {_fmt(result['volume_change_percent'])} %)",
-        vlines=boundaries)
+        f"(volume change {_fmt(result['volume_change_percent'])} %)",
+        vlines=boundaries,
+    )
 
 
 def _fmt(value: float | None) -> str:
