@@ -24,7 +24,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy spool mofsimd executors mofsim_cli mofsim_http mofsim_client
+	$(VENV)/bin/mypy spool mofsim_core mofsimd executors mofsim_cli mofsim_http mofsim_client
 
 docs: $(STAMP)
 	$(PY) -m sphinx -W --keep-going -b html docs build/docs

@@ -57,7 +57,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mofsimd.background import wait_for  # noqa: E402
+from mofsim_cli.background import wait_for  # noqa: E402
 from spool import Job, Spool, transitions  # noqa: E402
 from spool.events import iso_from_ms  # noqa: E402
 
@@ -149,7 +149,7 @@ def make_history(spool: Spool, n: int, seed: int = 0) -> list[str]:
     results or errors, and their mirror rows.  Returns the task ids."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from mofsimd.mirror import SqliteMirror
+    from mofsim_core.mirror import SqliteMirror
 
     rng = random.Random(seed)
     states = rng.choices([s for s, _ in TERMINAL_MIX], [w for _, w in TERMINAL_MIX], k=n)
@@ -184,7 +184,7 @@ SERVER_CODE = """
 import sys
 from pathlib import Path
 from mofsim_http.server import serve
-from mofsimd.config import load_config
+from mofsim_core.config import load_config
 
 # Rate limits off: the point is what the endpoints cost, not the token bucket.
 overrides = {"spool": sys.argv[1], "http": "127.0.0.1:" + sys.argv[2], "http_rate_limit": 0}

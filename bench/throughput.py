@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mofsimd.background import BackgroundDaemon, wait_for  # noqa: E402
+from mofsim_cli.background import BackgroundDaemon, wait_for  # noqa: E402
 from spool import Job, Spool  # noqa: E402
 from spool.events import ms_from_iso, read_events  # noqa: E402
 

@@ -196,27 +196,27 @@ class LocalBackend:
     # --- models ----------------------------------------------------------------------------
 
     def models(self, family: str | None) -> list[dict[str, Any]]:
-        from mofsim_http.model_service import list_model_entries
+        from mofsim_core.model_service import list_model_entries
 
         return list_model_entries(self._catalogue_spool(), family)
 
     def model(self, key: str) -> dict[str, Any]:
-        from mofsim_http.model_service import model_detail
+        from mofsim_core.model_service import model_detail
 
         return model_detail(self._catalogue_spool(), key)
 
     def model_status(self, key: str) -> dict[str, Any]:
-        from mofsim_http.model_service import model_status
+        from mofsim_core.model_service import model_status
 
         return model_status(self._catalogue_spool(), key)
 
     def model_action(self, key: str, action: str, slot: str | None) -> dict[str, Any]:
-        from mofsim_http.model_service import request_model_action
+        from mofsim_core.model_service import request_model_action
 
         return request_model_action(self._spool(), key, action, slot=slot)
 
     def upload_model(self, path: Path, fields: dict[str, Any]) -> dict[str, Any]:
-        from mofsim_http.custom_models import save_custom_model
+        from mofsim_core.custom_models import save_custom_model
 
         source = upload_file(path, "model")
         sp = self._spool(create=True)
@@ -231,8 +231,8 @@ class LocalBackend:
     def validate_model(self, model_id: str) -> dict[str, Any]:
         import asyncio
 
-        from mofsim_http.custom_models import VALIDATION_TIMEOUT_S, validate_custom_model
-        from mofsimd.config import load_config
+        from mofsim_core.config import load_config
+        from mofsim_core.custom_models import VALIDATION_TIMEOUT_S, validate_custom_model
 
         extra = load_config().extra
         timeout = float(
@@ -243,7 +243,7 @@ class LocalBackend:
         return asyncio.run(validate_custom_model(self._spool(), model_id, timeout=timeout))
 
     def delete_model(self, model_id: str) -> dict[str, Any]:
-        from mofsim_http.custom_models import delete_custom_model
+        from mofsim_core.custom_models import delete_custom_model
 
         return delete_custom_model(self._spool(), model_id)
 
@@ -251,7 +251,7 @@ class LocalBackend:
 
     def upload_structure(self, path: Path, name: str | None) -> dict[str, Any]:
         from mofsim_cli.submission import MAX_STRUCTURE_BYTES
-        from mofsim_http.structure_service import store_structure, structure_view
+        from mofsim_core.structure_service import store_structure, structure_view
 
         source = upload_file(path, "structure")
         meta = store_structure(
@@ -264,18 +264,18 @@ class LocalBackend:
         return structure_view(meta)
 
     def structures(self) -> list[dict[str, Any]]:
-        from mofsim_http.structure_service import StructureIndex
+        from mofsim_core.structure_service import StructureIndex
 
         index = StructureIndex(self._catalogue_spool())
         return index.list(0, len(index.refresh()))[0]
 
     def structure(self, file_id: str) -> dict[str, Any]:
-        from mofsim_http.structure_service import StructureIndex, structure_view
+        from mofsim_core.structure_service import StructureIndex, structure_view
 
         return structure_view(StructureIndex(self._catalogue_spool()).get(file_id))
 
     def delete_structure(self, file_id: str) -> dict[str, Any]:
-        from mofsim_http.structure_service import delete_structure
+        from mofsim_core.structure_service import delete_structure
 
         sp = self._spool()
         mirror = _open_mirror(sp)
@@ -286,7 +286,7 @@ class LocalBackend:
                 mirror.close()
 
     def builtin_structures(self) -> list[dict[str, Any]]:
-        from mofsim_http.structure_service import builtin_structures
+        from mofsim_core.structure_service import builtin_structures
 
         return builtin_structures()
 
@@ -316,8 +316,8 @@ class LocalBackend:
     # --- retention -------------------------------------------------------------------------
 
     def retention(self, apply: bool) -> dict[str, Any]:
-        from mofsimd import retention
-        from mofsimd.config import load_config
+        from mofsim_core import retention
+        from mofsim_core.config import load_config
 
         policy = retention.Policy.from_config(load_config())
         sp = self._spool()
@@ -329,14 +329,14 @@ class LocalBackend:
         }
 
     def keep(self, task_id: str, keep: bool) -> dict[str, Any]:
-        from mofsimd import retention
+        from mofsim_core import retention
 
         return {"task_id": task_id, **retention.set_keep(self._spool(), task_id, keep)}
 
     def delete_data(self, task_id: str) -> dict[str, Any]:
         import getpass
 
-        from mofsimd import retention
+        from mofsim_core import retention
 
         sp = self._spool()
         out = retention.delete_task_data(sp, task_id, actor=f"cli:{getpass.getuser()}")
@@ -355,8 +355,8 @@ def _open_mirror(sp: Spool) -> Any:
     from spool.errors import MofsimError
 
     try:
-        from mofsimd.config import load_config
-        from mofsimd.mirror_factory import open_mirror
+        from mofsim_core.config import load_config
+        from mofsim_core.mirror_factory import open_mirror
 
         return open_mirror(load_config(), sp.paths)
     except (MofsimError, ImportError, OSError):

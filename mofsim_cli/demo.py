@@ -30,7 +30,7 @@ DEMO_PARAMETERS: dict[str, Any] = {
 def run_demo(
     console: Console, *, spool: Path | None, structure: str, model: str, slots: str = "cpu:1"
 ) -> str | None:
-    from mofsimd.background import BackgroundDaemon
+    from mofsim_cli.background import BackgroundDaemon
     from spool.store import Spool
 
     root = spool or Path(tempfile.mkdtemp(prefix="mofsim-demo-")) / "spool"

@@ -29,7 +29,7 @@ NO_ALERT_ENGINE = "not running on this spool"
 
 def gpu_inventory(spool: Spool) -> dict[str, Any]:
     """Every slot with its device, loaded models and current task."""
-    from mofsimd.slot_state import daemon_status, read_snapshot
+    from mofsim_core.slot_state import daemon_status, read_snapshot
 
     snap = read_snapshot(spool.root)
     daemon = daemon_status(spool.root, snapshot=snap)
@@ -62,9 +62,9 @@ def gpu_inventory(spool: Spool) -> dict[str, Any]:
 
 
 def _direct_inventory(spool: Spool, daemon_alive: bool) -> dict[str, Any]:
-    from mofsimd.config import load_config
-    from mofsimd.devices import parse_slots
-    from mofsimd.slot_state import slot_device
+    from mofsim_core.config import load_config
+    from mofsim_core.devices import parse_slots
+    from mofsim_core.slot_state import slot_device
 
     try:
         backend = parse_slots(
@@ -105,7 +105,7 @@ def _direct_inventory(spool: Spool, daemon_alive: bool) -> dict[str, Any]:
 def queue_stats(spool: Spool) -> dict[str, Any]:
     """Queued tasks per priority and the oldest one's age, tasks per state, and what
     the slots are doing."""
-    from mofsimd.queue_stats import queue_stats as stats
+    from mofsim_core.queue_stats import queue_stats as stats
 
     return stats(spool)
 
@@ -114,7 +114,7 @@ def alerts(spool: Spool, kind: str, limit: int = 100) -> dict[str, Any]:
     """``active`` alerts, or the ``history`` (newest first), from the daemon's alert
     engine; empty lists, with ``engine`` saying why, while no daemon evaluates alerts
     on this spool."""
-    from mofsimd.alerts import read_active, read_history
+    from mofsim_core.alerts import read_active, read_history
 
     directory = spool.paths.state_dir / "alerts"
     if not directory.is_dir():

@@ -146,7 +146,7 @@ def daemon(
     ] = None,
 ) -> None:
     """Run the supervisor in the foreground until SIGTERM or Ctrl-C."""
-    from mofsimd.config import load_config
+    from mofsim_core.config import load_config
 
     if http and no_http:
         raise ValidationError("--http and --no-http exclude each other", field="http")
@@ -157,9 +157,9 @@ def daemon(
         "log_level": normalize_level(log_level),
     }
     cfg = load_config(config, overrides)
-    from mofsimd.supervisor import run_daemon
+    from mofsim_cli import launch
 
-    raise typer.Exit(run_daemon(cfg))
+    raise typer.Exit(launch.run_daemon(cfg))
 
 
 @command(app, "demo", "Daemon")
@@ -188,7 +188,7 @@ def demo(
 
 
 def _server_config(config: Path | None, spool: Path | None, http: str | None = None) -> Any:
-    from mofsimd.config import load_config
+    from mofsim_core.config import load_config
 
     return load_config(
         config,
@@ -216,14 +216,14 @@ def serve(
     """Serve the HTTP API alone on a spool; a daemon on the same spool runs the tasks."""
     from dataclasses import replace
 
-    from mofsim_http import server
+    from mofsim_cli import launch
 
     cfg = _server_config(config, spool, http)
-    raise typer.Exit(server.serve(replace(cfg, http=cfg.http or server.DEFAULT_BIND)))
+    raise typer.Exit(launch.serve(replace(cfg, http=cfg.http or launch.DEFAULT_BIND)))
 
 
 def _key_store(config: Path | None, spool: Path | None) -> Any:
-    from mofsim_http.auth import KeyStore
+    from mofsim_core.api_keys import KeyStore
     from spool.store import Spool
 
     cfg = _server_config(config, spool)
@@ -524,11 +524,11 @@ def _rebuild_mirror(sp: Any, config: Any = None) -> dict[str, Any]:
     Config or a URL) is given."""
     from collections import Counter
 
-    from mofsimd.mirror_factory import mirror_location, open_mirror
+    from mofsim_core.mirror_factory import mirror_location, open_mirror
     from spool.events import read_events
 
     if config is None:
-        from mofsimd.config import load_config
+        from mofsim_core.config import load_config
 
         config = load_config()
     location = mirror_location(config, sp.paths)  # refuses a bad URL before any work

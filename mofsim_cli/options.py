@@ -107,7 +107,7 @@ def from_command_line(name: str) -> bool:
 def spool_root(value: Path | None) -> Path:
     if value is not None:
         return value.expanduser().resolve()
-    from mofsimd.config import load_config
+    from mofsim_core.config import load_config
 
     return load_config().spool_path
 

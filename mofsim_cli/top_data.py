@@ -211,8 +211,8 @@ class LocalSource:
         return LocalLogFeed(self.spool.paths.events_file(task_id))
 
     def fetch(self) -> TopState:
-        from mofsimd.alerts import read_active
-        from mofsimd.slot_state import daemon_status, read_snapshot
+        from mofsim_core.alerts import read_active
+        from mofsim_core.slot_state import daemon_status, read_snapshot
 
         snap = read_snapshot(self.spool.root)
         daemon = daemon_status(self.spool.root, snapshot=snap)

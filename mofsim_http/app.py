@@ -18,6 +18,8 @@ from typing import Any
 from aiohttp import web
 from loguru import logger
 
+from mofsim_core.config import Config
+from mofsim_core.output_files import API_PREFIX as API_PREFIX  # the routes take it from here
 from mofsim_http.envelope import (
     API_KEY_ID,
     REQUEST_ID,
@@ -25,7 +27,6 @@ from mofsim_http.envelope import (
     http_error_to_mofsim,
     new_request_id,
 )
-from mofsimd.config import Config
 from spool.errors import InternalError, MofsimError
 from spool.store import Spool
 
@@ -36,7 +37,6 @@ STARTED_KEY = web.AppKey("started_at", float)
 # Closed on shutdown: every SSE stream waits on it so that none outlives the server.
 SHUTDOWN_KEY = web.AppKey("shutdown", asyncio.Event)
 
-API_PREFIX = "/api/v1"
 MIRA_API_PREFIX = "/mira/api/v1"
 
 # Each module exposes ``setup(app: web.Application) -> None``.  Modules absent from this
@@ -177,7 +177,7 @@ def _open_mirror(config: Config, spool: Spool) -> Any:
     ``database_url`` is set.  None when it cannot be opened: lists then come from
     the spool itself."""
     try:
-        from mofsimd.mirror_factory import open_mirror
+        from mofsim_core.mirror_factory import open_mirror
 
         return open_mirror(config, spool.paths)
     except (MofsimError, ImportError) as exc:

@@ -29,13 +29,13 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
+from mofsim_core.mirror_rows import DURATION_BUCKETS
+from mofsim_core.queue_stats import count_jobs, listdir, queued_by_priority
+from mofsim_core.slot_state import daemon_status, read_snapshot
+from mofsim_core.webhooks import read_totals
 from mofsim_http.app import MIRROR_KEY, SPOOL_KEY, STARTED_KEY, request_context
 from mofsim_http.describe import describe
 from mofsim_http.openapi import returns
-from mofsimd.mirror_rows import DURATION_BUCKETS
-from mofsimd.queue_stats import count_jobs, listdir, queued_by_priority
-from mofsimd.slot_state import daemon_status, read_snapshot
-from mofsimd.webhooks import read_totals
 from spool.errors import MofsimError
 from spool.job import TASK_TYPES
 from spool.layout import TERMINAL_DIRS

@@ -18,22 +18,23 @@ from typing import Any
 
 from aiohttp import web
 
-from mofsim_http import mira_resources
-from mofsim_http.app import MIRA_API_PREFIX, MIRROR_KEY, SPOOL_KEY
-from mofsim_http.describe import describe
-from mofsim_http.envelope import ok
-from mofsim_http.files import file_response, find_output
-from mofsim_http.mira_resources import int_query
-from mofsim_http.mira_shapes import mira_result, mira_summary, mira_task
-from mofsim_http.openapi import api_version, path_params, returns
-from mofsim_http.request_pool import quick, short_body
-from mofsim_http.task_service import (
+from mofsim_core.mira_shapes import mira_result, mira_summary, mira_task
+from mofsim_core.output_files import find_output
+from mofsim_core.task_service import (
     cancel_task,
     get_result,
     get_task,
     list_tasks,
     submit_task,
 )
+from mofsim_http import mira_resources
+from mofsim_http.app import MIRA_API_PREFIX, MIRROR_KEY, SPOOL_KEY
+from mofsim_http.describe import describe
+from mofsim_http.envelope import ok
+from mofsim_http.files import file_response
+from mofsim_http.mira_resources import int_query
+from mofsim_http.openapi import api_version, path_params, returns
+from mofsim_http.request_pool import quick, short_body
 from spool.errors import ValidationError
 from spool.events import iso_now
 from spool.job import TASK_TYPE_ALIASES, TASK_TYPES

@@ -11,17 +11,17 @@ from typing import Any
 
 from aiohttp import web
 
-from mofsim_http.app import MIRA_API_PREFIX, MIRROR_KEY, SPOOL_KEY
-from mofsim_http.describe import describe
-from mofsim_http.envelope import ok
-from mofsim_http.model_service import (
+from mofsim_core.model_service import (
     list_model_entries,
     model_detail,
     model_families,
     model_status,
 )
+from mofsim_core.structure_service import StructureIndex, delete_structure, preview_structure
+from mofsim_http.app import MIRA_API_PREFIX, MIRROR_KEY, SPOOL_KEY
+from mofsim_http.describe import describe
+from mofsim_http.envelope import ok
 from mofsim_http.openapi import returns
-from mofsim_http.structure_service import StructureIndex, delete_structure, preview_structure
 from mofsim_http.structures import STRUCTURE_INDEX_KEY, accept_upload, structure_index
 from spool.errors import ValidationError
 

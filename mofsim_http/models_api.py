@@ -13,8 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from mofsim_http.app import API_PREFIX, CONFIG_KEY, SPOOL_KEY, config_upload_limit
-from mofsim_http.custom_models import (
+from mofsim_core.config import Config
+from mofsim_core.custom_models import (
     VALIDATION_TIMEOUT_S,
     delete_custom_model,
     get_custom_model,
@@ -22,17 +22,17 @@ from mofsim_http.custom_models import (
     save_custom_model,
     validate_custom_model,
 )
-from mofsim_http.describe import describe
-from mofsim_http.envelope import ok
-from mofsim_http.model_service import (
+from mofsim_core.model_service import (
     list_model_entries,
     model_detail,
     model_families,
     model_status,
     request_model_action,
 )
+from mofsim_http.app import API_PREFIX, CONFIG_KEY, SPOOL_KEY, config_upload_limit
+from mofsim_http.describe import describe
+from mofsim_http.envelope import ok
 from mofsim_http.structures import read_upload_form
-from mofsimd.config import Config
 from spool.errors import ValidationError
 
 VALIDATION_LOCKS_KEY = web.AppKey("model_validation_locks", dict)

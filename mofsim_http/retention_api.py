@@ -13,11 +13,11 @@ from typing import Any
 
 from aiohttp import web
 
+from mofsim_core import retention
+from mofsim_core.webhooks import deliveries
 from mofsim_http.app import API_PREFIX, CONFIG_KEY, MIRROR_KEY, SPOOL_KEY
 from mofsim_http.describe import describe
 from mofsim_http.envelope import API_KEY_ID, ok
-from mofsimd import retention
-from mofsimd.webhooks import deliveries
 from spool.errors import TaskNotFound, ValidationError
 
 KEEP_BODY = {"type": "object", "properties": {"keep": {"type": "boolean", "default": True}}}

@@ -18,12 +18,12 @@ from typing import Any
 from aiohttp import web
 from loguru import logger
 
-from mofsim_http.auth import KeyStore, check_bind
-from mofsimd.config import Config
+from mofsim_core.api_keys import KeyStore
+from mofsim_core.config import DEFAULT_BIND, Config
+from mofsim_http.auth import check_bind
 from spool.errors import ValidationError
 from spool.store import Spool
 
-DEFAULT_BIND = "127.0.0.1:8000"
 # Open requests get this long to finish on shutdown (SSE streams end at once).
 SHUTDOWN_TIMEOUT_S = 5.0
 # What submissions import on first use: structure parsing in every accepted format, the
@@ -109,6 +109,14 @@ class HttpServer:
         self.runner = runner
         logger.info("HTTP API on {} (docs at {}/docs)", self.url, self.url)
 
+    def settle(self) -> None:
+        settle_heap()
+
+    def api_p99(self) -> float | None:
+        from mofsim_http.app import api_p99
+
+        return api_p99()
+
     async def stop(self) -> None:
         if self.runner is not None:
             runner, self.runner = self.runner, None
@@ -117,7 +125,7 @@ class HttpServer:
 
 
 def _daemon_alive(spool_root: Path) -> bool:
-    from mofsimd.lifecycle import pid_of_daemon
+    from mofsim_core.slot_state import pid_of_daemon
 
     pid = pid_of_daemon(spool_root)
     if pid is None:
@@ -133,7 +141,7 @@ def _daemon_alive(spool_root: Path) -> bool:
 
 def serve(config: Config, *, ready_file: Path | None = None) -> int:
     """Blocking: serve the API on ``config.http`` until SIGTERM or Ctrl-C."""
-    from mofsimd.lifecycle import setup_logging
+    from mofsim_core.logs import setup_logging
 
     setup_logging(config)
     server = HttpServer(config)

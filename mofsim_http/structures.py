@@ -20,10 +20,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from mofsim_http.app import API_PREFIX, CONFIG_KEY, MIRROR_KEY, SPOOL_KEY, config_upload_limit
-from mofsim_http.describe import describe
-from mofsim_http.envelope import ok
-from mofsim_http.structure_service import (
+from mofsim_core.structure_service import (
     StructureIndex,
     builtin_structures,
     delete_structure,
@@ -31,6 +28,9 @@ from mofsim_http.structure_service import (
     store_structure,
     structure_view,
 )
+from mofsim_http.app import API_PREFIX, CONFIG_KEY, MIRROR_KEY, SPOOL_KEY, config_upload_limit
+from mofsim_http.describe import describe
+from mofsim_http.envelope import ok
 from spool.errors import PayloadTooLarge, UnsupportedFormat, ValidationError
 
 STRUCTURE_INDEX_KEY = web.AppKey("structure_index", StructureIndex)

@@ -1,8 +1,8 @@
 """Health, readiness, device inventory, queue statistics, configuration, alerts.
 
 Everything is read from the spool, the mirror and the daemon's slot snapshot
-(``mofsimd.slot_state``); a server running without a daemon reads its devices
-directly.  Alerts come from the daemon's alert engine (``mofsimd.alerts``, its store in
+(``mofsim_core.slot_state``); a server running without a daemon reads its devices
+directly.  Alerts come from the daemon's alert engine (``mofsim_core.alerts``, its store in
 ``<spool>/state/alerts/``); while no daemon evaluates them the endpoints answer empty
 lists and say so (``engine``) rather than list rules that nothing checks.
 """
@@ -21,6 +21,9 @@ from typing import Any
 
 from aiohttp import web
 
+from mofsim_core.config import Config
+from mofsim_core.queue_stats import queue_stats as spool_queue_stats
+from mofsim_core.slot_state import daemon_status, read_snapshot
 from mofsim_http.app import (
     API_PREFIX,
     CONFIG_KEY,
@@ -31,9 +34,6 @@ from mofsim_http.app import (
 )
 from mofsim_http.describe import describe
 from mofsim_http.envelope import is_mira, ok, request_id_of
-from mofsimd.config import Config
-from mofsimd.queue_stats import queue_stats as spool_queue_stats
-from mofsimd.slot_state import daemon_status, read_snapshot
 from spool.errors import MofsimError, ValidationError
 from spool.events import iso_from_ms, iso_now
 from spool.store import Spool
@@ -128,7 +128,7 @@ def _direct_backend(app: web.Application) -> Any:
     """The device backend of a server running without a daemon, made once."""
     holder = app[DIRECT_BACKEND_KEY]
     if "backend" not in holder:
-        from mofsimd.devices import parse_slots
+        from mofsim_core.devices import parse_slots
 
         try:
             holder["backend"] = parse_slots(
@@ -187,7 +187,7 @@ def gpu_inventory(app: web.Application) -> dict[str, Any]:
             "gpus": [],
             "error": app[DIRECT_BACKEND_KEY].get("error"),
         }
-    from mofsimd.slot_state import slot_device
+    from mofsim_core.slot_state import slot_device
 
     status = {d.slot_id: d.to_dict() for d in backend.status()}
     items = []
@@ -273,9 +273,9 @@ def alert_rules_file(config: Config) -> Path:
 
 def alerts(app: web.Application, kind: str, limit: int = 100) -> dict[str, Any]:
     """``rules``, ``active`` or ``history`` (newest first, at most ``limit``) of the
-    alert engine (``mofsimd.alerts``), read from its store; empty lists with ``engine``
+    alert engine (``mofsim_core.alerts``), read from its store; empty lists with ``engine``
     saying so while no daemon runs the engine on this spool."""
-    from mofsimd.alerts import load_rules, read_active, read_history
+    from mofsim_core.alerts import load_rules, read_active, read_history
 
     directory = alerts_dir(app[SPOOL_KEY])
     if not directory.is_dir():

@@ -2,7 +2,7 @@
 ``GET /api/v1/system/logs`` (admin): one day of the system, access or audit log, read
 back from whichever form it is kept in (plain, gzipped, or in its month's archive).
 
-It follows the daemon's JSON system log file of the day (``mofsimd.logs``), so it works
+It follows the daemon's JSON system log file of the day (``mofsim_core.logs``), so it works
 whether the server runs inside the daemon or on its own.  Event ids are
 ``<date>:<byte offset>``: a client reconnecting with ``Last-Event-ID`` resumes where it
 stopped, across midnight too.  ``?level=WARNING`` filters; ``?tail=N`` starts with the
@@ -19,11 +19,11 @@ from typing import Any
 
 from aiohttp import web
 
+from mofsim_core.logs import log_dir_of
+from mofsim_core.task_records import query_int
 from mofsim_http.app import API_PREFIX, CONFIG_KEY, SHUTDOWN_KEY
 from mofsim_http.describe import describe
 from mofsim_http.envelope import ok
-from mofsim_http.task_records import query_int
-from mofsimd.lifecycle import log_dir_of
 from spool.errors import ValidationError
 from spool.events import LEVEL_RANK
 
@@ -59,7 +59,7 @@ DAY_QUERY = {
     query=DAY_QUERY,
 )
 async def day_log(request: web.Request) -> web.Response:
-    from mofsimd.logs import KINDS, read_day
+    from mofsim_core.logs import KINDS, read_day
 
     raw_day = request.query.get("date")
     try:

@@ -13,14 +13,14 @@ from typing import Any
 
 from aiohttp import web
 
+from mofsim_core import task_service as svc
+from mofsim_core.task_validation import NOTIFY_EVENTS
 from mofsim_http import sse
-from mofsim_http import task_service as svc
 from mofsim_http.app import CONFIG_KEY, MIRROR_KEY, SHUTDOWN_KEY, SPOOL_KEY
 from mofsim_http.describe import describe
 from mofsim_http.envelope import ok
 from mofsim_http.openapi import returns
 from mofsim_http.request_pool import quick, short_body
-from mofsim_http.task_validation import NOTIFY_EVENTS
 from spool.errors import ValidationError
 from spool.job import TASK_TYPES
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from loguru import logger
 
-from mofsimd.alerts import Alert
-from mofsimd.webhooks import Subscription, WebhookDispatcher
+from mofsim_core.alerts import Alert
+from mofsim_core.webhooks import Subscription, WebhookDispatcher
 from spool.events import append_event, iso_now
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from loguru import logger
 
-from mofsimd.devices import Slot
+from mofsim_core.devices import Slot
 
 Message = dict[str, Any]
 

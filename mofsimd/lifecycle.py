@@ -10,12 +10,11 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import IO, Any
 
 from loguru import logger
 
-from mofsimd.config import Config
+from mofsim_core.config import Config
 from mofsimd.executor_pool import Executor, RunningTask
 from mofsimd.mirror_writer import MirrorWriter
 from spool import transitions
@@ -23,20 +22,6 @@ from spool.errors import MofsimError, StorageError
 from spool.job import Job, priority_name
 from spool.recovery import record_failure
 from spool.store import Spool, read_job
-
-
-def setup_logging(config: Config) -> Path:
-    """System, access and audit logs as JSON lines per day, human lines on stderr."""
-    from mofsimd.logs import configure
-
-    log_dir = log_dir_of(config)
-    configure(log_dir, config.log_level)
-    return log_dir
-
-
-def log_dir_of(config: Config) -> Path:
-    configured = config.extra.get("log_dir") if isinstance(config.extra, dict) else None
-    return Path(configured).expanduser() if configured else config.spool_path / "state" / "logs"
 
 
 class Lifecycle:
@@ -52,7 +37,7 @@ class Lifecycle:
 
     # -- daemon-wide -------------------------------------------------------------------
     def open(self) -> None:
-        from mofsimd.mirror_factory import database_url, mirror_location, open_mirror
+        from mofsim_core.mirror_factory import database_url, mirror_location, open_mirror
 
         database_url(self.config)  # a malformed URL is a configuration error: refuse now
         self._take_lock()
@@ -204,11 +189,3 @@ class Lifecycle:
     def mirror_task(self, task_id: str, *, with_logs: bool = False) -> None:
         if self.writer is not None:
             self.writer.submit(task_id, with_logs)
-
-
-def pid_of_daemon(spool_root: Path) -> int | None:
-    try:
-        text = (spool_root / "state" / "daemon.lock").read_text().strip()
-        return int(text) if text else None
-    except (FileNotFoundError, ValueError):
-        return None

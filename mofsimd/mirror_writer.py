@@ -28,7 +28,7 @@ from typing import Any
 
 from loguru import logger
 
-from mofsimd.mirror import Mirror
+from mofsim_core.mirror import Mirror
 from spool.errors import DatabaseError, MofsimError
 from spool.events import read_events
 from spool.store import Spool

@@ -12,17 +12,18 @@ import queue
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
-from mofsimd import logs, retention
+from mofsim_core import logs, retention
+from mofsim_core.alerts import AlertStore, Snapshot, evaluate, load_rules
+from mofsim_core.config import Config
+from mofsim_core.logs import log_dir_of
+from mofsim_core.webhooks import STATE_EVENTS, Subscription, WebhookDispatcher
 from mofsimd.alert_channels import AlertChannels
-from mofsimd.alerts import AlertStore, Snapshot, evaluate, load_rules
-from mofsimd.config import Config
-from mofsimd.lifecycle import log_dir_of
-from mofsimd.webhooks import STATE_EVENTS, Subscription, WebhookDispatcher
 from spool.errors import MofsimError
 from spool.events import read_events
 from spool.store import Spool
@@ -32,7 +33,15 @@ PROGRESS_STEP = 0.1  # a task.progress webhook per 10 % (spec 4.6: "by percentag
 
 
 class Operations:
-    def __init__(self, spool: Spool, config: Config) -> None:
+    def __init__(
+        self,
+        spool: Spool,
+        config: Config,
+        *,
+        api_p99: Callable[[], float | None] | None = None,
+    ) -> None:
+        # The API's recent P99 when the daemon hosts the server; None otherwise.
+        self.api_p99 = api_p99
         self.spool = spool
         self.config = config
         extra = config.extra if isinstance(config.extra, dict) else {}
@@ -182,7 +191,7 @@ class Operations:
             failure_streaks=dict(self.failure_streaks),
             disk_free_gb=disk_free,
             heartbeat_age_s={slot: now - seen for slot, seen in self._last_seen.items()},
-            api_p99_s=_api_p99(),
+            api_p99_s=self.api_p99() if self.api_p99 is not None else None,
             database_down=self.database_down,
         )
         fired, resolved = evaluate(self.rules, snap, self.store)
@@ -202,14 +211,6 @@ class Operations:
                 )
         except (OSError, MofsimError) as exc:
             logger.warning("housekeeping failed: {}", exc)
-
-
-def _api_p99() -> float | None:
-    """The in-process HTTP server's recent P99, when the daemon serves the API."""
-    import sys
-
-    app = sys.modules.get("mofsim_http.app")
-    return app.api_p99() if app is not None else None
 
 
 def _channel_settings(path: Path) -> dict[str, Any]:

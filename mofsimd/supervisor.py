@@ -13,19 +13,21 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from loguru import logger
 
+from mofsim_core.config import Config
+from mofsim_core.control import ModelControl
+from mofsim_core.devices import DeviceBackend, parse_slots
+from mofsim_core.logs import setup_logging
+from mofsim_core.slot_state import SlotStateWriter
 from mofsimd import lifecycle, sdnotify
-from mofsimd.config import Config
-from mofsimd.control import ModelControl
-from mofsimd.devices import DeviceBackend, parse_slots
 from mofsimd.executor_pool import Executor, Message, RunningTask
 from mofsimd.operations import Operations
 from mofsimd.scheduler import FreeSlot, QueuedJob, plan
-from mofsimd.slot_state import SlotStateWriter
 from mofsimd.watcher import SpoolWatcher
 from spool import transitions
 from spool.errors import MofsimError
@@ -36,7 +38,13 @@ from spool.store import Spool, read_job
 
 
 class Supervisor:
-    def __init__(self, config: Config, *, backend: DeviceBackend | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        backend: DeviceBackend | None = None,
+        api_p99: Callable[[], float | None] | None = None,
+    ) -> None:
         self.config = config
         self.spool = Spool(config.spool_path)
         # Simulated cards read their injected faults from this file (tests, drills).
@@ -54,7 +62,7 @@ class Supervisor:
         self._watcher: SpoolWatcher | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # Model load/unload requests from the spool, and the slot snapshot readers see.
-        self.ops = Operations(self.spool, config)
+        self.ops = Operations(self.spool, config, api_p99=api_p99)
         self.model_control = ModelControl(self.spool.paths)
         self.slot_state = SlotStateWriter(self.spool.root, interval=config.rescan_interval_s)
 
@@ -347,23 +355,42 @@ class Supervisor:
             self.wake.set()
 
 
+class EmbeddedServer(Protocol):
+    """What the daemon needs of an HTTP server it hosts in its own event loop.
+
+    Whoever starts the daemon builds the server and hands it in, so the supervisor never
+    imports a face."""
+
+    def check(self) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def settle(self) -> None: ...
+
+    def api_p99(self) -> float | None: ...
+
+
 def run_daemon(
-    config: Config, *, backend: DeviceBackend | None = None, ready_file: Path | None = None
+    config: Config,
+    *,
+    backend: DeviceBackend | None = None,
+    ready_file: Path | None = None,
+    http: EmbeddedServer | None = None,
 ) -> int:
     """Blocking entry point: runs until SIGTERM/SIGINT, then shuts down gracefully.
 
-    With ``config.http`` the API is served from the same event loop once the supervisor
-    is ready, and stops after it (requests keep being answered during the grace period
-    for running tasks)."""
-    http: Any = None
-    if config.http:
-        from mofsim_http.server import HttpServer
-
-        http = HttpServer(config)
+    With ``http`` the API is served from the same event loop once the supervisor is
+    ready, and stops after it (requests keep being answered during the grace period for
+    running tasks)."""
+    if http is not None:
         http.check()  # refuse an unsafe bind before claiming anything
 
     async def main() -> int:
-        sup = Supervisor(config, backend=backend)
+        sup = Supervisor(
+            config, backend=backend, api_p99=http.api_p99 if http is not None else None
+        )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, sup.request_stop)
@@ -382,9 +409,7 @@ def run_daemon(
                     code = 1
             if sup.ready.is_set() and code == 0:
                 if http is not None:
-                    from mofsim_http.server import settle_heap
-
-                    settle_heap()
+                    http.settle()
                 sdnotify.ready(f"{len(sup.executors)} slots up on {sup.spool.root}")
                 if ready_file is not None:
                     ready_file.write_text(str(time.time()))
@@ -394,5 +419,5 @@ def run_daemon(
                 await http.stop()
         return code
 
-    lifecycle.setup_logging(config)
+    setup_logging(config)
     return asyncio.run(main())

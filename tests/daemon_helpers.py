@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mofsimd.background import BackgroundDaemon
-from mofsimd.background import wait_for as _wait_for
+from mofsim_cli.background import BackgroundDaemon
+from mofsim_cli.background import wait_for as _wait_for
 from spool import Job, Spool
 
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mofsimd.alert_channels import AlertChannels
-from mofsimd.alerts import (
+from mofsim_core.alerts import (
     DEFAULT_RULES,
     AlertStore,
     Snapshot,
@@ -17,7 +16,8 @@ from mofsimd.alerts import (
     read_active,
     read_history,
 )
-from mofsimd.devices import SimulatedBackend
+from mofsim_core.devices import SimulatedBackend
+from mofsimd.alert_channels import AlertChannels
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,7 +107,7 @@ def test_channels_write_the_file_and_aggregate_warnings(tmp_path: Path) -> None:
         def send(self, key: str, event: str, payload: dict, sub: object) -> None:
             sent.append((event, payload))
 
-    from mofsimd.webhooks import Subscription
+    from mofsim_core.webhooks import Subscription
 
     ch = AlertChannels(
         file=tmp_path / "alerts.jsonl",

@@ -537,7 +537,7 @@ def test_result_of_unfinished_failed_and_cancelled_tasks(tmp_path: Path) -> None
 
 def test_mirror_rebuild_counts_tasks_and_logs(tmp_path: Path) -> None:
     pytest.importorskip("sqlite_utils")
-    from mofsimd.mirror import SqliteMirror
+    from mofsim_core.mirror import SqliteMirror
 
     sp = Spool(tmp_path)
     a, b = make_task(sp), make_task(sp)
@@ -561,8 +561,7 @@ def test_mirror_rebuild_counts_tasks_and_logs(tmp_path: Path) -> None:
 def test_daemon_passes_flags_to_the_configuration(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip("mofsimd.supervisor")
-    import mofsimd.supervisor
+    from mofsim_cli import launch
 
     seen: list[Any] = []
 
@@ -570,7 +569,7 @@ def test_daemon_passes_flags_to_the_configuration(
         seen.append(cfg)
         return 3
 
-    monkeypatch.setattr(mofsimd.supervisor, "run_daemon", run_daemon)
+    monkeypatch.setattr(launch, "run_daemon", run_daemon)
     monkeypatch.delenv("MOFSIM_CONFIG", raising=False)
     conf = tmp_path / "mofsim.toml"
     conf.write_text('[daemon]\nslots = "cpu:4"\nmax_attempts = 5\n')

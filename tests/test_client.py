@@ -47,7 +47,7 @@ class LiveServer:
     """The HTTP API of ``create_app(config)`` on 127.0.0.1, in a background thread."""
 
     def __init__(self, spool_root: Path, port: int = 0, **config: Any) -> None:
-        from mofsimd.config import Config
+        from mofsim_core.config import Config
 
         self.config = Config(spool=str(spool_root), **config)
         self.port = port
@@ -184,7 +184,7 @@ def test_spec_10_2_example_runs_unmodified(
     """The example's code runs as written; only its four placeholder values become this
     test's server, key, file and model (mace_prod's weights cannot be downloaded here).
     Top-level ``await`` runs as in IPython or ``python -m asyncio``."""
-    from mofsim_http.auth import KeyStore
+    from mofsim_core.api_keys import KeyStore
 
     keys = tmp_path / "keys.json"
     _, token = KeyStore(keys).create("spec example")
@@ -339,7 +339,7 @@ def test_models_health_and_system_status(client: MOFSimClient) -> None:
 
 
 def test_api_keys(spool_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mofsim_http.auth import KeyStore
+    from mofsim_core.api_keys import KeyStore
 
     keys = tmp_path / "keys.json"
     _, token = KeyStore(keys).create("sdk")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mofsimd.config import Config, load_config
+from mofsim_core.config import Config, load_config
 from spool.errors import ValidationError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Model load/unload requests (mofsimd.control) and the slot snapshot (mofsimd.slot_state):
+"""Model load/unload requests (mofsim_core.control) and the slot snapshot (mofsim_core.slot_state):
 the protocol with executor doubles and a fake clock, then through a real daemon."""
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from typing import Any
 
 import pytest
 
-from mofsimd.control import (
+from mofsim_core.control import (
     ModelControl,
     list_requests,
     read_request,
     requests_dir,
     submit_request,
 )
-from mofsimd.devices import CpuBackend, Slot
-from mofsimd.slot_state import (
+from mofsim_core.devices import CpuBackend, Slot
+from mofsim_core.slot_state import (
     SlotStateWriter,
     daemon_status,
     pid_alive,

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from mofsimd import devices
-from mofsimd.devices import (
+from mofsim_core import devices
+from mofsim_core.devices import (
     CpuBackend,
     NvmlBackend,
     SimulatedBackend,
@@ -81,7 +81,7 @@ def test_simulated_rejects_bad_arguments() -> None:
 _INJECT = """
 import sys
 from pathlib import Path
-from mofsimd.devices import SimulatedBackend
+from mofsim_core.devices import SimulatedBackend
 b = SimulatedBackend(2, state_file=Path(sys.argv[1]))
 b.lose(1)
 b.set_memory_used(0, 12000)

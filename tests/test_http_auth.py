@@ -10,9 +10,10 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
+from mofsim_core.api_keys import KeyStore
+from mofsim_core.config import Config
 from mofsim_http.app import create_app
-from mofsim_http.auth import KeyStore, TokenBuckets, check_bind, is_loopback_host
-from mofsimd.config import Config
+from mofsim_http.auth import TokenBuckets, check_bind, is_loopback_host
 from spool import Spool
 from spool.errors import NotFoundError, ValidationError
 

@@ -12,8 +12,8 @@ import pytest_asyncio
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
 
-from mofsim_http.app import create_app
-from mofsim_http.files import (
+from mofsim_core.config import Config
+from mofsim_core.output_files import (
     content_type_for,
     file_id,
     file_url,
@@ -21,7 +21,7 @@ from mofsim_http.files import (
     output_file_urls,
     parse_file_id,
 )
-from mofsimd.config import Config
+from mofsim_http.app import create_app
 from spool.errors import FileNotFound, ResultNotReady
 from spool.job import Job
 from spool.store import Spool
@@ -33,7 +33,7 @@ Client = TestClient[Any, Any]
 @pytest.fixture(scope="module")
 def finished_task(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Spool, str]]:
     """An optimization run by a real daemon on an uploaded structure."""
-    from mofsim_http.structure_service import store_structure
+    from mofsim_core.structure_service import store_structure
 
     root = tmp_path_factory.mktemp("files") / "spool"
     spool = Spool(root)

@@ -16,8 +16,8 @@ import pytest_asyncio
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
 
+from mofsim_core.config import Config
 from mofsim_http.app import create_app
-from mofsimd.config import Config
 from tests.daemon_helpers import Daemon
 
 Client = TestClient[Any, Any]

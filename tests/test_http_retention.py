@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from mofsim_core.config import Config
+from mofsim_core.webhooks import Delivery, Subscription, WebhookDispatcher
 from mofsim_http.app import create_app
-from mofsimd.config import Config
-from mofsimd.webhooks import Delivery, Subscription, WebhookDispatcher
 from spool import Job, Spool, transitions
 
 

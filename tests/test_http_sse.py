@@ -18,9 +18,9 @@ import pytest_asyncio
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
+from mofsim_core.config import Config
 from mofsim_http.app import SHUTDOWN_KEY, SPOOL_KEY, create_app
 from mofsim_http.sse import format_event, read_new
-from mofsimd.config import Config
 from spool import Job, Spool
 from tests.daemon_helpers import quick_job
 

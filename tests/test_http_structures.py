@@ -14,9 +14,9 @@ import pytest_asyncio
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
 
+from mofsim_core.config import Config
+from mofsim_core.mirror import SqliteMirror
 from mofsim_http.app import create_app
-from mofsimd.config import Config
-from mofsimd.mirror import SqliteMirror
 from spool import transitions
 from spool.job import Job
 from spool.store import Spool
@@ -304,7 +304,7 @@ async def test_delete_removes_the_structure_and_its_tasks(
 async def test_list_sees_uploads_from_other_processes(
     client: TestClient[Any, Any], tmp_path: Path
 ) -> None:
-    from mofsim_http.structure_service import store_structure
+    from mofsim_core.structure_service import store_structure
 
     first = await _upload(client)
     # Another server process on the same spool stores one: the cached index notices.

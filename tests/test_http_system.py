@@ -14,9 +14,9 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from mofsim_core.config import Config
+from mofsim_core.mirror import SqliteMirror
 from mofsim_http.app import create_app
-from mofsimd.config import Config
-from mofsimd.mirror import SqliteMirror
 from spool.store import Spool
 from tests.daemon_helpers import Daemon, quick_job, slow_job
 
@@ -121,7 +121,7 @@ async def test_queue_statistics(client: Client, tmp_path: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_config_masks_secrets_and_needs_an_admin_key(tmp_path: Path) -> None:
-    from mofsim_http.auth import KeyStore
+    from mofsim_core.api_keys import KeyStore
 
     cfg = _config(
         tmp_path / "spool",
@@ -169,8 +169,8 @@ async def test_alerts_empty_without_an_engine_then_real_from_its_store(
             data = (await body_of(client, f"{prefix}/{kind}"))["data"]
             assert data == {kind: [], "total": 0, "engine": "not running on this spool"}
     # The daemon's engine writes its store in state/alerts: the endpoints read it.
-    from mofsimd.alerts import AlertStore, Snapshot, evaluate, load_rules
-    from mofsimd.devices import SimulatedBackend
+    from mofsim_core.alerts import AlertStore, Snapshot, evaluate, load_rules
+    from mofsim_core.devices import SimulatedBackend
 
     backend = SimulatedBackend(2)
     backend.set_temperature(1, 91.0)

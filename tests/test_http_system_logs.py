@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from mofsim_core.config import Config
 from mofsim_http.app import create_app
-from mofsimd.config import Config
 from spool import Spool
 
 
@@ -78,8 +78,8 @@ async def test_stream_tails_filters_and_resumes(tmp_path: Path) -> None:
 async def test_a_month_old_day_is_read_back_from_its_archive(tmp_path: Path) -> None:
     from datetime import timedelta
 
-    from mofsim_http.auth import KeyStore
-    from mofsimd import logs
+    from mofsim_core import logs
+    from mofsim_core.api_keys import KeyStore
 
     sp = Spool(tmp_path / "spool")
     log_dir = sp.paths.state_dir / "logs"

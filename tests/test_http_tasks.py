@@ -16,9 +16,9 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
-from mofsim_http import task_service as svc
+from mofsim_core import task_service as svc
+from mofsim_core.config import Config
 from mofsim_http.app import SPOOL_KEY, create_app
-from mofsimd.config import Config
 from spool import Job, Spool
 from tests.daemon_helpers import Daemon, cu_xyz
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from mofsimd import logs
+from mofsim_core import logs
 
 
 def _restore() -> None:

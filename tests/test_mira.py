@@ -15,8 +15,8 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
+from mofsim_core.config import Config
 from mofsim_http.app import create_app
-from mofsimd.config import Config
 from tests.daemon_helpers import Daemon, cu_xyz
 
 M = "/mira/api/v1"
@@ -443,7 +443,7 @@ async def test_guide_scenario_1_script_runs_unmodified(
 def test_shapes_of_records_and_results() -> None:
     from datetime import UTC, datetime
 
-    from mofsim_http.mira_shapes import mira_result, mira_summary, mira_task, remaining_minutes
+    from mofsim_core.mira_shapes import mira_result, mira_summary, mira_task, remaining_minutes
 
     running = {
         "task_id": "t1",

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from mofsimd import mirror as mirror_mod
-from mofsimd.mirror import TASK_STATES, Mirror, SqliteMirror
+from mofsim_core import mirror as mirror_mod
+from mofsim_core.mirror import TASK_STATES, Mirror, SqliteMirror
 from spool.errors import DatabaseError, ValidationError
 from tests.pg_helpers import pg_schema, raw_execute
 
@@ -51,7 +51,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         for m in st.opened:
             m.close()
         return
-    from mofsimd.mirror_pg import PostgresMirror
+    from mofsim_core.mirror_pg import PostgresMirror
 
     with pg_schema() as (schema, dsn):
         st = Store(
@@ -351,7 +351,7 @@ def test_counts_by_status_and_delete(db: Mirror) -> None:
 
 
 def test_duration_histograms_of_finished_tasks(db: Mirror) -> None:
-    from mofsimd.mirror_rows import DURATION_BUCKETS
+    from mofsim_core.mirror_rows import DURATION_BUCKETS
 
     assert db.durations() == {}
     start = 1_700_000_000_000

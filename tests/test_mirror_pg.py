@@ -15,16 +15,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mofsimd.config import Config, load_config
-from mofsimd.mirror import MIGRATIONS, Mirror, SqliteMirror
-from mofsimd.mirror_factory import database_url, mask_url, mirror_location, open_mirror
+from mofsim_core.config import Config, load_config
+from mofsim_core.mirror import MIGRATIONS, Mirror, SqliteMirror
+from mofsim_core.mirror_factory import database_url, mask_url, mirror_location, open_mirror
 from spool import Spool
 from spool.errors import DatabaseError, ValidationError
 from tests.pg_helpers import TcpProxy, pg_schema, raw_execute, require_pg
 
 pytest.importorskip("psycopg")
 
-from mofsimd.mirror_pg import PG_MIGRATIONS, PostgresMirror  # noqa: E402
+from mofsim_core.mirror_pg import PG_MIGRATIONS, PostgresMirror  # noqa: E402
 from tests.test_mirror import events, record  # noqa: E402
 
 

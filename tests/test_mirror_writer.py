@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from mofsimd.mirror import Mirror, SqliteMirror
+from mofsim_core.mirror import Mirror, SqliteMirror
 from mofsimd.mirror_writer import MirrorWriter
 from spool import Job, Spool, transitions
 from spool.errors import DatabaseError
@@ -206,7 +206,7 @@ def test_recovers_after_the_mirror_could_not_be_opened(sp: Spool, tmp_path: Path
 def test_a_lost_database_is_caught_up_when_it_returns(sp: Spool) -> None:
     """A real PostgreSQL behind a forwarder that is cut and restored: the spool moves on
     during the outage, and every task and log line reaches the mirror afterwards."""
-    from mofsimd.mirror_pg import PostgresMirror
+    from mofsim_core.mirror_pg import PostgresMirror
 
     with pg_schema() as (schema, dsn):
         proxy = TcpProxy()

@@ -10,11 +10,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from mofsim_core.config import Config
 from mofsim_http.app import create_app
 from mofsim_http.describe import describe, description_of
 from mofsim_http.docs import ASSETS, asset_dir
 from mofsim_http.openapi import build_openapi, build_operation, returns
-from mofsimd.config import Config
 from spool.errors import ERROR_CODES
 
 

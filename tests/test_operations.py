@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from mofsimd.alerts import read_active, read_history
-from mofsimd.devices import SimulatedBackend
-from mofsimd.webhooks import deliveries, verify
+from mofsim_core.alerts import read_active, read_history
+from mofsim_core.devices import SimulatedBackend
+from mofsim_core.webhooks import deliveries, verify
 from spool import Spool
 from tests.daemon_helpers import Daemon, quick_job, status, wait_for
 

@@ -17,9 +17,9 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from mofsim_core.config import Config, load_config
 from mofsim_http import request_pool
 from mofsim_http.app import create_app
-from mofsimd.config import Config, load_config
 from spool.errors import ValidationError
 
 WHO: contextvars.ContextVar[str] = contextvars.ContextVar("who", default="nobody")

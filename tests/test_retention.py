@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mofsimd.retention import Policy, apply, delete_task_data, plan, set_keep
+from mofsim_core.retention import Policy, apply, delete_task_data, plan, set_keep
 from spool import Job, Spool, transitions
 from spool.errors import ResultNotReady
 from spool.events import read_events

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from mofsim_core.api_keys import KeyStore
+from mofsim_core.config import Config
 from mofsim_http.app import create_app
-from mofsim_http.auth import KeyStore
-from mofsimd.config import Config
 from spool import Spool
 
 EXAMPLES_PER_OPERATION = 10

@@ -16,7 +16,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from mofsim_cli.launch import run_daemon
 from mofsim_cli.main import app as cli_app
+from mofsim_core.config import Config, load_config
 from mofsim_http.server import (
     REQUEST_PATH_MODULES,
     SHUTDOWN_TIMEOUT_S,
@@ -24,8 +26,6 @@ from mofsim_http.server import (
     parse_bind,
     settle_heap,
 )
-from mofsimd.config import Config, load_config
-from mofsimd.supervisor import run_daemon
 from spool import Job, Spool
 from spool.errors import ValidationError
 from tests.daemon_helpers import Daemon, cu_xyz, wait_for

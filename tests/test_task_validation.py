@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from mofsim_http import task_validation
-from mofsim_http.structure_service import delete_structure, store_structure
-from mofsim_http.task_records import queue_position, queue_positions
-from mofsim_http.task_validation import StructureChecks, build_job
+from mofsim_core import task_validation
+from mofsim_core.structure_service import delete_structure, store_structure
+from mofsim_core.task_records import queue_position, queue_positions
+from mofsim_core.task_validation import StructureChecks, build_job
 from spool import Job, Spool
 from spool.errors import InvalidStructure, StructureNotFound
 from tests.daemon_helpers import cu_xyz

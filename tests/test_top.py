@@ -34,7 +34,7 @@ from mofsim_cli.top_data import (
     tail_events,
 )
 from mofsim_cli.top_view import TopUI, bar, screen, snapshot
-from mofsimd.slot_state import snapshot_path, write_snapshot
+from mofsim_core.slot_state import snapshot_path, write_snapshot
 from spool import Job, Spool, transitions
 from spool.events import iso_now, read_events
 from tests.daemon_helpers import Daemon, quick_job, slow_job, status, wait_for
@@ -237,8 +237,8 @@ def test_remote_source_says_what_the_local_one_says(
     hand_spool: tuple[Path, dict[str, Any]],
 ) -> None:
     from mofsim_cli.top_remote import RemoteSource
-    from mofsimd.config import Config
-    from mofsimd.mirror_factory import open_mirror
+    from mofsim_core.config import Config
+    from mofsim_core.mirror_factory import open_mirror
     from tests.test_client import LiveServer
 
     root, ids = hand_spool

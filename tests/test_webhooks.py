@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mofsimd.webhooks import (
+from mofsim_core.webhooks import (
     Subscription,
     WebhookDispatcher,
     deliveries,

@@ -2,8 +2,8 @@
 
 Core functions shared by both dialects; no aiohttp here.  Nothing in this module loads
 a model or unpickles a file: "loaded where" comes from the daemon's slot snapshot
-(``mofsimd.slot_state``) and load/unload are request files the daemon carries out
-(``mofsimd.control``).  Custom model uploads live in ``custom_models``.
+(``mofsim_core.slot_state``) and load/unload are request files the daemon carries out
+(``mofsim_core.control``).  Custom model uploads live in ``custom_models``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from executors.models import (
     list_models,
     resolve_model,
 )
-from mofsimd.control import custom_model_validated, list_requests, submit_request
-from mofsimd.slot_state import daemon_status, read_snapshot
+from mofsim_core.control import custom_model_validated, list_requests, submit_request
+from mofsim_core.slot_state import daemon_status, read_snapshot
 from spool.errors import DeviceUnavailable, ModelUnavailable, ValidationError
 from spool.store import Spool
 

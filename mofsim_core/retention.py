@@ -182,7 +182,7 @@ def apply(spool: Spool, policy: Policy, now: float | None = None) -> Plan:
 def delete_task_data(spool: Spool, task_id: str, *, actor: str) -> dict[str, Any]:
     """Remove a finished task's results and files; its job file and log stay (metadata
     and logs are permanent).  Audited."""
-    from mofsimd.logs import audit
+    from mofsim_core.logs import audit
 
     loc = spool.locate(task_id)
     if loc is None:

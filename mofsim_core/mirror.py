@@ -3,10 +3,10 @@
 The spool stays the source of truth; the mirror is a rebuildable index of it, written by
 the supervisor as transitions happen and read by the HTTP server (often from another
 thread or process).  ``Mirror`` is the interface; ``SqliteMirror`` the embedded
-implementation over sqlite-utils, ``mofsimd.mirror_pg.PostgresMirror`` its PostgreSQL
-twin, and ``mofsimd.mirror_factory.open_mirror`` picks one from the configuration.
+implementation over sqlite-utils, ``mofsim_core.mirror_pg.PostgresMirror`` its PostgreSQL
+twin, and ``mofsim_core.mirror_factory.open_mirror`` picks one from the configuration.
 Converting records to rows and back is done by the pure functions of
-``mofsimd.mirror_rows``, shared by both backends; each backend is only an I/O shell.
+``mofsim_core.mirror_rows``, shared by both backends; each backend is only an I/O shell.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from mofsimd.mirror_rows import (
+from mofsim_core.mirror_rows import (
     INDEXED_COLUMNS,
     JSON_COLUMNS,
     LOG_COLUMNS,
@@ -131,7 +131,7 @@ def _migration_2(db: Any) -> None:
 
 
 # Append only: version N is MIGRATIONS[N - 1]; a shipped migration is never edited.
-# ``mofsimd.mirror_pg.PG_MIGRATIONS`` holds the same versions in PostgreSQL's terms.
+# ``mofsim_core.mirror_pg.PG_MIGRATIONS`` holds the same versions in PostgreSQL's terms.
 MIGRATIONS: list[Callable[[Any], None]] = [_migration_1, _migration_2]
 
 

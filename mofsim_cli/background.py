@@ -49,8 +49,8 @@ class BackgroundDaemon:
         overrides = {"spool": str(self.root), "slots": self.slots, **self.config}
         code = (
             "from pathlib import Path\n"
-            "from mofsimd.config import load_config\n"
-            "from mofsimd.supervisor import run_daemon\n"
+            "from mofsim_core.config import load_config\n"
+            "from mofsim_cli.launch import run_daemon\n"
             f"run_daemon(load_config(overrides={overrides!r}), "
             f"ready_file=Path({str(self.ready)!r}))\n"
         )

@@ -27,6 +27,8 @@ from typing import Any
 
 from loguru import logger
 
+from mofsim_core.config import Config
+
 KINDS = ("system", "access", "audit")
 GZIP_AFTER_DAYS = 7
 BUNDLE_AFTER_DAYS = 30
@@ -182,3 +184,15 @@ def read_day(log_dir: Path, kind: str, day: date) -> list[dict[str, Any]]:
         if isinstance(record, dict):
             out.append(record)
     return out
+
+
+def setup_logging(config: Config) -> Path:
+    """System, access and audit logs as JSON lines per day, human lines on stderr."""
+    log_dir = log_dir_of(config)
+    configure(log_dir, config.log_level)
+    return log_dir
+
+
+def log_dir_of(config: Config) -> Path:
+    configured = config.extra.get("log_dir") if isinstance(config.extra, dict) else None
+    return Path(configured).expanduser() if configured else config.spool_path / "state" / "logs"

@@ -1,6 +1,6 @@
 """Check that an uploaded custom model loads and computes, in a process of its own.
 
-``python -m mofsimd.validate_model --models-root DIR --model-id ID`` loads the model the
+``python -m executors.validate_model --models-root DIR --model-id ID`` loads the model the
 way an executor would (``executors.loaders.load_calculator``), computes energy, forces
 and, where the model has them, stress of a small periodic cell made of elements the
 model covers, and prints one JSON line: ``{"ok": true, ...}`` or ``{"ok": false,
@@ -117,7 +117,7 @@ def run(models_root: Path, model_id: str, device: str, out: IO[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="mofsimd.validate_model")
+    ap = argparse.ArgumentParser(prog="executors.validate_model")
     ap.add_argument("--models-root", required=True)
     ap.add_argument("--model-id", required=True)
     ap.add_argument("--device", default="cpu")

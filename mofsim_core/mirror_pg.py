@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from mofsimd.mirror_rows import (
+from mofsim_core.mirror_rows import (
     INDEXED_COLUMNS,
     JSON_COLUMNS,
     LOG_COLUMNS,
@@ -110,7 +110,7 @@ class PostgresMirror:
         try:
             params = conninfo_to_dict(dsn)
         except psycopg.Error as exc:
-            from mofsimd.mirror_factory import mask_url
+            from mofsim_core.mirror_factory import mask_url
 
             raise ValidationError(
                 f"invalid database_url: {str(exc).replace(dsn, mask_url(dsn))}",

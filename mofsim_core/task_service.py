@@ -13,7 +13,7 @@ from typing import Any
 
 from loguru import logger
 
-from mofsim_http.task_records import (
+from mofsim_core.task_records import (
     MAX_PAGE,
     failure_of,
     mirror_record,
@@ -25,7 +25,7 @@ from mofsim_http.task_records import (
     queue_positions,
     queued_record,
 )
-from mofsim_http.task_validation import build_job
+from mofsim_core.task_validation import build_job
 from spool.errors import (
     DatabaseError,
     MofsimError,
@@ -181,7 +181,7 @@ def get_result(spool: Spool, task_id: str) -> dict[str, Any]:
         raise ResultNotReady(f"task {task_id} is COMPLETED but its result is unreadable")
     result = dict(body["result"]) if isinstance(body.get("result"), dict) else {}
     if "output_files" in result:
-        from mofsim_http.files import output_file_urls
+        from mofsim_core.output_files import output_file_urls
 
         result["output_files"] = output_file_urls(task_id, result["output_files"])
     return {
@@ -308,7 +308,7 @@ def _list_from_spool(
     offset: int,
     order: str,
 ) -> tuple[list[dict[str, Any]], int]:
-    from mofsimd.mirror import SORTABLE
+    from mofsim_core.mirror import SORTABLE
 
     parts = order.strip().lower().split()
     if parts and parts[0].startswith("-"):

@@ -13,7 +13,7 @@ import os
 import time
 from typing import Any
 
-from mofsimd.slot_state import daemon_status, read_snapshot
+from mofsim_core.slot_state import daemon_status, read_snapshot
 from spool.errors import MofsimError
 from spool.events import iso_from_ms
 from spool.job import PRIORITIES

@@ -3,7 +3,7 @@
 Core functions shared by both dialects; no aiohttp here.  An upload is kept in
 ``<spool>/models/<model_id>/`` the way ``executors.models.custom_spec`` reads it
 (``meta.json`` plus ``model.<ext>``), marked ``validated: false``.  Validating loads the
-weights and computes one single point in ``python -m mofsimd.validate_model`` with a
+weights and computes one single point in ``python -m executors.validate_model`` with a
 time limit: weights files are pickles and are never unpickled in the server process.
 The verdict is recorded in ``meta.json``; only validated models can be loaded or used.
 """
@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from executors.models import CUSTOM_FRAMEWORKS, CUSTOM_PREFIX, custom_spec, normalize_precision
-from mofsim_http.model_service import custom_meta, custom_public, live_snapshot, loaded_slots
-from mofsim_http.structure_service import sanitize_filename
-from mofsimd.control import submit_request
-from mofsimd.slot_state import daemon_status
+from mofsim_core.control import submit_request
+from mofsim_core.model_service import custom_meta, custom_public, live_snapshot, loaded_slots
+from mofsim_core.slot_state import daemon_status
+from mofsim_core.structure_service import sanitize_filename
 from spool.errors import ModelNotFound, UnsupportedFormat, ValidationError
 from spool.events import iso_now
 from spool.store import Spool
@@ -250,7 +250,7 @@ async def _run_validator(models_root: Path, model_id: str, timeout: float) -> di
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "mofsimd.validate_model",
+        "executors.validate_model",
         "--models-root",
         str(models_root),
         "--model-id",

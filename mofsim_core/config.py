@@ -14,6 +14,8 @@ from typing import Any
 from spool.errors import ValidationError
 
 DEFAULT_SPOOL = "~/.local/share/mofsim/spool"
+# Where `mofsim serve` listens when neither the flag nor the configuration says.
+DEFAULT_BIND = "127.0.0.1:8000"
 
 
 @dataclass(frozen=True)

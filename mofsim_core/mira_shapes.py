@@ -141,7 +141,7 @@ def mira_task(record: dict[str, Any], now: datetime | None = None) -> dict[str, 
 
 def download_urls(task_id: str, result: dict[str, Any]) -> dict[str, str]:
     """MIRA download links for the kinds this result has files for (the log always)."""
-    from mofsim_http.files import KIND_KEYS
+    from mofsim_core.output_files import KIND_KEYS
 
     given = result.get("output_files")
     files: dict[str, Any] = given if isinstance(given, dict) else {}

@@ -14,8 +14,8 @@ from spool.errors import ValidationError
 from spool.layout import SpoolPaths
 
 if TYPE_CHECKING:
-    from mofsimd.config import Config
-    from mofsimd.mirror import Mirror
+    from mofsim_core.config import Config
+    from mofsim_core.mirror import Mirror
 
 PG_SCHEMES = ("postgresql://", "postgres://")
 SQLITE_NAME = "mirror.sqlite"
@@ -80,9 +80,9 @@ def open_mirror(config_or_url: Config | str | None, spool_paths: SpoolPaths) -> 
     ``database_url`` and DatabaseError when the database cannot be opened."""
     url = database_url(config_or_url)
     if url is None:
-        from mofsimd.mirror import SqliteMirror
+        from mofsim_core.mirror import SqliteMirror
 
         return SqliteMirror(spool_paths.state_dir / SQLITE_NAME)
-    from mofsimd.mirror_pg import PostgresMirror
+    from mofsim_core.mirror_pg import PostgresMirror
 
     return PostgresMirror(url)
