@@ -75,14 +75,13 @@ class Config:
         return asdict(self)
 
     def masked(self) -> dict[str, Any]:
-        """For display: secrets in URLs hidden."""
+        """For display: passwords in URLs and secret-looking settings hidden."""
+        from mofsim_core.redact import mask_secrets, mask_url
+
         data = self.to_dict()
-        url = data.get("database_url")
-        if url and "@" in url and "://" in url:
-            scheme, rest = url.split("://", 1)
-            creds, host = rest.rsplit("@", 1)
-            user = creds.split(":", 1)[0]
-            data["database_url"] = f"{scheme}://{user}:***@{host}"
+        if data.get("database_url"):
+            data["database_url"] = mask_url(str(data["database_url"]))
+        data["extra"] = mask_secrets(data.get("extra") or {})
         return data
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mofsim_core.redact import mask_url
 from spool.errors import ValidationError
 from spool.layout import SpoolPaths
 
@@ -56,17 +57,6 @@ def database_url(config_or_url: Config | str | None) -> str | None:
             f"invalid database_url {mask_url(url)!r}: {text}", field="database_url"
         ) from exc
     return url
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password hidden, for logs and command output."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    creds, host = rest.rsplit("@", 1)
-    if ":" not in creds:
-        return url
-    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
 
 
 def mirror_location(config_or_url: Config | str | None, spool_paths: SpoolPaths) -> str:

@@ -39,6 +39,7 @@ from mofsim_core.mirror_rows import (
     task_row,
     upsert_sql,
 )
+from mofsim_core.redact import mask_url
 from spool.errors import DatabaseError, ValidationError
 
 T = TypeVar("T")
@@ -110,8 +111,6 @@ class PostgresMirror:
         try:
             params = conninfo_to_dict(dsn)
         except psycopg.Error as exc:
-            from mofsim_core.mirror_factory import mask_url
-
             raise ValidationError(
                 f"invalid database_url: {str(exc).replace(dsn, mask_url(dsn))}",
                 field="database_url",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import time
 import uuid
@@ -40,7 +39,6 @@ from spool.store import Spool
 
 DIRECT_BACKEND_KEY = web.AppKey("direct_device_backend", dict)
 ALERT_ENGINE = "not running on this spool"
-_SECRET_KEY = re.compile(r"secret|password|passwd|token|api_?key|credential|dsn", re.I)
 _DEVICE_FIELDS = (
     "memory_total_mb",
     "memory_used_mb",
@@ -229,23 +227,10 @@ def queue_stats(app: web.Application) -> dict[str, Any]:
     return spool_queue_stats(app[SPOOL_KEY], counts)
 
 
-def mask_secrets(value: Any) -> Any:
-    """Dict values under secret-looking keys replaced by ``***``, at any depth."""
-    if isinstance(value, dict):
-        return {
-            k: ("***" if _SECRET_KEY.search(str(k)) and v not in (None, "") else mask_secrets(v))
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [mask_secrets(v) for v in value]
-    return value
-
-
 def system_config(app: web.Application) -> dict[str, Any]:
     """The running configuration, secrets masked, and the limits derived from it."""
     config = app[CONFIG_KEY]
     data = config.masked()
-    data["extra"] = mask_secrets(data.get("extra") or {})
     from mofsim_http.models_api import model_upload_limit, validation_timeout
 
     return {

@@ -150,14 +150,8 @@ async def test_config_masks_secrets_and_needs_an_admin_key(tmp_path: Path) -> No
 
 
 def test_database_password_is_masked() -> None:
-    from mofsim_http.system import mask_secrets
-
     masked = Config(database_url=DSN).masked()
     assert "hunter2" not in str(masked) and masked["database_url"].startswith("postgresql://")
-    assert mask_secrets({"token": "", "list": [{"password": "x"}]}) == {
-        "token": "",
-        "list": [{"password": "***"}],
-    }
 
 
 @pytest.mark.asyncio

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from mofsim_core.config import Config, load_config
 from mofsim_core.mirror import MIGRATIONS, Mirror, SqliteMirror
-from mofsim_core.mirror_factory import database_url, mask_url, mirror_location, open_mirror
+from mofsim_core.mirror_factory import database_url, mirror_location, open_mirror
+from mofsim_core.redact import mask_url
 from spool import Spool
 from spool.errors import DatabaseError, ValidationError
 from tests.pg_helpers import TcpProxy, pg_schema, raw_execute, require_pg
