@@ -9,97 +9,42 @@ read directly from the configured ``slots`` setting.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spool.errors import MofsimError
 from spool.store import Spool
 
-DEVICE_FIELDS = (
-    "memory_total_mb",
-    "memory_used_mb",
-    "memory_free_mb",
-    "utilization_percent",
-    "temperature_c",
-    "available",
-    "error",
-)
+if TYPE_CHECKING:
+    from mofsim_core.devices import DeviceBackend
+
 ALERT_KINDS = ("active", "history")
 NO_ALERT_ENGINE = "not running on this spool"
 
 
 def gpu_inventory(spool: Spool) -> dict[str, Any]:
     """Every slot with its device, loaded models and current task."""
-    from mofsim_core.slot_state import daemon_status, read_snapshot
+    from mofsim_core.inventory import gpu_inventory as inventory
 
-    snap = read_snapshot(spool.root)
-    daemon = daemon_status(spool.root, snapshot=snap)
-    if snap is not None and daemon["snapshot_current"]:
-        items = []
-        for s in snap["slots"]:
-            dev = s.get("device_status") or {}
-            items.append(
-                {
-                    "slot_id": s.get("slot_id"),
-                    "kind": s.get("kind"),
-                    "index": s.get("index"),
-                    "name": s.get("name"),
-                    "device": s.get("device"),
-                    "state": s.get("state"),
-                    **{k: dev.get(k) for k in DEVICE_FIELDS},
-                    "loaded_models": s.get("loaded_models") or [],
-                    "current_task": s.get("current_task"),
-                    "executor": s.get("executor"),
-                }
+    opened: list[DeviceBackend] = []
+
+    def direct() -> tuple[DeviceBackend | None, str | None]:
+        from mofsim_core.config import load_config
+        from mofsim_core.devices import parse_slots
+
+        try:
+            backend = parse_slots(
+                load_config().slots, state_file=spool.paths.state_dir / "simulated-devices.json"
             )
-        return {
-            "source": "daemon",
-            "daemon_running": True,
-            "snapshot_age_seconds": daemon["snapshot_age_seconds"],
-            "count": len(items),
-            "gpus": items,
-        }
-    return _direct_inventory(spool, daemon["alive"])
-
-
-def _direct_inventory(spool: Spool, daemon_alive: bool) -> dict[str, Any]:
-    from mofsim_core.config import load_config
-    from mofsim_core.devices import parse_slots
-    from mofsim_core.slot_state import slot_device
+        except MofsimError as exc:
+            return None, exc.message
+        opened.append(backend)
+        return backend, None
 
     try:
-        backend = parse_slots(
-            load_config().slots, state_file=spool.paths.state_dir / "simulated-devices.json"
-        )
-    except MofsimError as exc:
-        return {
-            "source": "direct",
-            "daemon_running": daemon_alive,
-            "count": 0,
-            "gpus": [],
-            "error": exc.message,
-        }
-    try:
-        status = {d.slot_id: d.to_dict() for d in backend.status()}
-        items: list[dict[str, Any]] = []
-        for slot in backend.slots():
-            dev = status.get(slot.slot_id, {})
-            items.append(
-                {
-                    "slot_id": slot.slot_id,
-                    "kind": slot.kind,
-                    "index": slot.index,
-                    "name": slot.name,
-                    "device": slot_device(slot.kind, slot.index),
-                    "state": "no executor",
-                    **{k: dev.get(k) for k in DEVICE_FIELDS},
-                    "loaded_models": [],
-                    "current_task": None,
-                    "executor": None,
-                }
-            )
+        return inventory(spool.root, direct=direct)
     finally:
-        backend.close()
-    return {"source": "direct", "daemon_running": daemon_alive, "count": len(items), "gpus": items}
+        for backend in opened:
+            backend.close()
 
 
 def queue_stats(spool: Spool) -> dict[str, Any]:

@@ -229,11 +229,3 @@ def daemon_status(
         "snapshot_age_seconds": None if age is None else round(age, 3),
         "snapshot_current": bool(own and alive),
     }
-
-
-def pid_of_daemon(spool_root: Path) -> int | None:
-    try:
-        text = (spool_root / "state" / "daemon.lock").read_text().strip()
-        return int(text) if text else None
-    except (FileNotFoundError, ValueError):
-        return None

@@ -10,16 +10,16 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
-import os
 import signal
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 from loguru import logger
 
 from mofsim_core.api_keys import KeyStore
 from mofsim_core.config import DEFAULT_BIND, Config
+from mofsim_core.mirror import Mirror
+from mofsim_core.slot_state import daemon_status
 from mofsim_http.auth import check_bind
 from spool.errors import ValidationError
 from spool.store import Spool
@@ -73,7 +73,9 @@ def settle_heap() -> None:
 class HttpServer:
     """The application on an ``AppRunner``/``TCPSite`` in the current event loop."""
 
-    def __init__(self, config: Config, *, spool: Spool | None = None, mirror: Any = None) -> None:
+    def __init__(
+        self, config: Config, *, spool: Spool | None = None, mirror: Mirror | None = None
+    ) -> None:
         self.config = config
         self.host, self.port = parse_bind(config.http)
         self.spool = spool or Spool(config.spool_path)
@@ -124,21 +126,6 @@ class HttpServer:
             logger.info("HTTP API stopped")
 
 
-def _daemon_alive(spool_root: Path) -> bool:
-    from mofsim_core.slot_state import pid_of_daemon
-
-    pid = pid_of_daemon(spool_root)
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def serve(config: Config, *, ready_file: Path | None = None) -> int:
     """Blocking: serve the API on ``config.http`` until SIGTERM or Ctrl-C."""
     from mofsim_core.logs import setup_logging
@@ -154,7 +141,7 @@ def serve(config: Config, *, ready_file: Path | None = None) -> int:
             loop.add_signal_handler(sig, stop.set)
         await server.start()
         settle_heap()
-        if not _daemon_alive(server.spool.root):
+        if not daemon_status(server.spool.root)["alive"]:
             logger.warning(
                 "no daemon is running on spool {}: tasks are queued but will not "
                 "run until one starts (mofsim daemon)",

@@ -21,8 +21,9 @@ from typing import Any
 from aiohttp import web
 
 from mofsim_core.config import Config
+from mofsim_core.inventory import gpu_inventory as inventory
 from mofsim_core.queue_stats import queue_stats as spool_queue_stats
-from mofsim_core.slot_state import daemon_status, read_snapshot
+from mofsim_core.slot_state import daemon_status
 from mofsim_http.app import (
     API_PREFIX,
     CONFIG_KEY,
@@ -39,15 +40,6 @@ from spool.store import Spool
 
 DIRECT_BACKEND_KEY = web.AppKey("direct_device_backend", dict)
 ALERT_ENGINE = "not running on this spool"
-_DEVICE_FIELDS = (
-    "memory_total_mb",
-    "memory_used_mb",
-    "memory_free_mb",
-    "utilization_percent",
-    "temperature_c",
-    "available",
-    "error",
-)
 
 
 def server_version() -> str:
@@ -148,69 +140,11 @@ async def _close_direct_backend(app: web.Application) -> None:
 def gpu_inventory(app: web.Application) -> dict[str, Any]:
     """Every slot with its device's memory, utilization, temperature, loaded models and
     current task: from the daemon's snapshot, or read directly without a daemon."""
-    spool, config = app[SPOOL_KEY], app[CONFIG_KEY]
-    snap = read_snapshot(spool.root)
-    daemon = daemon_status(spool.root, stale_after=_stale_after(config), snapshot=snap)
-    if snap is not None and daemon["snapshot_current"]:
-        items = []
-        for s in snap["slots"]:
-            dev = s.get("device_status") or {}
-            items.append(
-                {
-                    "slot_id": s.get("slot_id"),
-                    "kind": s.get("kind"),
-                    "index": s.get("index"),
-                    "name": s.get("name"),
-                    "device": s.get("device"),
-                    "state": s.get("state"),
-                    **{k: dev.get(k) for k in _DEVICE_FIELDS},
-                    "loaded_models": s.get("loaded_models") or [],
-                    "current_task": s.get("current_task"),
-                    "executor": s.get("executor"),
-                }
-            )
-        return {
-            "source": "daemon",
-            "daemon_running": True,
-            "snapshot_age_seconds": daemon["snapshot_age_seconds"],
-            "count": len(items),
-            "gpus": items,
-        }
-    backend = _direct_backend(app)
-    if backend is None:
-        return {
-            "source": "direct",
-            "daemon_running": daemon["alive"],
-            "count": 0,
-            "gpus": [],
-            "error": app[DIRECT_BACKEND_KEY].get("error"),
-        }
-    from mofsim_core.slot_state import slot_device
 
-    status = {d.slot_id: d.to_dict() for d in backend.status()}
-    items = []
-    for slot in backend.slots():
-        dev = status.get(slot.slot_id, {})
-        items.append(
-            {
-                "slot_id": slot.slot_id,
-                "kind": slot.kind,
-                "index": slot.index,
-                "name": slot.name,
-                "device": slot_device(slot.kind, slot.index),
-                "state": "no executor",
-                **{k: dev.get(k) for k in _DEVICE_FIELDS},
-                "loaded_models": [],
-                "current_task": None,
-                "executor": None,
-            }
-        )
-    return {
-        "source": "direct",
-        "daemon_running": daemon["alive"],
-        "count": len(items),
-        "gpus": items,
-    }
+    def direct() -> tuple[Any, str | None]:
+        return _direct_backend(app), app[DIRECT_BACKEND_KEY].get("error")
+
+    return inventory(app[SPOOL_KEY].root, direct=direct, stale_after=_stale_after(app[CONFIG_KEY]))
 
 
 def queue_stats(app: web.Application) -> dict[str, Any]:
