@@ -214,7 +214,7 @@ def canonical_builtin_name(name: str, primitive: bool = True) -> str:
 def build_builtin(name: str, primitive: bool = True) -> Atoms:
     """A fresh copy of a built-in framework (primitive cell unless asked otherwise)."""
     spec, primitive = resolve_builtin(name, primitive)
-    atoms = _build_cached(spec.name, primitive).copy()
+    atoms: Atoms = _build_cached(spec.name, primitive).copy()
     atoms.info["name"] = _label(spec, primitive)
     return atoms
 

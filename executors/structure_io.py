@@ -301,7 +301,8 @@ def _read(text: str, fmt: str) -> Atoms:
         except Exception as exc:  # noqa: BLE001 - every parser failure means bad input
             errors.append(f"{type(exc).__name__}: {exc}" if str(exc) else "malformed or truncated")
             continue
-        return result[-1] if isinstance(result, list) else result
+        atoms: Atoms = result[-1] if isinstance(result, list) else result
+        return atoms
     raise InvalidStructure(f"could not parse the {fmt} content ({errors[-1]})", field="structure")
 
 

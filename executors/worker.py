@@ -242,9 +242,10 @@ class Worker:
             "slot": self.slot,
             "versions": self._versions[spec.key],
         }
-        return json_safe(
+        out: dict[str, Any] = json_safe(
             {"result": result, "metrics": metrics, "structure_name": name, "provenance": provenance}
         )
+        return out
 
 
 def _reset_peak_memory(device: str) -> Any:

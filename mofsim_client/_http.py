@@ -172,7 +172,7 @@ class Retrier:
         self.waited_for_server = 0.0
 
     def backoff(self) -> float:
-        base = min(self.settings.backoff_max, self.settings.backoff * 2**self.attempt)
+        base = min(self.settings.backoff_max, self.settings.backoff * 2.0**self.attempt)
         return base * (0.5 + random.random() / 2)
 
     def decide_response(self, response: httpx.Response) -> float | None:

@@ -96,6 +96,6 @@ class Resume:
         """The pause before reconnecting; None once it dropped too often in a row."""
         if self.drops > self.retries:
             return None
-        delay = min(self.backoff_max, self.backoff * 2**self.drops)
+        delay = min(self.backoff_max, self.backoff * 2.0**self.drops)
         self.drops += 1
         return delay

@@ -227,12 +227,10 @@ class HeatCapacityResult(TaskResult):
         """Cv at the tabulated temperature nearest ``temperature_K``, in J/(K g)
         (``per="g"``) or J/(K mol) (``per="mol"``)."""
         values = self.cv_J_per_K_g if per == "g" else self.cv_J_per_K_mol
-        if not self.temperatures_K or not values:
+        temperatures = self.temperatures_K
+        if not temperatures or not values:
             return None
-        i = min(
-            range(len(self.temperatures_K)),
-            key=lambda j: abs(self.temperatures_K[j] - temperature_K),
-        )  # type: ignore[index]
+        i = min(range(len(temperatures)), key=lambda j: abs(temperatures[j] - temperature_K))
         return values[i]
 
 

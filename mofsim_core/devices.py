@@ -16,7 +16,7 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 from spool.errors import DeviceUnavailable, ValidationError
 
@@ -72,7 +72,7 @@ def _load_nvml() -> ModuleType | None:
             import pynvml
     except ImportError:
         return None
-    return pynvml
+    return cast(ModuleType, pynvml)  # the package ships no type information
 
 
 def _text(value: Any) -> str:

@@ -20,7 +20,7 @@ import unicodedata
 import uuid
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from spool.errors import (
@@ -36,6 +36,9 @@ from spool.events import iso_from_ms
 from spool.layout import TERMINAL_DIRS
 from spool.store import Spool
 from spool.transitions import atomic_write
+
+if TYPE_CHECKING:
+    from mofsim_core.mirror import Mirror
 
 FILE_ID_PREFIX = "struct_"
 _FILE_ID_RE = re.compile(r"^struct_[0-9a-f]{16}$")
@@ -239,7 +242,7 @@ def _read_meta(folder: Path) -> dict[str, Any] | None:
 
 
 def structure_file(spool: Spool, meta: dict[str, Any]) -> Path:
-    folder = spool.paths.structures / meta["file_id"]
+    folder = spool.paths.structures / str(meta["file_id"])
     stored = str(meta.get("stored_as") or "")
     if stored and Path(stored).name == stored and (folder / stored).is_file():
         return folder / stored
@@ -308,7 +311,9 @@ def tasks_using(spool: Spool, file_id: str) -> list[tuple[str, str, Path]]:
     return found
 
 
-def delete_task_files(spool: Spool, task_id: str, job_path: Path, mirror: Any = None) -> None:
+def delete_task_files(
+    spool: Spool, task_id: str, job_path: Path, mirror: Mirror | None = None
+) -> None:
     """Remove a terminal task: its workspace first (a workspace holding the
     hand-submitted original without a job file would be republished by the recovery
     sweep), then the job file, then its mirror rows."""
@@ -323,7 +328,7 @@ def delete_task_files(spool: Spool, task_id: str, job_path: Path, mirror: Any = 
 
 
 def delete_structure(
-    spool: Spool, index: StructureIndex | None, file_id: str, mirror: Any = None
+    spool: Spool, index: StructureIndex | None, file_id: str, mirror: Mirror | None = None
 ) -> dict[str, Any]:
     """Delete an upload and the tasks that use it: queued ones are cancelled and
     deleted, finished ones deleted (spool files and mirror rows), running ones get a

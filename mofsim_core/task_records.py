@@ -11,7 +11,7 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
@@ -27,6 +27,9 @@ from spool.events import iso_from_ms
 from spool.job import Job, priority_name
 from spool.layout import CANONICAL_NAME
 from spool.store import Spool
+
+if TYPE_CHECKING:
+    from mofsim_core.mirror import Mirror
 
 MAX_PAGE = 1000
 API_ROOT = "/api/v1"
@@ -99,7 +102,9 @@ def queued_record(job: Job) -> dict[str, Any]:
     }
 
 
-def public_record(record: dict[str, Any], queue: Mapping[str, int | None] | None = None) -> dict:
+def public_record(
+    record: dict[str, Any], queue: Mapping[str, int | None] | None = None
+) -> dict[str, Any]:
     """A task record as clients see it: no webhook secret, no inline result (that is
     ``/result``), the queue position while queued."""
     out = {k: v for k, v in record.items() if k != "result"}
@@ -134,7 +139,7 @@ def failure_of(record: dict[str, Any]) -> MofsimError:
 # --- the mirror -------------------------------------------------------------------------
 
 
-def mirror_task(spool: Spool, mirror: Any, task_id: str) -> None:
+def mirror_task(spool: Spool, mirror: Mirror | None, task_id: str) -> None:
     """The daemon mirrors tasks as they move; the server adds what it changes itself
     (a new task, a cancel while queued), so lists show it at once."""
     if mirror is not None:
@@ -144,7 +149,7 @@ def mirror_task(spool: Spool, mirror: Any, task_id: str) -> None:
             logger.warning("mirror write for {} failed: {}", task_id, exc.message)
 
 
-def mirror_record(mirror: Any, record: dict[str, Any]) -> None:
+def mirror_record(mirror: Mirror | None, record: dict[str, Any]) -> None:
     if mirror is None:
         return
     try:

@@ -9,7 +9,7 @@ are validated by ``task_validation.build_job`` before anything is published.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
@@ -37,6 +37,9 @@ from spool.events import Event, filter_events, ms_from_iso, read_events
 from spool.job import Job, normalize_task_type
 from spool.layout import TERMINAL_STATES
 from spool.store import Spool
+
+if TYPE_CHECKING:
+    from mofsim_core.mirror import Mirror
 
 __all__ = [
     "MAX_BATCH",
@@ -77,7 +80,9 @@ EVENT_KINDS = ("log", "status", "progress")
 # --- submitting -----------------------------------------------------------------------------
 
 
-def submit_task(spool: Spool, mirror: Any, body: Any, task_type: str | None = None) -> dict:
+def submit_task(
+    spool: Spool, mirror: Mirror | None, body: Any, task_type: str | None = None
+) -> dict[str, Any]:
     """Validate and publish one task; its record (with ``queue_position``)."""
     job = build_job(spool, body, task_type)
     # An id the server generated just now cannot belong to an earlier task.
@@ -87,7 +92,9 @@ def submit_task(spool: Spool, mirror: Any, body: Any, task_type: str | None = No
     return public_record(record, {job.task_id: queue_position(spool, job.task_id)})
 
 
-def submit_batch(spool: Spool, mirror: Any, items: Any, task_type: str | None = None) -> dict:
+def submit_batch(
+    spool: Spool, mirror: Mirror | None, items: Any, task_type: str | None = None
+) -> dict[str, Any]:
     """Validate every item first, then publish the valid ones.  Per item: the record,
     or the error (code, message, field).  Raises only when the list itself is bad or
     no item is valid."""
@@ -201,7 +208,7 @@ def get_result(spool: Spool, task_id: str) -> dict[str, Any]:
     }
 
 
-def cancel_task(spool: Spool, mirror: Any, task_id: str) -> dict[str, Any]:
+def cancel_task(spool: Spool, mirror: Mirror | None, task_id: str) -> dict[str, Any]:
     """QUEUED: cancelled now.  ASSIGNED/RUNNING: the executor stops at its next step
     (killed after the daemon's grace period).  Terminal: TaskTerminal (50005)."""
     state = spool.request_cancel(task_id)
@@ -244,7 +251,7 @@ def _canonical_model(model: str, spool: Spool) -> str:
 
 def list_tasks(
     spool: Spool,
-    mirror: Any,
+    mirror: Mirror | None,
     *,
     status: str | list[str] | None = None,
     task_type: str | None = None,

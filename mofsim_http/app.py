@@ -13,12 +13,13 @@ import importlib
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 from loguru import logger
 
+from mofsim_core.api_keys import KeyStore
 from mofsim_core.config import Config
+from mofsim_core.mirror import Mirror
 from mofsim_core.output_files import API_PREFIX as API_PREFIX  # the routes take it from here
 from mofsim_http.envelope import (
     API_KEY_ID,
@@ -32,7 +33,7 @@ from spool.store import Spool
 
 CONFIG_KEY = web.AppKey("config", Config)
 SPOOL_KEY = web.AppKey("spool", Spool)
-MIRROR_KEY: web.AppKey[Any] = web.AppKey("mirror")  # SqliteMirror, or None when unavailable
+MIRROR_KEY: web.AppKey[Mirror | None] = web.AppKey("mirror")  # None when unavailable
 STARTED_KEY = web.AppKey("started_at", float)
 # Closed on shutdown: every SSE stream waits on it so that none outlives the server.
 SHUTDOWN_KEY = web.AppKey("shutdown", asyncio.Event)
@@ -132,7 +133,7 @@ async def _signal_shutdown(app: web.Application) -> None:
 
 
 def create_app(
-    config: Config, *, spool: Spool | None = None, mirror: Any = None
+    config: Config, *, spool: Spool | None = None, mirror: Mirror | None = None
 ) -> web.Application:
     from mofsim_http import auth, request_pool
 
@@ -152,7 +153,7 @@ def create_app(
     host = config.http.rpartition(":")[0] if config.http else "127.0.0.1"
     auth.install(
         app,
-        auth.KeyStore(config.api_keys_path, app[SPOOL_KEY].paths),
+        KeyStore(config.api_keys_path, app[SPOOL_KEY].paths),
         rate=config.http_rate_limit,
         burst=config.http_rate_burst,
         bound_loopback=auth.is_loopback_host(host),
@@ -169,10 +170,12 @@ def config_upload_limit(config: Config) -> int:
 
 
 async def _close_mirror(app: web.Application) -> None:
-    app[MIRROR_KEY].close()
+    mirror = app[MIRROR_KEY]
+    if mirror is not None:
+        mirror.close()
 
 
-def _open_mirror(config: Config, spool: Spool) -> Any:
+def _open_mirror(config: Config, spool: Spool) -> Mirror | None:
     """The same mirror the daemon writes: SQLite in the spool, or PostgreSQL when
     ``database_url`` is set.  None when it cannot be opened: lists then come from
     the spool itself."""

@@ -29,6 +29,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
+from mofsim_core.mirror import Mirror
 from mofsim_core.mirror_rows import DURATION_BUCKETS
 from mofsim_core.queue_stats import count_jobs, listdir, queued_by_priority
 from mofsim_core.slot_state import daemon_status, read_snapshot
@@ -39,6 +40,7 @@ from mofsim_http.openapi import returns
 from spool.errors import MofsimError
 from spool.job import TASK_TYPES
 from spool.layout import TERMINAL_DIRS
+from spool.store import Spool
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _MB = 1024 * 1024
@@ -126,7 +128,7 @@ class SpoolCollector:
         up.add_metric([], time.time() - self.app[STARTED_KEY])
         yield up
 
-    def _durations(self, mirror: Any) -> Iterator[Metric]:
+    def _durations(self, mirror: Mirror | None) -> Iterator[Metric]:
         """Run times of finished tasks, from the mirror (nothing without one)."""
         if mirror is None:
             return
@@ -147,7 +149,7 @@ class SpoolCollector:
             h.add_metric([task_type, state], buckets, st.total_s)
         yield h
 
-    def _webhooks(self, spool: Any) -> Iterator[Metric]:
+    def _webhooks(self, spool: Spool) -> Iterator[Metric]:
         c = CounterMetricFamily(
             "mofsim_webhook_deliveries",
             "Webhook delivery attempts by event and outcome (delivered, retrying, failed)",
@@ -158,7 +160,7 @@ class SpoolCollector:
                 c.add_metric([event, outcome], float(n))
         yield c
 
-    def _tasks(self, spool: Any, mirror: Any) -> Iterator[Metric]:
+    def _tasks(self, spool: Spool, mirror: Mirror | None) -> Iterator[Metric]:
         g = GaugeMetricFamily(
             "mofsim_tasks", "Tasks by state and type", labels=["state", "task_type"]
         )

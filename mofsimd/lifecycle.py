@@ -15,6 +15,7 @@ from typing import IO, Any
 from loguru import logger
 
 from mofsim_core.config import Config
+from mofsim_core.mirror import Mirror
 from mofsimd.executor_pool import Executor, RunningTask
 from mofsimd.mirror_writer import MirrorWriter
 from spool import transitions
@@ -28,7 +29,7 @@ class Lifecycle:
     def __init__(self, spool: Spool, config: Config) -> None:
         self.spool = spool
         self.config = config
-        self.mirror: Any = None
+        self.mirror: Mirror | None = None
         self.writer: MirrorWriter | None = None
         self._lock: IO[str] | None = None
         self._model_keys: dict[str, str] = {}

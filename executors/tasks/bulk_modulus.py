@@ -127,7 +127,7 @@ def volume_factors(strain_range: float, num_points: int) -> list[float]:
 def scaled_copy(atoms: Atoms, volume_factor: float) -> Atoms:
     """A copy whose volume is ``volume_factor`` times the original: every cell vector
     scaled by its cube root, atoms keeping their fractional positions."""
-    out = atoms.copy()
+    out: Atoms = atoms.copy()
     out.set_cell(atoms.cell.array * volume_factor ** (1.0 / 3.0), scale_atoms=True)
     return out
 
