@@ -33,7 +33,7 @@ from rich.text import Text
 from mofsim_cli.render import event_json, event_line, print_json, progress_summary, state_text
 from spool.errors import TaskNotFound
 from spool.events import LEVEL_RANK, Event, read_events
-from spool.layout import TERMINAL_STATES
+from spool.states import TERMINAL_STATES
 from spool.store import Spool
 
 POLL_S = 0.2

@@ -20,7 +20,7 @@ import typer
 
 from spool.errors import ValidationError
 from spool.events import LEVELS
-from spool.layout import ALL_STATES
+from spool.states import TaskState
 from spool.store import Spool
 
 SpoolOpt = Annotated[
@@ -73,20 +73,6 @@ OutputOpt = Annotated[
 ]
 TaskIdArg = Annotated[str, typer.Argument(help="Task id, e.g. task_0123456789abcdef.")]
 
-# MIRA's lowercase state names mean the same states.
-_STATE_ALIASES = {
-    "pending": "PENDING",
-    "queued": "QUEUED",
-    "assigned": "ASSIGNED",
-    "running": "RUNNING",
-    "completed": "COMPLETED",
-    "done": "COMPLETED",
-    "failed": "FAILED",
-    "cancelled": "CANCELLED",
-    "canceled": "CANCELLED",
-    "timeout": "TIMEOUT",
-}
-
 
 def from_command_line(name: str) -> bool:
     """Whether the option ``name`` of the running command was given as a flag (not taken
@@ -127,12 +113,12 @@ def open_spool(value: Path | None, *, create: bool = False) -> Spool:
 def normalize_state(value: str | None) -> str | None:
     if value is None:
         return None
-    state = _STATE_ALIASES.get(value.strip().lower(), value.strip().upper())
-    if state not in ALL_STATES:
+    state = TaskState.parse(value)
+    if state is None:
         raise ValidationError(
-            f"unknown state {value!r}; expected one of {', '.join(ALL_STATES)}", field="state"
+            f"unknown state {value!r}; expected one of {', '.join(TaskState)}", field="state"
         )
-    return state
+    return state.value
 
 
 def normalize_level(value: str | None) -> str | None:

@@ -36,7 +36,7 @@ from spool.errors import (
 )
 from spool.events import Event
 from spool.job import normalize_priority, normalize_task_type, priority_name
-from spool.layout import TERMINAL_STATES
+from spool.states import TERMINAL_STATES
 
 T = TypeVar("T")
 LOG_PAGE = 1000  # the server's largest page

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from spool.errors import InvalidJobFile, MofsimError, TaskNotFound
 from spool.events import Event, iso_from_ms, read_events
 from spool.job import Job, priority_name
-from spool.layout import TERMINAL_DIRS
+from spool.states import TERMINAL_DIRS
 from spool.store import Spool, read_job, structure_label
 
 PRIORITY_NAMES = ("CRITICAL", "HIGH", "NORMAL", "LOW")

@@ -21,7 +21,7 @@ from spool.errors import (
     TaskTimeout,
     error_from_code,
 )
-from spool.layout import TERMINAL_STATES
+from spool.states import TERMINAL_STATES
 from spool.store import Spool
 
 # Keys of a result that are not results: shown elsewhere or too bulky for a table.

@@ -26,7 +26,6 @@ from mofsim_core.mirror_rows import (
     LOG_LEVELS,
     SORTABLE,
     TASK_COLUMNS,
-    TASK_STATES,
     DurationStats,
     duration_sql,
     duration_stats,
@@ -42,6 +41,7 @@ from mofsim_core.mirror_rows import (
     upsert_sql,
 )
 from spool.errors import DatabaseError
+from spool.states import ALL_STATES
 
 # The row helpers were born here; callers may keep importing them from this module.
 __all__ = [
@@ -53,7 +53,6 @@ __all__ = [
     "SORTABLE",
     "SqliteMirror",
     "TASK_COLUMNS",
-    "TASK_STATES",
     "iso_time",
     "log_from_row",
     "log_row",
@@ -354,7 +353,7 @@ class SqliteMirror:
 
     def counts_by_status(self) -> dict[str, int]:
         """Every state, zero included, so dashboards and metrics see a fixed set."""
-        counts = dict.fromkeys(TASK_STATES, 0)
+        counts = dict.fromkeys(ALL_STATES, 0)
         with self._reading() as db:
             for row in db.query("SELECT status, count(*) AS n FROM tasks GROUP BY status"):
                 if row["status"] is not None:

@@ -24,7 +24,6 @@ from mofsim_core.mirror_rows import (
     JSON_COLUMNS,
     LOG_COLUMNS,
     LOG_JSON_COLUMNS,
-    TASK_STATES,
     DurationStats,
     duration_sql,
     duration_stats,
@@ -41,6 +40,7 @@ from mofsim_core.mirror_rows import (
 )
 from mofsim_core.redact import mask_url
 from spool.errors import DatabaseError, ValidationError
+from spool.states import ALL_STATES
 
 T = TypeVar("T")
 
@@ -380,7 +380,7 @@ class PostgresMirror:
 
     def counts_by_status(self) -> dict[str, int]:
         """Every state, zero included, so dashboards and metrics see a fixed set."""
-        counts = dict.fromkeys(TASK_STATES, 0)
+        counts = dict.fromkeys(ALL_STATES, 0)
         rows = self._run(
             lambda c: c.execute(
                 "SELECT status, count(*) AS n FROM tasks GROUP BY status"

@@ -16,17 +16,8 @@ from typing import Any
 
 from spool.errors import ValidationError
 from spool.job import TASK_TYPE_ALIASES, normalize_priority, priority_name
+from spool.states import ALL_STATES, TERMINAL_STATES
 
-TASK_STATES = (
-    "PENDING",
-    "QUEUED",
-    "ASSIGNED",
-    "RUNNING",
-    "COMPLETED",
-    "FAILED",
-    "CANCELLED",
-    "TIMEOUT",
-)
 # Python logging's levels plus loguru's TRACE and SUCCESS, which executors may emit.
 LOG_LEVELS = {
     "TRACE": 5,
@@ -107,7 +98,7 @@ def iso_time(value: Any, field: str = "created_at") -> str | None:
 
 def norm_status(value: Any) -> str:
     text = str(value).upper()
-    if text not in TASK_STATES:
+    if text not in ALL_STATES:
         raise ValidationError(f"unknown task status {value!r}", field="status")
     return text
 
@@ -311,7 +302,7 @@ DURATION_BUCKETS = (
     21600.0,
     86400.0,
 )
-FINISHED_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT")
+FINISHED_STATES = tuple(sorted(TERMINAL_STATES))
 
 
 @dataclass(frozen=True)

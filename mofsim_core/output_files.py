@@ -18,7 +18,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from spool.errors import FileNotFound, ResultNotReady, TaskNotFound
-from spool.layout import TERMINAL_DIRS, is_safe_token
+from spool.layout import is_safe_token
+from spool.states import TERMINAL_DIRS
 from spool.store import Spool
 
 # The spec's dialect: where a result's file URLs point.

@@ -17,7 +17,8 @@ from mofsim_core.slot_state import daemon_status, read_snapshot
 from spool.errors import MofsimError
 from spool.events import iso_from_ms
 from spool.job import PRIORITIES
-from spool.layout import CANONICAL_NAME, TERMINAL_DIRS
+from spool.layout import CANONICAL_NAME
+from spool.states import TERMINAL_DIRS
 from spool.store import Spool
 
 

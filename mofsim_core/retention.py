@@ -24,7 +24,7 @@ from typing import Any
 
 from spool.errors import ResultNotReady, TaskNotFound, ValidationError
 from spool.events import ms_from_iso
-from spool.layout import TERMINAL_DIRS
+from spool.states import TERMINAL_DIRS
 from spool.store import Spool
 from spool.transitions import atomic_write_json
 

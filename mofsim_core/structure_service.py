@@ -33,7 +33,7 @@ from spool.errors import (
     UnsupportedFormat,
 )
 from spool.events import iso_from_ms
-from spool.layout import TERMINAL_DIRS
+from spool.states import TERMINAL_DIRS
 from spool.store import Spool
 from spool.transitions import atomic_write
 

@@ -35,7 +35,7 @@ from spool.errors import (
 )
 from spool.events import Event, filter_events, ms_from_iso, read_events
 from spool.job import Job, normalize_task_type
-from spool.layout import TERMINAL_STATES
+from spool.states import TERMINAL_STATES, TaskState
 from spool.store import Spool
 
 if TYPE_CHECKING:
@@ -63,17 +63,6 @@ __all__ = [
 ]
 
 MAX_BATCH = 1000
-ALL_STATES = (
-    "PENDING",
-    "QUEUED",
-    "ASSIGNED",
-    "RUNNING",
-    "COMPLETED",
-    "FAILED",
-    "CANCELLED",
-    "TIMEOUT",
-)
-_STATE_ALIASES = {"canceled": "CANCELLED", "done": "COMPLETED", "finished": "COMPLETED"}
 EVENT_KINDS = ("log", "status", "progress")
 
 
@@ -230,13 +219,13 @@ def normalize_states(value: str | list[str] | None) -> list[str] | None:
     parts = value if isinstance(value, list) else str(value).split(",")
     out = []
     for part in parts:
-        text = str(part).strip()
-        state = _STATE_ALIASES.get(text.lower(), text.upper())
-        if state not in ALL_STATES:
+        state = TaskState.parse(str(part))
+        if state is None:
             raise ValidationError(
-                f"unknown status {text!r}; expected one of {', '.join(ALL_STATES)}", field="status"
+                f"unknown status {str(part).strip()!r}; expected one of {', '.join(TaskState)}",
+                field="status",
             )
-        out.append(state)
+        out.append(state.value)
     return out
 
 

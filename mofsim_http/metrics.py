@@ -39,7 +39,7 @@ from mofsim_http.describe import describe
 from mofsim_http.openapi import returns
 from spool.errors import MofsimError
 from spool.job import TASK_TYPES
-from spool.layout import TERMINAL_DIRS
+from spool.states import TERMINAL_DIRS
 from spool.store import Spool
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -38,11 +38,12 @@ from mofsim_http.request_pool import quick, short_body
 from spool.errors import ValidationError
 from spool.events import iso_now
 from spool.job import TASK_TYPE_ALIASES, TASK_TYPES
+from spool.states import TaskState
 
 MIRA_ROOT = "/mira"
 TAGS = ["MIRA"]
 # MIRA's vocabulary has "pending" for everything that has not started yet.
-STATUS_FILTERS = {"pending": ["PENDING", "QUEUED", "ASSIGNED"]}
+STATUS_FILTERS = {"pending": [TaskState.PENDING, TaskState.QUEUED, TaskState.ASSIGNED]}
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from mofsim_http.describe import description_of
 from spool.errors import ERROR_CODES
+from spool.states import TaskState
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,17 +30,6 @@ MIRA_ROOT = "/mira"
 API_ROOT = "/api/v1"
 _METHODS = ("get", "put", "post", "delete", "patch", "options")
 _PATH_PARAM = re.compile(r"{([^}:]+)(?::[^}]*)?}")
-
-TASK_STATES = [
-    "PENDING",
-    "QUEUED",
-    "ASSIGNED",
-    "RUNNING",
-    "COMPLETED",
-    "FAILED",
-    "CANCELLED",
-    "TIMEOUT",
-]
 
 
 def returns(
@@ -202,8 +192,8 @@ def shared_schemas() -> dict[str, Any]:
                 "field": "structure_id",
             },
         },
-        "TaskState": {"type": "string", "enum": TASK_STATES},
-        "MiraTaskState": {"type": "string", "enum": [s.lower() for s in TASK_STATES]},
+        "TaskState": {"type": "string", "enum": [s.value for s in TaskState]},
+        "MiraTaskState": {"type": "string", "enum": [s.mira for s in TaskState]},
         "StructureRef": {
             "description": "Where a task's structure comes from.",
             "oneOf": [

@@ -25,7 +25,7 @@ from aiohttp import web
 from mofsim_http.envelope import REQUEST_ID
 from spool.errors import TaskNotFound, ValidationError
 from spool.events import LEVEL_RANK, Event
-from spool.layout import TERMINAL_STATES
+from spool.states import TERMINAL_STATES
 from spool.store import Spool
 
 POLL_S = 0.2

@@ -26,6 +26,7 @@ from mofsim_core.webhooks import STATE_EVENTS, Subscription, WebhookDispatcher
 from mofsimd.alert_channels import AlertChannels
 from spool.errors import MofsimError
 from spool.events import read_events
+from spool.states import TERMINAL_STATES, TaskState
 from spool.store import Spool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,7 +127,7 @@ class Operations:
             self._progress_webhook(task_id)
             return
         record = self.spool.record(task_id)
-        if state in ("COMPLETED", "FAILED"):
+        if state in (TaskState.COMPLETED, TaskState.FAILED):
             model = str(record.get("model"))
             self.failure_streaks[model] = (
                 self.failure_streaks.get(model, 0) + 1 if state == "FAILED" else 0
@@ -135,7 +136,7 @@ class Operations:
         sub = self._subscription(task_id)
         if event and sub is not None:
             self.dispatcher.notify(task_id, event, record, sub)
-        if state in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"):
+        if state in TERMINAL_STATES:
             self._progress.pop(task_id, None)
             self._subs.pop(task_id, None)
 

@@ -7,24 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spool.job import PRIORITY_DIRS
-
-TERMINAL_DIRS = {
-    "COMPLETED": "done",
-    "FAILED": "failed",
-    "CANCELLED": "cancelled",
-    "TIMEOUT": "timeout",
-}
-TERMINAL_STATES = frozenset(TERMINAL_DIRS)
-ALL_STATES = (
-    "PENDING",
-    "QUEUED",
-    "ASSIGNED",
-    "RUNNING",
-    "COMPLETED",
-    "FAILED",
-    "CANCELLED",
-    "TIMEOUT",
-)
+from spool.states import TERMINAL_DIRS
 
 # <created_ms 13 digits>-<task_id>.json
 CANONICAL_NAME = re.compile(r"^(\d{13})-([A-Za-z0-9][A-Za-z0-9_.-]{0,127})\.json$")

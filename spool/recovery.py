@@ -25,7 +25,7 @@ from pathlib import Path
 from spool import transitions
 from spool.errors import MofsimError
 from spool.job import Job
-from spool.layout import TERMINAL_DIRS
+from spool.states import TERMINAL_DIRS
 from spool.store import Spool, read_job
 
 

@@ -18,7 +18,8 @@ from spool import transitions
 from spool.errors import InvalidJobFile, TaskNotFound, TaskTerminal, ValidationError
 from spool.events import EventWriter, iso_from_ms, read_events
 from spool.job import Job, priority_name
-from spool.layout import CANONICAL_NAME, TERMINAL_DIRS, SpoolPaths, is_safe_token
+from spool.layout import CANONICAL_NAME, SpoolPaths, is_safe_token
+from spool.states import TERMINAL_DIRS
 
 
 @dataclass(frozen=True)

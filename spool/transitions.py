@@ -15,7 +15,8 @@ from typing import Any
 
 from spool.errors import StorageError
 from spool.job import Job
-from spool.layout import TERMINAL_DIRS, SpoolPaths
+from spool.layout import SpoolPaths
+from spool.states import TERMINAL_DIRS
 
 
 def _write_fsynced(path: Path, data: bytes) -> None:

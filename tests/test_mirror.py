@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from mofsim_core import mirror as mirror_mod
-from mofsim_core.mirror import TASK_STATES, Mirror, SqliteMirror
+from mofsim_core.mirror import Mirror, SqliteMirror
 from spool.errors import DatabaseError, ValidationError
+from spool.states import ALL_STATES as TASK_STATES
 from tests.pg_helpers import pg_schema, raw_execute
 
 

@@ -1,0 +1,70 @@
+"""The states a task passes through: the one list every layer and dialect derives from.
+
+``TaskState`` members are ``str``, so they compare equal to, hash like and serialize
+as the uppercase names the job files, the mirror and the spec's API carry.  A task in
+a terminal state has a directory of its own in the spool (``TERMINAL_DIRS``); the
+others live in ``incoming/`` and ``claimed/``.  MIRA spells the same states in
+lowercase (``TaskState.mira``).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class TaskState(StrEnum):
+    PENDING = "PENDING"
+    QUEUED = "QUEUED"
+    ASSIGNED = "ASSIGNED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMEOUT = "TIMEOUT"
+
+    @property
+    def directory(self) -> str | None:
+        """The spool directory a task in this state lives in, for terminal states."""
+        return TERMINAL_DIRS.get(self)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_DIRS
+
+    @property
+    def mira(self) -> str:
+        """The MIRA dialect's spelling."""
+        return self.value.lower()
+
+    @classmethod
+    def parse(cls, text: str) -> TaskState | None:
+        """The state named ``text`` in either dialect's spelling (or a synonym people
+        type, like ``done``), or None."""
+        name = text.strip()
+        synonym = STATE_SYNONYMS.get(name.lower())
+        if synonym is not None:
+            return synonym
+        try:
+            return cls(name.upper())
+        except ValueError:
+            return None
+
+
+# Named after what the task came to, not after the state: "done/", not "completed/".
+TERMINAL_DIRS: dict[TaskState, str] = {
+    TaskState.COMPLETED: "done",
+    TaskState.FAILED: "failed",
+    TaskState.CANCELLED: "cancelled",
+    TaskState.TIMEOUT: "timeout",
+}
+
+# Words people use for a state, accepted wherever a state is typed into a filter.
+STATE_SYNONYMS: dict[str, TaskState] = {
+    "canceled": TaskState.CANCELLED,
+    "done": TaskState.COMPLETED,
+    "finished": TaskState.COMPLETED,
+}
+TERMINAL_STATES: frozenset[TaskState] = frozenset(TERMINAL_DIRS)
+# For membership tests on plain strings (``"QUEUED" in ALL_STATES``), which Python 3.11's
+# ``in TaskState`` refuses.
+ALL_STATES: tuple[TaskState, ...] = tuple(TaskState)
