@@ -58,7 +58,7 @@ def _drop_signature(
     exceptions that take exactly ``MOFSimError``'s arguments."""
     from mofsim_client.errors import MOFSimError
 
-    if what == "class" and dataclasses.is_dataclass(obj) and obj.__module__.endswith(".models"):
+    if what == "class" and dataclasses.is_dataclass(obj) and obj.__module__.endswith("models"):
         return "", None
     if what == "exception" and obj is not MOFSimError and obj.__init__ is MOFSimError.__init__:
         return "", None

@@ -9,10 +9,8 @@ The SDK's errors become the project's own (``spool.errors``, by the server's cod
 type), so a server's refusal ends as the same ``error CODE: message (field: ...)`` line.
 A server that cannot be reached at all is ``ServerUnreachable`` (code 10001).
 
-Endpoints the SDK has no method for (a model's status, load/unload, deleting custom
-models and structures, one structure's detail, system devices, queue, configuration
-and alerts) are called through the SDK's own transport, so they get the same API key,
-retries and error mapping.
+Every call is a public method of the SDK; the answers are their ``.raw`` documents,
+which are what the local service functions return.
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 from mofsim_cli.backend import Submission, upload_file
 from mofsim_cli.views import LIST_KEYS, failure_of, result_view_of, task_view
@@ -250,20 +247,19 @@ class RemoteBackend:
     # --- models ----------------------------------------------------------------------------
 
     def models(self, family: str | None) -> list[dict[str, Any]]:
-        if family is None:
-            return [m.raw for m in self._call(self.client.list_models)]
-        data = self._api("GET", "models", params={"family": family})
-        return list(data.get("items") or []) if isinstance(data, dict) else list(data)
+        return [m.raw for m in self._call(self.client.list_models, family)]
 
     def model(self, key: str) -> dict[str, Any]:
-        return self._call(self.client.get_model, self._seg(key)).raw
+        return self._call(self.client.get_model, key).raw
 
     def model_status(self, key: str) -> dict[str, Any]:
-        return dict(self._api("GET", f"models/{self._seg(key)}/status"))
+        return self._call(self.client.get_model_status, key).raw
 
     def model_action(self, key: str, action: str, slot: str | None) -> dict[str, Any]:
-        body = {"slot": slot} if slot else {}
-        return dict(self._api("POST", f"models/{self._seg(key)}/{action}", json=body))
+        if action not in ("load", "unload"):
+            raise ValidationError("action must be load or unload", field="action")
+        method = self.client.load_model if action == "load" else self.client.unload_model
+        return self._call(method, key, slot).raw
 
     def upload_model(self, path: Path, fields: dict[str, Any]) -> dict[str, Any]:
         source = upload_file(path, "model")
@@ -284,10 +280,10 @@ class RemoteBackend:
         return info.raw
 
     def validate_model(self, model_id: str) -> dict[str, Any]:
-        return self._call(self.client.validate_model, self._seg(model_id))
+        return self._call(self.client.validate_model, model_id)
 
     def delete_model(self, model_id: str) -> dict[str, Any]:
-        return dict(self._api("DELETE", f"models/custom/{self._seg(model_id)}"))
+        return self._call(self.client.delete_model, model_id)
 
     # --- structures ------------------------------------------------------------------------
 
@@ -300,10 +296,10 @@ class RemoteBackend:
             return [s.raw for s in self.client.list_structures()]
 
     def structure(self, file_id: str) -> dict[str, Any]:
-        return dict(self._api("GET", f"structures/{self._seg(file_id)}"))
+        return self._call(self.client.get_structure, file_id).raw
 
     def delete_structure(self, file_id: str) -> dict[str, Any]:
-        return dict(self._api("DELETE", f"structures/{self._seg(file_id)}"))
+        return self._call(self.client.delete_structure, file_id)
 
     def builtin_structures(self) -> list[dict[str, Any]]:
         return [s.raw for s in self._call(self.client.list_builtin_structures)]
@@ -314,16 +310,16 @@ class RemoteBackend:
         return self._call(self.client.health)
 
     def gpus(self) -> dict[str, Any]:
-        return dict(self._api("GET", "system/gpus"))
+        return self._call(self.client.get_devices).raw
 
     def queue(self) -> dict[str, Any]:
-        return dict(self._api("GET", "system/queue"))
+        return self._call(self.client.get_queue)
 
     def config(self) -> dict[str, Any]:
-        return dict(self._api("GET", "system/config"))
+        return self._call(self.client.get_config)
 
     def alerts(self, kind: str) -> dict[str, Any]:
-        return dict(self._api("GET", f"system/alerts/{kind}"))
+        return self._call(self.client.get_alerts, kind).raw
 
     # --- retention -------------------------------------------------------------------------
 
@@ -334,10 +330,10 @@ class RemoteBackend:
                 "through a server only --dry-run is possible",
                 field="dry_run",
             )
-        return {**dict(self._api("GET", "system/retention")), "applied": False}
+        return {**self._call(self.client.get_retention_plan).raw, "applied": False}
 
     def keep(self, task_id: str, keep: bool) -> dict[str, Any]:
-        return dict(self._api("POST", f"tasks/{self._seg(task_id)}/keep", json={"keep": keep}))
+        return self._call(self.client.keep_task, task_id, keep)
 
     def delete_data(self, task_id: str) -> dict[str, Any]:
-        return dict(self._api("DELETE", f"tasks/{self._seg(task_id)}"))
+        return self._call(self.client.delete_task_data, task_id)

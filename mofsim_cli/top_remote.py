@@ -24,7 +24,7 @@ from mofsim_cli.top_data import (
 from spool.events import Event
 
 TIMEOUT_S = 5.0
-FINISHED = "COMPLETED,FAILED,CANCELLED,TIMEOUT"
+FINISHED = ["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"]
 
 
 class RemoteSource:
@@ -39,10 +39,9 @@ class RemoteSource:
     def close(self) -> None:
         self.client.close()
 
-    def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        # The SDK has no method for ordered task listings, paged logs with their
-        # totals, or alerts; its transport still brings auth, envelope and errors.
-        return self.client._t.request("GET", path, params=params)
+    def _tasks(self, status: str | list[str], order: str, size: int) -> list[TaskRow]:
+        listed = self.client.list_tasks(status=status, order=order, page_size=size, limit=size)
+        return [task_row(t.raw) for t in listed]
 
     def cancel(self, task_id: str) -> str:
         return str(self.client.cancel_task(task_id).status or "CANCELLING")
@@ -56,15 +55,7 @@ class RemoteSource:
         queue = status.queue or {}
         by_priority = (queue.get("queued") or {}).get("by_priority") or {}
         counts = {p: int(by_priority.get(p) or 0) for p in PRIORITY_NAMES}
-        head = [
-            task_row(x)
-            for x in _items(
-                self._get(
-                    "tasks",
-                    {"status": "QUEUED", "order": "created_at asc", "page_size": QUEUE_HEAD},
-                )
-            )
-        ]
+        head = self._tasks("QUEUED", "created_at asc", QUEUE_HEAD)
         head.sort(key=lambda r: (r.queue_position is None, r.queue_position or 0))
         running = [
             task_row(t.raw)
@@ -72,16 +63,8 @@ class RemoteSource:
                 status=["ASSIGNED", "RUNNING"], page_size=100, limit=200
             )
         ]
-        recent = [
-            task_row(x)
-            for x in _items(
-                self._get(
-                    "tasks", {"status": FINISHED, "order": "completed_at desc", "page_size": RECENT}
-                )
-            )
-        ]
-        alerts_doc = self._get("system/alerts/active")
-        alerts = alerts_doc.get("active") if isinstance(alerts_doc, dict) else None
+        recent = self._tasks(FINISHED, "completed_at desc", RECENT)
+        alerts = self.client.get_alerts("active").items
         gpus = [g for g in status.gpus if isinstance(g, dict)]
         slots = [slot_row(g) for g in gpus]
         cancelling = {
@@ -102,7 +85,7 @@ class RemoteSource:
             queued=head,
             running=running,
             recent=recent,
-            alerts=[a for a in alerts or [] if isinstance(a, dict)],
+            alerts=alerts,
         )
 
 
@@ -111,31 +94,24 @@ class RemoteLogFeed:
     total the first answer reports), then what came after the last event id."""
 
     def __init__(self, source: RemoteSource, task_id: str, tail: int = LOG_TAIL) -> None:
-        self.source = source
-        self.path = f"tasks/{task_id}/logs"
+        self.client = source.client
+        self.task_id = task_id
         self.tail = tail
         self.last_id: int | None = None
 
     def poll(self) -> list[Event]:
+        get_page = self.client.get_log_page
         if self.last_id is None:
-            probe = self.source._get(self.path, {"limit": 1})
-            total = int(((probe or {}).get("pagination") or {}).get("total") or 0)
+            total = get_page(self.task_id, limit=1).total or 0
             if not total:
                 return []
-            data = self.source._get(
-                self.path, {"limit": self.tail, "offset": max(0, total - self.tail)}
-            )
+            page = get_page(self.task_id, limit=self.tail, offset=max(0, total - self.tail))
         else:
-            data = self.source._get(self.path, {"since": str(self.last_id), "limit": 1000})
-        events = [Event(int(x["id"]), x) for x in _items(data) if isinstance(x.get("id"), int)]
+            page = get_page(self.task_id, since=self.last_id, limit=1000)
+        events = [Event(e.id, e.raw) for e in page.items if isinstance(e.id, int)]
         if events:
             self.last_id = events[-1].offset
         return events
-
-
-def _items(data: Any) -> list[dict[str, Any]]:
-    items = data.get("items") if isinstance(data, dict) else data
-    return [x for x in items or [] if isinstance(x, dict)]
 
 
 def task_row(r: dict[str, Any]) -> TaskRow:

@@ -59,28 +59,43 @@ from mofsim_client.models import (
     TaskInfo,
     TaskResult,
 )
+from mofsim_client.server_models import (
+    Alert,
+    AlertList,
+    Devices,
+    LogPage,
+    ModelRequest,
+    ModelStatus,
+    RetentionPlan,
+)
 from mofsim_client.task import AsyncTask, LogStream, Task
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_SERVER",
+    "Alert",
+    "AlertList",
     "AsyncMOFSimClient",
     "AsyncTask",
     "AuthenticationError",
     "BulkModulusResult",
     "CancelResult",
     "CellParameters",
+    "Devices",
     "EndpointNotFoundError",
     "HeatCapacityResult",
     "InteractionEnergyResult",
     "InvalidStructureError",
     "LogEntry",
+    "LogPage",
     "LogStream",
     "MOFSimClient",
     "MOFSimError",
     "ModelInfo",
     "ModelNotFoundError",
+    "ModelRequest",
+    "ModelStatus",
     "NotFoundError",
     "OptimizationResult",
     "OutputFileNotFoundError",
@@ -90,6 +105,7 @@ __all__ = [
     "RateLimitError",
     "ResourceUnavailableError",
     "ResultNotReadyError",
+    "RetentionPlan",
     "ServerError",
     "ServerUnavailableError",
     "Settings",

@@ -24,6 +24,7 @@ import httpx
 
 from mofsim_client import _payload as pl
 from mofsim_client._http import AsyncTransport, Settings, decode
+from mofsim_client._server import AsyncServerMethods, seg
 from mofsim_client._sse import Resume
 from mofsim_client.errors import MOFSimError, ServerUnavailableError, error_from_code
 from mofsim_client.models import (
@@ -42,7 +43,7 @@ from mofsim_client.task import AsyncTask
 Priority = str | int | None
 
 
-class AsyncMOFSimClient:
+class AsyncMOFSimClient(AsyncServerMethods):
     """See ``MOFSimClient`` for the arguments.  Use ``async with``, or ``await
     client.aclose()``."""
 
@@ -77,6 +78,13 @@ class AsyncMOFSimClient:
 
     def __repr__(self) -> str:
         return f"AsyncMOFSimClient({self.base_url!r})"
+
+    async def request(
+        self, method: str, path: str, *, idempotent: bool | None = None, **kwargs: Any
+    ) -> Any:
+        """``MOFSimClient.request``, awaited: one request to any endpoint, its envelope's
+        ``data`` returned, its error raised as the ``MOFSimError`` of its code."""
+        return await self._t.request(method, path, idempotent=idempotent, **kwargs)
 
     # --- submitting -------------------------------------------------------------------------
 
@@ -242,9 +250,12 @@ class AsyncMOFSimClient:
         model: str | None = None,
         page_size: int = 100,
         limit: int | None = None,
+        order: str | None = None,
     ) -> AsyncIterator[TaskInfo]:
         """``async for info in client.list_tasks(...)``: pages fetched as you go."""
         params = pl.list_params(status, task_type, model)
+        if order:
+            params["order"] = order
         seen: set[str] = set()
         page = 1
         while True:
@@ -328,12 +339,13 @@ class AsyncMOFSimClient:
 
     # --- models and structures ----------------------------------------------------------------
 
-    async def list_models(self) -> list[ModelInfo]:
-        data = await self._t.request("GET", "models")
+    async def list_models(self, family: str | None = None) -> list[ModelInfo]:
+        params = {"family": family} if family else None
+        data = await self._t.request("GET", "models", params=params)
         return [ModelInfo.from_dict(m) for m in pl.list_of(data, "models")]
 
     async def get_model(self, name: str) -> ModelInfo:
-        return ModelInfo.from_dict(await self._t.request("GET", f"models/{name}"))
+        return ModelInfo.from_dict(await self._t.request("GET", f"models/{seg(name)}"))
 
     async def upload_model(
         self,
@@ -354,7 +366,8 @@ class AsyncMOFSimClient:
         return ModelInfo.from_dict(data)
 
     async def validate_model(self, model_id: str) -> dict[str, Any]:
-        data = await self._t.request("POST", f"models/custom/{model_id}/validate", timeout=None)
+        path = f"models/custom/{seg(model_id)}/validate"
+        data = await self._t.request("POST", path, timeout=None)
         return dict(data) if isinstance(data, dict) else {"result": data}
 
     async def upload_structure(

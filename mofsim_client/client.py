@@ -23,6 +23,7 @@ import httpx
 
 from mofsim_client import _payload as pl
 from mofsim_client._http import Settings, SyncTransport, decode
+from mofsim_client._server import ServerMethods, seg
 from mofsim_client._sse import Resume
 from mofsim_client.errors import MOFSimError, ServerUnavailableError, error_from_code
 from mofsim_client.models import (
@@ -41,7 +42,7 @@ from mofsim_client.task import Task
 Priority = str | int | None
 
 
-class MOFSimClient:
+class MOFSimClient(ServerMethods):
     """A client of one MOFSim server.
 
     ``base_url`` defaults to ``MOFSIM_SERVER`` (else http://127.0.0.1:8000),
@@ -81,6 +82,23 @@ class MOFSimClient:
 
     def __repr__(self) -> str:
         return f"MOFSimClient({self.base_url!r})"
+
+    def request(
+        self, method: str, path: str, *, idempotent: bool | None = None, **kwargs: Any
+    ) -> Any:
+        """One request to any endpoint, for what has no method of its own.
+
+        ``path`` is relative to ``/api/v1`` (``"system/queue"``) or absolute
+        (``"/health"``); ``kwargs`` are those of httpx's ``Client.request``
+        (``params``, ``json``, ``data``, ``files``, ``content``, ``headers``,
+        ``timeout``).  Returns the ``data`` of the answer's envelope (the decoded body
+        when it has none).  An error answer raises the ``MOFSimError`` subclass of its
+        code, as every other method does, and the request is retried as they are:
+        GET, HEAD and OPTIONS after a lost connection or a proxy error, any method when
+        the connection could not be opened or the server answered 429/503.
+        ``idempotent=True`` retries another method like a GET (a request the server
+        can safely receive twice), ``False`` never retries it after it went out."""
+        return self._t.request(method, path, idempotent=idempotent, **kwargs)
 
     # --- submitting -------------------------------------------------------------------------
 
@@ -253,9 +271,15 @@ class MOFSimClient:
         model: str | None = None,
         page_size: int = 100,
         limit: int | None = None,
+        order: str | None = None,
     ) -> Iterator[TaskInfo]:
-        """Every matching task, newest first, fetched a page at a time as you iterate."""
+        """Every matching task, newest first, fetched a page at a time as you iterate.
+        ``order`` sorts otherwise: a field (``created_at``, ``started_at``,
+        ``completed_at``, ``priority``...) and ``asc`` or ``desc``, such as
+        ``"completed_at desc"``."""
         params = pl.list_params(status, task_type, model)
+        if order:
+            params["order"] = order
         seen: set[str] = set()
         page = 1
         while True:
@@ -353,13 +377,14 @@ class MOFSimClient:
 
     # --- models and structures ----------------------------------------------------------------
 
-    def list_models(self) -> list[ModelInfo]:
-        return [
-            ModelInfo.from_dict(m) for m in pl.list_of(self._t.request("GET", "models"), "models")
-        ]
+    def list_models(self, family: str | None = None) -> list[ModelInfo]:
+        """Every model the server knows (built-in and custom), or one ``family``'s."""
+        params = {"family": family} if family else None
+        data = self._t.request("GET", "models", params=params)
+        return [ModelInfo.from_dict(m) for m in pl.list_of(data, "models")]
 
     def get_model(self, name: str) -> ModelInfo:
-        return ModelInfo.from_dict(self._t.request("GET", f"models/{name}"))
+        return ModelInfo.from_dict(self._t.request("GET", f"models/{seg(name)}"))
 
     def upload_model(
         self,
@@ -382,7 +407,7 @@ class MOFSimClient:
         return ModelInfo.from_dict(data)
 
     def validate_model(self, model_id: str) -> dict[str, Any]:
-        data = self._t.request("POST", f"models/custom/{model_id}/validate", timeout=None)
+        data = self._t.request("POST", f"models/custom/{seg(model_id)}/validate", timeout=None)
         return dict(data) if isinstance(data, dict) else {"result": data}
 
     def upload_structure(
