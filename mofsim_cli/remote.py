@@ -156,14 +156,6 @@ class RemoteBackend:
         with translated():
             return fn(*args, **kw)
 
-    def _api(self, method: str, path: str, **kw: Any) -> Any:
-        with translated():
-            return self.client._t.request(method, path, **kw)
-
-    @staticmethod
-    def _seg(value: str) -> str:
-        return quote(value, safe=":")
-
     # --- tasks -----------------------------------------------------------------------------
 
     def submit(self, sub: Submission) -> dict[str, Any]:
