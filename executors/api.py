@@ -12,7 +12,6 @@ Nothing here imports torch or ase at module import time.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -64,8 +63,6 @@ class TaskContext:
     workspace: Path
     observer: Observer = field(default_factory=NullObserver)
     device: str = "cpu"
-    # Builds another calculator of the same model (for tasks needing two, e.g. D3 off).
-    calculator_factory: Callable[..., Calculator] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -17,7 +17,6 @@ from spool.store import Spool
 if TYPE_CHECKING:
     from mofsim_core.devices import DeviceBackend
 
-ALERT_KINDS = ("active", "history")
 NO_ALERT_ENGINE = "not running on this spool"
 
 

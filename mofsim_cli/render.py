@@ -342,20 +342,5 @@ def result_blocks(view: dict[str, Any]) -> list[Block]:
     return blocks
 
 
-# Rich tables of the views, for callers that draw with Rich themselves (the demo).
-
-
-def kv_table(rows: list[tuple[str, Any]], title: str | None = None) -> Table:
-    return to_rich(kv_sheet(rows, title))
-
-
-def record_table(record: dict[str, Any]) -> Table:
-    return to_rich(record_sheet(record))
-
-
-def tasks_table(records: list[dict[str, Any]]) -> Table:
-    return to_rich(tasks_sheet(records))
-
-
 def print_result(console: Console, view: dict[str, Any]) -> None:
     print_blocks(console, result_blocks(view))

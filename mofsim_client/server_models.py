@@ -14,7 +14,6 @@ from typing import Any
 from mofsim_client.models import LogEntry, _Model
 
 ALERT_KINDS = ("active", "history", "rules")
-SYSTEM_LOG_KINDS = ("system", "access", "audit")
 
 
 def _dicts(value: Any) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from spool.errors import ERROR_CODES, MofsimError
+from spool.errors import MofsimError
 from spool.events import iso_now
 
 MIRA_PREFIX = "/mira"
@@ -113,10 +113,3 @@ def http_error_to_mofsim(exc: web.HTTPException) -> MofsimError:
     if 400 <= exc.status < 500:
         return ValidationError(exc.reason or "bad request")
     return InternalError("internal server error")
-
-
-def code_table() -> list[dict[str, Any]]:
-    return [
-        {"code": e.code, "http_status": e.http_status, "name": e.name, "summary": e.summary}
-        for e in ERROR_CODES.values()
-    ]

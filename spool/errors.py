@@ -33,6 +33,8 @@ ERROR_CODES: dict[str, ErrorCode] = {
         ErrorCode(30003, 404, "TASK_NOT_FOUND", "Task not found"),
         ErrorCode(30004, 409, "GPU_UNAVAILABLE", "No device available"),
         ErrorCode(30005, 409, "MODEL_UNAVAILABLE", "Model weights cannot be obtained or loaded"),
+        # Reserved in the API's code table (the SDK maps it); this server sets no queue
+        # limit, so nothing here raises it.
         ErrorCode(30006, 503, "QUEUE_FULL", "Queue is full"),
         ErrorCode(30007, 404, "FILE_NOT_FOUND", "File not found"),
         ErrorCode(30008, 404, "ENDPOINT_NOT_FOUND", "No such endpoint"),
@@ -138,10 +140,6 @@ class ModelUnavailable(MofsimError):
 
 class DeviceUnavailable(MofsimError):
     code_name = "GPU_UNAVAILABLE"
-
-
-class QueueFull(MofsimError):
-    code_name = "QUEUE_FULL"
 
 
 class ValidationError(MofsimError):

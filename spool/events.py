@@ -104,13 +104,6 @@ def read_events(path: Path, offset: int = 0) -> Iterator[Event]:
             pos += len(raw)
 
 
-def end_offset(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
 def filter_events(
     events: Iterator[Event] | list[Event],
     *,
