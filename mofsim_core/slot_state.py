@@ -105,7 +105,6 @@ class SlotStateWriter:
         self.device_interval = float(device_interval)
         self.clock = clock
         self.started_at = clock()
-        self.writes = 0
         self._last_signature: str | None = None
         self._last_write = 0.0
         self._devices: dict[str, dict[str, Any]] = {}
@@ -145,7 +144,6 @@ class SlotStateWriter:
             return False  # a full disk must not stop scheduling; the next pass retries
         self._last_signature = signature
         self._last_write = now
-        self.writes += 1
         return True
 
 
