@@ -7,7 +7,7 @@ depends on the job's ``protocol``, as everywhere else in the service:
 
 - ``default``: the seed API's values for the MD knobs it names (NVT 5000 steps, NPT
   10 000 steps at 1.01325 bar, 300 K, 1 fs), the benchmark's for the rest;
-- ``mofsimbench``: the benchmark's (PROTOCOLS.md): NVT 1000 steps, NPT 50 000 steps at
+- ``mofsimbench``: the MOFSimBench protocol's: NVT 1000 steps, NPT 50 000 steps at
   1 bar.
 
 Both share the relaxation (LBFGS, fmax 1e-3 eV/A, at most 1000 steps), the Langevin

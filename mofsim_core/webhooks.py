@@ -1,4 +1,4 @@
-"""Webhook notifications (spec 4.6, API.md): signed, retried with backoff, recorded.
+"""Webhook notifications (spec 4.6): signed, retried with backoff, recorded.
 
 A job asks for them in its options: ``notify_url``, ``notify_events`` (default
 ``task.completed`` and ``task.failed``), ``notify_secret``, ``retry_times`` (3),

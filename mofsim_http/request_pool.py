@@ -2,11 +2,11 @@
 
 Handlers never block the event loop: reading and writing the spool, the mirror and
 structures happens in threads.  Those threads take turns on Python's interpreter lock,
-so for this mostly CPU-bound work more threads bring no throughput, only contention:
-under four concurrent clients on the 2-core development machine, the P99 of a page of
-the task list was 10 to 13 ms on the default pool (a thread per core plus four) and 6 to
-8 ms on one dedicated thread, and no endpoint was slower on one thread
-(``bench/api_latency.py --request-threads default,6``).
+so for this mostly CPU-bound work more threads bring no throughput, only contention.
+Under concurrent clients, one dedicated thread gave a lower P99 for a page of the task
+list than the default pool (a thread per core plus four), and no endpoint was slower on
+it; ``bench/api_latency.py --request-threads default,6`` makes that comparison, and the
+README records its figures.
 
 So the short work of one request (read a task, list a page, submit or cancel one task)
 runs first come, first served on a small pool of its own, ``http_request_threads``

@@ -58,12 +58,13 @@ def settle_heap() -> None:
     """Import what requests will need, then exempt every object alive now from the
     cyclic garbage collector.
 
-    Importing here spares the first submission a pause of about half a second.  A full
-    collection walks every tracked object: with ASE, NumPy and SciPy loaded that takes
-    40 to 70 ms on the development machine, rarely, but every request in flight waits it
-    out.  Modules, classes and the application live as long as the process anyway;
-    frozen, they are skipped, and collections walk only what requests create.  Called
-    once by the process entry points, after the server is up."""
+    Importing here spares the first submission the import of ASE and its friends.  A
+    full collection walks every tracked object, and with ASE, NumPy and SciPy loaded
+    those are many: it comes rarely, but every request in flight waits it out (the
+    README gives the latency benchmark's figures).  Modules, classes and the application
+    live as long as the process anyway; frozen, they are skipped, and collections walk
+    only what requests create.  Called once by the process entry points, after the
+    server is up."""
     for name in REQUEST_PATH_MODULES:
         importlib.import_module(name)
     gc.collect()

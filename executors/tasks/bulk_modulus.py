@@ -1,4 +1,4 @@
-"""bulk-modulus: energy-volume curve and a Birch-Murnaghan fit (PROTOCOLS.md).
+"""bulk-modulus: energy-volume curve and a Birch-Murnaghan fit (MOFSimBench).
 
 1. Relax cell and positions (LBFGS + FrechetCellFilter; skipped with ``pre_optimize``
    false), giving V0.

@@ -1,4 +1,4 @@
-"""heat-capacity: harmonic phonons with phonopy and the thermal properties (PROTOCOLS.md).
+"""heat-capacity: harmonic phonons with phonopy and the thermal properties (MOFSimBench).
 
 1. Relax cell and positions (BFGS + FrechetCellFilter, fmax 1e-3 eV/A, at most 1000
    steps; skipped with ``pre_optimize`` false).

@@ -1,4 +1,4 @@
-"""stability: staged molecular dynamics and a stable/unstable verdict (PROTOCOLS.md).
+"""stability: staged molecular dynamics and a stable/unstable verdict (MOFSimBench).
 
 A job gives its stages in one of three ways, checked in this order:
 
