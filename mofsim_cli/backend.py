@@ -1,6 +1,7 @@
 """One interface for the commands, two implementations: the spool here, or a server.
 
-Each command is written once against ``Backend``: ``LocalBackend`` reads and writes
+Each command is written once against ``Backend`` (``backend_protocol``, with what both
+implementations share): ``LocalBackend`` reads and writes
 the spool directly (and the aiohttp-free service modules the HTTP server itself uses,
 so both answer with the same documents), ``remote.RemoteBackend`` goes through the
 SDK.  ``open_backend`` picks one from ``--spool`` / ``--server`` (see ``options``).
@@ -16,71 +17,14 @@ import contextlib
 import shutil
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from mofsim_cli.backend_protocol import Backend, Submission, upload_file
 from mofsim_cli.follow import EventSource
-from spool.errors import StructureNotFound, ValidationError
+from spool.errors import ValidationError
 from spool.events import Event
 from spool.store import Spool
-
-
-@dataclass
-class Submission:
-    """``mofsim submit``'s arguments, unchecked."""
-
-    task_type: str
-    structure: str
-    model: str
-    params: dict[str, Any]
-    priority: str = "NORMAL"
-    timeout: float | None = None
-
-
-class Backend(Protocol):
-    """What every command needs, from a spool or from a server."""
-
-    where: str  # for messages: "spool /path" or "server http://..."
-
-    # tasks
-    def submit(self, sub: Submission) -> dict[str, Any]: ...
-    def status(self, task_id: str) -> dict[str, Any]: ...
-    def result(self, task_id: str) -> dict[str, Any]: ...
-    def events(self, task_id: str, level: str | None) -> Iterator[Event]: ...
-    def follow(self, task_id: str) -> EventSource: ...
-    def cancel(self, task_id: str) -> str: ...
-    def list_tasks(self, state: str | None, limit: int) -> list[dict[str, Any]]: ...
-
-    # models
-    def models(self, family: str | None) -> list[dict[str, Any]]: ...
-    def model(self, key: str) -> dict[str, Any]: ...
-    def model_status(self, key: str) -> dict[str, Any]: ...
-    def model_action(self, key: str, action: str, slot: str | None) -> dict[str, Any]: ...
-    def upload_model(self, path: Path, fields: dict[str, Any]) -> dict[str, Any]: ...
-    def validate_model(self, model_id: str) -> dict[str, Any]: ...
-    def delete_model(self, model_id: str) -> dict[str, Any]: ...
-
-    # structures
-    def upload_structure(self, path: Path, name: str | None) -> dict[str, Any]: ...
-    def structures(self) -> list[dict[str, Any]]: ...
-    def structure(self, file_id: str) -> dict[str, Any]: ...
-    def delete_structure(self, file_id: str) -> dict[str, Any]: ...
-    def builtin_structures(self) -> list[dict[str, Any]]: ...
-
-    # system
-    def health(self) -> dict[str, Any]: ...
-    def gpus(self) -> dict[str, Any]: ...
-    def queue(self) -> dict[str, Any]: ...
-    def config(self) -> dict[str, Any]: ...
-    def alerts(self, kind: str) -> dict[str, Any]: ...
-
-    # retention
-    def retention(self, apply: bool) -> dict[str, Any]: ...
-    def keep(self, task_id: str, keep: bool) -> dict[str, Any]: ...
-    def delete_data(self, task_id: str) -> dict[str, Any]: ...
-
-    def close(self) -> None: ...
 
 
 def open_backend(spool: Path | None, server: str | None, api_key: str | None) -> Backend:
@@ -108,16 +52,6 @@ def remote_only(what: str) -> ValidationError:
         f"mofsim {what} asks the HTTP server: give --server URL (or set MOFSIM_SERVER)",
         field="server",
     )
-
-
-def upload_file(path: Path, what: str = "file") -> Path:
-    """A file to upload, or StructureNotFound / ValidationError naming it."""
-    path = path.expanduser()
-    if not path.is_file():
-        if what == "structure":
-            raise StructureNotFound(f"structure file {str(path)!r} not found", field="file")
-        raise ValidationError(f"{what} file {str(path)!r} not found", field="file")
-    return path
 
 
 class LocalBackend:

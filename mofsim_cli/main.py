@@ -19,7 +19,8 @@ import typer
 from rich.text import Text
 
 from mofsim_cli import housekeeping, resources
-from mofsim_cli.backend import Submission, connect
+from mofsim_cli.backend import connect
+from mofsim_cli.backend_protocol import Submission
 from mofsim_cli.follow import follow
 from mofsim_cli.options import (
     ApiKeyOpt,

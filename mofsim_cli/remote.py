@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mofsim_cli.backend import Submission, upload_file
+from mofsim_cli.backend_protocol import Submission, upload_file
 from mofsim_cli.views import LIST_KEYS, failure_of, result_view_of, task_view
 from spool.errors import (
     ERROR_CODES,
