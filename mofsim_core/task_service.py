@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from mofsim_core.output_files import output_file_urls
+from mofsim_core.result_document import result_document
 from mofsim_core.task_records import (
     MAX_PAGE,
     failure_of,
@@ -29,7 +31,6 @@ from mofsim_core.task_validation import build_job
 from spool.errors import (
     DatabaseError,
     MofsimError,
-    ResultNotReady,
     TaskNotFound,
     ValidationError,
 )
@@ -165,36 +166,9 @@ def get_task(spool: Spool, task_id: str) -> dict[str, Any]:
 
 
 def get_result(spool: Spool, task_id: str) -> dict[str, Any]:
-    """The spec's 5.3 result; 50003 while unfinished, the task's error when it failed."""
-    record = spool.record(task_id)
-    state = record["status"]
-    if state != "COMPLETED":
-        if state in TERMINAL_STATES:
-            raise failure_of(record)
-        raise ResultNotReady(f"task {task_id} is {state}; its result is not ready yet")
-    body = record.get("result")
-    if not isinstance(body, dict):
-        raise ResultNotReady(f"task {task_id} is COMPLETED but its result is unreadable")
-    result = dict(body["result"]) if isinstance(body.get("result"), dict) else {}
-    if "output_files" in result:
-        from mofsim_core.output_files import output_file_urls
-
-        result["output_files"] = output_file_urls(task_id, result["output_files"])
-    return {
-        "task_id": task_id,
-        "task_type": record["task_type"],
-        "status": state,
-        "model": record["model"],
-        "structure_name": body.get("structure_name") or record.get("structure_name"),
-        "created_at": record["created_at"],
-        "started_at": record["started_at"],
-        "completed_at": record["completed_at"],
-        "duration_seconds": body.get("duration_seconds"),
-        "gpu_id": record.get("gpu_id"),
-        "result": result,
-        "metrics": body.get("metrics") or {},
-        "provenance": body.get("provenance") or {},
-    }
+    """The spec's 5.3 result, its output files as download URLs; 50003 while
+    unfinished, the task's error (50xxx) when it did not complete."""
+    return result_document(spool.record(task_id), failure=failure_of, locate=output_file_urls)
 
 
 def cancel_task(spool: Spool, mirror: Mirror | None, task_id: str) -> dict[str, Any]:

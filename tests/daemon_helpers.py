@@ -1,11 +1,16 @@
-"""Start a real daemon process on a temporary spool; build quick EMT jobs."""
+"""Start a real daemon process on a temporary spool, and the HTTP API on a loopback port;
+build quick EMT jobs."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from aiohttp import web
 
 from mofsim_cli.background import BackgroundDaemon
 from mofsim_cli.background import wait_for as _wait_for
@@ -95,3 +100,52 @@ def status_events(spool: Spool, task_id: str) -> list[str]:
         for e in read_events(spool.paths.events_file(task_id))
         if e.kind == "status"
     ]
+
+
+class LiveServer:
+    """The HTTP API of ``create_app(config)`` on 127.0.0.1, in a thread of this process
+    with its own event loop, so that a test can stop it and start it again on the same
+    port while a client waits."""
+
+    def __init__(self, spool_root: Path, port: int = 0, **config: Any) -> None:
+        from mofsim_core.config import Config
+
+        self.spool_root = Path(spool_root)
+        self.config = Config(spool=str(spool_root), **config)
+        self.port = port
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
+
+    async def _start(self) -> None:
+        from mofsim_http.app import create_app
+
+        runner = web.AppRunner(create_app(self.config), access_log=None, shutdown_timeout=2.0)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", self.port, reuse_address=True)
+        await site.start()
+        self.port = int(runner.addresses[0][1])
+        self.runner = runner
+
+    def start(self) -> LiveServer:
+        self._run(self._start())
+        return self
+
+    def stop(self) -> None:
+        if self.runner is not None:
+            runner, self.runner = self.runner, None
+            self._run(runner.cleanup())
+
+    def close(self) -> None:
+        self.stop()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()

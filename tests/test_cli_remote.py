@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,7 @@ from typer.testing import CliRunner
 
 from mofsim_cli.main import app
 from spool import Spool
-from tests.daemon_helpers import Daemon, cu_xyz, wait_for
-from tests.test_client import LiveServer
+from tests.daemon_helpers import LiveServer, cu_xyz, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV_VARS = ("MOFSIM_SERVER", "MOFSIM_API_KEY", "MOFSIM_SPOOL", "MOFSIM_OUTPUT")
@@ -36,22 +34,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def spool_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("cli-remote") / "spool"
-    daemon = Daemon(root, "cpu:1").start()
-    try:
-        yield root
-    finally:
-        daemon.stop()
-
-
-@pytest.fixture(scope="module")
-def server(spool_root: Path) -> Iterator[LiveServer]:
-    live = LiveServer(spool_root, http_rate_limit=0).start()
-    try:
-        yield live
-    finally:
-        live.close()
+def live_options() -> dict[str, Any]:
+    return {"slots": "cpu:1", "http_rate_limit": 0}
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +89,8 @@ class Both:
 
 
 @pytest.fixture
-def both(spool_root: Path, server: LiveServer) -> Both:
-    return Both(spool_root, server.url)
+def both(live_server: LiveServer) -> Both:
+    return Both(live_server.spool_root, live_server.url)
 
 
 def _json(result: Any) -> Any:
@@ -117,7 +101,7 @@ def _json(result: Any) -> Any:
 
 
 def test_a_task_run_remotely_shows_the_same_both_ways(
-    both: Both, files: dict[str, Path], spool_root: Path
+    both: Both, files: dict[str, Path], live_spool: Path
 ) -> None:
     r = both.remote(
         "submit",
@@ -175,7 +159,7 @@ def test_a_task_run_remotely_shows_the_same_both_ways(
 
     assert placeless(local) == placeless(remote) == placeless(done)
     assert remote["workspace"] is None
-    workspace = Spool(spool_root).paths.workspace(task_id)
+    workspace = Spool(live_spool).paths.workspace(task_id)
     assert local["workspace"] == str(workspace)
     assert (
         set(local["output_files"])
@@ -271,9 +255,9 @@ def test_the_live_bar_is_fed_from_the_event_stream(both: Both, files: dict[str, 
 
 
 def test_cancel_and_follow_a_running_task(
-    both: Both, files: dict[str, Path], spool_root: Path
+    both: Both, files: dict[str, Path], live_spool: Path
 ) -> None:
-    sp = Spool(spool_root)
+    sp = Spool(live_spool)
     slow = [
         "submit",
         "optimization",
@@ -319,7 +303,7 @@ def test_cancel_and_follow_a_running_task(
 
 
 def test_errors_are_the_same_one_line_both_ways(
-    both: Both, files: dict[str, Path], spool_root: Path
+    both: Both, files: dict[str, Path], live_spool: Path
 ) -> None:
     for command in ("status", "result", "logs", "cancel"):
         r = both.same(command, "task_x", code=1)
@@ -335,7 +319,7 @@ def test_errors_are_the_same_one_line_both_ways(
     }
     r = both.same("logs", "task_x", "--follow", code=1)
     assert r.stdout == ""
-    before = sorted(Spool(spool_root).iter_task_ids())
+    before = sorted(Spool(live_spool).iter_task_ids())
     refusals: list[tuple[list[Any], int, str]] = [
         (
             ["optimization", "builtin:HKUST-1", "-m", "emt", "--priority", "URGENT"],
@@ -363,12 +347,12 @@ def test_errors_are_the_same_one_line_both_ways(
         human = both.remote("submit", *argv)
         assert human.stderr.startswith(f"error {code}: ") and "Traceback" not in human.output
         assert f"(field: {field})" in human.stderr
-    assert sorted(Spool(spool_root).iter_task_ids()) == before
+    assert sorted(Spool(live_spool).iter_task_ids()) == before
     r = both.same("list", "--state", "sleeping", code=1)
     assert r.stderr.startswith("error 40001: unknown state 'sleeping'")
 
 
-def test_where_a_command_goes(both: Both, spool_root: Path, tmp_path: Path) -> None:
+def test_where_a_command_goes(both: Both, live_spool: Path, tmp_path: Path) -> None:
     # MOFSIM_SERVER alone means remote; --spool on the command line beats it.
     r = run("list", "--json", env={"MOFSIM_SERVER": both.url})
     assert r.exit_code == 0 and _json(r) == _json(both.local("list", "--json"))
@@ -446,7 +430,7 @@ def test_api_keys_from_the_flag_and_the_environment(tmp_path: Path) -> None:
 # --- models, structures, system --------------------------------------------------------------
 
 
-def test_models_both_ways(both: Both, spool_root: Path, tmp_path: Path) -> None:
+def test_models_both_ways(both: Both, live_spool: Path, tmp_path: Path) -> None:
     listed = _json(both.same("models", "list", "--json"))
     assert {"sevennet-0", "mace-mp", "emt", "lj"} <= {m["key"] for m in listed}
     ase = both.same("models", "list", "--family", "ase")
@@ -508,7 +492,7 @@ def test_models_both_ways(both: Both, spool_root: Path, tmp_path: Path) -> None:
     assert r.exit_code == 1 and "(field: framework)" in r.stderr
 
 
-def test_structures_both_ways(both: Both, files: dict[str, Path], spool_root: Path) -> None:
+def test_structures_both_ways(both: Both, files: dict[str, Path], live_spool: Path) -> None:
     builtin = _json(both.same("structures", "builtin", "--json"))
     assert {"MOF-5", "HKUST-1", "UiO-66", "ZIF-8", "CALF-20"} <= {s["name"] for s in builtin}
     assert "builtin:MOF-5" in both.same("structures", "builtin").stdout

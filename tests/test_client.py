@@ -1,10 +1,5 @@
-"""The sync SDK against the real server: ``create_app`` on a loopback port, a real daemon
-on the same spool, EMT and LJ models.
-
-``LiveServer`` (also used by ``test_client_async.py``) runs the aiohttp application in
-a thread of this process with its own event loop, so a test can stop it and start it
-again on the same port while a client waits.
-"""
+"""The sync SDK against the real server (``live_server``: ``create_app`` on a loopback
+port, a real daemon on the same spool), EMT and LJ models."""
 
 from __future__ import annotations
 
@@ -20,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from mofsim_client import (
     AuthenticationError,
@@ -40,77 +34,12 @@ from mofsim_client import (
     UnsupportedFormatError,
     ValidationError,
 )
-from tests.daemon_helpers import Daemon, cu_xyz
-
-
-class LiveServer:
-    """The HTTP API of ``create_app(config)`` on 127.0.0.1, in a background thread."""
-
-    def __init__(self, spool_root: Path, port: int = 0, **config: Any) -> None:
-        from mofsim_core.config import Config
-
-        self.config = Config(spool=str(spool_root), **config)
-        self.port = port
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _run(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
-
-    async def _start(self) -> None:
-        from mofsim_http.app import create_app
-
-        runner = web.AppRunner(create_app(self.config), access_log=None, shutdown_timeout=2.0)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", self.port, reuse_address=True)
-        await site.start()
-        self.port = int(runner.addresses[0][1])
-        self.runner = runner
-
-    def start(self) -> LiveServer:
-        self._run(self._start())
-        return self
-
-    def stop(self) -> None:
-        if self.runner is not None:
-            runner, self.runner = self.runner, None
-            self._run(runner.cleanup())
-
-    def close(self) -> None:
-        self.stop()
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
-@pytest.fixture(scope="module")
-def spool_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("sdk") / "spool"
-    daemon = Daemon(root, "cpu:2").start()
-    try:
-        yield root
-    finally:
-        daemon.stop()
-
-
-@pytest.fixture(scope="module")
-def server(spool_root: Path) -> Iterator[LiveServer]:
-    live = LiveServer(spool_root, http_rate_limit=0).start()
-    try:
-        yield live
-    finally:
-        live.close()
+from tests.daemon_helpers import LiveServer, cu_xyz
 
 
 @pytest.fixture
-def client(server: LiveServer) -> Iterator[MOFSimClient]:
-    with MOFSimClient(server.url) as c:
+def client(live_server: LiveServer) -> Iterator[MOFSimClient]:
+    with MOFSimClient(live_server.url) as c:
         yield c
 
 
@@ -179,7 +108,7 @@ result = await task.result()
 
 
 def test_spec_10_2_example_runs_unmodified(
-    spool_root: Path, cu_cif: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    live_spool: Path, cu_cif: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The example's code runs as written; only its four placeholder values become this
     test's server, key, file and model (mace_prod's weights cannot be downloaded here).
@@ -188,7 +117,7 @@ def test_spec_10_2_example_runs_unmodified(
 
     keys = tmp_path / "keys.json"
     _, token = KeyStore(keys).create("spec example")
-    live = LiveServer(spool_root, api_keys_file=str(keys)).start()
+    live = LiveServer(live_spool, api_keys_file=str(keys)).start()
     try:
         values = {
             "http://server:8000": live.url,
@@ -338,12 +267,12 @@ def test_models_health_and_system_status(client: MOFSimClient) -> None:
     assert "queued" in status.queue
 
 
-def test_api_keys(spool_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_api_keys(live_spool: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mofsim_core.api_keys import KeyStore
 
     keys = tmp_path / "keys.json"
     _, token = KeyStore(keys).create("sdk")
-    live = LiveServer(spool_root, api_keys_file=str(keys)).start()
+    live = LiveServer(live_spool, api_keys_file=str(keys)).start()
     try:
         monkeypatch.delenv("MOFSIM_API_KEY", raising=False)
         with MOFSimClient(live.url) as anonymous, pytest.raises(AuthenticationError) as info:
@@ -366,9 +295,9 @@ def test_api_keys(spool_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_server_stopped_mid_wait_is_reported_and_the_wait_resumes(
-    spool_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    live_spool: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    live = LiveServer(spool_root).start()
+    live = LiveServer(live_spool).start()
     restarted = threading.Event()
     seen: list[TaskEvent] = []
 
@@ -406,8 +335,8 @@ def test_server_stopped_mid_wait_is_reported_and_the_wait_resumes(
         live.close()
 
 
-def test_wait_gives_up_when_the_server_stays_away(spool_root: Path, tmp_path: Path) -> None:
-    live = LiveServer(spool_root).start()
+def test_wait_gives_up_when_the_server_stays_away(live_spool: Path, tmp_path: Path) -> None:
+    live = LiveServer(live_spool).start()
     try:
         with MOFSimClient(live.url, retries=1, backoff=0.1) as c:
             task = slow_optimization(c, tmp_path)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +22,12 @@ from mofsim_client import (
     TaskNotFoundError,
     WaitTimeoutError,
 )
-from tests.daemon_helpers import Daemon, cu_xyz
-from tests.test_client import LiveServer
+from tests.daemon_helpers import LiveServer, cu_xyz
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    root = tmp_path_factory.mktemp("sdk_async") / "spool"
-    daemon = Daemon(root, "cpu:2").start()
-    live = LiveServer(root).start()  # default limits: 20 requests/s, bursts of 60
-    try:
-        yield live
-    finally:
-        live.close()
-        daemon.stop()
+def live_options() -> dict[str, Any]:
+    return {"slots": "cpu:2"}  # the server's default limits: 20 requests/s, bursts of 60
 
 
 @pytest.fixture(scope="module")
@@ -60,12 +51,12 @@ async def _slow(client: AsyncMOFSimClient, tmp_path: Path) -> AsyncTask:
 
 
 def test_async_example_under_asyncio_run(
-    server: LiveServer, cu_file: Path, capsys: pytest.CaptureFixture[str]
+    live_server: LiveServer, cu_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Spec 10.2's flow with the async client, as a script would run it."""
 
     async def main() -> Any:
-        async with AsyncMOFSimClient(base_url=server.url) as client:
+        async with AsyncMOFSimClient(base_url=live_server.url) as client:
             task = await client.submit_optimization(
                 structure=str(cu_file), model="emt", priority="NORMAL"
             )
@@ -79,12 +70,12 @@ def test_async_example_under_asyncio_run(
 
 
 @pytest.mark.asyncio
-async def test_200_tasks_submitted_and_awaited(server: LiveServer, cu_file: Path) -> None:
+async def test_200_tasks_submitted_and_awaited(live_server: LiveServer, cu_file: Path) -> None:
     """Each submit and each wait is its own request (and event stream), so the server's
     rate limit answers many of them with 429: the client waits them out and every
     task gets its result."""
     started = time.monotonic()
-    async with AsyncMOFSimClient(server.url) as client:
+    async with AsyncMOFSimClient(live_server.url) as client:
         tasks = await asyncio.gather(
             *(client.submit_single_point(cu_file, model="emt") for _ in range(200))
         )
@@ -100,9 +91,9 @@ async def test_200_tasks_submitted_and_awaited(server: LiveServer, cu_file: Path
 
 @pytest.mark.asyncio
 async def test_wait_timeout_is_exact_and_cancel_ends_the_task(
-    server: LiveServer, tmp_path: Path
+    live_server: LiveServer, tmp_path: Path
 ) -> None:
-    async with AsyncMOFSimClient(server.url) as client:
+    async with AsyncMOFSimClient(live_server.url) as client:
         task = await _slow(client, tmp_path)
         t0 = time.monotonic()
         with pytest.raises(WaitTimeoutError) as info:
@@ -120,8 +111,8 @@ async def test_wait_timeout_is_exact_and_cancel_ends_the_task(
 
 
 @pytest.mark.asyncio
-async def test_listing_events_and_system(server: LiveServer, cu_file: Path) -> None:
-    async with AsyncMOFSimClient(server.url) as client:
+async def test_listing_events_and_system(live_server: LiveServer, cu_file: Path) -> None:
+    async with AsyncMOFSimClient(live_server.url) as client:
         outcomes = await client.submit_batch(
             [{"task_type": "single-point", "structure": cu_file, "model": "emt"}] * 3
         )
@@ -151,10 +142,10 @@ async def test_listing_events_and_system(server: LiveServer, cu_file: Path) -> N
 
 
 @pytest.mark.asyncio
-async def test_server_stopped_mid_wait_async(server: LiveServer, tmp_path: Path) -> None:
+async def test_server_stopped_mid_wait_async(live_server: LiveServer, tmp_path: Path) -> None:
     """The async wait reports the outage and resumes its stream once the server is back
     (a second server on the same spool, so the module's server stays up)."""
-    live = LiveServer(Path(server.config.spool)).start()
+    live = LiveServer(live_server.spool_root).start()
     back = threading.Event()
     seen: list[TaskEvent] = []
 

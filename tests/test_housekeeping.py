@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from mofsim_cli.main import app
 from spool import Spool
 from spool.events import read_events
-from tests.test_client import LiveServer
+from tests.daemon_helpers import LiveServer
 from tests.test_retention import finished_task
 
 

@@ -239,7 +239,7 @@ def test_remote_source_says_what_the_local_one_says(
     from mofsim_cli.top_remote import RemoteSource
     from mofsim_core.config import Config
     from mofsim_core.mirror_factory import open_mirror
-    from tests.test_client import LiveServer
+    from tests.daemon_helpers import LiveServer
 
     root, ids = hand_spool
     sp = Spool(root)
@@ -562,7 +562,7 @@ def _tty_restored(report: str) -> bool:
 
 
 def test_top_in_tmux(tmp_path: Path, tmux: Tmux) -> None:
-    from tests.test_client import LiveServer
+    from tests.daemon_helpers import LiveServer
 
     root = tmp_path / "spool"
     sp = Spool(root)
