@@ -3,7 +3,8 @@
 Kept apart from the rendering so ``--json`` and the tables always agree, and so the
 shapes can be tested without a terminal.  A task record comes from ``Spool.record``
 (local) or from the API (remote, the same dict less a few keys); ``task_view`` gives
-both one shape.  A result view is the spec's 5.3 document plus where its output files
+both one shape.  A result view is the spec's 5.3 document (built locally by
+``mofsim_core.result_document``, as the HTTP API builds it) plus where its output files
 are: absolute paths in the spool, or absolute URLs on the server.
 """
 
@@ -13,15 +14,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mofsim_core.result_document import result_document
 from spool.errors import (
     MofsimError,
-    ResultNotReady,
     TaskCancelled,
     TaskError,
     TaskTimeout,
     error_from_code,
 )
-from spool.states import TERMINAL_STATES
 from spool.store import Spool
 
 # Keys of a result that are not results: shown elsewhere or too bulky for a table.
@@ -151,42 +151,22 @@ def failure_of(record: dict[str, Any]) -> MofsimError:
 
 
 def result_view(spool: Spool, task_id: str) -> dict[str, Any]:
-    """The spec's result shape (section 5.3) plus provenance and absolute file paths.
+    """The spec's result document (section 5.3) with absolute file paths.
 
     Raises ResultNotReady for unfinished tasks and the task's own error for tasks that
     ended other than COMPLETED."""
-    record = spool.record(task_id)
-    state = record["status"]
-    if state != "COMPLETED":
-        if state in TERMINAL_STATES:
-            raise failure_of(record)
-        raise ResultNotReady(f"task {task_id} is {state}; its result is not ready yet")
-    body = record.get("result")
-    if not isinstance(body, dict):
-        raise ResultNotReady(f"task {task_id} is COMPLETED but its result.json is unreadable")
-    result: dict[str, Any] = body["result"] if isinstance(body.get("result"), dict) else {}
     workspace = spool.paths.workspace(task_id)
-    doc = {
-        "task_id": task_id,
-        "task_type": record["task_type"],
-        "status": state,
-        "model": record["model"],
-        "structure_name": body.get("structure_name") or record.get("structure_name"),
-        "created_at": record["created_at"],
-        "started_at": record["started_at"],
-        "completed_at": record["completed_at"],
-        "duration_seconds": body.get("duration_seconds"),
-        "gpu_id": record.get("gpu_id"),
-        "result": result,
-        "metrics": body.get("metrics"),
-        "provenance": body.get("provenance"),
-    }
-    return result_view_of(doc, output_files(result, workspace), str(workspace))
+    doc = result_document(
+        spool.record(task_id),
+        failure=failure_of,
+        locate=lambda _task_id, files: output_paths(files, workspace),
+    )
+    files = doc["result"].get("output_files") or {}
+    return result_view_of(doc, files, str(workspace))
 
 
-def output_files(result: dict[str, Any], workspace: Path) -> dict[str, str]:
-    """Output files named in the result, as absolute paths inside the workspace."""
-    files = result.get("output_files")
+def output_paths(files: Any, workspace: Path) -> dict[str, str]:
+    """A result's output files (names relative to the workspace) as absolute paths."""
     if not isinstance(files, dict):
         return {}
     out: dict[str, str] = {}
