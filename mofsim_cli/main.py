@@ -71,25 +71,11 @@ ConfigOpt = Annotated[
 ]
 
 
-def _version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("mofsim")
-    except metadata.PackageNotFoundError:
-        # Running from a checkout: the project file beside the package says.
-        import tomllib
-
-        project = Path(__file__).resolve().parents[1] / "pyproject.toml"
-        try:
-            return str(tomllib.loads(project.read_text())["project"]["version"])
-        except (OSError, KeyError, tomllib.TOMLDecodeError):
-            return "unknown"
-
-
 def _show_version(value: bool) -> None:
     if value:
-        print(f"mofsim {_version()}")
+        from mofsim_core.version import package_version
+
+        print(f"mofsim {package_version()}")
         raise typer.Exit()
 
 

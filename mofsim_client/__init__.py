@@ -11,7 +11,7 @@
 is imported only when an ``Atoms`` object is passed as a structure.
 """
 
-from mofsim_client._http import DEFAULT_SERVER, Settings
+from mofsim_client._http import DEFAULT_SERVER, VERSION, Settings
 from mofsim_client.aclient import AsyncMOFSimClient
 from mofsim_client.client import MOFSimClient
 from mofsim_client.errors import (
@@ -70,7 +70,7 @@ from mofsim_client.server_models import (
 )
 from mofsim_client.task import AsyncTask, LogStream, Task
 
-__version__ = "0.1.0"
+__version__ = VERSION
 
 __all__ = [
     "DEFAULT_SERVER",

@@ -39,7 +39,9 @@ from mofsim_client.errors import (
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 API_PREFIX = "/api/v1"
-USER_AGENT = "mofsim-client/0.1"
+# The SDK's release (``mofsim_client.__version__``): that of the server it ships with.
+VERSION = "0.1.0"
+USER_AGENT = f"mofsim-client/{VERSION}"
 RETRY_ALWAYS = frozenset({429, 503})
 RETRY_IDEMPOTENT = frozenset({502, 504})
 

@@ -27,13 +27,14 @@ from mofsim_core.task_service import (
     list_tasks,
     submit_task,
 )
+from mofsim_core.version import package_version
 from mofsim_http import mira_resources
 from mofsim_http.app import MIRA_API_PREFIX, MIRROR_KEY, SPOOL_KEY
 from mofsim_http.describe import describe
 from mofsim_http.envelope import ok
 from mofsim_http.files import file_response
 from mofsim_http.mira_resources import int_query
-from mofsim_http.openapi import api_version, path_params, returns
+from mofsim_http.openapi import path_params, returns
 from mofsim_http.request_pool import quick, short_body
 from spool.errors import ValidationError
 from spool.events import iso_now
@@ -384,7 +385,7 @@ async def health_handler(request: web.Request) -> web.Response:
     healthy = await asyncio.to_thread(spool.paths.incoming.is_dir)
     body = {
         "status": "healthy" if healthy else "unhealthy",
-        "version": api_version(),
+        "version": package_version(),
         "timestamp": iso_now(),
     }
     return web.json_response(body, status=200 if healthy else 503)

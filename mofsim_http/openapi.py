@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from mofsim_core.version import package_version
 from mofsim_http.describe import description_of
 from spool.errors import ERROR_CODES
 from spool.states import TaskState
@@ -80,23 +81,6 @@ def dialect_of(path: str) -> str:
     if is_mira_path(path):
         return "mira"
     return "api" if path.startswith(API_ROOT + "/") else "root"
-
-
-def api_version() -> str:
-    """The installed distribution's version (the source tree's pyproject otherwise)."""
-    from importlib import metadata
-
-    try:
-        return metadata.version("mofsim")
-    except metadata.PackageNotFoundError:
-        import tomllib
-        from pathlib import Path
-
-        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
-        try:
-            return str(tomllib.loads(pyproject.read_text())["project"]["version"])
-        except (OSError, KeyError, ValueError):
-            return "0"
 
 
 # --- shared components -----------------------------------------------------------------------
@@ -425,7 +409,7 @@ def build_openapi(app: web.Application, *, title: str = "MOFSim API") -> dict[st
     schemas.update(task_parameter_schemas())
     return {
         "openapi": OPENAPI_VERSION,
-        "info": {"title": title, "version": api_version(), "description": _description()},
+        "info": {"title": title, "version": package_version(), "description": _description()},
         "servers": [{"url": "/", "description": "this server"}],
         "tags": [{"name": t, "description": TAG_TEXT.get(t, "")} for t in tags],
         "paths": dict(sorted(paths.items())),

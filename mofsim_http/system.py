@@ -24,6 +24,7 @@ from mofsim_core.config import Config
 from mofsim_core.inventory import gpu_inventory as inventory
 from mofsim_core.queue_stats import queue_stats as spool_queue_stats
 from mofsim_core.slot_state import daemon_status
+from mofsim_core.version import package_version
 from mofsim_http.app import (
     API_PREFIX,
     CONFIG_KEY,
@@ -40,12 +41,6 @@ from spool.store import Spool
 
 DIRECT_BACKEND_KEY = web.AppKey("direct_device_backend", dict)
 ALERT_ENGINE = "not running on this spool"
-
-
-def server_version() -> str:
-    from mofsim_http.openapi import api_version
-
-    return api_version()
 
 
 def _stale_after(config: Config) -> float:
@@ -86,7 +81,7 @@ def health_info(app: web.Application) -> dict[str, Any]:
     started = app[STARTED_KEY]
     return {
         "status": status,
-        "version": server_version(),
+        "version": package_version(),
         "started_at": iso_from_ms(started * 1000),
         "uptime_seconds": round(time.time() - started, 3),
         "daemon": daemon,
