@@ -27,16 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from executors.registry import task_type_names
 from spool.errors import ModelNotFound, ModelUnavailable, ValidationError
-
-ALL_TASKS = [
-    "single-point-energy",
-    "optimization",
-    "stability",
-    "bulk-modulus",
-    "heat-capacity",
-    "interaction-energy",
-]
 
 # Elements of the Materials Project trajectory set (Z 1-83 and 89-94): the coverage of
 # SevenNet-0, MACE-MP-0 and (as training coverage) ORB; checked against the type map in
@@ -88,7 +80,9 @@ class ModelSpec:
     family: str
     description: str
     elements: list[str]
-    supported_tasks: list[str]
+    # None: every task type of the registry, read when asked (``task_types``), so a new
+    # task module needs no change here.  A list restricts the model to those.
+    supported_tasks: list[str] | None
     references: str
     aliases: tuple[str, ...] = ()
     d3_trained: bool = False
@@ -104,6 +98,15 @@ class ModelSpec:
     def is_custom(self) -> bool:
         return self.family == "custom"
 
+    def task_types(self) -> list[str]:
+        """The task types this model runs."""
+        if self.supported_tasks is None:
+            return task_type_names()
+        return list(self.supported_tasks)
+
+    def supports(self, task_type: str) -> bool:
+        return self.supported_tasks is None or task_type in self.supported_tasks
+
     def to_dict(self) -> dict[str, Any]:
         """The MIRA shape of a model."""
         return {
@@ -112,7 +115,7 @@ class ModelSpec:
             "family": self.family,
             "description": self.description,
             "elements": list(self.elements),
-            "supported_tasks": list(self.supported_tasks),
+            "supported_tasks": self.task_types(),
             "references": self.references,
         }
 
@@ -147,7 +150,7 @@ def _builtin(
         family=family,
         description=description,
         elements=list(elements),
-        supported_tasks=list(ALL_TASKS),
+        supported_tasks=None,
         references=references,
         aliases=aliases,
         d3_trained=d3_trained,
@@ -364,7 +367,7 @@ def custom_spec(model_id: str, models_root: Path) -> ModelSpec:
         family="custom",
         description=str(meta.get("description") or f"custom {framework} model"),
         elements=[str(e) for e in elements],
-        supported_tasks=list(ALL_TASKS),
+        supported_tasks=None,
         references=str(meta.get("references", "")),
         aliases=(model_id,),
         d3_trained=d3_trained,

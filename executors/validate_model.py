@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 from typing import IO, Any
 
-from spool.errors import MofsimError
+from spool.errors import ModelUnavailable, MofsimError, code_of
 
 _FALLBACK_ELEMENTS = ["C", "O"]
 
@@ -105,7 +105,7 @@ def run(models_root: Path, model_id: str, device: str, out: IO[str]) -> int:
         doc = {
             "ok": False,
             "error": {
-                "code": 30005,
+                "code": code_of(ModelUnavailable),
                 "type": type(exc).__name__,
                 "message": f"{type(exc).__name__}: {exc}"[:2000],
             },

@@ -32,7 +32,7 @@ from spool.errors import (
     error_from_code,
 )
 from spool.events import Event
-from spool.job import normalize_priority, normalize_task_type, priority_name
+from spool.job import normalize_priority, priority_name, task_type_token
 from spool.states import TERMINAL_STATES
 
 T = TypeVar("T")
@@ -161,7 +161,7 @@ class RemoteBackend:
     def submit(self, sub: Submission) -> dict[str, Any]:
         # The checks that need nothing from the server are made here, with the same
         # messages as locally; the server checks the rest.
-        task_type = normalize_task_type(sub.task_type)
+        task_type = task_type_token(sub.task_type)  # which types exist is the server's say
         priority = priority_name(normalize_priority(sub.priority))
         if sub.timeout is not None and not (math.isfinite(sub.timeout) and sub.timeout > 0):
             raise ValidationError(

@@ -29,7 +29,13 @@ from mofsim_core.control import submit_request
 from mofsim_core.model_service import custom_meta, custom_public, live_snapshot, loaded_slots
 from mofsim_core.slot_state import daemon_status
 from mofsim_core.structure_service import sanitize_filename
-from spool.errors import ModelNotFound, UnsupportedFormat, ValidationError
+from spool.errors import (
+    ModelNotFound,
+    ModelUnavailable,
+    UnsupportedFormat,
+    ValidationError,
+    code_of,
+)
 from spool.events import iso_now
 from spool.store import Spool
 from spool.transitions import atomic_write
@@ -270,7 +276,10 @@ async def _run_validator(models_root: Path, model_id: str, timeout: float) -> di
         await proc.wait()
         return {
             "ok": False,
-            "error": {"code": 30005, "message": f"validation did not finish within {timeout:g} s"},
+            "error": {
+                "code": code_of(ModelUnavailable),
+                "message": f"validation did not finish within {timeout:g} s",
+            },
         }
     lines = [ln for ln in out.decode(errors="replace").splitlines() if ln.strip()]
     try:
@@ -283,7 +292,7 @@ async def _run_validator(models_root: Path, model_id: str, timeout: float) -> di
             "ok": False,
             "exit_code": proc.returncode,
             "error": {
-                "code": 30005,
+                "code": code_of(ModelUnavailable),
                 "message": "the validator crashed: "
                 + (" | ".join(tail) or f"exit {proc.returncode}"),
             },

@@ -12,7 +12,6 @@ import json
 from typing import Any
 
 from executors.models import (
-    ALL_TASKS,
     CUSTOM_PREFIX,
     FAMILIES,
     ModelSpec,
@@ -123,7 +122,7 @@ def model_detail(spool: Spool, key: str) -> dict[str, Any]:
     spec = resolve_model(key, spool.paths.models)
     snap = live_snapshot(spool)
     out = model_entry(spec, loaded_slots(snap), spool)
-    out["supported_task_types"] = list(ALL_TASKS)
+    out["supported_task_types"] = spec.task_types()
     fam = next((f for f in families() if f["family"] == spec.framework), None)
     out["installed"] = bool(fam and fam["installed"])
     if spec.is_custom:

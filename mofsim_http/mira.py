@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from executors.registry import task_module, task_types
 from mofsim_core.mira_shapes import mira_result, mira_summary, mira_task
 from mofsim_core.output_files import find_output
 from mofsim_core.task_service import (
@@ -38,7 +39,6 @@ from mofsim_http.openapi import path_params, returns
 from mofsim_http.request_pool import quick, short_body
 from spool.errors import ValidationError
 from spool.events import iso_now
-from spool.job import TASK_TYPE_ALIASES, TASK_TYPES
 from spool.states import TaskState
 
 MIRA_ROOT = "/mira"
@@ -53,7 +53,7 @@ TASK_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "task_id": _ID,
-        "task_type": {"type": "string"},
+        "task_type": {"$ref": "#/components/schemas/TaskType"},
         "status": {"$ref": "#/components/schemas/MiraTaskState"},
         "model_key": {"type": "string"},
         "structure_id": {"type": ["string", "null"]},
@@ -90,8 +90,6 @@ TASK_EXAMPLE = {
 def submit_body_schema(task_type: str) -> dict[str, Any]:
     """The guide's flat body: ``structure_id``, ``model_key`` and the task's parameters
     side by side (plus the spec's options, also flat)."""
-    from executors.registry import task_module
-
     params = task_module(task_type).SCHEMA.to_schema()["properties"]
     props: dict[str, Any] = {
         "structure_id": {"type": "string", "description": "an uploaded structure's id"},
@@ -155,7 +153,7 @@ LIST_QUERY = {
             "assigned, running, completed, failed, cancelled or timeout; "
             "comma-separated for several",
         },
-        "task_type": {"type": "string", "enum": [*TASK_TYPES, *TASK_TYPE_ALIASES]},
+        "task_type": {"$ref": "#/components/schemas/TaskTypeName"},
         "skip": {"type": "integer", "minimum": 0},
         "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
     },
@@ -394,8 +392,9 @@ async def health_handler(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     p = MIRA_API_PREFIX
     app.router.add_get(MIRA_ROOT + "/health", health_handler)
-    for task_type in (*TASK_TYPES, "single-point"):  # the short name /api/v1 answers too
-        app.router.add_post(f"{p}/tasks/{task_type}", _submit_handler(task_type))
+    for spec in task_types().values():  # aliases too, as /api/v1 answers them
+        for name in spec.names:
+            app.router.add_post(f"{p}/tasks/{name}", _submit_handler(spec.name))
     app.router.add_get(p + "/tasks", list_handler)
     app.router.add_get(p + "/tasks/{task_id}", status_handler)
     app.router.add_post(p + "/tasks/{task_id}/cancel", cancel_handler)

@@ -211,11 +211,25 @@ def shared_schemas() -> dict[str, Any]:
 
 
 def task_parameter_schemas() -> dict[str, Any]:
-    """``Parameters-<task type>`` for each task type of this build, from its module."""
-    from executors.registry import available_task_types, task_module
+    """The task types of this build: ``TaskType`` (the canonical names records carry),
+    ``TaskTypeName`` (every name a request may use) and ``Parameters-<task type>`` for
+    each, from its module."""
+    from executors.registry import task_module, task_types
 
-    out: dict[str, Any] = {}
-    for task_type in available_task_types():
+    specs = task_types()
+    out: dict[str, Any] = {
+        "TaskType": {
+            "type": "string",
+            "enum": list(specs),
+            "description": "; ".join(f"`{n}`: {s.summary}" for n, s in specs.items()),
+        },
+        "TaskTypeName": {
+            "type": "string",
+            "enum": [name for spec in specs.values() for name in spec.names],
+            "description": "a task type or one of its aliases",
+        },
+    }
+    for task_type in specs:
         schema = task_module(task_type).SCHEMA.to_schema(title=f"{task_type} parameters")
         out[f"Parameters-{task_type}"] = schema
     return out

@@ -263,6 +263,33 @@ def test_submission_whose_answer_was_lost_is_not_queued_twice(slept: list[float]
                 )
             queued[body["task_id"]] = {"task_id": body["task_id"], "status": "QUEUED"}
             raise httpx.ReadError("connection reset after the request was sent", request=request)
+def test_request_retries_like_every_other_call(slept: list[float]) -> None:
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(f"{request.method} {request.url.path}")
+        if len(calls) % 2:
+            raise httpx.ReadError("connection reset", request=request)
+        return envelope({"method": request.method, "query": dict(request.url.params)})
+
+    with client_for(handler, retries=3) as client:
+        # A GET whose answer was lost is sent again; the envelope's data comes back.
+        assert client.request("GET", "system/queue", params={"x": "1"}) == {
+            "method": "GET",
+            "query": {"x": "1"},
+        }
+        assert calls == ["GET /api/v1/system/queue"] * 2
+        # A POST is not replayed, unless the caller says it may be.
+        calls.clear()
+        with pytest.raises(ServerUnavailableError) as info:
+            client.request("POST", "tasks/t1/keep", json={"keep": True})
+        assert calls == ["POST /api/v1/tasks/t1/keep"]
+        assert "may or may not have been processed" in str(info.value)
+        calls.clear()
+        out = client.request("POST", "/api/v1/tasks/t1/keep", json={}, idempotent=True)
+        assert out["method"] == "POST" and len(calls) == 2
+
+
         task_id = request.url.path.rsplit("/", 1)[-1]
         return envelope(queued[task_id])
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from executors.models import (
-    ALL_TASKS,
     BUILTIN_MODELS,
     MPTRJ_ELEMENTS,
     families,
@@ -82,7 +81,7 @@ def test_mira_shape_is_json_and_complete() -> None:
             "references",
         }
         json.dumps(doc)
-        assert doc["supported_tasks"] == ALL_TASKS
+        assert doc["supported_tasks"] == task_type_names()
         assert doc["elements"]
         json.dumps(spec.to_full_dict())
 
