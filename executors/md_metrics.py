@@ -13,9 +13,8 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 if TYPE_CHECKING:
+    import numpy as np
     from ase import Atoms
 
 DEFAULT_MAX_VOLUME_CHANGE_PERCENT = 10.0
@@ -79,6 +78,8 @@ class RunningSlope:
 def lattice_displacements(frames: Sequence[Atoms]) -> np.ndarray:
     """(n_frames, N, 3) displacement of every atom from the first frame, unwrapped, in
     fractional coordinates of each frame mapped into the first frame's cell."""
+    import numpy as np  # here, not at the top: the task registry imports this module
+
     from executors.geometry import unwrap_trajectory
 
     if not frames:
@@ -97,6 +98,8 @@ def lattice_displacements(frames: Sequence[Atoms]) -> np.ndarray:
 
 def rmsd_series(disp: np.ndarray) -> list[float]:
     """RMSD (A) of each frame from the first, after removing the rigid translation."""
+    import numpy as np
+
     out = []
     for d in disp:
         d = d - d.mean(axis=0)
@@ -106,6 +109,8 @@ def rmsd_series(disp: np.ndarray) -> list[float]:
 
 def com_drift_series(disp: np.ndarray, masses: np.ndarray) -> list[float]:
     """Distance (A) the centre of mass has moved from the first frame, per frame."""
+    import numpy as np
+
     m = np.asarray(masses, dtype=float)
     if disp.size == 0 or m.sum() <= 0:
         return [0.0] * len(disp)

@@ -15,9 +15,6 @@ if TYPE_CHECKING:
 
     from executors.models import ModelSpec
 
-# Tasks that strain, sample or thermostat a crystal need a full periodic cell.
-PERIODIC_TASKS = frozenset({"stability", "bulk-modulus", "heat-capacity"})
-
 
 def allowed_elements(spec: ModelSpec | None) -> set[str] | None:
     if spec is None or not spec.elements or "all" in spec.elements:
@@ -31,12 +28,15 @@ def check_for_task(
     """Raise ``InvalidStructure`` (field ``structure``) when ``atoms`` cannot be run, or
     the task's own ``check_structure`` error (e.g. a guest index out of range) when
     its validated ``params`` do not fit this structure."""
+    from executors.registry import task_module
+    from executors.registry import task_type as task_type_spec
+
     validate_atoms(
-        atoms, require_periodic=task_type in PERIODIC_TASKS, allowed_elements=allowed_elements(spec)
+        atoms,
+        require_periodic=task_type_spec(task_type).periodic,
+        allowed_elements=allowed_elements(spec),
     )
     if params is not None:
-        from executors.registry import task_module
-
         check = getattr(task_module(task_type), "check_structure", None)
         if check is not None:
             check(params, atoms)

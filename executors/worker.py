@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from spool import transitions
-from spool.errors import MofsimError, TaskCancelled
+from spool.errors import MofsimError, TaskCancelled, TaskError, code_of
 from spool.events import EventWriter
 from spool.layout import SpoolPaths
 from spool.store import read_job
@@ -142,7 +142,10 @@ class Worker:
             events.logger = f"task.{job.task_type}"
             result = self._execute(job, events)
         except TaskCancelled:
-            return {"status": "CANCELLED", "error": {"code": 50004, "message": "cancelled"}}
+            return {
+                "status": "CANCELLED",
+                "error": {"code": code_of(TaskCancelled), "message": "cancelled"},
+            }
         except MofsimError as exc:
             events.emit(
                 f"Task failed: {exc.message}", level="ERROR", code=exc.code, field=exc.field
@@ -160,7 +163,7 @@ class Worker:
                 "status": "FAILED",
                 "transient": transient,
                 "error": {
-                    "code": 50001,
+                    "code": code_of(TaskError),
                     "type": type(exc).__name__,
                     "message": f"{type(exc).__name__}: {exc}",
                 },

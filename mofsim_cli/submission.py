@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spool.errors import StructureNotFound, ValidationError
-from spool.job import Job, normalize_priority, normalize_task_type, priority_name
+from spool.job import Job, normalize_priority, priority_name
 
 if TYPE_CHECKING:
     from executors.models import ModelSpec
@@ -70,7 +70,7 @@ def resolve_model(key: str, task_type: str, models_root: Path) -> ModelSpec:
 
     spec = resolve(key, models_root=models_root)
     check_usable(spec)
-    if spec.supported_tasks and task_type not in spec.supported_tasks:
+    if not spec.supports(task_type):
         raise ValidationError(f"model {spec.key} does not support {task_type}", field="model")
     return spec
 
@@ -164,7 +164,9 @@ def build_job(
     timeout: float | None,
 ) -> Job:
     """Validate everything, cheapest checks first, and return the job to publish."""
-    task_type = normalize_task_type(task_type)
+    from executors.registry import canonical_task_type
+
+    task_type = canonical_task_type(task_type)
     level = normalize_priority(priority)
     if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
         raise ValidationError(

@@ -19,14 +19,17 @@ from typing import Any
 
 from mofsim_client.errors import ValidationError
 
+# The server's task types and their aliases (the SDK imports nothing of the server's; a
+# test keeps these equal to its registry).
 TASK_TYPES = (
-    "optimization",
-    "stability",
     "bulk-modulus",
     "heat-capacity",
     "interaction-energy",
+    "optimization",
     "single-point-energy",
+    "stability",
 )
+TASK_TYPE_ALIASES = {"single-point": "single-point-energy", "singlepoint": "single-point-energy"}
 OPTION_KEYS = (
     "priority",
     "timeout",
@@ -177,8 +180,10 @@ def batch_item(item: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def normalize_task_type(name: str) -> str:
+    """The canonical name; a name the SDK does not know is sent as it is (a newer
+    server may have it)."""
     text = name.strip().lower().replace("_", "-")
-    return "single-point-energy" if text in ("single-point", "sp", "energy") else text
+    return TASK_TYPE_ALIASES.get(text, text)
 
 
 def options_of(

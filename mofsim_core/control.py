@@ -27,7 +27,7 @@ from typing import Any
 
 from loguru import logger
 
-from spool.errors import ModelUnavailable, MofsimError, ValidationError
+from spool.errors import ModelUnavailable, MofsimError, ValidationError, code_of
 from spool.events import iso_from_ms
 from spool.layout import SpoolPaths, is_safe_token
 from spool.transitions import atomic_write
@@ -350,14 +350,16 @@ class ModelControl:
                     act.targets[slot] = "done"
                     act.outcomes[slot] = _failure(reason)
 
-    def _fail_now(self, path: Path, req: dict[str, Any], message: str, code: int = 40001) -> None:
+    def _fail_now(
+        self, path: Path, req: dict[str, Any], message: str, code: int | None = None
+    ) -> None:
         self._write_result(
             path,
             req,
             {
                 "status": "failed",
                 "message": message,
-                "error": {"code": code, "message": message},
+                "error": {"code": code or code_of(ValidationError), "message": message},
                 "slots": {},
             },
         )
@@ -406,8 +408,8 @@ class ModelControl:
         return None
 
 
-def _failure(message: str, code: int = 30005) -> dict[str, Any]:
-    return {"ok": False, "error": {"code": code, "message": message}}
+def _failure(message: str, code: int | None = None) -> dict[str, Any]:
+    return {"ok": False, "error": {"code": code or code_of(ModelUnavailable), "message": message}}
 
 
 def _prune(directory: Path, keep: int) -> None:

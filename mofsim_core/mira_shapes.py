@@ -8,51 +8,20 @@ ours, ``key_metrics`` for summaries).  Nothing here reads files.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from executors.task_types import TaskType
 
 MIRA_API = "/mira/api/v1"
 
-# MIRA's name for a value -> ours, per task type.  Both are kept in a MIRA result, so a
-# client written for either vocabulary finds its keys.
-RESULT_ALIASES: dict[str, dict[str, str]] = {
-    "optimization": {
-        "initial_energy": "initial_energy_eV",
-        "final_energy": "final_energy_eV",
-        "energy_change": "energy_change_eV",
-        "num_steps": "steps",
-        "initial_volume": "initial_volume_A3",
-        "final_volume": "final_volume_A3",
-        "rmsd": "rmsd_from_initial",
-    },
-    "single-point-energy": {
-        "energy": "energy_eV",
-        "forces": "forces_eV_A",
-        "max_force": "max_force_eV_A",
-    },
-    "bulk-modulus": {"bulk_modulus": "bulk_modulus_GPa", "v0": "v0_A3", "e0": "e0_eV"},
-    "heat-capacity": {
-        "heat_capacity_300K": "cv_300K_J_per_K_mol",
-        "temperatures": "temperatures_K",
-    },
-    "interaction-energy": {"interaction_energy": "interaction_energy_eV"},
-    "stability": {},
-}
 
-# The handful of numbers a summary shows, per task type (MIRA names where it has them).
-KEY_METRICS: dict[str, tuple[str, ...]] = {
-    "optimization": (
-        "final_energy",
-        "converged",
-        "num_steps",
-        "final_fmax",
-        "volume_change_percent",
-    ),
-    "stability": ("stability_assessment", "volume_drift_percent", "final_rmsd", "avg_temperature"),
-    "bulk-modulus": ("bulk_modulus_GPa", "b0_prime", "reliable"),
-    "heat-capacity": ("cv_300K_J_per_K_mol", "cv_300K_J_per_K_g", "imaginary_modes_gamma"),
-    "single-point-energy": ("energy", "max_force", "energy_per_atom_eV"),
-    "interaction-energy": ("interaction_energy_eV", "interaction_energy_kJ_mol"),
-}
+def _spec(task_type: Any) -> TaskType | None:
+    """The task type's own statement of its MIRA names (None for an unknown one: an old
+    record of a task type this build no longer has)."""
+    from executors.registry import task_types
+
+    return task_types().get(str(task_type))
 
 
 def mira_state(state: Any) -> str | None:
@@ -170,7 +139,9 @@ def mira_result(
         "structure_name": doc.get("structure_name"),
     }
     out.update(result)
-    for mira_name, ours in RESULT_ALIASES.get(task_type, {}).items():
+    # Both names are kept, so a client written for either vocabulary finds its keys.
+    spec = _spec(task_type)
+    for mira_name, ours in (spec.mira_result_aliases if spec else {}).items():
         if ours in result and mira_name not in out:
             out[mira_name] = result[ours]
     if optimized_structure is not None:
@@ -192,7 +163,8 @@ def mira_result(
 def mira_summary(doc: dict[str, Any]) -> dict[str, Any]:
     """The guide's summary: identity, ``key_metrics``, timing; no bulky arrays."""
     flat = mira_result(doc)
-    names = KEY_METRICS.get(str(doc.get("task_type")), ())
+    spec = _spec(doc.get("task_type"))
+    names = spec.key_metrics if spec else ()
     return {
         "task_id": flat["task_id"],
         "task_type": flat["task_type"],

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from spool.errors import ValidationError
-from spool.job import TASK_TYPE_ALIASES, normalize_priority, priority_name
+from spool.job import normalize_priority, priority_name
 from spool.states import ALL_STATES, TERMINAL_STATES
 
 # Python logging's levels plus loguru's TRACE and SUCCESS, which executors may emit.
@@ -258,7 +258,9 @@ def task_filter(
         params.extend(norm)
     if task_type is not None:
         where.append(f"task_type = {mark}")
-        params.append(TASK_TYPE_ALIASES.get(task_type, task_type))
+        from executors.registry import task_type_aliases
+
+        params.append(task_type_aliases().get(task_type, task_type))
     if model is not None:
         where.append(f"model = {mark}")
         params.append(model)

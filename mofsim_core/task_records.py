@@ -130,8 +130,10 @@ def failure_of(record: dict[str, Any]) -> MofsimError:
         return TaskTimeout(text)
     if state == "CANCELLED":
         return TaskCancelled(text)
-    if isinstance(code, int) and 50000 <= code < 60000:
-        return error_from_code(code, text)
+    if isinstance(code, int):
+        named = error_from_code(code, text)
+        if isinstance(named, TaskError):
+            return named
     detail = f"{text} (error {code})" if isinstance(code, int) else text
     return TaskError(text, detail=detail)
 

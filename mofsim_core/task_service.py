@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from executors.registry import canonical_task_type
 from mofsim_core.output_files import output_file_urls
 from mofsim_core.result_document import result_document
 from mofsim_core.task_records import (
@@ -35,7 +36,7 @@ from spool.errors import (
     ValidationError,
 )
 from spool.events import Event, filter_events, ms_from_iso, read_events
-from spool.job import Job, normalize_task_type
+from spool.job import Job
 from spool.states import TERMINAL_STATES, TaskState
 from spool.store import Spool
 
@@ -228,7 +229,7 @@ def list_tasks(
     From the mirror when it answers, else by reading the spool.  Rows of tasks not yet
     finished are refreshed from the spool, whose state is always the latest."""
     states = normalize_states(status)
-    kind = normalize_task_type(task_type) if task_type else None
+    kind = canonical_task_type(task_type) if task_type else None
     model_key = _canonical_model(model, spool) if model else None
     rows: list[dict[str, Any]] | None = None
     if mirror is not None:

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from spool.errors import MofsimError, ValidationError
-from spool.job import Job, normalize_priority, normalize_structure, normalize_task_type
+from spool.job import Job, normalize_priority, normalize_structure
 from spool.job import priority_name as _priority_name
 from spool.store import Spool
 
@@ -328,7 +328,7 @@ def build_job(
     publish.  ``task_type`` is the one named by the URL, if any.  Raises the error of
     the first bad field, with ``field`` naming it."""
     from executors.models import check_usable, resolve_model
-    from executors.registry import validate_parameters
+    from executors.registry import canonical_task_type, validate_parameters
 
     if not isinstance(body, dict):
         raise ValidationError("the body must be a JSON object", field="body")
@@ -337,9 +337,9 @@ def build_job(
         if not isinstance(named, str) or not named:
             raise ValidationError("task_type is required", field="task_type")
         task_type = named
-    task_type = normalize_task_type(task_type)
+    task_type = canonical_task_type(task_type)
     if named is not None and (
-        not isinstance(named, str) or normalize_task_type(named) != task_type
+        not isinstance(named, str) or canonical_task_type(named) != task_type
     ):
         raise ValidationError(
             f"task_type {named!r} contradicts the endpoint ({task_type})", field="task_type"
@@ -358,7 +358,7 @@ def build_job(
     except MofsimError as exc:
         exc.field = field
         raise
-    if spec.supported_tasks and task_type not in spec.supported_tasks:
+    if not spec.supports(task_type):
         raise ValidationError(f"model {spec.key} does not support {task_type}", field=field)
     params, flat = _parameters(body)
     try:

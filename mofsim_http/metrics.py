@@ -29,6 +29,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
+from executors.registry import task_type_names
 from mofsim_core.mirror import Mirror
 from mofsim_core.mirror_rows import DURATION_BUCKETS
 from mofsim_core.queue_stats import count_jobs, listdir, queued_by_priority
@@ -38,7 +39,6 @@ from mofsim_http.app import MIRROR_KEY, SPOOL_KEY, STARTED_KEY, request_context
 from mofsim_http.describe import describe
 from mofsim_http.openapi import returns
 from spool.errors import MofsimError
-from spool.job import TASK_TYPES
 from spool.states import TERMINAL_DIRS
 from spool.store import Spool
 
@@ -170,7 +170,7 @@ class SpoolCollector:
                 for state, n in mirror.counts_by_status().items():
                     if not n:
                         continue
-                    for task_type in TASK_TYPES:
+                    for task_type in task_type_names():
                         _, total = mirror.list_tasks(status=state, task_type=task_type, limit=0)
                         if total:
                             g.add_metric([state, task_type], total)

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from executors.registry import task_types
 from mofsim_core import task_service as svc
 from mofsim_core.task_validation import NOTIFY_EVENTS
 from mofsim_http import sse
@@ -22,11 +23,8 @@ from mofsim_http.envelope import ok
 from mofsim_http.openapi import returns
 from mofsim_http.request_pool import quick, short_body
 from spool.errors import ValidationError
-from spool.job import TASK_TYPES
 
 PREFIX = "/api/v1/tasks"
-# The spec's six endpoints, plus the shorter name the API also answers to.
-SUBMIT_ROUTES = {**{t: t for t in TASK_TYPES}, "single-point": "single-point-energy"}
 
 _SUBMIT_ERRORS = {
     400: "a field is invalid (its name is in error.field)",
@@ -65,7 +63,7 @@ TASK_RECORD_SCHEMA: dict[str, Any] = {
     "required": ["task_id", "task_type", "model", "status", "priority"],
     "properties": {
         "task_id": {"type": "string"},
-        "task_type": {"type": "string"},
+        "task_type": {"$ref": "#/components/schemas/TaskType"},
         "model": {"type": "string"},
         "status": {"$ref": "#/components/schemas/TaskState"},
         "priority": {"type": "string"},
@@ -197,7 +195,7 @@ async def submit_batch(request: web.Request) -> web.Response:
         "type": "object",
         "properties": {
             "status": {"type": "string", "description": "a state or a comma-separated list"},
-            "task_type": {"type": "string"},
+            "task_type": {"$ref": "#/components/schemas/TaskTypeName"},
             "model": {"type": "string"},
             "order": {"type": "string", "description": "e.g. created_at desc (default)"},
             **_PAGE_QUERY,
@@ -347,8 +345,10 @@ def setup(app: web.Application) -> None:
     r = app.router
     r.add_post(PREFIX + "/batch", submit_batch)
     r.add_post(PREFIX, submit_handler(None))
-    for name, task_type in SUBMIT_ROUTES.items():
-        r.add_post(f"{PREFIX}/{name}", submit_handler(task_type))
+    # One endpoint per task type, and one per alias (``/tasks/single-point``).
+    for spec in task_types().values():
+        for name in spec.names:
+            r.add_post(f"{PREFIX}/{name}", submit_handler(spec.name))
     r.add_get(PREFIX, list_tasks)
     r.add_get(PREFIX + "/{task_id}", get_task)
     r.add_get(PREFIX + "/{task_id}/result", get_result)

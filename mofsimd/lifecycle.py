@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from typing import IO, Any
 
 from loguru import logger
@@ -19,7 +20,7 @@ from mofsim_core.mirror import Mirror
 from mofsimd.executor_pool import Executor, RunningTask
 from mofsimd.mirror_writer import MirrorWriter
 from spool import transitions
-from spool.errors import MofsimError, StorageError
+from spool.errors import MofsimError, StorageError, TaskError, code_of
 from spool.job import Job, priority_name
 from spool.recovery import record_failure
 from spool.store import Spool, read_job
@@ -107,14 +108,17 @@ class Lifecycle:
             self._model_keys[name] = key
         return key
 
-    def validate(self, job: Job) -> None:
-        """What the spool cannot check: the model exists, the parameters make sense."""
+    def validate(self, job: Job) -> Job:
+        """What the spool cannot check: the task type and the model exist, the
+        parameters make sense.  Returns the job with its task type's canonical name."""
         from executors.models import check_usable, resolve_model
-        from executors.registry import validate_parameters
+        from executors.registry import canonical_task_type, validate_parameters
 
+        task_type = canonical_task_type(job.task_type)
         self.model_key(job.model)
         check_usable(resolve_model(job.model, self.spool.paths.models))
-        validate_parameters(job.task_type, job.parameters)
+        validate_parameters(task_type, job.parameters)
+        return job if task_type == job.task_type else replace(job, task_type=task_type)
 
     # -- transitions -------------------------------------------------------------------
     def assigned(self, job: Job, ex: Executor) -> None:
@@ -141,7 +145,12 @@ class Lifecycle:
         if state != "COMPLETED":
             extra = {k: v for k, v in (error or {}).items() if k not in ("code", "message")}
             record_failure(
-                self.spool, task.task_id, state, code or 50001, message or state.lower(), **extra
+                self.spool,
+                task.task_id,
+                state,
+                code or code_of(TaskError),
+                message or state.lower(),
+                **extra,
             )
         try:
             transitions.finish(paths, task.claimed_path, state)

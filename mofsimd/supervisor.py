@@ -30,7 +30,7 @@ from mofsimd.operations import Operations
 from mofsimd.scheduler import FreeSlot, QueuedJob, plan
 from mofsimd.watcher import SpoolWatcher
 from spool import transitions
-from spool.errors import MofsimError
+from spool.errors import MofsimError, TaskCancelled, TaskError, TaskTimeout, code_of
 from spool.intake import admit
 from spool.job import Job
 from spool.recovery import sweep
@@ -279,7 +279,7 @@ class Supervisor:
         self.life.finish(
             task,
             state,
-            code=50002 if state == "TIMEOUT" else 50004,
+            code=code_of(TaskTimeout if state == "TIMEOUT" else TaskCancelled),
             message=message,
             slot=ex.slot_id,
         )
@@ -304,7 +304,11 @@ class Supervisor:
             self.life.finish(task, "COMPLETED", slot=ex.slot_id)
         elif status == "CANCELLED":
             self.life.finish(
-                task, "CANCELLED", code=50004, message="cancelled by request", slot=ex.slot_id
+                task,
+                "CANCELLED",
+                code=code_of(TaskCancelled),
+                message="cancelled by request",
+                slot=ex.slot_id,
             )
         elif msg.get("transient"):
             self._retry_or_fail(task, str(error.get("message", "transient failure")))
@@ -312,7 +316,7 @@ class Supervisor:
             self.life.finish(
                 task,
                 "FAILED",
-                code=int(error.get("code", 50001)),
+                code=int(error.get("code", code_of(TaskError))),
                 message=str(error.get("message", "task failed")),
                 slot=ex.slot_id,
                 error=error,
@@ -322,7 +326,10 @@ class Supervisor:
         attempts = task.attempts + 1
         if attempts >= self.config.max_attempts:
             self.life.finish(
-                task, "FAILED", code=50001, message=f"{reason} (gave up after {attempts} attempts)"
+                task,
+                "FAILED",
+                code=code_of(TaskError),
+                message=f"{reason} (gave up after {attempts} attempts)",
             )
             return
         delay = min(
@@ -336,7 +343,9 @@ class Supervisor:
         ex.current = None
         if task is not None:
             if self.spool.cancel_requested(task.task_id):
-                self.life.finish(task, "CANCELLED", code=50004, message="cancelled by request")
+                self.life.finish(
+                    task, "CANCELLED", code=code_of(TaskCancelled), message="cancelled by request"
+                )
             else:
                 self._retry_or_fail(task, f"executor {ex.slot_id} died (exit code {code})")
         if self.stopping:

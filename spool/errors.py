@@ -196,6 +196,12 @@ class TaskDiverged(TaskError):
     code_name = "TASK_DIVERGED"
 
 
+def code_of(kind: type[MofsimError]) -> int:
+    """The code of an error class, for records written without raising (an executor's
+    report, a recovered task): ``code_of(TaskTimeout)`` rather than a bare number."""
+    return ERROR_CODES[kind.code_name].code
+
+
 def error_from_code(code: int, message: str, field: str | None = None) -> MofsimError:
     """Rebuild an exception from a recorded code (results of failed tasks, SDK)."""
     for cls in _all_subclasses(MofsimError):

@@ -18,9 +18,11 @@ from spool.errors import InvalidJobFile, MofsimError
 from spool.job import Job, new_task_id, priority_name
 from spool.store import QueuedFile, Spool
 
-# Extra checks the spool itself cannot make (model keys, task parameters): raise a
-# MofsimError to reject.  Supplied by the daemon, which knows the executors' catalogue.
-Validator = Callable[[Job], None]
+# Extra checks the spool itself cannot make (which task types exist, model keys, task
+# parameters): raise a MofsimError to reject, return a corrected job (the task type's
+# canonical name for an alias) or None to keep it.  Supplied by the daemon, which knows
+# the executors' catalogue.
+Validator = Callable[[Job], Job | None]
 
 MAX_JOB_BYTES = 64 * 1024 * 1024
 
@@ -66,7 +68,7 @@ def admit(spool: Spool, qfile: QueuedFile, validator: Validator | None = None) -
         if spool.locate(job.task_id) is not None:
             raise InvalidJobFile(f"task id {job.task_id} already exists")
         if validator:
-            validator(job)
+            job = validator(job) or job
     except FileNotFoundError:
         return None
     except MofsimError as exc:

@@ -17,15 +17,10 @@ from spool.errors import InvalidJobFile, ValidationError
 
 SCHEMA_VERSION = 1
 
-TASK_TYPES = (
-    "optimization",
-    "stability",
-    "bulk-modulus",
-    "heat-capacity",
-    "interaction-energy",
-    "single-point-energy",
-)
-TASK_TYPE_ALIASES = {"single-point": "single-point-energy", "singlepoint": "single-point-energy"}
+# A task type's name as a protocol token: which names exist is the executors' business
+# (``executors.registry``); the spool only insists on the form.
+_TASK_TYPE_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
+MAX_TASK_TYPE_LEN = 64
 
 PRIORITIES = {"CRITICAL": 0, "HIGH": 1, "NORMAL": 2, "LOW": 3}
 PRIORITY_DIRS = {0: "0-critical", 1: "1-high", 2: "2-normal", 3: "3-low"}
@@ -53,14 +48,16 @@ def next_created_ms() -> int:
     return _last_created_ms
 
 
-def normalize_task_type(name: str) -> str:
-    name = TASK_TYPE_ALIASES.get(name, name)
-    if name not in TASK_TYPES:
+def task_type_token(name: str) -> str:
+    """``name`` in the canonical form of a task type name (lowercase, ``-`` for ``_``),
+    without checking that such a task type exists."""
+    token = name.strip().lower().replace("_", "-")
+    if len(token) > MAX_TASK_TYPE_LEN or not _TASK_TYPE_RE.match(token):
         raise ValidationError(
-            f"unknown task type {name!r}; expected one of {', '.join(TASK_TYPES)}",
+            f"invalid task type {name!r}: lowercase letters, digits and hyphens expected",
             field="task_type",
         )
-    return name
+    return token
 
 
 def normalize_priority(value: Any) -> int:
@@ -189,7 +186,7 @@ class Job:
                 "options.timeout must be a positive number of seconds", field="options.timeout"
             )
         kwargs: dict[str, Any] = {
-            "task_type": normalize_task_type(task_type),
+            "task_type": task_type_token(task_type),
             "model": model,
             "structure": normalize_structure(structure),
             "parameters": dict(parameters),

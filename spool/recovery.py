@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spool import transitions
-from spool.errors import MofsimError
+from spool.errors import MofsimError, TaskError, code_of
 from spool.job import Job
 from spool.states import TERMINAL_DIRS
 from spool.store import Spool, read_job
@@ -96,7 +96,7 @@ def _recover_claim(spool: Spool, claimed: Path, max_attempts: int, report: Sweep
             spool,
             task_id,
             "FAILED",
-            50001,
+            code_of(TaskError),
             f"executor died {attempts} times while running this task; giving up",
         )
         transitions.finish(paths, claimed, "FAILED")

@@ -108,6 +108,20 @@ def test_every_server_code_has_the_class_of_its_range() -> None:
     assert class_for(None, 401) is AuthenticationError
 
 
+def test_task_types_and_states_are_the_servers() -> None:
+    """The SDK keeps its own copies (it imports nothing of the server's): the same."""
+    import mofsim_client._payload as payload
+    from executors.registry import task_type_aliases, task_type_names
+    from mofsim_client.models import TERMINAL_STATES
+    from spool.states import TERMINAL_STATES as SERVER_TERMINAL
+
+    assert sorted(payload.TASK_TYPES) == task_type_names()
+    assert payload.TASK_TYPE_ALIASES == task_type_aliases()
+    for alias, name in task_type_aliases().items():
+        assert payload.normalize_task_type(alias.upper().replace("-", "_")) == name
+    assert TERMINAL_STATES == {s.value for s in SERVER_TERMINAL}
+
+
 def test_envelope_error_keeps_code_field_request_id_and_detail() -> None:
     exc = error_from_response(
         400,
@@ -249,20 +263,6 @@ def test_lost_response_of_a_batch_is_not_replayed(slept: list[float]) -> None:
     assert len(calls) == 1 and "may or may not have been processed" in str(info.value)
 
 
-def test_submission_whose_answer_was_lost_is_not_queued_twice(slept: list[float]) -> None:
-    """The server took the task but the answer never arrived: the retry, carrying the
-    same client-made id, is told it exists, and the client returns that task."""
-    queued: dict[str, dict[str, Any]] = {}
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.method == "POST":
-            body = json.loads(request.content)
-            if body["task_id"] in queued:
-                return failure(
-                    40001, 400, f"task id {body['task_id']} already exists", field="task_id"
-                )
-            queued[body["task_id"]] = {"task_id": body["task_id"], "status": "QUEUED"}
-            raise httpx.ReadError("connection reset after the request was sent", request=request)
 def test_request_retries_like_every_other_call(slept: list[float]) -> None:
     calls: list[str] = []
 
@@ -290,6 +290,20 @@ def test_request_retries_like_every_other_call(slept: list[float]) -> None:
         assert out["method"] == "POST" and len(calls) == 2
 
 
+def test_submission_whose_answer_was_lost_is_not_queued_twice(slept: list[float]) -> None:
+    """The server took the task but the answer never arrived: the retry, carrying the
+    same client-made id, is told it exists, and the client returns that task."""
+    queued: dict[str, dict[str, Any]] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            body = json.loads(request.content)
+            if body["task_id"] in queued:
+                return failure(
+                    40001, 400, f"task id {body['task_id']} already exists", field="task_id"
+                )
+            queued[body["task_id"]] = {"task_id": body["task_id"], "status": "QUEUED"}
+            raise httpx.ReadError("connection reset after the request was sent", request=request)
         task_id = request.url.path.rsplit("/", 1)[-1]
         return envelope(queued[task_id])
 

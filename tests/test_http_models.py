@@ -16,6 +16,7 @@ import pytest_asyncio
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
 
+from executors.registry import task_type_names
 from mofsim_core.config import Config
 from mofsim_http.app import create_app
 from tests.daemon_helpers import Daemon
@@ -90,7 +91,7 @@ async def test_catalogue_families_detail(client: Client) -> None:
 
     detail = await data_of(client, "/api/v1/models/7net-0")  # an alias
     assert detail["key"] == "sevennet-0" and "Cu" in detail["elements"]
-    assert detail["supported_task_types"][0] == "single-point-energy"
+    assert detail["supported_task_types"] == task_type_names()
     assert detail["installed"] is True and detail["d3_trained"] is False
     missing = await data_of(client, "/api/v1/models/sevenet-0", status=404)
     assert missing["code"] == 30001 and "sevennet-0" in missing["error"]["detail"]

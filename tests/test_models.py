@@ -17,6 +17,7 @@ from executors.models import (
     normalize_precision,
     resolve_model,
 )
+from executors.registry import task_type_names
 from spool.errors import ModelNotFound, ModelUnavailable, ValidationError
 
 ROOT = Path(__file__).resolve().parents[1]

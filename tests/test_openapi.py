@@ -62,11 +62,11 @@ async def test_document_covers_every_route_and_each_has_describe(tmp_path: Path)
 
 @pytest.mark.asyncio
 async def test_shared_parts_error_table_task_schemas_security(tmp_path: Path) -> None:
-    from executors.registry import available_task_types, task_module
+    from executors.registry import task_module, task_type_names
 
     doc = await _get_doc(tmp_path)
     schemas = doc["components"]["schemas"]
-    for task_type in available_task_types():
+    for task_type in task_type_names():
         schema = schemas[f"Parameters-{task_type}"]
         assert schema["properties"] == task_module(task_type).SCHEMA.to_schema()["properties"]
     assert schemas["Parameters-optimization"]["properties"]["fmax"]["default"] == 0.05

@@ -45,15 +45,18 @@ def test_submitted_and_hand_dropped_jobs_run_malformed_is_rejected(tmp_path: Pat
         job = quick_job()
         sp.submit(job)
         (sp.paths.priority_dir(2) / "broken.json").write_text('{"task_type": ')
+        (sp.paths.priority_dir(2) / "teleport.json").write_text(
+            json.dumps({"task_type": "teleport", "model": "emt", "structure": job.structure})
+        )
         hand = sp.paths.tmp / "by-hand.json"
+        # An alias, as people write it: adopted under the task type's canonical name.
         hand.write_text(
-            json.dumps(
-                {"task_type": "single-point-energy", "model": "emt", "structure": job.structure}
-            )
+            json.dumps({"task_type": "Single_Point", "model": "emt", "structure": job.structure})
         )
         os.rename(hand, sp.paths.priority_dir(2) / "by-hand.json")
         wait_for(lambda: done(sp, job.task_id), what="submitted job")
         wait_for(lambda: (sp.paths.rejected / "broken.json.reason").exists(), what="reject")
+        wait_for(lambda: (sp.paths.rejected / "teleport.json.reason").exists(), what="reject")
         adopted = wait_for(
             lambda: [r for r in sp.records() if r["task_id"] != job.task_id],
             what="hand-dropped job adopted",
@@ -73,6 +76,10 @@ def test_submitted_and_hand_dropped_jobs_run_malformed_is_rejected(tmp_path: Pat
     )
     assert rec["started_at"] and rec["completed_at"]
     assert sp.record(hand_id)["status"] == "COMPLETED"
+    assert sp.record(hand_id)["task_type"] == "single-point-energy"
+    reason = (sp.paths.rejected / "teleport.json.reason").read_text()
+    assert reason.startswith("40001") and "unknown task type 'teleport'" in reason
+    assert "(field: task_type)" in reason
     assert "not valid JSON" in (sp.paths.rejected / "broken.json.reason").read_text()
     bad = sp.record(unknown.task_id)
     assert bad["status"] == "FAILED" and bad["error"]["code"] == 30001

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from executors.api import json_safe
 from executors.params import Param, ParamSchema
+from executors.task_types import TaskType
 from spool.errors import TaskError
 
 if TYPE_CHECKING:
@@ -57,6 +58,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "reliability_tolerance_percent": 1.0,
     },
 }
+TASK = TaskType(
+    name="bulk-modulus",
+    summary="Bulk modulus from an energy-volume curve and an equation-of-state fit",
+    periodic=True,
+    mira_result_aliases={"bulk_modulus": "bulk_modulus_GPa", "v0": "v0_A3", "e0": "e0_eV"},
+    key_metrics=("bulk_modulus_GPa", "b0_prime", "reliable"),
+)
+
 SCHEMA = ParamSchema(
     [
         Param(

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from executors.api import json_safe
 from executors.params import Param, ParamSchema
+from executors.task_types import TaskType
 from spool.errors import TaskDiverged, ValidationError
 
 if TYPE_CHECKING:
@@ -55,6 +56,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         "highlight_temperature": 300.0,
     },
 }
+TASK = TaskType(
+    name="heat-capacity",
+    summary="Heat capacity from harmonic phonons",
+    periodic=True,
+    mira_result_aliases={
+        "heat_capacity_300K": "cv_300K_J_per_K_mol",
+        "temperatures": "temperatures_K",
+    },
+    key_metrics=("cv_300K_J_per_K_mol", "cv_300K_J_per_K_g", "imaginary_modes_gamma"),
+)
+
 SCHEMA = ParamSchema(
     [
         Param(

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from executors.api import json_safe
 from executors.params import Param, ParamSchema, require_one_of
+from executors.task_types import TaskType
 from spool.errors import TaskDiverged, ValidationError
 
 if TYPE_CHECKING:
@@ -56,6 +57,13 @@ GASES: dict[str, str | None] = {
     "Kr": None,
     "Xe": None,
 }
+
+TASK = TaskType(
+    name="interaction-energy",
+    summary="Host-guest interaction energy from three single points",
+    mira_result_aliases={"interaction_energy": "interaction_energy_eV"},
+    key_metrics=("interaction_energy_eV", "interaction_energy_kJ_mol"),
+)
 
 SCHEMA = ParamSchema(
     [

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from executors.api import json_safe
 from executors.params import Param, ParamSchema
+from executors.task_types import TaskType
 from spool.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -25,6 +26,27 @@ if TYPE_CHECKING:
     from executors.api import Observer, TaskContext
 
 OPTIMIZERS = ("BFGS", "LBFGS", "FIRE")
+
+TASK = TaskType(
+    name="optimization",
+    summary="Relax atomic positions, and optionally the cell",
+    mira_result_aliases={
+        "initial_energy": "initial_energy_eV",
+        "final_energy": "final_energy_eV",
+        "energy_change": "energy_change_eV",
+        "num_steps": "steps",
+        "initial_volume": "initial_volume_A3",
+        "final_volume": "final_volume_A3",
+        "rmsd": "rmsd_from_initial",
+    },
+    key_metrics=(
+        "final_energy",
+        "converged",
+        "num_steps",
+        "final_fmax",
+        "volume_change_percent",
+    ),
+)
 
 SCHEMA = ParamSchema(
     [

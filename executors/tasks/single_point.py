@@ -12,12 +12,25 @@ from typing import TYPE_CHECKING, Any
 
 from executors.api import json_safe
 from executors.params import Param, ParamSchema
+from executors.task_types import TaskType
 from spool.errors import TaskDiverged
 
 if TYPE_CHECKING:
     from ase import Atoms
 
     from executors.api import TaskContext
+
+TASK = TaskType(
+    name="single-point-energy",
+    summary="Energy, forces and stress of one structure",
+    aliases=("single-point", "singlepoint"),
+    mira_result_aliases={
+        "energy": "energy_eV",
+        "forces": "forces_eV_A",
+        "max_force": "max_force_eV_A",
+    },
+    key_metrics=("energy", "max_force", "energy_per_atom_eV"),
+)
 
 SCHEMA = ParamSchema(
     [

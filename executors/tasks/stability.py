@@ -38,6 +38,7 @@ from executors.md_stages import (
     stages_json_schema,
 )
 from executors.params import Param, ParamSchema
+from executors.task_types import TaskType
 from spool.errors import InvalidStructure, ValidationError
 
 if TYPE_CHECKING:
@@ -70,6 +71,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "pdamp": 1000.0,
     },
 }
+TASK = TaskType(
+    name="stability",
+    summary="Staged molecular dynamics and a stable/unstable verdict",
+    periodic=True,
+    key_metrics=("stability_assessment", "volume_drift_percent", "final_rmsd", "avg_temperature"),
+)
+
 SCHEMA = ParamSchema(
     [
         Param(
