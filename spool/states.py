@@ -51,7 +51,8 @@ class TaskState(StrEnum):
 
 
 # Named after what the task came to, not after the state: "done/", not "completed/".
-TERMINAL_DIRS: dict[TaskState, str] = {
+# Typed by ``str``: callers look states up by the plain strings records carry.
+TERMINAL_DIRS: dict[str, str] = {
     TaskState.COMPLETED: "done",
     TaskState.FAILED: "failed",
     TaskState.CANCELLED: "cancelled",
@@ -64,7 +65,7 @@ STATE_SYNONYMS: dict[str, TaskState] = {
     "done": TaskState.COMPLETED,
     "finished": TaskState.COMPLETED,
 }
-TERMINAL_STATES: frozenset[TaskState] = frozenset(TERMINAL_DIRS)
+TERMINAL_STATES: frozenset[str] = frozenset(TERMINAL_DIRS)
 # For membership tests on plain strings (``"QUEUED" in ALL_STATES``), which Python 3.11's
 # ``in TaskState`` refuses.
-ALL_STATES: tuple[TaskState, ...] = tuple(TaskState)
+ALL_STATES: tuple[str, ...] = tuple(TaskState)

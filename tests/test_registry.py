@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -132,14 +133,14 @@ def test_a_name_taken_twice_is_refused(
 
 
 @pytest_asyncio.fixture
-async def client(toy_task: str, tmp_path: Path) -> AsyncIterator[TestClient]:
+async def client(toy_task: str, tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
     config = Config(spool=str(tmp_path / "spool"), http_rate_limit=0)
     async with TestClient(TestServer(create_app(config))) as c:
         yield c
 
 
 @pytest.mark.asyncio
-async def test_the_api_offers_a_new_task_type(client: TestClient, toy_task: str) -> None:
+async def test_the_api_offers_a_new_task_type(client: TestClient[Any, Any], toy_task: str) -> None:
     doc = await (await client.get("/openapi.json")).json()
     schemas = doc["components"]["schemas"]
     assert toy_task in schemas["TaskType"]["enum"]
