@@ -57,20 +57,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from executors.registry import task_type_names  # noqa: E402
 from mofsim_cli.background import wait_for  # noqa: E402
 from spool import Job, Spool, transitions  # noqa: E402
 from spool.events import iso_from_ms  # noqa: E402
 
 TARGET_P99_MS = 20.0
 TERMINAL_MIX = [("COMPLETED", 0.8), ("FAILED", 0.1), ("CANCELLED", 0.05), ("TIMEOUT", 0.05)]
-TASK_TYPES = [
-    "single-point-energy",
-    "optimization",
-    "stability",
-    "bulk-modulus",
-    "heat-capacity",
-    "interaction-energy",
-]
+TASK_TYPES = task_type_names()
 
 
 def cu_xyz(a: float = 3.61) -> str:

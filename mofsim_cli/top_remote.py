@@ -22,9 +22,10 @@ from mofsim_cli.top_data import (
     join_slots,
 )
 from spool.events import Event
+from spool.states import TaskState
 
 TIMEOUT_S = 5.0
-FINISHED = ["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"]
+FINISHED = [s.value for s in TaskState if s.is_terminal]
 
 
 class RemoteSource:

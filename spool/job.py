@@ -1,7 +1,9 @@
 """The job file: the spec's task submission request (seed 5.2) plus spool bookkeeping.
 
 A job is immutable once published.  ``from_dict`` ignores unknown keys and fills
-defaults so that hand-written files and files from older versions still load.
+defaults so that hand-written files and files from older versions still load.  Its task
+type is checked for form only: which task types exist, and their aliases, is the
+executors' registry's to say, and whoever builds or admits a job asks it.
 """
 
 from __future__ import annotations
