@@ -5,7 +5,7 @@ importing any ML package.  Loading lives in ``executors.loaders``.
 
 Custom models sit in a models directory, one folder per model id::
 
-    models_root/<model_id>/meta.json    {"name", "framework": "mace"|"orb"|"sevennet",
+    models_root/<model_id>/meta.json    {"name", "framework": <a family's name>,
                                           "with_d3", "config": {"precision": ...},
                                           "file": "model.<ext>", ...}
     models_root/<model_id>/model.<ext>  the weights
@@ -13,52 +13,26 @@ Custom models sit in a models directory, one folder per model id::
 ``with_d3`` in ``meta.json`` states that the weights already include D3 dispersion
 (trained on D3-corrected data), so a second D3 term is refused unless forced; an
 explicit ``"d3_trained"`` key wins over it.  Optional keys: ``description``,
-``elements`` (list of symbols), ``references``, and for ORB files ``config.architecture``,
-``config.architecture_kwargs`` and ``config.system_config`` (see ``loaders``).
+``elements`` (list of symbols), ``references``, and what the family's file loader reads
+from ``config`` (``executors.families.<family>``).
+
+The built-in entries and the families come from ``executors.families``: each family's
+module carries its catalogue entries.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from executors.families import CUSTOM_FAMILY, CatalogueEntry, Family, discover, get_family
 from executors.registry import task_type_names
 from spool.errors import ModelNotFound, ModelUnavailable, ValidationError
 
-# Elements of the Materials Project trajectory set (Z 1-83 and 89-94): the coverage of
-# SevenNet-0, MACE-MP-0 and (as training coverage) ORB; checked against the type map in
-# SevenNet-0's checkpoint.
-MPTRJ_ELEMENTS = (
-    "H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge "
-    "As Se Br Kr Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm "
-    "Sm Eu Gd Tb Dy Ho Er Tm Yb Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Ac Th Pa U Np Pu"
-).split()
-MACE_OFF_ELEMENTS = "H C N O F P S Cl Br I".split()
-EMT_ELEMENTS = "Al Cu Ag Au Ni Pd Pt H C N O".split()
-
-FAMILIES: dict[str, dict[str, str]] = {
-    "sevennet": {"description": "SevenNet equivariant GNN potentials", "package": "sevenn"},
-    "mace": {"description": "MACE higher-order equivariant message passing", "package": "mace"},
-    "orb": {
-        "description": "Orbital Materials ORB graph network simulators",
-        "package": "orb_models",
-    },
-    "ase": {
-        "description": "Classical ASE calculators (EMT, Lennard-Jones) for fast tests",
-        "package": "ase",
-    },
-    "custom": {"description": "User-uploaded MACE, ORB or SevenNet weights", "package": ""},
-}
-CUSTOM_FRAMEWORKS = {
-    "mace": (".model", ".pt", ".pth"),
-    "orb": (".pt", ".pth", ".ckpt"),
-    "sevennet": (".pt", ".pth"),
-}
 CUSTOM_PREFIX = "custom:"
 _MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _PRECISIONS = {
@@ -96,7 +70,7 @@ class ModelSpec:
 
     @property
     def is_custom(self) -> bool:
-        return self.family == "custom"
+        return self.family == CUSTOM_FAMILY
 
     def task_types(self) -> list[str]:
         """The task types this model runs."""
@@ -132,158 +106,22 @@ class ModelSpec:
         return out
 
 
-def _builtin(
-    key: str,
-    name: str,
-    family: str,
-    description: str,
-    elements: list[str],
-    references: str,
-    aliases: tuple[str, ...],
-    source: str,
-    weights: str,
-    d3_trained: bool = False,
-) -> ModelSpec:
+def _builtin(family: Family, entry: CatalogueEntry) -> ModelSpec:
+    d3_trained = family.d3_trained if entry.d3_trained is None else entry.d3_trained
     return ModelSpec(
-        key=key,
-        name=name,
-        family=family,
-        description=description,
-        elements=list(elements),
+        key=entry.key,
+        name=entry.name,
+        family=family.name,
+        description=entry.description,
+        elements=list(entry.elements),
         supported_tasks=None,
-        references=references,
-        aliases=aliases,
+        references=entry.references,
+        aliases=entry.aliases,
         d3_trained=d3_trained,
-        source=source,
-        framework=family,
-        weights=weights,
+        source=entry.source,
+        framework=family.name,
+        weights=entry.weights,
     )
-
-
-_MACE_RELEASES = "https://github.com/ACEsuit/mace-mp/releases/download"
-_ORB_BUCKET = "https://orbitalmaterials-public-models.s3.us-west-1.amazonaws.com/forcefields"
-_SEVENNET_REF = "https://doi.org/10.1021/acs.jctc.4c00190"
-
-BUILTIN_MODELS: list[ModelSpec] = [
-    _builtin(
-        "sevennet-0",
-        "SevenNet-0",
-        "sevennet",
-        "SevenNet-0 (11Jul2024), NequIP-style GNN trained on MPtrj; 5 A cutoff",
-        MPTRJ_ELEMENTS,
-        _SEVENNET_REF,
-        ("7net-0", "sevennet", "SevenNet-0"),
-        "bundled with the sevenn package",
-        "7net-0",
-    ),
-    _builtin(
-        "sevennet-l3i5",
-        "SevenNet-l3i5",
-        "sevennet",
-        "SevenNet with l_max=3 and 5 interaction layers, trained on MPtrj",
-        MPTRJ_ELEMENTS,
-        _SEVENNET_REF,
-        ("7net-l3i5",),
-        "bundled with the sevenn package",
-        "7net-l3i5",
-    ),
-    _builtin(
-        "mace-mp",
-        "MACE-MP-0",
-        "mace",
-        "MACE-MP-0 medium, Materials Project 2023 (MPtrj) foundation model",
-        MPTRJ_ELEMENTS,
-        "https://doi.org/10.48550/arXiv.2401.00096",
-        ("mace-mp-0", "mace_mp", "mace-mp-0-medium"),
-        f"downloaded on first use into the MACE cache from {_MACE_RELEASES}/mace_mp_0/"
-        "2023-12-03-mace-128-L1_epoch-199.model",
-        "medium",
-    ),
-    _builtin(
-        "mace-mpa-0-medium",
-        "MACE-MPA-0 medium",
-        "mace",
-        "MACE-MPA-0 medium, trained on MPtrj plus sAlex",
-        MPTRJ_ELEMENTS,
-        "https://github.com/ACEsuit/mace-foundations",
-        ("mace_prod", "mace-mpa-0"),
-        f"downloaded on first use into the MACE cache from {_MACE_RELEASES}/mace_mpa_0/"
-        "mace-mpa-0-medium.model",
-        "medium-mpa-0",
-    ),
-    _builtin(
-        "mace-off23",
-        "MACE-OFF23 medium",
-        "mace",
-        "MACE-OFF23 medium, organic molecules and molecular crystals (ASL license)",
-        MACE_OFF_ELEMENTS,
-        "https://doi.org/10.48550/arXiv.2312.15211",
-        ("mace-off",),
-        "downloaded on first use into the MACE cache from "
-        "https://github.com/ACEsuit/mace-off (mace_off23/MACE-OFF23_medium.model)",
-        "medium",
-    ),
-    _builtin(
-        "orb-v2",
-        "ORB v2",
-        "orb",
-        "Orbital Materials ORB v2, direct forces, MPtrj + Alexandria",
-        MPTRJ_ELEMENTS,
-        "https://doi.org/10.48550/arXiv.2410.22570",
-        (),
-        f"downloaded on first use into the cached_path cache from "
-        f"{_ORB_BUCKET}/orb-v2-20241011.ckpt",
-        "orb-v2",
-    ),
-    _builtin(
-        "orb-d3-v2",
-        "ORB D3 v2",
-        "orb",
-        "ORB v2 trained on D3(BJ)-corrected PBE data: dispersion is built in",
-        MPTRJ_ELEMENTS,
-        "https://doi.org/10.48550/arXiv.2410.22570",
-        (),
-        f"downloaded on first use into the cached_path cache from "
-        f"{_ORB_BUCKET}/orb-d3-v2-20241011.ckpt",
-        "orb-d3-v2",
-        d3_trained=True,
-    ),
-    _builtin(
-        "orb-v3-conservative-inf-omat",
-        "ORB v3 conservative inf OMat",
-        "orb",
-        "ORB v3, conservative forces, unlimited neighbours within 6 A, trained on OMat24",
-        MPTRJ_ELEMENTS,
-        "https://doi.org/10.48550/arXiv.2504.06231",
-        ("orb-v3",),
-        f"downloaded on first use into the cached_path cache from "
-        f"{_ORB_BUCKET}/orb-v3/orb-v3-conservative-inf-omat-20250404.ckpt",
-        "orb-v3-conservative-inf-omat",
-    ),
-    _builtin(
-        "emt",
-        "EMT",
-        "ase",
-        "ASE effective medium theory: a fast classical potential for tests",
-        EMT_ELEMENTS,
-        "https://doi.org/10.1016/0039-6028(96)00816-3",
-        (),
-        "part of ASE",
-        "emt",
-    ),
-    _builtin(
-        "lj",
-        "Lennard-Jones",
-        "ase",
-        "ASE Lennard-Jones (sigma 1 A, epsilon 1 eV, one species-blind pair term): "
-        "a fast classical potential for tests",
-        ["all"],
-        "https://wiki.fysik.dtu.dk/ase/ase/calculators/others.html",
-        ("lennard-jones",),
-        "part of ASE",
-        "lj",
-    ),
-]
 
 
 def normalize_key(key: str) -> str:
@@ -291,15 +129,44 @@ def normalize_key(key: str) -> str:
     return key.strip().lower().replace("_", "-")
 
 
-def _index() -> dict[str, ModelSpec]:
-    out: dict[str, ModelSpec] = {}
-    for spec in BUILTIN_MODELS:
+@dataclass(frozen=True)
+class _Catalogue:
+    families: tuple[Family, ...]
+    models: tuple[ModelSpec, ...]
+    # Every key and alias, normalized, to its model.
+    index: dict[str, ModelSpec]
+
+
+_catalogue_cache: list[_Catalogue] = []
+
+
+def _catalogue() -> _Catalogue:
+    """Built from the families once, and again whenever their discovery is redone."""
+    fams = discover()
+    if _catalogue_cache and _catalogue_cache[0].families is fams:
+        return _catalogue_cache[0]
+    models = tuple(_builtin(f, entry) for f in fams for entry in f.catalogue)
+    index: dict[str, ModelSpec] = {}
+    for spec in models:
         for name in (spec.key, *spec.aliases):
-            out[normalize_key(name)] = spec
-    return out
+            index[normalize_key(name)] = spec
+    _catalogue_cache[:] = [_Catalogue(fams, models, index)]
+    return _catalogue_cache[0]
 
 
-_INDEX = _index()
+def builtin_models() -> list[ModelSpec]:
+    """The families' catalogue entries, family by family."""
+    return list(_catalogue().models)
+
+
+def family_names() -> list[str]:
+    """Every family a model can belong to: the installed plug-ins, then ``custom``."""
+    return [f.name for f in discover()] + [CUSTOM_FAMILY]
+
+
+def custom_frameworks() -> dict[str, tuple[str, ...]]:
+    """The families an uploaded weights file may be for, with their file extensions."""
+    return {f.name: f.custom_extensions for f in discover() if f.accepts_uploads}
 
 
 def normalize_precision(value: Any, field_name: str = "dtype") -> str:
@@ -332,10 +199,11 @@ def custom_spec(model_id: str, models_root: Path) -> ModelSpec:
             f"custom model {model_id!r}: meta.json is not an object", field="model"
         )
     framework = str(meta.get("framework", "")).lower()
-    if framework not in CUSTOM_FRAMEWORKS:
+    family = get_family(framework)
+    if family is None or not family.accepts_uploads:
         raise ModelUnavailable(
             f"custom model {model_id!r}: framework {meta.get('framework')!r} is not one of "
-            f"{', '.join(CUSTOM_FRAMEWORKS)}",
+            f"{', '.join(custom_frameworks())}",
             field="model",
         )
     file_name = str(meta.get("file", ""))
@@ -344,10 +212,10 @@ def custom_spec(model_id: str, models_root: Path) -> ModelSpec:
         raise ModelUnavailable(
             f"custom model {model_id!r}: meta.json names no valid 'file'", field="model"
         )
-    if not file_name.lower().endswith(CUSTOM_FRAMEWORKS[framework]):
+    if not file_name.lower().endswith(family.custom_extensions):
         raise ModelUnavailable(
             f"custom model {model_id!r}: a {framework} file must end with "
-            f"{' or '.join(CUSTOM_FRAMEWORKS[framework])}",
+            f"{' or '.join(family.custom_extensions)}",
             field="model",
         )
     config = meta.get("config") or {}
@@ -360,11 +228,11 @@ def custom_spec(model_id: str, models_root: Path) -> ModelSpec:
     except ValidationError as exc:
         raise ModelUnavailable(f"custom model {model_id!r}: {exc}", field="model") from exc
     elements = meta.get("elements") or ["all"]
-    d3_trained = bool(meta.get("d3_trained", meta.get("with_d3", False)))
+    d3_trained = bool(meta.get("d3_trained", meta.get("with_d3", family.d3_trained)))
     return ModelSpec(
         key=CUSTOM_PREFIX + model_id,
         name=str(meta.get("name") or model_id),
-        family="custom",
+        family=CUSTOM_FAMILY,
         description=str(meta.get("description") or f"custom {framework} model"),
         elements=[str(e) for e in elements],
         supported_tasks=None,
@@ -382,7 +250,7 @@ def custom_spec(model_id: str, models_root: Path) -> ModelSpec:
 def check_usable(spec: ModelSpec) -> None:
     """Uploaded custom models run tasks only once validated (spec 3.4).  A model folder
     an administrator placed by hand carries no ``validated`` key and is trusted."""
-    if spec.family == "custom" and spec.extra.get("validated") is False:
+    if spec.is_custom and spec.extra.get("validated") is False:
         model_id = spec.extra.get("model_id")
         raise ModelUnavailable(
             f"custom model {model_id!r} has not passed validation; validate it first "
@@ -403,7 +271,7 @@ def _custom_ids(models_root: Path | None) -> list[str]:
 
 def list_models(models_root: Path | None = None) -> list[ModelSpec]:
     """Built-in models, then the usable custom models (broken ones are left out)."""
-    out = list(BUILTIN_MODELS)
+    out = builtin_models()
     for model_id in _custom_ids(models_root):
         try:
             out.append(custom_spec(model_id, Path(models_root)))  # type: ignore[arg-type]
@@ -424,7 +292,8 @@ def resolve_model(key: str, models_root: Path | None = None) -> ModelSpec:
                 f"custom model {model_id!r} not found (no models directory)", field="model"
             )
         return custom_spec(model_id, Path(models_root))
-    spec = _INDEX.get(normalize_key(raw))
+    catalogue = _catalogue()
+    spec = catalogue.index.get(normalize_key(raw))
     if spec is not None:
         return spec
     if (
@@ -433,12 +302,13 @@ def resolve_model(key: str, models_root: Path | None = None) -> ModelSpec:
         and (Path(models_root) / raw / "meta.json").is_file()
     ):
         return custom_spec(raw, Path(models_root))
-    known = sorted({s.key for s in BUILTIN_MODELS}) + [
+    known = sorted({s.key for s in catalogue.models}) + [
         CUSTOM_PREFIX + i for i in _custom_ids(models_root)
     ]
-    candidates = list(_INDEX) + known
+    candidates = list(catalogue.index) + known
     close = difflib.get_close_matches(normalize_key(raw), candidates, n=3, cutoff=0.5)
-    suggestions = list(dict.fromkeys(_INDEX[c].key if c in _INDEX else c for c in close))
+    index = catalogue.index
+    suggestions = list(dict.fromkeys(index[c].key if c in index else c for c in close))
     hint = (
         f"; did you mean {', '.join(suggestions)}?"
         if suggestions
@@ -448,18 +318,29 @@ def resolve_model(key: str, models_root: Path | None = None) -> ModelSpec:
 
 
 def families() -> list[dict[str, Any]]:
-    """Each family with its models and whether its package is installed (not imported)."""
-    out = []
-    for family, info in FAMILIES.items():
-        package = info["package"]
-        installed = True if not package else importlib.util.find_spec(package) is not None
+    """Each family with its models and whether its packages are installed (nothing
+    imported), then the ``custom`` family of uploads."""
+    models = builtin_models()
+    out: list[dict[str, Any]] = []
+    for fam in discover():
         out.append(
             {
-                "family": family,
-                "description": info["description"],
-                "package": package or None,
-                "installed": installed,
-                "models": [s.key for s in BUILTIN_MODELS if s.family == family],
+                "family": fam.name,
+                "description": fam.description,
+                "package": fam.package,
+                "installed": not fam.missing_packages(),
+                "models": [s.key for s in models if s.family == fam.name],
             }
         )
+    labels = [f.label for f in discover() if f.accepts_uploads]
+    kinds = ", ".join(labels[:-1]) + " or " + labels[-1] if len(labels) > 1 else "".join(labels)
+    out.append(
+        {
+            "family": CUSTOM_FAMILY,
+            "description": f"User-uploaded {kinds} weights",
+            "package": None,
+            "installed": True,
+            "models": [],
+        }
+    )
     return out

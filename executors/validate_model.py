@@ -19,23 +19,18 @@ import traceback
 from pathlib import Path
 from typing import IO, Any
 
+from executors.families import Family
 from spool.errors import ModelUnavailable, MofsimError, code_of
 
 _FALLBACK_ELEMENTS = ["C", "O"]
 
 
-def model_elements(calc: Any) -> list[str] | None:
-    """The species a loaded calculator knows (MACE's z table, SevenNet's type map);
-    None when it does not say (ORB covers the periodic table)."""
+def model_elements(calc: Any, family: Family) -> list[str] | None:
+    """The species a loaded calculator knows, as its family reads them (MACE's z table,
+    SevenNet's type map); None when it does not say (ORB covers the periodic table)."""
     from ase.data import chemical_symbols
 
-    zs: list[int] | None = None
-    z_table = getattr(calc, "z_table", None)
-    if z_table is not None and getattr(z_table, "zs", None) is not None:
-        zs = [int(z) for z in z_table.zs]
-    type_map = getattr(calc, "type_map", None)
-    if zs is None and isinstance(type_map, dict):
-        zs = sorted(int(z) for z in type_map)
+    zs = family.species(calc) if family.species is not None else None
     if not zs:
         return None
     return [chemical_symbols[z] for z in zs if 0 < z < len(chemical_symbols)]
@@ -50,14 +45,14 @@ def probe_atoms(elements: list[str]) -> Any:
 
 
 def validate(models_root: Path, model_id: str, device: str = "cpu") -> dict[str, Any]:
-    from executors.loaders import load_calculator
+    from executors.loaders import family_of, load_calculator
     from executors.models import custom_spec
 
     spec = custom_spec(model_id, models_root)
     t0 = time.perf_counter()
     calc = load_calculator(spec, device=device, dtype=spec.default_dtype, models_root=models_root)
     load_s = time.perf_counter() - t0
-    known = model_elements(calc)
+    known = model_elements(calc, family_of(spec))
     declared = [e for e in spec.elements if e != "all"]
     elements = known or declared or _FALLBACK_ELEMENTS
     atoms = probe_atoms(elements)

@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from executors.models import CUSTOM_FRAMEWORKS, CUSTOM_PREFIX, custom_spec, normalize_precision
+from executors.models import CUSTOM_PREFIX, custom_frameworks, custom_spec, normalize_precision
 from mofsim_core.control import submit_request
 from mofsim_core.model_service import custom_meta, custom_public, live_snapshot, loaded_slots
 from mofsim_core.slot_state import daemon_status
@@ -81,18 +81,19 @@ def custom_fields(fields: dict[str, Any], filename: str | None) -> dict[str, Any
     """Check the upload form of spec 3.4 (name, framework, description, with_d3,
     config, elements) against the file's name; returns the meta.json fields."""
     framework = str(fields.get("framework") or "").strip().lower()
-    if framework not in CUSTOM_FRAMEWORKS:
+    frameworks = custom_frameworks()
+    if framework not in frameworks:
         raise ValidationError(
-            f"framework must be one of {', '.join(CUSTOM_FRAMEWORKS)} (a generic PyTorch "
+            f"framework must be one of {', '.join(frameworks)} (a generic PyTorch "
             "model needs an interface this build does not have)",
             field="framework",
         )
     safe = sanitize_filename(filename) or ""
     suffix = Path(safe).suffix.lower()
-    if suffix not in CUSTOM_FRAMEWORKS[framework]:
+    if suffix not in frameworks[framework]:
         raise UnsupportedFormat(
             f"a {framework} model file must end with "
-            f"{' or '.join(CUSTOM_FRAMEWORKS[framework])}, got {safe or 'no file name'!r}",
+            f"{' or '.join(frameworks[framework])}, got {safe or 'no file name'!r}",
             field="file",
         )
     config: Any = fields.get("config") or {}

@@ -13,9 +13,9 @@ from typing import Any
 
 from executors.models import (
     CUSTOM_PREFIX,
-    FAMILIES,
     ModelSpec,
     families,
+    family_names,
     list_models,
     resolve_model,
 )
@@ -94,9 +94,10 @@ def model_entry(
 
 def list_model_entries(spool: Spool, family: str | None = None) -> list[dict[str, Any]]:
     """Every model (built-in, then usable custom ones), optionally of one family."""
-    if family is not None and family.lower() not in FAMILIES:
+    known = family_names()
+    if family is not None and family.lower() not in known:
         raise ValidationError(
-            f"unknown family {family!r}; families: {', '.join(FAMILIES)}", field="family"
+            f"unknown family {family!r}; families: {', '.join(known)}", field="family"
         )
     loaded = loaded_slots(live_snapshot(spool))
     specs = list_models(spool.paths.models)

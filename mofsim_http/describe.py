@@ -12,21 +12,24 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
+Schema = dict[str, Any]
 
 
 def describe(
     *,
     summary: str,
     tags: list[str] | None = None,
-    body: dict[str, Any] | None = None,
-    query: dict[str, Any] | None = None,
+    body: Schema | Callable[[], Schema] | None = None,
+    query: Schema | Callable[[], Schema] | None = None,
     responses: dict[int, str] | None = None,
     content_type: str = "application/json",
     admin: bool = False,
     public: bool = False,
     sse: bool = False,
 ) -> Callable[[F], F]:
-    """``body``/``query``: JSON Schemas (``{"type": "object", "properties": ...}``).
+    """``body``/``query``: JSON Schemas (``{"type": "object", "properties": ...}``), or
+    functions returning them where they depend on what is installed (the model
+    families), called each time a document is built.
     ``public``: no API key needed; ``admin``: needs an admin key; ``sse``: answers
     ``text/event-stream``."""
 

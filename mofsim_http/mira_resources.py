@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from executors.models import family_names
 from mofsim_core.model_service import (
     list_model_entries,
     model_detail,
@@ -21,6 +22,7 @@ from mofsim_core.structure_service import StructureIndex, delete_structure, prev
 from mofsim_http.app import MIRA_API_PREFIX, MIRROR_KEY, SPOOL_KEY
 from mofsim_http.describe import describe
 from mofsim_http.envelope import ok
+from mofsim_http.models_api import family_query
 from mofsim_http.openapi import returns
 from mofsim_http.structures import STRUCTURE_INDEX_KEY, accept_upload, structure_index
 from spool.errors import ValidationError
@@ -288,12 +290,7 @@ async def delete(request: web.Request) -> web.Response:
 @describe(
     summary="List models",
     tags=TAGS,
-    query={
-        "type": "object",
-        "properties": {
-            "family": {"type": "string", "description": "sevennet, mace, orb, ase or custom"}
-        },
-    },
+    query=family_query,
     responses={200: "a JSON array of models", 400: "unknown family"},
 )
 async def list_models(request: web.Request) -> web.Response:
@@ -302,10 +299,7 @@ async def list_models(request: web.Request) -> web.Response:
     return ok(request, [mira_model(e) for e in entries])
 
 
-@returns(
-    schema={"type": "array", "items": {"type": "string"}},
-    example=["sevennet", "mace", "orb", "ase", "custom"],
-)
+@returns(schema={"type": "array", "items": {"type": "string"}}, example=family_names)
 @describe(summary="List model families", tags=TAGS, responses={200: "family names"})
 async def list_families(request: web.Request) -> web.Response:
     fams = await asyncio.to_thread(model_families, request.app[SPOOL_KEY])

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from executors.models import custom_frameworks, family_names
 from mofsim_core.config import Config
 from mofsim_core.custom_models import (
     VALIDATION_TIMEOUT_S,
@@ -83,11 +84,15 @@ def _action_args(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
 # --- catalogue ---------------------------------------------------------------------------------
 
 
-@describe(
-    summary="List models",
-    tags=["models"],
-    query={"type": "object", "properties": {"family": {"type": "string"}}},
-)
+def family_query() -> dict[str, Any]:
+    """The ``family`` filter: one of the families present (the custom uploads included)."""
+    return {
+        "type": "object",
+        "properties": {"family": {"type": "string", "enum": family_names()}},
+    }
+
+
+@describe(summary="List models", tags=["models"], query=family_query)
 async def list_all(request: web.Request) -> web.Response:
     """Built-in and validated-or-not custom models, with where each is loaded."""
     items = await asyncio.to_thread(
@@ -168,29 +173,33 @@ async def unload(request: web.Request) -> web.Response:
 
 # --- custom models -----------------------------------------------------------------------------
 
-_CUSTOM_BODY = {
-    "type": "object",
-    "required": ["file", "framework"],
-    "properties": {
-        "file": {
-            "type": "string",
-            "format": "binary",
-            "description": "MACE .model/.pt/.pth, ORB .pt/.pth/.ckpt, SevenNet .pt/.pth",
+
+def custom_body() -> dict[str, Any]:
+    """The upload form: the families that accept files, each with its extensions."""
+    frameworks = custom_frameworks()
+    kinds = "; ".join(f"{name} {'/'.join(exts)}" for name, exts in frameworks.items())
+    return {
+        "type": "object",
+        "required": ["file", "framework"],
+        "properties": {
+            "file": {"type": "string", "format": "binary", "description": f"weights: {kinds}"},
+            "name": {"type": "string", "maxLength": 200},
+            "framework": {"type": "string", "enum": list(frameworks)},
+            "description": {"type": "string"},
+            "with_d3": {"type": "boolean", "description": "the weights already include D3"},
+            "config": {
+                "type": "string",
+                "description": 'JSON object, e.g. {"precision": "float32"}',
+            },
+            "elements": {"type": "string", "description": "element symbols, JSON list or commas"},
         },
-        "name": {"type": "string", "maxLength": 200},
-        "framework": {"type": "string", "enum": ["mace", "orb", "sevennet"]},
-        "description": {"type": "string"},
-        "with_d3": {"type": "boolean", "description": "the weights already include D3"},
-        "config": {"type": "string", "description": 'JSON object, e.g. {"precision": "float32"}'},
-        "elements": {"type": "string", "description": "element symbols, JSON list or commas"},
-    },
-}
+    }
 
 
 @describe(
     summary="Upload a custom model",
     tags=["models"],
-    body=_CUSTOM_BODY,
+    body=custom_body,
     content_type="multipart/form-data",
     admin=True,
     responses={

@@ -42,8 +42,8 @@ def returns(
 ) -> Callable[[F], F]:
     """What a handler's success answers: ``schema`` of the payload (the envelope's
     ``data`` on /api/v1, the whole body on /mira), ``media_type`` when it is not JSON
-    (a download, HTML, ``text/plain``), an ``example``.  Independent of ``@describe``'s
-    order."""
+    (a download, HTML, ``text/plain``), an ``example`` (or a function returning it, called
+    when the document is built).  Independent of ``@describe``'s order."""
 
     def mark(fn: F) -> F:
         fn.__openapi_returns__ = {  # type: ignore[attr-defined]
@@ -329,13 +329,20 @@ def _success_response(
     else:
         schema = payload if payload is not None else {}
     body: dict[str, Any] = {"schema": schema}
-    if ret.get("example") is not None:
-        body["example"] = ret["example"]
+    example = _built(ret.get("example"))
+    if example is not None:
+        body["example"] = example
     return {"description": text, "content": {media: body}}
 
 
+def _built(value: Any) -> Any:
+    """A schema or example given as a function (it depends on the model families
+    present) is computed now."""
+    return value() if callable(value) else value
+
+
 def _request_body(desc: dict[str, Any]) -> dict[str, Any] | None:
-    body = desc.get("body")
+    body = _built(desc.get("body"))
     if not body:
         return None
     media = desc.get("content_type") or "application/json"
@@ -366,7 +373,7 @@ def build_operation(method: str, path: str, handler: Any) -> dict[str, Any]:
     text = "\n\n".join(n for n in notes if n)
     if text:
         op["description"] = text
-    params = _path_parameters(path, handler) + _query_parameters(desc.get("query"))
+    params = _path_parameters(path, handler) + _query_parameters(_built(desc.get("query")))
     if params:
         op["parameters"] = params
     body = _request_body(desc)

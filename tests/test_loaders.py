@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import shutil
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -15,14 +14,9 @@ from ase import Atoms
 from ase.build import bulk
 from ase.units import Bohr
 
-from executors.loaders import (
-    D3_CUTOFF_BOHR,
-    describe_versions,
-    load_calculator,
-    prepare_torch,
-    probe_url,
-)
-from executors.models import MPTRJ_ELEMENTS, resolve_model
+from executors.families import MPTRJ_ELEMENTS
+from executors.loaders import D3_CUTOFF_BOHR, describe_versions, load_calculator, prepare_torch
+from executors.models import resolve_model
 from spool.errors import ModelUnavailable, ValidationError
 from tests.model_factories import (
     TINY_ORB_KWARGS,
@@ -31,20 +25,12 @@ from tests.model_factories import (
     write_custom_model,
 )
 
-PROXY_VARS = ["http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"]
-
 
 def alcu_cell() -> Atoms:
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
     atoms[0].symbol = "Al"
     atoms.rattle(0.05, seed=1)
     return atoms
-
-
-@pytest.fixture()
-def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in PROXY_VARS:
-        monkeypatch.delenv(var, raising=False)
 
 
 def test_emt_and_lj_load_and_compute() -> None:
@@ -171,17 +157,6 @@ def test_custom_orb_without_matching_architecture(tmp_path: Path) -> None:
     )
     with pytest.raises(ModelUnavailable):
         load_calculator(resolve_model("custom:named", tmp_path))
-
-
-def test_probe_reports_unreachable_hosts_quickly(no_proxy: None) -> None:
-    start = time.perf_counter()
-    reason = probe_url("https://weights.mofsim-test.invalid/model.bin", timeout=2.0)
-    assert reason is not None and "mofsim-test.invalid" in reason
-    assert time.perf_counter() - start < 4.0
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(1)
-        assert probe_url(f"http://127.0.0.1:{server.getsockname()[1]}/x", 2.0) is None
 
 
 def test_offline_mace_weights_are_unavailable_quickly(

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from executors.families import MPTRJ_ELEMENTS
 from executors.models import (
-    BUILTIN_MODELS,
-    MPTRJ_ELEMENTS,
+    builtin_models,
     families,
     list_models,
     normalize_precision,
@@ -64,7 +64,7 @@ def test_unknown_key_names_the_closest_models() -> None:
 
 def test_keys_and_aliases_are_unique() -> None:
     seen: dict[str, str] = {}
-    for spec in BUILTIN_MODELS:
+    for spec in builtin_models():
         for name in {n.lower().replace("_", "-") for n in (spec.key, *spec.aliases)}:
             assert seen.setdefault(name, spec.key) == spec.key, name
 
@@ -110,13 +110,13 @@ def test_element_lists() -> None:
 
 
 def test_d3_trained_flags() -> None:
-    assert [s.key for s in BUILTIN_MODELS if s.d3_trained] == ["orb-d3-v2"]
+    assert [s.key for s in builtin_models() if s.d3_trained] == ["orb-d3-v2"]
 
 
 def test_families_cover_every_model() -> None:
     fams = {f["family"]: f for f in families()}
     assert set(fams) == {"sevennet", "mace", "orb", "ase", "custom"}
-    for spec in BUILTIN_MODELS:
+    for spec in builtin_models():
         assert spec.key in fams[spec.family]["models"]
     assert fams["ase"]["installed"] is True
     json.dumps(families())
