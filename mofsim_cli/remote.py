@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from executors.registry import canonical_task_type
 from mofsim_cli.backend_protocol import Submission, upload_file
 from mofsim_cli.views import LIST_KEYS, failure_of, result_view_of, task_view
 from spool.errors import (
@@ -32,7 +33,7 @@ from spool.errors import (
     error_from_code,
 )
 from spool.events import Event
-from spool.job import normalize_priority, priority_name, task_type_token
+from spool.job import normalize_priority, priority_name
 from spool.states import TERMINAL_STATES
 
 T = TypeVar("T")
@@ -161,7 +162,7 @@ class RemoteBackend:
     def submit(self, sub: Submission) -> dict[str, Any]:
         # The checks that need nothing from the server are made here, with the same
         # messages as locally; the server checks the rest.
-        task_type = task_type_token(sub.task_type)  # which types exist is the server's say
+        task_type = canonical_task_type(sub.task_type)
         priority = priority_name(normalize_priority(sub.priority))
         if sub.timeout is not None and not (math.isfinite(sub.timeout) and sub.timeout > 0):
             raise ValidationError(
