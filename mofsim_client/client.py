@@ -17,7 +17,7 @@ import time
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -38,6 +38,9 @@ from mofsim_client.models import (
     result_from_dict,
 )
 from mofsim_client.task import Task
+
+if TYPE_CHECKING:
+    from mofsim_client.aclient import AsyncMOFSimClient
 
 Priority = str | int | None
 
@@ -70,6 +73,13 @@ class MOFSimClient(ServerMethods):
     @property
     def base_url(self) -> str:
         return self.settings.base_url
+
+    def async_twin(self) -> AsyncMOFSimClient:
+        """An async client with the same settings (server, key, retries), to close after
+        use; what ``async for`` over a sync task's log runs on."""
+        from mofsim_client.aclient import AsyncMOFSimClient
+
+        return AsyncMOFSimClient(settings=self.settings)
 
     def close(self) -> None:
         self._t.close()

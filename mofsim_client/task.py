@@ -235,9 +235,7 @@ class LogStream:
         return self._async()
 
     async def _async(self) -> AsyncIterator[LogEntry]:
-        from mofsim_client.aclient import AsyncMOFSimClient
-
-        async with AsyncMOFSimClient(settings=self._client.settings) as aclient:
+        async with self._client.async_twin() as aclient:
             async for entry in aclient.stream_logs(self._task_id, level=self._level):
                 yield entry
 
