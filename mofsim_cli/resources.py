@@ -120,7 +120,10 @@ def models_list(
     family: Annotated[
         str | None,
         typer.Option(
-            "--family", "-f", help="sevennet, mace, orb, ase or custom.", show_default=False
+            "--family",
+            "-f",
+            help="A family as `mofsim models list` names them, or custom.",
+            show_default=False,
         ),
     ] = None,
     as_json: JsonOpt = False,
@@ -257,13 +260,16 @@ def models_upload(
     file: Annotated[
         Path,
         typer.Argument(
-            help="Weights: MACE .model/.pt/.pth, ORB .pt/.pth/.ckpt, SevenNet .pt/.pth.",
+            help="The weights file; the server says which families and file types it takes.",
             show_default=False,
         ),
     ],
     name: Annotated[str, typer.Option("--name", help="A name for the model.", show_default=False)],
     framework: Annotated[
-        str, typer.Option("--framework", help="mace, orb or sevennet.", show_default=False)
+        str,
+        typer.Option(
+            "--framework", help="The family the weights are for, e.g. mace.", show_default=False
+        ),
     ],
     description: Annotated[
         str | None, typer.Option("--description", show_default=False, help="What the model is.")
