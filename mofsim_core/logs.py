@@ -78,7 +78,8 @@ class DailyJsonSink:
             self._fh.write(line)
             self._fh.flush()
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Close the day's file; loguru calls it when the sink is removed."""
         with self._lock:
             if self._fh is not None:
                 self._fh.close()
@@ -102,9 +103,11 @@ def configure(log_dir: Path | None, level: str = "INFO", *, console: bool = True
         )
     if log_dir is not None:
         for kind in KINDS:
-            sink = DailyJsonSink(log_dir, kind)
+            # The sink object, not its write method: loguru then stops it on removal.
             logger.add(
-                sink.write, level=level if kind == "system" else "DEBUG", filter=_kind_filter(kind)
+                DailyJsonSink(log_dir, kind),
+                level=level if kind == "system" else "DEBUG",
+                filter=_kind_filter(kind),
             )
 
 

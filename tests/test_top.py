@@ -10,6 +10,7 @@ watches the same spool through a server that is stopped and started again.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -359,7 +360,7 @@ def sample_state(n_queued: int = 3) -> TopState:
 
 
 def draw(ui: TopUI, height: int = 50) -> str:
-    console = Console(width=160, height=height, record=True, file=open(os.devnull, "w"))
+    console = Console(width=160, height=height, record=True, file=io.StringIO())
     console.print(screen(ui, height))
     text = console.export_text()
     assert len(text.splitlines()) == height  # fills the terminal, never scrolls it
@@ -462,7 +463,7 @@ def test_log_pane_and_snapshot() -> None:
     assert "Log of task_run" in text and "step 99 done" in text
     assert "step 50 done" not in text and "not shown" not in text  # only the newest fit
     assert "Esc back" in text
-    console = Console(width=200, record=True, file=open(os.devnull, "w"))
+    console = Console(width=200, record=True, file=io.StringIO())
     ui.mode = "main"
     console.print(snapshot(ui))
     assert "task_q02" in console.export_text()
