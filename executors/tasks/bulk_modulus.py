@@ -178,7 +178,7 @@ def fit_eos(
 def run(ctx: TaskContext) -> dict[str, Any]:
     from ase.io import write
 
-    from executors.md_stages import relax_structure
+    from executors.md_runner import relax_structure
 
     p = validate(ctx.parameters)
     atoms = ctx.atoms.copy()

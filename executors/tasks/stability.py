@@ -43,7 +43,7 @@ from spool.errors import InvalidStructure, ValidationError
 
 if TYPE_CHECKING:
     from executors.api import TaskContext
-    from executors.md_stages import StageRun
+    from executors.md_runner import StageRun
 
 VARIANTS = ("standard", "temperature_ramp", "cu_paddlewheel")
 RAMP_TEMPERATURES = tuple(float(t) for t in range(300, 1001, 100))
@@ -328,7 +328,7 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     from ase.io import Trajectory, write
 
     from executors.geometry import average_metal_coordination
-    from executors.md_stages import run_stages
+    from executors.md_runner import run_stages
 
     params = validate(ctx.parameters)
     stages = plan_stages(params)
