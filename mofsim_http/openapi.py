@@ -3,9 +3,9 @@
 Nothing here is written by hand per endpoint: ``build_openapi`` walks ``app.router`` and
 reads the ``@describe`` metadata every handler carries (summary, tags, JSON Schemas of
 body and query), so the document always matches the routes that exist.  Around them it
-adds what is shared: the two dialects' response and error shapes, the error code table
-from ``spool.errors.ERROR_CODES``, the parameter schema of each task type (from its
-module's ``SCHEMA.to_schema()``), and the API-key security schemes.
+adds what is shared (``openapi_components``): the two dialects' response and error
+shapes, the error code table, the parameter schema of each task type, and the API-key
+security schemes.
 
 ``@returns(...)`` is an optional companion of ``@describe``: it states what a success
 answers (a JSON Schema of the payload, a media type other than JSON, an example).
@@ -21,8 +21,14 @@ from aiohttp import web
 
 from mofsim_core.version import package_version
 from mofsim_http.describe import description_of
+from mofsim_http.openapi_components import (
+    codes_for_status,
+    error_code_table_markdown,
+    security_schemes,
+    shared_schemas,
+    task_parameter_schemas,
+)
 from spool.errors import ERROR_CODES
-from spool.states import TaskState
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -83,174 +89,6 @@ def dialect_of(path: str) -> str:
     return "api" if path.startswith(API_ROOT + "/") else "root"
 
 
-# --- shared components -----------------------------------------------------------------------
-
-
-def error_code_table_markdown() -> str:
-    rows = ["| code | HTTP | name | meaning |", "|---|---|---|---|"]
-    rows += [
-        f"| {e.code} | {e.http_status} | `{e.name}` | {e.summary} |" for e in ERROR_CODES.values()
-    ]
-    return "\n".join(rows)
-
-
-def _codes_for_status(status: int) -> list[int]:
-    return [e.code for e in ERROR_CODES.values() if e.http_status == status]
-
-
-def shared_schemas() -> dict[str, Any]:
-    """Envelope, errors, task states: the shapes every operation refers to."""
-    codes = [e.code for e in ERROR_CODES.values()]
-    return {
-        "Envelope": {
-            "type": "object",
-            "description": "Every /api/v1 success: the spec's unified response (section 5.1).",
-            "required": ["success", "code", "message", "data", "timestamp", "request_id"],
-            "properties": {
-                "success": {"const": True},
-                "code": {"type": "integer", "description": "the HTTP status"},
-                "message": {"type": "string"},
-                "data": {"description": "the payload"},
-                "timestamp": {"type": "string", "format": "date-time"},
-                "request_id": {"type": "string"},
-            },
-            "example": {
-                "success": True,
-                "code": 200,
-                "message": "OK",
-                "data": {},
-                "timestamp": "2025-12-30T10:00:00Z",
-                "request_id": "req_abc123",
-            },
-        },
-        "ErrorDetail": {
-            "type": "object",
-            "required": ["type", "detail"],
-            "properties": {
-                "type": {"type": "string", "description": "the exception class"},
-                "detail": {"type": "string"},
-                "field": {
-                    "type": ["string", "null"],
-                    "description": "the request field at fault, if any",
-                },
-            },
-        },
-        "ErrorEnvelope": {
-            "type": "object",
-            "description": "Every /api/v1 error; `code` is one of the table in the "
-            "document's description (also `x-error-codes`).",
-            "required": ["success", "code", "message", "error", "timestamp", "request_id"],
-            "properties": {
-                "success": {"const": False},
-                "code": {"type": "integer", "enum": codes},
-                "message": {"type": "string"},
-                "error": {"$ref": "#/components/schemas/ErrorDetail"},
-                "timestamp": {"type": "string", "format": "date-time"},
-                "request_id": {"type": "string"},
-            },
-            "example": {
-                "success": False,
-                "code": 40001,
-                "message": "Request validation failed",
-                "error": {
-                    "type": "ValidationError",
-                    "detail": "fmax must be > 0.0, got -1",
-                    "field": "parameters.fmax",
-                },
-                "timestamp": "2025-12-30T10:00:00Z",
-                "request_id": "req_abc123",
-            },
-        },
-        "MiraError": {
-            "type": "object",
-            "description": "Every /mira error (the MIRA guide's shape).",
-            "required": ["detail", "error_code"],
-            "properties": {
-                "detail": {"type": "string"},
-                "error_code": {"type": "integer", "enum": codes},
-                "field": {"type": ["string", "null"]},
-            },
-            "example": {
-                "detail": "structure 'x' not found",
-                "error_code": 30002,
-                "field": "structure_id",
-            },
-        },
-        "TaskState": {"type": "string", "enum": [s.value for s in TaskState]},
-        "MiraTaskState": {"type": "string", "enum": [s.mira for s in TaskState]},
-        "StructureRef": {
-            "description": "Where a task's structure comes from.",
-            "oneOf": [
-                {
-                    "type": "object",
-                    "required": ["source", "file_id"],
-                    "properties": {"source": {"const": "upload"}, "file_id": {"type": "string"}},
-                },
-                {
-                    "type": "object",
-                    "required": ["source", "name"],
-                    "properties": {
-                        "source": {"const": "builtin"},
-                        "name": {"type": "string"},
-                        "primitive": {"type": "boolean", "default": True},
-                    },
-                },
-                {
-                    "type": "object",
-                    "required": ["source", "content"],
-                    "properties": {
-                        "source": {"const": "inline"},
-                        "format": {"type": "string", "enum": ["cif", "xyz", "extxyz", "poscar"]},
-                        "content": {"type": "string"},
-                        "name": {"type": "string"},
-                    },
-                },
-            ],
-        },
-    }
-
-
-def task_parameter_schemas() -> dict[str, Any]:
-    """The task types of this build: ``TaskType`` (the canonical names records carry),
-    ``TaskTypeName`` (every name a request may use) and ``Parameters-<task type>`` for
-    each, from its module."""
-    from executors.registry import task_module, task_types
-
-    specs = task_types()
-    out: dict[str, Any] = {
-        "TaskType": {
-            "type": "string",
-            "enum": list(specs),
-            "description": "; ".join(f"`{n}`: {s.summary}" for n, s in specs.items()),
-        },
-        "TaskTypeName": {
-            "type": "string",
-            "enum": [name for spec in specs.values() for name in spec.names],
-            "description": "a task type or one of its aliases",
-        },
-    }
-    for task_type in specs:
-        schema = task_module(task_type).SCHEMA.to_schema(title=f"{task_type} parameters")
-        out[f"Parameters-{task_type}"] = schema
-    return out
-
-
-def security_schemes() -> dict[str, Any]:
-    return {
-        "ApiKeyHeader": {
-            "type": "apiKey",
-            "in": "header",
-            "name": "X-API-Key",
-            "description": "An API key (`mofsim keys create`).",
-        },
-        "BearerAuth": {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "The same API key as `Authorization: Bearer KEY`.",
-        },
-    }
-
-
 # --- operations ------------------------------------------------------------------------------
 
 
@@ -291,7 +129,7 @@ def _query_parameters(query: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 def _error_response(status: int, text: str, mira: bool) -> dict[str, Any]:
-    codes = _codes_for_status(status)
+    codes = codes_for_status(status)
     if codes:
         text = f"{text} (error codes: {', '.join(map(str, codes))})"
     ref = "#/components/schemas/MiraError" if mira else "#/components/schemas/ErrorEnvelope"
