@@ -25,6 +25,7 @@ import httpx
 from mofsim_client import _payload as pl
 from mofsim_client._http import AsyncTransport, Settings, decode
 from mofsim_client._server import AsyncServerMethods, seg
+from mofsim_client._shortcuts import AsyncSubmitShortcuts, Priority
 from mofsim_client._sse import Resume
 from mofsim_client.errors import MOFSimError, ServerUnavailableError, error_from_code
 from mofsim_client.models import (
@@ -40,10 +41,8 @@ from mofsim_client.models import (
 )
 from mofsim_client.task import AsyncTask
 
-Priority = str | int | None
 
-
-class AsyncMOFSimClient(AsyncServerMethods):
+class AsyncMOFSimClient(AsyncSubmitShortcuts, AsyncServerMethods):
     """See ``MOFSimClient`` for the arguments.  Use ``async with``, or ``await
     client.aclose()``."""
 
@@ -122,83 +121,6 @@ class AsyncMOFSimClient(AsyncServerMethods):
             raise
         info = TaskInfo.from_dict(data)
         return AsyncTask(self, info.task_id or body["task_id"], info)
-
-    async def submit_optimization(
-        self,
-        structure: Any,
-        model: str | None = None,
-        priority: Priority = None,
-        timeout: float | None = None,
-        **parameters: Any,
-    ) -> AsyncTask:
-        return await self.submit(
-            "optimization", structure, model, priority=priority, timeout=timeout, **parameters
-        )
-
-    async def submit_stability(
-        self,
-        structure: Any,
-        model: str | None = None,
-        priority: Priority = None,
-        timeout: float | None = None,
-        **parameters: Any,
-    ) -> AsyncTask:
-        return await self.submit(
-            "stability", structure, model, priority=priority, timeout=timeout, **parameters
-        )
-
-    async def submit_bulk_modulus(
-        self,
-        structure: Any,
-        model: str | None = None,
-        priority: Priority = None,
-        timeout: float | None = None,
-        **parameters: Any,
-    ) -> AsyncTask:
-        return await self.submit(
-            "bulk-modulus", structure, model, priority=priority, timeout=timeout, **parameters
-        )
-
-    async def submit_heat_capacity(
-        self,
-        structure: Any,
-        model: str | None = None,
-        priority: Priority = None,
-        timeout: float | None = None,
-        **parameters: Any,
-    ) -> AsyncTask:
-        return await self.submit(
-            "heat-capacity", structure, model, priority=priority, timeout=timeout, **parameters
-        )
-
-    async def submit_interaction_energy(
-        self,
-        structure: Any,
-        model: str | None = None,
-        priority: Priority = None,
-        timeout: float | None = None,
-        **parameters: Any,
-    ) -> AsyncTask:
-        return await self.submit(
-            "interaction-energy", structure, model, priority=priority, timeout=timeout, **parameters
-        )
-
-    async def submit_single_point(
-        self,
-        structure: Any,
-        model: str | None = None,
-        priority: Priority = None,
-        timeout: float | None = None,
-        **parameters: Any,
-    ) -> AsyncTask:
-        return await self.submit(
-            "single-point-energy",
-            structure,
-            model,
-            priority=priority,
-            timeout=timeout,
-            **parameters,
-        )
 
     async def submit_batch(
         self,

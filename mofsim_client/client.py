@@ -24,6 +24,7 @@ import httpx
 from mofsim_client import _payload as pl
 from mofsim_client._http import Settings, SyncTransport, decode
 from mofsim_client._server import ServerMethods, seg
+from mofsim_client._shortcuts import Priority, SubmitShortcuts
 from mofsim_client._sse import Resume
 from mofsim_client.errors import MOFSimError, ServerUnavailableError, error_from_code
 from mofsim_client.models import (
@@ -42,10 +43,8 @@ from mofsim_client.task import Task
 if TYPE_CHECKING:
     from mofsim_client.aclient import AsyncMOFSimClient
 
-Priority = str | int | None
 
-
-class MOFSimClient(ServerMethods):
+class MOFSimClient(SubmitShortcuts, ServerMethods):
     """A client of one MOFSim server.
 
     ``base_url`` defaults to ``MOFSIM_SERVER`` (else http://127.0.0.1:8000),
@@ -153,83 +152,6 @@ class MOFSimClient(ServerMethods):
             raise
         info = TaskInfo.from_dict(data)
         return Task(self, info.task_id or body["task_id"], info)
-
-    def submit_optimization(
-        self,
-        structure: Any,
-        model: str | None = None,
-        priority: Priority = None,
-        timeout: float | None = None,
-        **parameters: Any,
-    ) -> Task:
-        return self.submit(
-            "optimization", structure, model, priority=priority, timeout=timeout, **parameters
-        )
-
-    def submit_stability(
-        self,
-        structure: Any,
-        model: str | None = None,
-        priority: Priority = None,
-        timeout: float | None = None,
-        **parameters: Any,
-    ) -> Task:
-        return self.submit(
-            "stability", structure, model, priority=priority, timeout=timeout, **parameters
-        )
-
-    def submit_bulk_modulus(
-        self,
-        structure: Any,
-        model: str | None = None,
-        priority: Priority = None,
-        timeout: float | None = None,
-        **parameters: Any,
-    ) -> Task:
-        return self.submit(
-            "bulk-modulus", structure, model, priority=priority, timeout=timeout, **parameters
-        )
-
-    def submit_heat_capacity(
-        self,
-        structure: Any,
-        model: str | None = None,
-        priority: Priority = None,
-        timeout: float | None = None,
-        **parameters: Any,
-    ) -> Task:
-        return self.submit(
-            "heat-capacity", structure, model, priority=priority, timeout=timeout, **parameters
-        )
-
-    def submit_interaction_energy(
-        self,
-        structure: Any,
-        model: str | None = None,
-        priority: Priority = None,
-        timeout: float | None = None,
-        **parameters: Any,
-    ) -> Task:
-        return self.submit(
-            "interaction-energy", structure, model, priority=priority, timeout=timeout, **parameters
-        )
-
-    def submit_single_point(
-        self,
-        structure: Any,
-        model: str | None = None,
-        priority: Priority = None,
-        timeout: float | None = None,
-        **parameters: Any,
-    ) -> Task:
-        return self.submit(
-            "single-point-energy",
-            structure,
-            model,
-            priority=priority,
-            timeout=timeout,
-            **parameters,
-        )
 
     def submit_batch(self, tasks: Iterable[Mapping[str, Any]]) -> list[Task | MOFSimError]:
         """Submit up to 1000 tasks in one request.  Each dict has ``task_type``,
