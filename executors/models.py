@@ -34,7 +34,7 @@ from executors.registry import task_type_names
 from spool.errors import ModelNotFound, ModelUnavailable, ValidationError
 
 CUSTOM_PREFIX = "custom:"
-_MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 _PRECISIONS = {
     "float32": "float32",
     "float32-high": "float32",

@@ -46,7 +46,7 @@ _EXTENSIONS |= {".vasp": "poscar", ".poscar": "poscar"}
 _ASE_READERS: dict[str, tuple[str, ...]] = {"cif": ("cif",), "poscar": ("vasp",)}
 _ASE_READERS |= {"extxyz": ("extxyz",), "xyz": ("extxyz", "xyz")}
 MAX_FILE_BYTES = 100 * 1024 * 1024  # the API's upload limit
-_FILE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_FILE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 _AMU_PER_A3_TO_G_PER_CM3 = 1.66053906660
 
 

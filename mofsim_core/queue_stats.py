@@ -60,7 +60,7 @@ def queued_by_priority(spool: Spool) -> tuple[dict[str, int], int | None]:
     oldest_ms: int | None = None
     for q in spool.queued():
         by_priority[names[q.priority]] += 1
-        m = CANONICAL_NAME.match(q.name)
+        m = CANONICAL_NAME.fullmatch(q.name)
         if m:
             created = int(m.group(1))
             oldest_ms = created if oldest_ms is None else min(oldest_ms, created)

@@ -34,14 +34,14 @@ from spool.errors import (
 )
 from spool.events import iso_from_ms
 from spool.states import TERMINAL_DIRS
-from spool.store import Spool
+from spool.store import Spool, read_job_data
 from spool.transitions import atomic_write
 
 if TYPE_CHECKING:
     from mofsim_core.mirror import Mirror
 
 FILE_ID_PREFIX = "struct_"
-_FILE_ID_RE = re.compile(r"^struct_[0-9a-f]{16}$")
+_FILE_ID_RE = re.compile(r"^struct_[0-9a-f]{16}\Z")
 # Stored extension per canonical format; each maps back through format_from_filename.
 EXTENSIONS = {"cif": "cif", "xyz": "xyz", "extxyz": "extxyz", "poscar": "vasp"}
 PREVIEW_HEAD_LINES = 20
@@ -295,8 +295,8 @@ def tasks_using(spool: Spool, file_id: str) -> list[tuple[str, str, Path]]:
             if not name.endswith(".json") or name.startswith("."):
                 continue
             try:
-                job = json.loads((d / name).read_bytes())
-            except (OSError, ValueError):
+                job = read_job_data(d / name)  # never blocks on a FIFO dropped in the queue
+            except (OSError, MofsimError):
                 continue
             if not isinstance(job, dict):
                 continue

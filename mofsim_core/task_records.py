@@ -53,7 +53,7 @@ def queue_positions(spool: Spool) -> dict[str, int]:
     for _, folder in spool.paths.priority_dirs():
         for name in sorted(_queued_names(folder)):
             place += 1
-            m = CANONICAL_NAME.match(name)
+            m = CANONICAL_NAME.fullmatch(name)
             if m:
                 out[m.group(2)] = place
     return out
@@ -66,7 +66,7 @@ def queue_position(spool: Spool, task_id: str) -> int | None:
     place = 0
     for _, folder in spool.paths.priority_dirs():
         names = _queued_names(folder)
-        mine = next((n for n in names if n.endswith(suffix) and CANONICAL_NAME.match(n)), None)
+        mine = next((n for n in names if n.endswith(suffix) and CANONICAL_NAME.fullmatch(n)), None)
         if mine is not None:
             return place + sum(1 for n in names if n <= mine)
         place += len(names)
@@ -99,6 +99,7 @@ def queued_record(job: Job) -> dict[str, Any]:
         "parameters": job.parameters,
         "options": job.options,
         "structure": structure_ref_for_record(job.structure),
+        "owner": job.owner,
     }
 
 

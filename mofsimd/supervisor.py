@@ -30,7 +30,7 @@ from mofsimd.operations import Operations
 from mofsimd.scheduler import FreeSlot, QueuedJob, plan
 from mofsimd.watcher import SpoolWatcher
 from spool import transitions
-from spool.errors import MofsimError, TaskCancelled, TaskError, TaskTimeout, code_of
+from spool.errors import InvalidJobFile, MofsimError, TaskCancelled, TaskError, TaskTimeout, code_of
 from spool.intake import admit
 from spool.job import Job
 from spool.recovery import sweep
@@ -206,6 +206,11 @@ class Supervisor:
                     self.life.validate(job)
                 except MofsimError as exc:
                     self._fail_at_admission(q.path, job, exc)
+                    continue
+                except Exception as exc:  # a parameter no check foresaw: fail it, go on
+                    logger.opt(exception=exc).warning("cannot validate task {}", job.task_id)
+                    bad = InvalidJobFile(f"cannot validate: {type(exc).__name__}: {exc}")
+                    self._fail_at_admission(q.path, job, bad)
                     continue
                 header = QueuedJob(
                     job.task_id, self.life.model_key(job.model), job.priority, q.name

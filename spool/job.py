@@ -15,20 +15,21 @@ import uuid
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from spool import jsonsafe
 from spool.errors import InvalidJobFile, ValidationError
 
 SCHEMA_VERSION = 1
 
 # A task type's name as a protocol token: which names exist is the executors' business
 # (``executors.registry``); the spool only insists on the form.
-_TASK_TYPE_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
+_TASK_TYPE_RE = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 MAX_TASK_TYPE_LEN = 64
 
 PRIORITIES = {"CRITICAL": 0, "HIGH": 1, "NORMAL": 2, "LOW": 3}
 PRIORITY_DIRS = {0: "0-critical", 1: "1-high", 2: "2-normal", 3: "3-low"}
 
 STRUCTURE_SOURCES = ("builtin", "upload", "inline", "path")
-_TASK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_TASK_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 def new_task_id() -> str:
@@ -54,7 +55,7 @@ def task_type_token(name: str) -> str:
     """``name`` in the canonical form of a task type name (lowercase, ``-`` for ``_``),
     without checking that such a task type exists."""
     token = name.strip().lower().replace("_", "-")
-    if len(token) > MAX_TASK_TYPE_LEN or not _TASK_TYPE_RE.match(token):
+    if len(token) > MAX_TASK_TYPE_LEN or not _TASK_TYPE_RE.fullmatch(token):
         raise ValidationError(
             f"invalid task type {name!r}: lowercase letters, digits and hyphens expected",
             field="task_type",
@@ -132,6 +133,9 @@ class Job:
     created_at: int = field(default_factory=next_created_ms)  # epoch milliseconds
     attempts: int = 0
     schema_version: int = SCHEMA_VERSION
+    # The id of the API key that submitted the job; None without one (the CLI, an API
+    # without keys, a file dropped into incoming/).
+    owner: str | None = None
 
     @property
     def priority(self) -> int:
@@ -196,23 +200,32 @@ class Job:
         }
         task_id = data.get("task_id")
         if task_id is not None:
-            if not isinstance(task_id, str) or not _TASK_ID_RE.match(task_id):
+            if not isinstance(task_id, str) or not _TASK_ID_RE.fullmatch(task_id):
                 raise ValidationError(
                     "task_id may hold letters, digits, '_', '-', '.' only", field="task_id"
                 )
             kwargs["task_id"] = task_id
         created_at = data.get("created_at")
         if isinstance(created_at, int | float) and not isinstance(created_at, bool):
+            # The queue file name holds it in 13 digits: anything else cannot be queued.
+            if not 0 <= created_at < 10**13:
+                raise ValidationError(
+                    "created_at must be epoch milliseconds (13 digits at most)",
+                    field="created_at",
+                )
             kwargs["created_at"] = int(created_at)
         attempts = data.get("attempts")
         if isinstance(attempts, int) and not isinstance(attempts, bool) and attempts >= 0:
             kwargs["attempts"] = attempts
+        owner = data.get("owner")
+        if isinstance(owner, str) and owner:
+            kwargs["owner"] = owner
         return cls(**kwargs)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Job:
         try:
-            data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
+            data = jsonsafe.loads(text)
+        except ValueError as exc:  # also UnicodeDecodeError and too deep a nesting
             raise InvalidJobFile(f"not valid JSON: {exc}") from exc
         return cls.from_dict(data)

@@ -10,13 +10,14 @@ from spool.job import PRIORITY_DIRS
 from spool.states import TERMINAL_DIRS
 
 # <created_ms 13 digits>-<task_id>.json
-CANONICAL_NAME = re.compile(r"^(\d{13})-([A-Za-z0-9][A-Za-z0-9_.-]{0,127})\.json$")
-SAFE_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# Both are matched whole (``fullmatch``): ``$`` would let a trailing newline through.
+CANONICAL_NAME = re.compile(r"(\d{13})-([A-Za-z0-9][A-Za-z0-9_.-]{0,127})\.json")
+SAFE_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 def is_safe_token(value: str) -> bool:
     """Ids used as file names: no separators, no leading dot, bounded length."""
-    return bool(SAFE_TOKEN.match(value)) and ".." not in value
+    return bool(SAFE_TOKEN.fullmatch(value)) and ".." not in value
 
 
 @dataclass(frozen=True)

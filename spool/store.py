@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spool import transitions
+from spool import jsonsafe, transitions
 from spool.errors import InvalidJobFile, TaskNotFound, TaskTerminal, ValidationError
 from spool.events import EventWriter, iso_from_ms, read_events
 from spool.job import Job, priority_name
 from spool.layout import CANONICAL_NAME, SpoolPaths, is_safe_token
 from spool.states import TERMINAL_DIRS
+
+# A job file larger than this is refused unread (inline structures make the big ones).
+MAX_JOB_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class QueuedFile:
 
     @property
     def task_id(self) -> str | None:
-        m = CANONICAL_NAME.match(self.name)
+        m = CANONICAL_NAME.fullmatch(self.name)
         return m.group(2) if m else None
 
 
@@ -123,7 +126,7 @@ class Spool:
         suffix = f"-{task_id}.json"
         for _, d in self.paths.priority_dirs():
             for name in _listdir(d):
-                if name.endswith(suffix) and CANONICAL_NAME.match(name):
+                if name.endswith(suffix) and CANONICAL_NAME.fullmatch(name):
                     return Located(task_id, "QUEUED", d / name)
         claimed = self.paths.claimed
         for slot in _listdir(claimed):
@@ -145,7 +148,7 @@ class Spool:
         for level, d in self.paths.priority_dirs():
             try:
                 names = sorted(os.listdir(d))
-            except FileNotFoundError:
+            except OSError:  # missing, or not a directory any more
                 continue
             out.extend(
                 QueuedFile(level, n, d / n)
@@ -219,6 +222,7 @@ class Spool:
             "parameters": job.parameters,
             "options": job.options,
             "structure": structure_ref_for_record(job.structure),
+            "owner": job.owner,
         }
         if state == "COMPLETED":
             record["result"] = _read_json(self.paths.result_file(task_id))
@@ -236,12 +240,28 @@ class Spool:
                 yield rec
 
 
+def read_job_data(path: Path) -> Any:
+    """The parsed content of a job file, read as untrusted input: a link, a FIFO, a
+    device or an oversized file is refused without blocking or following it.  Raises
+    ``FileNotFoundError`` when the file is gone, ``InvalidJobFile`` otherwise."""
+    try:
+        return jsonsafe.load_file(path, MAX_JOB_BYTES)
+    except FileNotFoundError:
+        raise
+    except jsonsafe.UntrustedInput as exc:
+        raise InvalidJobFile(str(exc)) from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise InvalidJobFile(f"not valid JSON: {exc}") from None
+    except OSError as exc:
+        raise InvalidJobFile(f"unreadable: {exc.strerror or exc}") from None
+
+
 def read_job(path: Path) -> Job:
     try:
-        data = path.read_bytes()
+        data = read_job_data(path)
     except FileNotFoundError as exc:
         raise TaskNotFound(f"job file {path.name} vanished") from exc
-    return Job.from_json(data)
+    return Job.from_dict(data)
 
 
 def summarize_events(path: Path) -> dict[str, Any]:

@@ -103,12 +103,23 @@ def requeue(paths: SpoolPaths, claimed: Path, job: Job) -> Path:
     return dest
 
 
+def _rejected_name(paths: SpoolPaths, name: str) -> Path:
+    """A free name in ``rejected/`` that leaves room for ``.reason``: the original name
+    when it fits, else a shortened one with a random tag."""
+    base = name if name.endswith(".json") else name + ".json"
+    stem = base[:-5]
+    if len(os.fsencode(base + ".reason")) > 240:
+        stem = os.fsdecode(os.fsencode(stem)[:150])
+    dest = paths.rejected / f"{stem}.json"
+    while os.path.lexists(dest):  # lexists: a dangling link there is taken too
+        dest = paths.rejected / f"{stem}-{uuid.uuid4().hex[:8]}.json"
+    return dest
+
+
 def reject(paths: SpoolPaths, src: Path, reason: str) -> Path | None:
-    """Move a malformed file out of the queue, with a ``.reason`` beside it."""
-    base = src.name if src.name.endswith(".json") else src.name + ".json"
-    dest = paths.rejected / base
-    if dest.exists():
-        dest = paths.rejected / f"{dest.stem}-{uuid.uuid4().hex[:8]}{dest.suffix}"
+    """Move a malformed file out of the queue, with a ``.reason`` beside it.  The entry
+    itself is renamed, whatever it is: a link is never followed, a FIFO never opened."""
+    dest = _rejected_name(paths, src.name)
     try:
         os.rename(src, dest)
     except FileNotFoundError:
