@@ -29,6 +29,7 @@ from mofsim_core.control import submit_request
 from mofsim_core.model_service import custom_meta, custom_public, live_snapshot, loaded_slots
 from mofsim_core.slot_state import daemon_status
 from mofsim_core.structure_service import sanitize_filename
+from spool import jsonsafe
 from spool.errors import (
     ModelNotFound,
     ModelUnavailable,
@@ -64,7 +65,7 @@ def _parse_elements(value: Any) -> list[str] | None:
     items: Any = value
     if isinstance(value, str):
         try:
-            items = json.loads(value)
+            items = jsonsafe.loads(value)
         except ValueError:
             items = [x.strip() for x in value.split(",") if x.strip()]
     if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
@@ -99,7 +100,7 @@ def custom_fields(fields: dict[str, Any], filename: str | None) -> dict[str, Any
     config: Any = fields.get("config") or {}
     if isinstance(config, str):
         try:
-            config = json.loads(config)
+            config = jsonsafe.loads(config)
         except ValueError as exc:
             raise ValidationError(f"config is not valid JSON: {exc}", field="config") from exc
     if not isinstance(config, dict):

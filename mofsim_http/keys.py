@@ -11,7 +11,7 @@ from aiohttp import web
 from mofsim_http.auth import GUARD_KEY
 from mofsim_http.describe import describe
 from mofsim_http.envelope import API_KEY, ok
-from mofsim_http.tasks import read_json
+from mofsim_http.json_body import read_json
 from spool.errors import AuthError, ValidationError
 
 _KEY_BODY = {

@@ -13,7 +13,6 @@ This module holds tasks, results and health; ``mira_resources`` structures and m
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from aiohttp import web
@@ -34,6 +33,7 @@ from mofsim_http.app import MIRA_API_PREFIX, MIRROR_KEY, SPOOL_KEY
 from mofsim_http.describe import describe
 from mofsim_http.envelope import ok
 from mofsim_http.files import file_response
+from mofsim_http.json_body import read_json_object
 from mofsim_http.mira_resources import int_query
 from mofsim_http.openapi import path_params, returns
 from mofsim_http.request_pool import quick, short_body
@@ -134,14 +134,7 @@ def _submit_handler(task_type: str) -> Any:
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    try:
-        body = json.loads(raw) if raw.strip() else None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValidationError(f"the body is not valid JSON: {exc}", field="body") from None
-    if not isinstance(body, dict):
-        raise ValidationError("the body must be a JSON object", field="body")
-    return body
+    return await read_json_object(request)
 
 
 LIST_QUERY = {

@@ -8,7 +8,6 @@ shows the outcome.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from aiohttp import web
@@ -33,6 +32,7 @@ from mofsim_core.model_service import (
 from mofsim_http.app import API_PREFIX, CONFIG_KEY, SPOOL_KEY, config_upload_limit
 from mofsim_http.describe import describe
 from mofsim_http.envelope import ok
+from mofsim_http.json_body import parse_json, read_json_object
 from mofsim_http.structures import read_upload_form
 from spool.errors import ValidationError
 
@@ -51,18 +51,7 @@ def model_upload_limit(config: Config) -> int:
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
     """An optional JSON object body (empty means {})."""
-    if not request.can_read_body:
-        return {}
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise ValidationError(f"body is not valid JSON: {exc}", field="body") from exc
-    if not isinstance(body, dict):
-        raise ValidationError("body must be a JSON object", field="body")
-    return body
+    return await read_json_object(request, allow_empty=True)
 
 
 def _action_args(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
@@ -226,10 +215,7 @@ async def upload_custom(request: web.Request) -> web.Response:
         fields: dict[str, Any] = dict(form.fields)
         metadata = fields.pop("metadata", None)
         if metadata:
-            try:
-                extra = json.loads(metadata)
-            except ValueError as exc:
-                raise ValidationError("metadata is not valid JSON", field="metadata") from exc
+            extra = parse_json(metadata, field="metadata")
             if not isinstance(extra, dict):
                 raise ValidationError("metadata must be a JSON object", field="metadata")
             fields = {**extra, **fields}

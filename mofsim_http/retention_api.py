@@ -18,6 +18,7 @@ from mofsim_core.webhooks import deliveries
 from mofsim_http.app import API_PREFIX, CONFIG_KEY, MIRROR_KEY, SPOOL_KEY
 from mofsim_http.describe import describe
 from mofsim_http.envelope import API_KEY_ID, ok
+from mofsim_http.json_body import read_json
 from spool.errors import TaskNotFound, ValidationError
 
 KEEP_BODY = {"type": "object", "properties": {"keep": {"type": "boolean", "default": True}}}
@@ -28,10 +29,7 @@ async def keep_task(request: web.Request) -> web.Response:
     """A kept task is never reminded about nor expired by the retention policy."""
     keep = True
     if request.can_read_body:
-        try:
-            body: Any = await request.json()
-        except ValueError as exc:
-            raise ValidationError(f"body is not valid JSON: {exc}", field="body") from exc
+        body: Any = await read_json(request, allow_empty=True)
         if not isinstance(body, dict) or not isinstance(body.get("keep", True), bool):
             raise ValidationError("keep must be true or false", field="keep")
         keep = body.get("keep", True)

@@ -31,6 +31,7 @@ from mofsim_core.structure_service import (
 from mofsim_http.app import API_PREFIX, CONFIG_KEY, MIRROR_KEY, SPOOL_KEY, config_upload_limit
 from mofsim_http.describe import describe
 from mofsim_http.envelope import ok
+from mofsim_http.json_body import read_json_object
 from spool.errors import PayloadTooLarge, UnsupportedFormat, ValidationError
 
 STRUCTURE_INDEX_KEY = web.AppKey("structure_index", StructureIndex)
@@ -88,12 +89,7 @@ async def read_upload_form(
             raise ValidationError(f"malformed form body: {exc}", field="body") from exc
         values = {k: v for k, v in posted.items() if isinstance(v, str)}
     elif ctype == "application/json":
-        try:
-            body = await request.json()
-        except ValueError as exc:
-            raise ValidationError(f"body is not valid JSON: {exc}", field="body") from exc
-        if not isinstance(body, dict):
-            raise ValidationError("body must be a JSON object", field="body")
+        body = await read_json_object(request)
         values = {
             k: v if isinstance(v, str) else json.dumps(v) for k, v in body.items() if v is not None
         }

@@ -8,7 +8,6 @@ Handlers only parse the request and shape the answer; the work is in
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from aiohttp import web
@@ -20,6 +19,7 @@ from mofsim_http import sse
 from mofsim_http.app import CONFIG_KEY, MIRROR_KEY, SHUTDOWN_KEY, SPOOL_KEY
 from mofsim_http.describe import describe
 from mofsim_http.envelope import ok
+from mofsim_http.json_body import read_json
 from mofsim_http.openapi import returns
 from mofsim_http.request_pool import quick, short_body
 from spool.errors import ValidationError
@@ -110,19 +110,6 @@ def submit_body_schema(task_type: str | None) -> dict[str, Any]:
     if not task_type:
         schema["required"] = ["task_type"]
     return schema
-
-
-async def read_json(request: web.Request, *, allow_empty: bool = False) -> Any:
-    """The JSON body, or a 40001 naming what is wrong with it."""
-    raw = await request.read()
-    if not raw.strip():
-        if allow_empty:
-            return {}
-        raise ValidationError("a JSON body is required", field="body")
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValidationError(f"the body is not valid JSON: {exc}", field="body") from None
 
 
 def _services(request: web.Request) -> tuple[Any, Any]:
