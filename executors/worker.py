@@ -9,13 +9,20 @@ Commands:  ``{"type": "run", "task_id": ..., "path": <claimed job file>}``,
 ``{"type": "load", "model": ...}``, ``{"type": "unload", "model": ...}``,
 ``{"type": "shutdown"}``.
 Replies:   ``ready``, ``started``, ``finished`` (status, error, transient), ``loaded``.
+
+While it runs a task the executor holds the claim's lock (``spool.claim_lock``), and on
+Linux it dies with the process that started it (``PR_SET_PDEATHSIG``): a daemon killed
+with ``kill -9`` leaves no executor behind, and one that survives anyway (another
+platform, a process stuck in the kernel) keeps its task from being run a second time.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -23,7 +30,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from spool import transitions
-from spool.errors import MofsimError, TaskCancelled, TaskError, code_of
+from spool.claim_lock import ClaimLock
+from spool.errors import MofsimError, StorageError, TaskCancelled, TaskError, code_of
 from spool.events import EventWriter
 from spool.layout import SpoolPaths
 from spool.store import read_job
@@ -57,6 +65,18 @@ class SpoolObserver:
     def check_cancel(self) -> None:
         if self.cancel_marker.exists():
             raise TaskCancelled("cancelled by request")
+
+
+# A full disk, a quota, a spool remounted read-only.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def _quietly(events: EventWriter, message: str, level: str, **extra: Any) -> None:
+    """A failure is reported to the supervisor even when its log line cannot be written."""
+    try:
+        events.emit(message, level=level, **extra)
+    except (OSError, MofsimError):
+        pass
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -111,9 +131,7 @@ class Worker:
             if kind == "shutdown":
                 break
             if kind == "run":
-                self.reply(type="started", task_id=cmd["task_id"], t=time.time())
-                outcome = self.run_job(cmd["task_id"], Path(cmd["path"]))
-                self.reply(type="finished", task_id=cmd["task_id"], loaded=self.loaded(), **outcome)
+                self.run_claimed(str(cmd["task_id"]), Path(cmd["path"]))
             elif kind == "load":
                 self.reply(
                     type="loaded",
@@ -122,6 +140,24 @@ class Worker:
             elif kind == "unload":
                 self.cache.unload(str(cmd.get("model")))
                 self.reply(type="loaded", ok=True, loaded=self.loaded())
+
+    def run_claimed(self, task_id: str, path: Path) -> None:
+        lock = ClaimLock(path)
+        try:
+            mine = lock.acquire()
+        except OSError as exc:  # no room for the lock file: run anyway, unguarded
+            print(f"cannot lock the claim of {task_id}: {exc}", file=sys.stderr)
+            mine = True
+        if not mine:
+            # An orphaned executor of an earlier daemon is still running this very task.
+            self.reply(type="finished", task_id=task_id, status="BUSY", loaded=self.loaded())
+            return
+        try:
+            self.reply(type="started", task_id=task_id, t=time.time())
+            outcome = self.run_job(task_id, path)
+        finally:
+            lock.release()  # result.json, if any, is written before the lock goes
+        self.reply(type="finished", task_id=task_id, loaded=self.loaded(), **outcome)
 
     def preload(self, model: str, with_d3: bool) -> dict[str, Any]:
         from executors.models import resolve_model
@@ -134,31 +170,38 @@ class Worker:
         return {"ok": True, "loaded": self.loaded()}
 
     def run_job(self, task_id: str, path: Path) -> dict[str, Any]:
-        """Run one claimed job; writes result.json on success.  Never raises."""
+        """Run one claimed job; writes result.json on success.  Never raises.
+
+        A spool that cannot be written (full disk) fails the attempt with the storage
+        code, marked transient: the supervisor requeues it, and the executor carries on."""
         events = EventWriter(self.paths.events_file(task_id), task_id, gpu_id=self.gpu_id)
         t0 = time.time()
         try:
             job = read_job(path)
             events.logger = f"task.{job.task_type}"
             result = self._execute(job, events)
+            result["duration_seconds"] = round(time.time() - t0, 3)
+            transitions.atomic_write_json(self.paths, self.paths.result_file(task_id), result)
         except TaskCancelled:
             return {
                 "status": "CANCELLED",
                 "error": {"code": code_of(TaskCancelled), "message": "cancelled"},
             }
         except MofsimError as exc:
-            events.emit(
-                f"Task failed: {exc.message}", level="ERROR", code=exc.code, field=exc.field
-            )
-            return {"status": "FAILED", "error": exc.to_dict(), "transient": False}
+            _quietly(events, f"Task failed: {exc.message}", "ERROR", code=exc.code, field=exc.field)
+            storage = exc.code == code_of(StorageError)
+            return {"status": "FAILED", "error": exc.to_dict(), "transient": storage}
         except BaseException as exc:  # noqa: BLE001 - one failing task must not kill the slot
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
+            if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+                err = StorageError(f"the spool cannot be written: {exc.strerror or exc}")
+                return {"status": "FAILED", "error": err.to_dict(), "transient": True}
             transient = _is_transient(exc)
-            events.emit(
-                f"Task failed: {type(exc).__name__}: {exc}", level="ERROR", transient=transient
+            _quietly(
+                events, f"Task failed: {type(exc).__name__}: {exc}", "ERROR", transient=transient
             )
-            events.emit("".join(traceback.format_exception(exc))[-4000:], level="DEBUG")
+            _quietly(events, "".join(traceback.format_exception(exc))[-4000:], "DEBUG")
             return {
                 "status": "FAILED",
                 "transient": transient,
@@ -168,8 +211,6 @@ class Worker:
                     "message": f"{type(exc).__name__}: {exc}",
                 },
             }
-        result["duration_seconds"] = round(time.time() - t0, 3)
-        transitions.atomic_write_json(self.paths, self.paths.result_file(task_id), result)
         return {"status": "COMPLETED"}
 
     def _execute(self, job: Any, events: EventWriter) -> dict[str, Any]:
@@ -260,7 +301,29 @@ def _reset_peak_memory(device: str) -> Any:
     return lambda: round(torch.cuda.max_memory_allocated() / 2**20, 1)
 
 
+def die_with_parent() -> None:
+    """Ask the kernel for SIGKILL when the daemon that started this process dies.
+
+    The daemon says who it is in ``MOFSIM_PARENT_PID``: if it died before the request
+    took effect, the parent is already someone else and this process leaves at once."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0) != 0:
+            return
+    except (OSError, AttributeError):
+        return
+    expected = os.environ.get("MOFSIM_PARENT_PID", "")
+    if expected.isdigit() and os.getppid() != int(expected):
+        os._exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
+    die_with_parent()
     ap = argparse.ArgumentParser(prog="executors.worker")
     ap.add_argument("--spool", required=True)
     ap.add_argument("--slot", required=True)

@@ -34,6 +34,8 @@ class RunningTask:
     timeout: float
     attempts: int
     cancel_seen_at: float | None = None
+    # The executor confirmed it began this task; until then a death is not the task's.
+    started_seen: bool = False
 
 
 @dataclass
@@ -91,6 +93,7 @@ class Executor:
         env = dict(os.environ)
         env["CUDA_VISIBLE_DEVICES"] = self.slot.cuda_visible or ""
         env["MOFSIM_SLOT"] = self.slot_id
+        env["MOFSIM_PARENT_PID"] = str(os.getpid())  # the executor dies with this process
         env["PYTHONUNBUFFERED"] = "1"
         # numpy's BLAS on tiny 3x3 cell-filter algebra only loses to thread hand-offs;
         # the model's own torch threads are set separately below.
@@ -119,27 +122,39 @@ class Executor:
         logger.info("executor {} started (pid {})", self.slot_id, self.proc.pid)
 
     async def _read_loop(self) -> None:
+        """Until the executor exits.  Whatever goes wrong in here is logged and ends with
+        the executor killed and reported as exited, so the supervisor recovers its slot:
+        a reader that died silently would leave the slot looking busy for ever."""
         assert self.proc is not None and self.proc.stdout is not None
         proc = self.proc
         stdout = self.proc.stdout
-        while True:
-            line = await stdout.readline()
-            if not line:
-                break
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                continue
-            if msg.get("type") == "ready":
-                self.ready = True
-            if "loaded" in msg:
-                self.loaded_models = list(msg["loaded"])
-            if self.on_message:
-                self.on_message(self, msg)
+        try:
+            while True:
+                line = await stdout.readline()
+                if not line:
+                    break
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(msg, dict):
+                    continue
+                if msg.get("type") == "ready":
+                    self.ready = True
+                if "loaded" in msg:
+                    self.loaded_models = list(msg["loaded"])
+                if self.on_message:
+                    self.on_message(self, msg)
+        except Exception:
+            logger.exception("executor {}: handling its output failed; restarting it", self.slot_id)
+            self.kill()
         code = await proc.wait()
         self.ready = False
         if self.on_exit and not self._stopping:
-            self.on_exit(self, code)
+            try:
+                self.on_exit(self, code)
+            except Exception:
+                logger.exception("executor {}: recovery after its exit failed", self.slot_id)
 
     def send(self, msg: Message) -> None:
         if not self.alive or self.proc is None or self.proc.stdin is None:
@@ -151,7 +166,9 @@ class Executor:
         self.send({"type": "run", "task_id": task.task_id, "path": str(task.claimed_path)})
 
     def kill(self) -> None:
-        """SIGKILL the whole process group: timeouts and forced cancels."""
+        """SIGKILL the whole process group: timeouts and forced cancels.  The slot takes
+        no task from here until its replacement says it is ready."""
+        self.ready = False
         if self.proc is None or self.proc.returncode is not None:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -19,7 +19,8 @@ from mofsim_core.config import Config
 from mofsim_core.mirror import Mirror
 from mofsimd.executor_pool import Executor, RunningTask
 from mofsimd.mirror_writer import MirrorWriter
-from spool import transitions
+from mofsimd.pending import PendingSteps
+from spool import claim_lock, transitions
 from spool.errors import MofsimError, StorageError, TaskError, code_of
 from spool.job import Job, priority_name
 from spool.recovery import record_failure
@@ -36,6 +37,8 @@ class Lifecycle:
         self._model_keys: dict[str, str] = {}
         # Told of every terminal transition (webhooks, failure counts); must be cheap.
         self.on_transition: Callable[[str, str], None] | None = None
+        # Transitions the disk refused (ENOSPC): retried from the supervisor's loop.
+        self.steps = PendingSteps()
 
     # -- daemon-wide -------------------------------------------------------------------
     def open(self) -> None:
@@ -122,13 +125,17 @@ class Lifecycle:
 
     # -- transitions -------------------------------------------------------------------
     def assigned(self, job: Job, ex: Executor) -> None:
-        self.spool.events(job.task_id).status(
-            "ASSIGNED",
-            f"Task assigned to {ex.slot_id}",
-            slot=ex.slot_id,
-            priority=priority_name(job.priority),
-            attempts=job.attempts,
-        )
+        try:
+            self.spool.events(job.task_id).status(
+                "ASSIGNED",
+                f"Task assigned to {ex.slot_id}",
+                slot=ex.slot_id,
+                priority=priority_name(job.priority),
+                attempts=job.attempts,
+            )
+        except (OSError, StorageError) as exc:
+            # Only a log line is lost; the executor meets the full disk itself and says so.
+            self.steps.storage_failed(f"ASSIGNED event of {job.task_id}", exc)
         self.mirror_task(job.task_id)
 
     def finish(
@@ -142,55 +149,76 @@ class Lifecycle:
         error: dict[str, Any] | None = None,
     ) -> None:
         paths = self.spool.paths
-        if state != "COMPLETED":
-            extra = {k: v for k, v in (error or {}).items() if k not in ("code", "message")}
-            record_failure(
-                self.spool,
-                task.task_id,
-                state,
-                code or code_of(TaskError),
-                message or state.lower(),
-                **extra,
-            )
-        try:
-            transitions.finish(paths, task.claimed_path, state)
-        except FileNotFoundError:
-            logger.warning("claimed file of {} vanished before {}", task.task_id, state)
-        level = "INFO" if state == "COMPLETED" else "WARNING" if state == "CANCELLED" else "ERROR"
-        text = f"Task {state.lower()}" + (
-            f": {message}" if message and state != "COMPLETED" else ""
-        )
-        self.spool.events(task.task_id).status(state, text, level=level, slot=slot, code=code)
-        marker = paths.cancel_marker(task.task_id)
-        if marker.exists():
-            marker.unlink(missing_ok=True)
-        self.mirror_task(task.task_id, with_logs=True)
-        if self.on_transition is not None:
-            self.on_transition(task.task_id, state)
-        logger.info("task {} {}", task.task_id, state)
 
-    def requeue(self, task: RunningTask, attempts: int, reason: str) -> None:
-        try:
-            job = read_job(task.claimed_path)
-        except MofsimError:
-            return
-        transitions.requeue(self.spool.paths, task.claimed_path, job.with_attempts(attempts))
-        self.spool.events(task.task_id).status(
-            "QUEUED", f"Task requeued: {reason}", level="WARNING", attempts=attempts
-        )
-        self.mirror_task(task.task_id)
+        def outcome() -> bool:
+            if state != "COMPLETED":
+                extra = {k: v for k, v in (error or {}).items() if k not in ("code", "message")}
+                record_failure(
+                    self.spool,
+                    task.task_id,
+                    state,
+                    code or code_of(TaskError),
+                    message or state.lower(),
+                    **extra,
+                )
+            return True
+
+        def rename() -> bool:
+            try:
+                transitions.finish(paths, task.claimed_path, state)
+            except FileNotFoundError:
+                if not (paths.terminal_dir(state) / task.claimed_path.name).exists():
+                    logger.warning("claimed file of {} vanished before {}", task.task_id, state)
+            claim_lock.discard(task.claimed_path)
+            return True
+
+        def announce() -> bool:
+            level = (
+                "INFO" if state == "COMPLETED" else "WARNING" if state == "CANCELLED" else "ERROR"
+            )
+            text = f"Task {state.lower()}" + (
+                f": {message}" if message and state != "COMPLETED" else ""
+            )
+            self.spool.events(task.task_id).status(state, text, level=level, slot=slot, code=code)
+            marker = paths.cancel_marker(task.task_id)
+            if marker.exists():
+                marker.unlink(missing_ok=True)
+            self.mirror_task(task.task_id, with_logs=True)
+            if self.on_transition is not None:
+                self.on_transition(task.task_id, state)
+            logger.info("task {} {}", task.task_id, state)
+            return True
+
+        self.steps.run(task.task_id, f"end as {state}", [outcome, rename, announce])
+
+    def requeue(self, task: RunningTask, attempts: int | None, reason: str) -> None:
+        """Back to the queue; ``attempts`` None keeps the count (the task was not at fault)
+        and its file name, hence its place in the queue."""
+
+        def move() -> bool:
+            try:
+                job = read_job(task.claimed_path)
+            except MofsimError:
+                return False
+            if attempts is not None:
+                job = job.with_attempts(attempts)
+            transitions.requeue(self.spool.paths, task.claimed_path, job)
+            claim_lock.discard(task.claimed_path)
+            return True
+
+        def announce() -> bool:
+            extra = {} if attempts is None else {"attempts": attempts}
+            self.spool.events(task.task_id).status(
+                "QUEUED", f"Task requeued: {reason}", level="WARNING", **extra
+            )
+            self.mirror_task(task.task_id)
+            return True
+
+        self.steps.run(task.task_id, "requeue", [move, announce])
 
     def requeue_after_shutdown(self, task: RunningTask) -> None:
         """A task interrupted by shutdown did not fail: its attempt is not counted."""
-        try:
-            job = read_job(task.claimed_path)
-        except MofsimError:
-            return
-        transitions.requeue(self.spool.paths, task.claimed_path, job)
-        self.spool.events(task.task_id).status(
-            "QUEUED", "Task requeued: daemon shutting down", level="WARNING"
-        )
-        self.mirror_task(task.task_id)
+        self.requeue(task, None, "daemon shutting down")
 
     def executor_restarted(self, ex: Executor) -> None:
         logger.info("executor {} restarted ({} restarts)", ex.slot_id, ex.restarts)

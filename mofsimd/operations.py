@@ -76,6 +76,7 @@ class Operations:
         self._progress: dict[str, tuple[int, float]] = {}  # task -> (offset, last fraction)
         self._subs: dict[str, Subscription | None] = {}
         self._last_alerts = 0.0
+        self._storage_error_at = 0.0
         self._last_housekeeping = 0.0
         self._housekeeping: threading.Thread | None = None
         self._last_seen: dict[str, float] = {}
@@ -94,6 +95,12 @@ class Operations:
     # -- transitions (called from the supervisor; cheap) -------------------------------
     def on_state(self, task_id: str, state: str) -> None:
         self._queue.put((task_id, state))
+
+    def check_alerts_soon(self) -> None:
+        """The spool refused a write: evaluate the alerts at the next turn, counting the
+        disk as full whatever its free bytes say (quota, inodes)."""
+        self._storage_error_at = time.time()
+        self._last_alerts = 0.0
 
     def mirror_down(self, reason: str) -> None:
         self.database_down = reason
@@ -186,6 +193,8 @@ class Operations:
             disk_free = shutil.disk_usage(self.spool.root).free / 1e9
         except OSError:
             disk_free = None
+        if now - self._storage_error_at < max(60.0, 2 * self.alert_interval_s):
+            disk_free = 0.0
         snap = Snapshot(
             devices=[d.to_dict() for d in sup.backend.status()],
             queued=len(self.spool.queued()),

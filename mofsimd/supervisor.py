@@ -27,13 +27,14 @@ from mofsim_core.slot_state import SlotStateWriter
 from mofsimd import lifecycle, sdnotify
 from mofsimd.executor_pool import Executor, Message, RunningTask
 from mofsimd.operations import Operations
+from mofsimd.pending import is_storage_error
 from mofsimd.scheduler import FreeSlot, QueuedJob, plan
 from mofsimd.watcher import SpoolWatcher
-from spool import transitions
+from spool import claim_lock, transitions
 from spool.errors import InvalidJobFile, MofsimError, TaskCancelled, TaskError, TaskTimeout, code_of
 from spool.intake import admit
 from spool.job import Job
-from spool.recovery import sweep
+from spool.recovery import SweepReport, recover_claim, sweep
 from spool.store import Spool, read_job
 
 
@@ -59,6 +60,8 @@ class Supervisor:
         self.ready = asyncio.Event()
         self.not_before: dict[str, float] = {}  # task_id -> retry backoff deadline
         self._headers: dict[str, QueuedJob] = {}  # queued file name -> parsed header
+        # Claims an executor of an earlier daemon still holds: their slot waits for them.
+        self.orphans: set[Path] = set()
         self._watcher: SpoolWatcher | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # Model load/unload requests from the spool, and the slot snapshot readers see.
@@ -72,6 +75,7 @@ class Supervisor:
         self.life.open()
         self.ops.start()
         self.life.on_transition = self.ops.on_state
+        self.life.steps.on_storage_error = self.ops.check_alerts_soon
         if self.life.writer is not None:
             self.life.writer.on_mirror_down = self.ops.mirror_down
             self.life.writer.on_mirror_up = self.ops.mirror_up
@@ -82,6 +86,11 @@ class Supervisor:
                 report.requeued + report.completed + report.failed + report.dropped_duplicates
             ):
                 self.life.mirror_task(tid)
+        for tid in report.running:
+            loc = self.spool.locate(tid)
+            if loc is not None and loc.state == "CLAIMED":
+                logger.warning("task {} is still run by an orphaned executor; waiting", tid)
+                self.orphans.add(loc.path)
         slots = self.backend.slots()
         cpu_slots = sum(1 for s in slots if s.kind != "nvml") or 1
         threads = max(1, (os.cpu_count() or 1) // cpu_slots)
@@ -141,9 +150,16 @@ class Supervisor:
         try:
             while not self.stopping:
                 self.wake.clear()
-                self.tick()
-                self.slot_state.update(self.executors, self.backend, self.model_control.busy)
-                self.ops.tick(self)
+                try:
+                    self.tick()
+                    self.slot_state.update(self.executors, self.backend, self.model_control.busy)
+                    self.ops.tick(self)
+                except Exception as exc:
+                    # A full disk or a bug costs this turn of the loop, never the daemon.
+                    if is_storage_error(exc):
+                        self.life.steps.storage_failed("supervisor loop", exc)
+                    else:
+                        logger.exception("supervisor loop: unexpected error; going on")
                 timeout = self._next_wait()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), timeout)
@@ -161,15 +177,20 @@ class Supervisor:
                     wait = min(wait, max(0.05, t.cancel_seen_at + self.config.cancel_grace_s - now))
         for nb in self.not_before.values():
             wait = min(wait, max(0.05, nb - now))
+        if len(self.life.steps) or self.orphans:
+            wait = min(wait, 1.0)  # waiting for space, or for an orphan to let go
         return wait
 
     def tick(self) -> None:
         self._enforce_limits()
+        self.life.steps.retry()
+        self._watch_orphans()
         if self.stopping:
             return
         self.model_control.process(self.executors)
         queue = self._admit_queue()
-        idle = [ex for ex in self.executors.values() if ex.idle]
+        held = {p.parent.name for p in self.orphans}
+        idle = [ex for ex in self.executors.values() if ex.idle and ex.slot_id not in held]
         if not idle or not queue:
             return
         status = {d.slot_id: d for d in self.backend.status()}
@@ -254,7 +275,27 @@ class Supervisor:
         timeout = job.timeout or self.config.default_timeout
         task = RunningTask(job.task_id, claimed, time.time(), timeout, job.attempts)
         self.life.assigned(job, ex)
-        ex.run(task)
+        try:
+            ex.run(task)
+        except (RuntimeError, OSError) as exc:
+            # The executor went away between the plan and the hand-over: not the task's
+            # doing, so it goes back to its place with no attempt counted.
+            ex.current = None
+            self.life.requeue(task, None, f"executor {ex.slot_id} unavailable ({exc})")
+
+    def _watch_orphans(self) -> None:
+        """Resolve each orphaned claim once the process holding it is gone."""
+        for path in list(self.orphans):
+            if not path.exists():
+                self.orphans.discard(path)
+                continue
+            if claim_lock.held(path):
+                continue
+            report = SweepReport()
+            recover_claim(self.spool, path, self.config.max_attempts, report)
+            self.orphans.discard(path)
+            logger.info("orphaned claim {} resolved: {}", path.name, vars(report))
+            self.life.mirror_task(path.name[: -len(".json")], with_logs=True)
 
     # -- limits: timeouts and forced cancels -------------------------------------------
     def _enforce_limits(self) -> None:
@@ -292,14 +333,20 @@ class Supervisor:
 
     # -- executor callbacks ------------------------------------------------------------
     def _on_message(self, ex: Executor, msg: Message) -> None:
-        if msg.get("type") == "started" and ex.current is not None:
-            self.ops.on_state(ex.current.task_id, "RUNNING")
+        task = ex.current
+        if msg.get("type") == "started" and task is not None:
+            if task.task_id == msg.get("task_id"):
+                task.started_seen = True
+            self.ops.on_state(task.task_id, "RUNNING")
         if msg.get("type") == "finished":
-            task = ex.current
             if task is None or task.task_id != msg.get("task_id"):
                 return  # already ended by a timeout or a forced cancel
             ex.current = None
-            self._finished(ex, task, msg)
+            if msg.get("status") == "BUSY":
+                # An orphaned executor holds this claim: it is running the task already.
+                self.orphans.add(task.claimed_path)
+            else:
+                self._finished(ex, task, msg)
         self.wake.set()
 
     def _finished(self, ex: Executor, task: RunningTask, msg: Message) -> None:
@@ -316,7 +363,11 @@ class Supervisor:
                 slot=ex.slot_id,
             )
         elif msg.get("transient"):
-            self._retry_or_fail(task, str(error.get("message", "transient failure")))
+            self._retry_or_fail(
+                task,
+                str(error.get("message", "transient failure")),
+                code=int(error.get("code", code_of(TaskError))),
+            )
         else:
             self.life.finish(
                 task,
@@ -327,13 +378,13 @@ class Supervisor:
                 error=error,
             )
 
-    def _retry_or_fail(self, task: RunningTask, reason: str) -> None:
+    def _retry_or_fail(self, task: RunningTask, reason: str, code: int | None = None) -> None:
         attempts = task.attempts + 1
         if attempts >= self.config.max_attempts:
             self.life.finish(
                 task,
                 "FAILED",
-                code=code_of(TaskError),
+                code=code or code_of(TaskError),
                 message=f"{reason} (gave up after {attempts} attempts)",
             )
             return
@@ -350,6 +401,11 @@ class Supervisor:
             if self.spool.cancel_requested(task.task_id):
                 self.life.finish(
                     task, "CANCELLED", code=code_of(TaskCancelled), message="cancelled by request"
+                )
+            elif not task.started_seen:
+                # It died before it began this task: whatever killed it, not the task.
+                self.life.requeue(
+                    task, None, f"executor {ex.slot_id} died before starting it (exit {code})"
                 )
             else:
                 self._retry_or_fail(task, f"executor {ex.slot_id} died (exit code {code})")

@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from spool.errors import StorageError
+
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LEVEL_RANK = {name: i for i, name in enumerate(LEVELS)}
 EVENT_KINDS = ("log", "status", "progress")
@@ -65,10 +67,23 @@ def make_event(
 
 
 def append_event(path: Path, record: dict[str, Any]) -> None:
+    """Append one line.  A full disk raises ``StorageError`` and may leave a torn line
+    (a short write); the next append ends it first, so the fragment becomes one line
+    that readers skip, and later lines stay whole."""
     line = (json.dumps(record, default=str, separators=(",", ":")) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, line)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StorageError(f"cannot write {path.name}: {exc.strerror or exc}") from exc
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        written = os.write(fd, line)
+        if written < len(line):
+            raise StorageError(f"cannot write {path.name}: no space left for a whole line")
+    except OSError as exc:
+        raise StorageError(f"cannot write {path.name}: {exc.strerror or exc}") from exc
     finally:
         os.close(fd)
 
@@ -97,8 +112,8 @@ def read_events(path: Path, offset: int = 0) -> Iterator[Event]:
                 break
             try:
                 data = json.loads(raw)
-            except ValueError:
-                data = None
+            except (ValueError, RecursionError):
+                data = None  # a fragment a full disk cut short, ended by the next line
             if isinstance(data, dict):
                 yield Event(pos, data)
             pos += len(raw)

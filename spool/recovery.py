@@ -3,6 +3,9 @@
 Run by the daemon at start (before it claims anything) for every slot whose executor is
 gone.  For each claimed file:
 
+- an executor still holds the claim's lock (an orphan of the previous daemon, still
+  running the task): leave the claim alone, it is reported as ``running`` and looked at
+  again later (``recover_claim``), so a task never runs twice at once;
 - the task is also queued or terminal elsewhere (a crash mid-requeue): drop the claim;
 - ``result.json`` exists: the executor finished, only the rename was lost -> COMPLETED
   (the task is not run a second time);
@@ -22,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spool import transitions
+from spool import claim_lock, transitions
 from spool.errors import MofsimError, TaskError, code_of
 from spool.job import Job
 from spool.states import TERMINAL_DIRS
@@ -37,6 +40,7 @@ class SweepReport:
     dropped_duplicates: list[str] = field(default_factory=list)
     republished: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
+    running: list[str] = field(default_factory=list)  # claims an orphan still holds
 
     def total(self) -> int:
         return sum(len(v) for v in vars(self).values())
@@ -57,15 +61,20 @@ def sweep(
             continue
         for name in _listdir(paths.claimed / slot):
             if name.endswith(".json"):
-                _recover_claim(spool, paths.claimed / slot / name, max_attempts, report)
+                recover_claim(spool, paths.claimed / slot / name, max_attempts, report)
     _republish_adopted(spool, report)
     _clean_tmp(spool, tmp_max_age_s)
     return report
 
 
-def _recover_claim(spool: Spool, claimed: Path, max_attempts: int, report: SweepReport) -> None:
+def recover_claim(spool: Spool, claimed: Path, max_attempts: int, report: SweepReport) -> None:
+    """Resolve one claim whose executor is gone; a claim still locked is only reported."""
     paths = spool.paths
     task_id = claimed.name[:-5]
+    if claim_lock.held(claimed):
+        report.running.append(task_id)
+        return
+    claim_lock.discard(claimed)
     try:
         job = read_job(claimed)
     except MofsimError as exc:

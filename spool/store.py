@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from spool import jsonsafe, transitions
-from spool.errors import InvalidJobFile, TaskNotFound, TaskTerminal, ValidationError
+from spool.errors import InvalidJobFile, StorageError, TaskNotFound, TaskTerminal, ValidationError
 from spool.events import EventWriter, iso_from_ms, read_events
 from spool.job import Job, priority_name
 from spool.layout import CANONICAL_NAME, SpoolPaths, is_safe_token
@@ -72,6 +72,8 @@ class Spool:
             workspace.mkdir(parents=True)
         except FileExistsError:
             raise taken from None
+        except OSError as exc:  # a full disk answers with the storage code, not a crash
+            raise StorageError(f"cannot create the task workspace: {exc.strerror or exc}") from exc
         try:
             self.events(job.task_id).status(
                 "QUEUED",
