@@ -27,6 +27,7 @@ from typing import Any
 from executors.models import CUSTOM_PREFIX, custom_frameworks, custom_spec, normalize_precision
 from mofsim_core.control import submit_request
 from mofsim_core.model_service import custom_meta, custom_public, live_snapshot, loaded_slots
+from mofsim_core.owners import OWNER, Caller, check_model
 from mofsim_core.slot_state import daemon_status
 from mofsim_core.structure_service import sanitize_filename
 from spool import jsonsafe
@@ -125,10 +126,15 @@ def custom_fields(fields: dict[str, Any], filename: str | None) -> dict[str, Any
 
 
 def save_custom_model(
-    spool: Spool, upload: Path, filename: str | None, fields: dict[str, Any]
+    spool: Spool,
+    upload: Path,
+    filename: str | None,
+    fields: dict[str, Any],
+    owner: str | None = None,
 ) -> dict[str, Any]:
     """Keep an uploaded weights file (already on disk, in the spool's tmp/) as a new
-    custom model, not yet validated; returns its public description."""
+    custom model owned by the key ``owner``, not yet validated; returns its public
+    description."""
     try:
         meta = custom_fields(fields, filename)
         with open(upload, "rb") as fh:
@@ -152,6 +158,7 @@ def save_custom_model(
             created_at=iso_now(),
             validated=False,
             validation=None,
+            owner=owner,
         )
         os.replace(upload, folder / meta["file"])
     finally:
@@ -176,29 +183,33 @@ def _check_model_id(model_id: str) -> str:
     return text
 
 
-def get_custom_model(spool: Spool, model_id: str) -> dict[str, Any]:
+def get_custom_model(spool: Spool, model_id: str, caller: Caller = OWNER) -> dict[str, Any]:
+    """One upload's description, if the caller may see it (a user key: its own)."""
     model_id = _check_model_id(model_id)
     meta = custom_meta(spool, model_id)
     if meta.get("model_id") != model_id:
         raise ModelNotFound(f"custom model {model_id!r} not found", field="model_id")
-    return custom_public(meta)
+    return check_model(caller, custom_public(meta))
 
 
-def list_custom_models(spool: Spool) -> list[dict[str, Any]]:
-    """Every uploaded model, newest first, validated or not."""
+def list_custom_models(spool: Spool, caller: Caller = OWNER) -> list[dict[str, Any]]:
+    """Every uploaded model the caller may see, newest first, validated or not."""
     root = spool.paths.models
     out = []
     for name in sorted(os.listdir(root)) if root.is_dir() else []:
         meta = custom_meta(spool, name)
-        if meta.get("model_id") == name:
+        if meta.get("model_id") == name and caller.may_see(meta.get("owner")):
             out.append(custom_public(meta))
     out.sort(key=lambda m: str(m.get("created_at") or ""), reverse=True)
     return out
 
 
-def delete_custom_model(spool: Spool, model_id: str) -> dict[str, Any]:
+def delete_custom_model(spool: Spool, model_id: str, *, actor: str = "local") -> dict[str, Any]:
     """Remove an upload; executors that hold it keep their copy until evicted or
-    unloaded (an unload request is sent when a daemon is running)."""
+    unloaded (an unload request is sent when a daemon is running).  Callers let only
+    the machine's owner or an admin key do this; it is audited as done by ``actor``."""
+    from mofsim_core.logs import audit
+
     info = get_custom_model(spool, model_id)
     model_id = str(info["model_id"])
     unload = None
@@ -207,6 +218,7 @@ def delete_custom_model(spool: Spool, model_id: str) -> dict[str, Any]:
     ):
         unload = submit_request(spool.paths, "unload", info["model_key"])["request_id"]
     shutil.rmtree(spool.paths.models / model_id)
+    audit("model.deleted", model_id=model_id, model_key=info["model_key"], by=actor)
     return {
         "model_id": model_id,
         "model_key": info["model_key"],

@@ -80,6 +80,7 @@ class Mirror(Protocol):
         limit: int = 50,
         offset: int = 0,
         order: str = "created_at desc",
+        owner: str | None = None,
     ) -> tuple[list[dict[str, Any]], int]: ...
 
     def task_logs(
@@ -129,9 +130,19 @@ def _migration_2(db: Any) -> None:
     db.table("tasks").create_index(["created_at", "task_id"], if_not_exists=True)
 
 
+def _migration_3(db: Any) -> None:
+    """Each task's owner (the API key that submitted it), and the index a user's list
+    walks (newest first).  Migration 1 builds from the current column table, so a new
+    database has the column already."""
+    tasks = db.table("tasks")
+    if "owner" not in tasks.columns_dict:
+        tasks.add_column("owner", str)
+    tasks.create_index(["owner", "created_at", "task_id"], if_not_exists=True)
+
+
 # Append only: version N is MIGRATIONS[N - 1]; a shipped migration is never edited.
 # ``mofsim_core.mirror_pg.PG_MIGRATIONS`` holds the same versions in PostgreSQL's terms.
-MIGRATIONS: list[Callable[[Any], None]] = [_migration_1, _migration_2]
+MIGRATIONS: list[Callable[[Any], None]] = [_migration_1, _migration_2, _migration_3]
 
 
 # --- SQLite -----------------------------------------------------------------------------------
@@ -320,12 +331,13 @@ class SqliteMirror:
         limit: int = 50,
         offset: int = 0,
         order: str = "created_at desc",
+        owner: str | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         """A page of tasks, newest first by default, and the total matching count.
-        ``status`` may be one state or several (any case)."""
+        ``status`` may be one state or several (any case); ``owner`` one key's tasks."""
         limit, offset = page(limit, offset)
         sort = order_clause(order)
-        cond, params = task_filter(status, task_type, model, "?")
+        cond, params = task_filter(status, task_type, model, "?", owner)
         with self._reading() as db:
             total = next(db.query(f"SELECT count(*) AS n FROM tasks WHERE {cond}", params))["n"]
             rows = list(

@@ -64,7 +64,12 @@ _MIGRATION_1 = [
 _MIGRATION_2 = [
     "CREATE INDEX IF NOT EXISTS tasks_created_at_task_id_idx ON tasks (created_at, task_id)",
 ]
-PG_MIGRATIONS: list[list[str]] = [_MIGRATION_1, _MIGRATION_2]
+_MIGRATION_3 = [
+    'ALTER TABLE tasks ADD COLUMN IF NOT EXISTS owner text COLLATE "C"',
+    "CREATE INDEX IF NOT EXISTS tasks_owner_created_at_task_id_idx "
+    "ON tasks (owner, created_at, task_id)",
+]
+PG_MIGRATIONS: list[list[str]] = [_MIGRATION_1, _MIGRATION_2, _MIGRATION_3]
 
 # Defaults a DSN may override: fail fast when the server is away, notice a dead peer.
 _CONNECT_DEFAULTS = {
@@ -344,12 +349,13 @@ class PostgresMirror:
         limit: int = 50,
         offset: int = 0,
         order: str = "created_at desc",
+        owner: str | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         """A page of tasks, newest first by default, and the total matching count.
-        ``status`` may be one state or several (any case)."""
+        ``status`` may be one state or several (any case); ``owner`` one key's tasks."""
         limit, offset = page(limit, offset)
         sort = order_clause(order)
-        cond, params = task_filter(status, task_type, model, "%s")
+        cond, params = task_filter(status, task_type, model, "%s", owner)
 
         def query(conn: Any) -> tuple[list[dict[str, Any]], int]:
             total = conn.execute(

@@ -48,6 +48,7 @@ TASK_COLUMNS: dict[str, type] = {
     "result": str,
     "parameters": str,
     "options": str,
+    "owner": str,  # the submitting API key's id (schema version 3)
 }
 JSON_COLUMNS = ("error", "result", "parameters", "options")
 TIME_COLUMNS = ("created_at", "started_at", "completed_at")
@@ -245,10 +246,15 @@ def page(limit: int, offset: int) -> tuple[int, int]:
 
 
 def task_filter(
-    status: str | Sequence[str] | None, task_type: str | None, model: str | None, mark: str
+    status: str | Sequence[str] | None,
+    task_type: str | None,
+    model: str | None,
+    mark: str,
+    owner: str | None = None,
 ) -> tuple[str, list[Any]]:
     """The WHERE condition of a task list and its parameters.  ``status`` may be one
-    state or several (any case); a task type may be given by an alias."""
+    state or several (any case); a task type may be given by an alias; ``owner`` keeps
+    the tasks of one API key."""
     where: list[str] = ["1 = 1"]
     params: list[Any] = []
     if status is not None:
@@ -264,6 +270,9 @@ def task_filter(
     if model is not None:
         where.append(f"model = {mark}")
         params.append(model)
+    if owner is not None:
+        where.append(f"owner = {mark}")
+        params.append(owner)
     return " AND ".join(where), params
 
 

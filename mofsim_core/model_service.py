@@ -68,6 +68,7 @@ def custom_public(meta: dict[str, Any]) -> dict[str, Any]:
         "created_at",
         "validated",
         "validation",
+        "owner",
     )
     out = {k: meta.get(k) for k in keys}
     out["model_key"] = CUSTOM_PREFIX + str(meta.get("model_id"))

@@ -6,6 +6,8 @@ accepted, then kept as ``<spool>/structures/<file_id>/structure.<ext>`` plus
 ``meta.json``, both written atomically.  File ids are generated (``struct_<hex>``);
 the client's file name is sanitized and stored for display only, never used as a path.
 Parsing is CPU work: the HTTP layer calls these functions in a worker thread.
+Each upload records the API key that made it (``owner``, see ``mofsim_core.owners``);
+lists and lookups take the ``Caller`` and show a user key its own uploads only.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from mofsim_core.owners import OWNER, Caller, check_structure
 from spool.errors import (
     InvalidStructure,
     MofsimError,
@@ -130,8 +133,10 @@ def store_structure(
     fmt: str | None = None,
     filename: str | None = None,
     max_bytes: int | None = None,
+    owner: str | None = None,
 ) -> dict[str, Any]:
-    """Validate and keep an upload; returns its ``meta.json`` document."""
+    """Validate and keep an upload, owned by the key ``owner``; returns its
+    ``meta.json`` document."""
     raw = content.encode() if isinstance(content, str) else bytes(content)
     if max_bytes is not None and len(raw) > max_bytes:
         raise PayloadTooLarge(f"structure is {len(raw)} bytes, over the {max_bytes} limit")
@@ -153,6 +158,7 @@ def store_structure(
         "created_at": iso_from_ms(created_ms),
         "created_ms": created_ms,
         "summary": describe_atoms(atoms),
+        "owner": owner,
     }
     folder = spool.paths.structures / file_id
     folder.mkdir(parents=True)
@@ -208,13 +214,21 @@ class StructureIndex:
         metas.sort(key=lambda m: (m.get("created_ms") or 0, m["file_id"]), reverse=True)
         return metas
 
-    def list(self, offset: int = 0, limit: int = 100) -> tuple[list[dict[str, Any]], int]:
-        """Newest first: one page of views and the total."""
+    def visible(self, caller: Caller = OWNER) -> list[dict[str, Any]]:
+        """The meta documents the caller may see, newest first."""
         metas = self.refresh()
+        return metas if caller.admin else [m for m in metas if caller.may_see(m.get("owner"))]
+
+    def list(
+        self, offset: int = 0, limit: int = 100, caller: Caller = OWNER
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Newest first: one page of views and the total."""
+        metas = self.visible(caller)
         return [structure_view(m) for m in metas[offset : offset + limit]], len(metas)
 
-    def get(self, file_id: str) -> dict[str, Any]:
-        """The meta document of one upload; StructureNotFound otherwise."""
+    def get(self, file_id: str, caller: Caller = OWNER) -> dict[str, Any]:
+        """The meta document of one upload the caller may see; StructureNotFound
+        otherwise."""
         check_file_id(file_id)
         with self._lock:
             meta = self._metas.get(file_id)
@@ -224,7 +238,7 @@ class StructureIndex:
                 raise StructureNotFound(f"structure {file_id!r} not found", field="structure_id")
             with self._lock:
                 self._metas[file_id] = meta
-        return meta
+        return check_structure(caller, meta)
 
     def forget(self, file_id: str) -> None:
         with self._lock:
@@ -328,11 +342,20 @@ def delete_task_files(
 
 
 def delete_structure(
-    spool: Spool, index: StructureIndex | None, file_id: str, mirror: Mirror | None = None
+    spool: Spool,
+    index: StructureIndex | None,
+    file_id: str,
+    mirror: Mirror | None = None,
+    *,
+    actor: str = "local",
 ) -> dict[str, Any]:
     """Delete an upload and the tasks that use it: queued ones are cancelled and
     deleted, finished ones deleted (spool files and mirror rows), running ones get a
-    cancel request (they end CANCELLED and stay listed)."""
+    cancel request (they end CANCELLED and stay listed).  Results go with it: callers
+    let only the machine's owner or an admin key do this, and it is audited as done
+    by ``actor``."""
+    from mofsim_core.logs import audit
+
     check_file_id(file_id)
     folder = spool.paths.structures / file_id
     if not folder.is_dir():
@@ -360,6 +383,13 @@ def delete_structure(
             path = loc.path
         delete_task_files(spool, task_id, path, mirror)
         deleted.append(task_id)
+    audit(
+        "structure.deleted",
+        file_id=file_id,
+        by=actor,
+        deleted_task_ids=deleted,
+        cancelled_task_ids=cancelling,
+    )
     return {
         "file_id": file_id,
         "deleted": True,

@@ -8,6 +8,7 @@ are validated by ``task_validation.build_job`` before anything is published.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import TYPE_CHECKING, Any
 
@@ -15,10 +16,12 @@ from loguru import logger
 
 from executors.registry import canonical_task_type
 from mofsim_core.output_files import output_file_urls
+from mofsim_core.owners import OWNER, Caller, check_task, structure_owner_visible
 from mofsim_core.result_document import result_document
 from mofsim_core.task_records import (
     MAX_PAGE,
     failure_of,
+    list_from_spool,
     mirror_record,
     mirror_task,
     page_args,
@@ -71,11 +74,26 @@ EVENT_KINDS = ("log", "status", "progress")
 # --- submitting -----------------------------------------------------------------------------
 
 
+def _owned_job(spool: Spool, body: Any, task_type: str | None, caller: Caller) -> Job:
+    """The job of a submission, owned by the caller; a structure upload of another key
+    is refused as if it did not exist."""
+    job = build_job(spool, body, task_type)
+    ref = job.structure
+    if ref.get("source") == "upload" and isinstance(ref.get("file_id"), str):
+        field = "structure_id" if "structure_id" in body else "structure.file_id"
+        structure_owner_visible(spool, caller, ref["file_id"], field)
+    return dataclasses.replace(job, owner=caller.owner)
+
+
 def submit_task(
-    spool: Spool, mirror: Mirror | None, body: Any, task_type: str | None = None
+    spool: Spool,
+    mirror: Mirror | None,
+    body: Any,
+    task_type: str | None = None,
+    caller: Caller = OWNER,
 ) -> dict[str, Any]:
     """Validate and publish one task; its record (with ``queue_position``)."""
-    job = build_job(spool, body, task_type)
+    job = _owned_job(spool, body, task_type, caller)
     # An id the server generated just now cannot belong to an earlier task.
     spool.submit(job, fresh_id=not (isinstance(body, dict) and body.get("task_id") is not None))
     record = queued_record(job)
@@ -84,7 +102,11 @@ def submit_task(
 
 
 def submit_batch(
-    spool: Spool, mirror: Mirror | None, items: Any, task_type: str | None = None
+    spool: Spool,
+    mirror: Mirror | None,
+    items: Any,
+    task_type: str | None = None,
+    caller: Caller = OWNER,
 ) -> dict[str, Any]:
     """Validate every item first, then publish the valid ones.  Per item: the record,
     or the error (code, message, field).  Raises only when the list itself is bad or
@@ -99,7 +121,7 @@ def submit_batch(
     errors: dict[int, MofsimError] = {}
     for i, item in enumerate(items):
         try:
-            job = build_job(spool, item, task_type)
+            job = _owned_job(spool, item, task_type, caller)
         except MofsimError as exc:
             errors[i] = exc
             continue
@@ -159,22 +181,30 @@ def submit_batch(
 # --- reading --------------------------------------------------------------------------------
 
 
-def get_task(spool: Spool, task_id: str) -> dict[str, Any]:
+def get_task(spool: Spool, task_id: str, caller: Caller = OWNER) -> dict[str, Any]:
     record = spool.record(task_id)
+    if not caller.may_see(record.get("owner")):
+        raise TaskNotFound(f"task {task_id} not found")
     if record["status"] != "QUEUED":
         return public_record(record)
     return public_record(record, {task_id: queue_position(spool, task_id)})
 
 
-def get_result(spool: Spool, task_id: str) -> dict[str, Any]:
+def get_result(spool: Spool, task_id: str, caller: Caller = OWNER) -> dict[str, Any]:
     """The spec's 5.3 result, its output files as download URLs; 50003 while
     unfinished, the task's error (50xxx) when it did not complete."""
-    return result_document(spool.record(task_id), failure=failure_of, locate=output_file_urls)
+    record = spool.record(task_id)
+    if not caller.may_see(record.get("owner")):
+        raise TaskNotFound(f"task {task_id} not found")
+    return result_document(record, failure=failure_of, locate=output_file_urls)
 
 
-def cancel_task(spool: Spool, mirror: Mirror | None, task_id: str) -> dict[str, Any]:
+def cancel_task(
+    spool: Spool, mirror: Mirror | None, task_id: str, caller: Caller = OWNER
+) -> dict[str, Any]:
     """QUEUED: cancelled now.  ASSIGNED/RUNNING: the executor stops at its next step
     (killed after the daemon's grace period).  Terminal: TaskTerminal (50005)."""
+    check_task(spool, caller, task_id)
     state = spool.request_cancel(task_id)
     if state == "CANCELLED":
         mirror_task(spool, mirror, task_id)
@@ -223,11 +253,14 @@ def list_tasks(
     limit: int = 20,
     offset: int = 0,
     order: str = "created_at desc",
+    caller: Caller = OWNER,
 ) -> tuple[list[dict[str, Any]], int]:
-    """A page of task records (newest first) and the total count matching.
+    """A page of task records (newest first) and the total count matching; a caller
+    who does not see all gets its own tasks only.
 
     From the mirror when it answers, else by reading the spool.  Rows of tasks not yet
     finished are refreshed from the spool, whose state is always the latest."""
+    owner = caller.only_owner
     states = normalize_states(status)
     kind = canonical_task_type(task_type) if task_type else None
     model_key = _canonical_model(model, spool) if model else None
@@ -241,11 +274,12 @@ def list_tasks(
                 limit=limit,
                 offset=offset,
                 order=order,
+                owner=owner,
             )
         except DatabaseError as exc:
             logger.warning("mirror unavailable, listing from the spool: {}", exc.message)
     if rows is None:
-        rows, total = _list_from_spool(spool, states, kind, model_key, limit, offset, order)
+        rows, total = list_from_spool(spool, states, kind, model_key, limit, offset, order, owner)
     items = []
     # Listing the queue costs in proportion to its length: only for pages that show it.
     queue = functools.cache(lambda: queue_positions(spool))
@@ -268,46 +302,6 @@ def list_tasks(
             row = fresh
         items.append(public_record(row, queue() if row.get("status") == "QUEUED" else None))
     return items, total
-
-
-def _list_from_spool(
-    spool: Spool,
-    states: list[str] | None,
-    kind: str | None,
-    model: str | None,
-    limit: int,
-    offset: int,
-    order: str,
-) -> tuple[list[dict[str, Any]], int]:
-    from mofsim_core.mirror import SORTABLE
-
-    parts = order.strip().lower().split()
-    if parts and parts[0].startswith("-"):
-        parts = [parts[0][1:], "desc"]
-    if (
-        not 1 <= len(parts) <= 2
-        or parts[0] not in SORTABLE
-        or parts[-1] not in (parts[0], "asc", "desc")
-    ):
-        raise ValidationError(
-            f"invalid order {order!r}: use one of {', '.join(SORTABLE)}, then asc or desc",
-            field="order",
-        )
-    records = [
-        r
-        for r in spool.records()
-        if (states is None or r["status"] in states)
-        and (kind is None or r["task_type"] == kind)
-        and (model is None or r["model"] == model)
-    ]
-    key = parts[0]
-    present = sorted(
-        (r for r in records if r.get(key) is not None),
-        key=lambda r: (str(r[key]) if key != "progress" else r[key], r["task_id"]),
-        reverse=len(parts) == 2 and parts[1] == "desc",
-    )
-    ordered = present + [r for r in records if r.get(key) is None]
-    return ordered[offset : offset + limit], len(records)
 
 
 # --- log history ----------------------------------------------------------------------------
@@ -341,11 +335,13 @@ def task_logs(
     offset: int = 0,
     since: str | None = None,
     kinds: tuple[str, ...] | None = None,
+    caller: Caller = OWNER,
 ) -> dict[str, Any]:
     """A task's events, oldest first.  ``level`` is a minimum; ``since`` an event id
     (events after it) or an ISO time (events later than it)."""
     if spool.locate(task_id) is None:
         raise TaskNotFound(f"task {task_id} not found")
+    check_task(spool, caller, task_id)
     if level is not None and level.upper() not in (
         "DEBUG",
         "INFO",

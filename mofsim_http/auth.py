@@ -8,7 +8,9 @@ effect on a running server.  A client sends its key as ``X-API-Key: K`` or
 
 Rules: with no active key and a loopback bind, every request is allowed (a local user
 needs no set-up); once a key exists every route except the public ones needs one, and
-routes described ``admin=True`` need an admin key.  Each key (each client address when
+routes described ``admin=True`` need an admin key.  ``caller_of`` says who a request
+is for the services: a user key sees its own tasks, structures and custom models only,
+an admin key and a request without keys everything.  Each key (each client address when
 anonymous) has a token bucket; an empty bucket answers 429 with ``Retry-After``.
 """
 
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from mofsim_core.api_keys import KeyStore
+from mofsim_core.owners import OWNER, Caller
 from mofsim_http.describe import description_of
 from mofsim_http.envelope import API_KEY, API_KEY_ID, error_response
 from spool.errors import (
@@ -61,6 +64,15 @@ def token_of(request: web.Request) -> str | None:
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
     return None
+
+
+def caller_of(request: web.Request) -> Caller:
+    """Who is asking: the request's key, or the machine's owner when it carries none
+    (which the middleware allows only while no key exists, on loopback)."""
+    key = request.get(API_KEY)
+    if key is None:
+        return OWNER
+    return Caller(key_id=str(key["id"]), admin=bool(key.get("admin")))
 
 
 # --- rate limits ----------------------------------------------------------------------------

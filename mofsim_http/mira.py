@@ -20,6 +20,7 @@ from aiohttp import web
 from executors.registry import task_module, task_types
 from mofsim_core.mira_shapes import mira_result, mira_summary, mira_task
 from mofsim_core.output_files import find_output
+from mofsim_core.owners import OWNER, Caller, check_task
 from mofsim_core.task_service import (
     cancel_task,
     get_result,
@@ -30,6 +31,7 @@ from mofsim_core.task_service import (
 from mofsim_core.version import package_version
 from mofsim_http import mira_resources
 from mofsim_http.app import MIRA_API_PREFIX, MIRROR_KEY, SPOOL_KEY
+from mofsim_http.auth import caller_of
 from mofsim_http.describe import describe
 from mofsim_http.envelope import ok
 from mofsim_http.files import file_response
@@ -47,6 +49,8 @@ TAGS = ["MIRA"]
 STATUS_FILTERS = {"pending": [TaskState.PENDING, TaskState.QUEUED, TaskState.ASSIGNED]}
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+# A user key's request for another key's task answers as for a task that does not exist.
+_UNKNOWN = "unknown task (or another key's)"
 
 _ID = {"type": "string"}
 TASK_SCHEMA: dict[str, Any] = {
@@ -119,7 +123,13 @@ def _submit_handler(task_type: str) -> Any:
         body = await _json_body(request)
         app = request.app
         record = await short_body(
-            request, submit_task, app[SPOOL_KEY], app[MIRROR_KEY], body, task_type
+            request,
+            submit_task,
+            app[SPOOL_KEY],
+            app[MIRROR_KEY],
+            body,
+            task_type,
+            caller_of(request),
         )
         out = mira_task(record)
         out["estimated_time_minutes"] = None  # no cost model yet: unknown, not guessed
@@ -194,6 +204,7 @@ async def list_handler(request: web.Request) -> web.Response:
         task_type=request.query.get("task_type") or None,
         limit=limit,
         offset=skip,
+        caller=caller_of(request),
     )
     return ok(
         request,
@@ -202,11 +213,13 @@ async def list_handler(request: web.Request) -> web.Response:
 
 
 @returns(schema=TASK_SCHEMA, example=TASK_EXAMPLE)
-@describe(summary="Task status", tags=TAGS, responses={200: "the task", 404: "unknown task"})
+@describe(summary="Task status", tags=TAGS, responses={200: "the task", 404: _UNKNOWN})
 async def status_handler(request: web.Request) -> web.Response:
     """Poll this until `status` is completed (or failed); a failed task carries
     `error_message` and `error_code`."""
-    record = await quick(request, get_task, request.app[SPOOL_KEY], request.match_info["task_id"])
+    record = await quick(
+        request, get_task, request.app[SPOOL_KEY], request.match_info["task_id"], caller_of(request)
+    )
     return ok(request, mira_task(record))
 
 
@@ -221,7 +234,7 @@ async def status_handler(request: web.Request) -> web.Response:
     tags=TAGS,
     responses={
         200: "cancelled, or cancel requested for a running task",
-        404: "unknown task",
+        404: _UNKNOWN,
         409: "the task has already finished",
     },
 )
@@ -229,7 +242,12 @@ async def cancel_handler(request: web.Request) -> web.Response:
     """A queued task is cancelled at once; a running one stops at its next step."""
     app = request.app
     out = await quick(
-        request, cancel_task, app[SPOOL_KEY], app[MIRROR_KEY], request.match_info["task_id"]
+        request,
+        cancel_task,
+        app[SPOOL_KEY],
+        app[MIRROR_KEY],
+        request.match_info["task_id"],
+        caller_of(request),
     )
     done = out["status"] == "CANCELLED"
     message = (
@@ -268,9 +286,9 @@ def _optimized_structure(spool: Any, task_id: str) -> dict[str, Any] | None:
     }
 
 
-def full_result(spool: Any, task_id: str) -> dict[str, Any]:
+def full_result(spool: Any, task_id: str, caller: Caller = OWNER) -> dict[str, Any]:
     """``GET /results/{id}``: the result flat, with the guide's key names."""
-    doc = get_result(spool, task_id)
+    doc = get_result(spool, task_id, caller)
     record = spool.record(task_id)
     structure = _optimized_structure(spool, task_id) if doc["task_type"] == "optimization" else None
     return mira_result(doc, record, structure)
@@ -289,14 +307,14 @@ def full_result(spool: Any, task_id: str) -> dict[str, Any]:
     tags=TAGS,
     responses={
         200: "the result",
-        404: "unknown task",
+        404: _UNKNOWN,
         409: "not finished yet (50003), or failed/cancelled/timed out",
     },
 )
 async def result_handler(request: web.Request) -> web.Response:
     """Optimization results carry `optimized_structure` (symbols, positions, cell)."""
     data = await asyncio.to_thread(
-        full_result, request.app[SPOOL_KEY], request.match_info["task_id"]
+        full_result, request.app[SPOOL_KEY], request.match_info["task_id"], caller_of(request)
     )
     return ok(request, data)
 
@@ -318,11 +336,17 @@ async def result_handler(request: web.Request) -> web.Response:
 @describe(
     summary="Result summary",
     tags=TAGS,
-    responses={200: "the key numbers", 404: "unknown task", 409: "no result"},
+    responses={200: "the key numbers", 404: _UNKNOWN, 409: "no result"},
 )
 async def summary_handler(request: web.Request) -> web.Response:
     """`key_metrics` holds the few numbers that characterise the result."""
-    doc = await quick(request, get_result, request.app[SPOOL_KEY], request.match_info["task_id"])
+    doc = await quick(
+        request,
+        get_result,
+        request.app[SPOOL_KEY],
+        request.match_info["task_id"],
+        caller_of(request),
+    )
     return ok(request, mira_summary(doc))
 
 
@@ -337,7 +361,7 @@ DOWNLOAD_KINDS = ("structure", "trajectory", "log")
     responses={
         200: "the file (chemical/x-cif, application/octet-stream for ASE "
         "trajectories, application/x-ndjson for the log)",
-        404: "unknown task or no such file",
+        404: "unknown task (or another key's) or no such file",
         409: "not finished yet",
     },
 )
@@ -349,9 +373,9 @@ async def download_handler(request: web.Request) -> web.StreamResponse:
         raise ValidationError(
             f"file_type must be one of {', '.join(DOWNLOAD_KINDS)}", field="file_type"
         )
-    out = await asyncio.to_thread(
-        find_output, request.app[SPOOL_KEY], request.match_info["task_id"], kind
-    )
+    spool, task_id = request.app[SPOOL_KEY], request.match_info["task_id"]
+    await asyncio.to_thread(check_task, spool, caller_of(request), task_id)
+    out = await asyncio.to_thread(find_output, spool, task_id, kind)
     return file_response(out)
 
 

@@ -20,6 +20,7 @@ from mofsim_core.model_service import (
 )
 from mofsim_core.structure_service import StructureIndex, delete_structure, preview_structure
 from mofsim_http.app import MIRA_API_PREFIX, MIRROR_KEY, SPOOL_KEY
+from mofsim_http.auth import caller_of
 from mofsim_http.describe import describe
 from mofsim_http.envelope import ok
 from mofsim_http.models_api import family_query
@@ -39,6 +40,8 @@ MIRA_MODEL_KEYS = (
 )
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+# A user key's request for another key's upload answers as for one that does not exist.
+_UNKNOWN = "unknown structure (or another key's)"
 
 # --- shapes --------------------------------------------------------------------------------------
 
@@ -217,7 +220,7 @@ async def list_structures(request: web.Request) -> web.Response:
     skip = int_query(request, "skip", 0, 0, 10**9)
     limit = int_query(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     index = structure_index(request.app)
-    metas = await asyncio.to_thread(index.refresh)
+    metas = await asyncio.to_thread(index.visible, caller_of(request))
     page = metas[skip : skip + limit]
     return ok(request, {"total": len(metas), "structures": [mira_structure_item(m) for m in page]})
 
@@ -226,10 +229,10 @@ async def list_structures(request: web.Request) -> web.Response:
 @describe(
     summary="Structure detail",
     tags=TAGS,
-    responses={200: "the structure", 404: "unknown structure"},
+    responses={200: "the structure", 404: _UNKNOWN},
 )
 async def get_structure(request: web.Request) -> web.Response:
-    meta = structure_index(request.app).get(request.match_info["structure_id"])
+    meta = structure_index(request.app).get(request.match_info["structure_id"], caller_of(request))
     return ok(request, mira_structure(meta))
 
 
@@ -247,10 +250,10 @@ async def get_structure(request: web.Request) -> web.Response:
 @describe(
     summary="Structure preview (for viewers)",
     tags=TAGS,
-    responses={200: "symbols, positions (A), cell vectors, pbc", 404: "unknown structure"},
+    responses={200: "symbols, positions (A), cell vectors, pbc", 404: _UNKNOWN},
 )
 async def preview(request: web.Request) -> web.Response:
-    meta = structure_index(request.app).get(request.match_info["structure_id"])
+    meta = structure_index(request.app).get(request.match_info["structure_id"], caller_of(request))
     data = await asyncio.to_thread(preview_structure, request.app[SPOOL_KEY], meta)
     return ok(request, {k: data[k] for k in ("symbols", "positions", "cell", "pbc")})
 
@@ -265,17 +268,23 @@ async def preview(request: web.Request) -> web.Response:
 @describe(
     summary="Delete a structure and its tasks",
     tags=TAGS,
-    responses={200: "deleted", 404: "unknown structure"},
+    admin=True,
+    responses={200: "deleted", 403: "needs an admin key", 404: "unknown structure"},
 )
 async def delete(request: web.Request) -> web.Response:
     """Finished and queued tasks on it are deleted (counted in `deleted_tasks`);
-    running ones are cancelled."""
+    running ones are cancelled.  Needs an admin key; audited."""
     app = request.app
     structure_id = request.match_info["structure_id"]
     index = structure_index(app)
     index.get(structure_id)  # 404 before any work
     out = await asyncio.to_thread(
-        delete_structure, app[SPOOL_KEY], index, structure_id, app[MIRROR_KEY]
+        delete_structure,
+        app[SPOOL_KEY],
+        index,
+        structure_id,
+        app[MIRROR_KEY],
+        actor=caller_of(request).actor(f"anonymous@{request.remote}"),
     )
     return ok(
         request,

@@ -30,6 +30,7 @@ from mofsim_core.model_service import (
     request_model_action,
 )
 from mofsim_http.app import API_PREFIX, CONFIG_KEY, SPOOL_KEY, config_upload_limit
+from mofsim_http.auth import caller_of
 from mofsim_http.describe import describe
 from mofsim_http.envelope import ok
 from mofsim_http.json_body import parse_json, read_json_object
@@ -219,7 +220,9 @@ async def upload_custom(request: web.Request) -> web.Response:
             if not isinstance(extra, dict):
                 raise ValidationError("metadata must be a JSON object", field="metadata")
             fields = {**extra, **fields}
-        info = await asyncio.to_thread(save_custom_model, spool, form.path, form.filename, fields)
+        info = await asyncio.to_thread(
+            save_custom_model, spool, form.path, form.filename, fields, caller_of(request).owner
+        )
     finally:
         form.discard()
     return ok(request, info, status=201, message="Custom model uploaded; validate it next")
@@ -227,23 +230,34 @@ async def upload_custom(request: web.Request) -> web.Response:
 
 @describe(summary="List custom models", tags=["models"])
 async def list_custom(request: web.Request) -> web.Response:
-    items = await asyncio.to_thread(list_custom_models, request.app[SPOOL_KEY])
+    """A user key lists the models it uploaded, an admin key all of them."""
+    items = await asyncio.to_thread(list_custom_models, request.app[SPOOL_KEY], caller_of(request))
     return ok(request, {"items": items, "total": len(items)})
 
 
-@describe(summary="Custom model detail", tags=["models"], responses={404: "not found"})
+@describe(
+    summary="Custom model detail", tags=["models"], responses={404: "not found (or another key's)"}
+)
 async def get_custom(request: web.Request) -> web.Response:
-    data = get_custom_model(request.app[SPOOL_KEY], request.match_info["model_id"])
+    data = get_custom_model(
+        request.app[SPOOL_KEY], request.match_info["model_id"], caller_of(request)
+    )
     return ok(request, data)
 
 
 @describe(
-    summary="Delete a custom model", tags=["models"], admin=True, responses={404: "not found"}
+    summary="Delete a custom model",
+    tags=["models"],
+    admin=True,
+    responses={403: "needs an admin key", 404: "not found"},
 )
 async def delete_custom(request: web.Request) -> web.Response:
-    """Removes the files; slots holding it are asked to unload it."""
+    """Removes the files; slots holding it are asked to unload it.  Audited."""
     data = await asyncio.to_thread(
-        delete_custom_model, request.app[SPOOL_KEY], request.match_info["model_id"]
+        delete_custom_model,
+        request.app[SPOOL_KEY],
+        request.match_info["model_id"],
+        actor=caller_of(request).actor(f"anonymous@{request.remote}"),
     )
     return ok(request, data, message="Custom model deleted")
 

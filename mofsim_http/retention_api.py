@@ -14,17 +14,24 @@ from typing import Any
 from aiohttp import web
 
 from mofsim_core import retention
+from mofsim_core.owners import check_task
 from mofsim_core.webhooks import deliveries
 from mofsim_http.app import API_PREFIX, CONFIG_KEY, MIRROR_KEY, SPOOL_KEY
+from mofsim_http.auth import caller_of
 from mofsim_http.describe import describe
-from mofsim_http.envelope import API_KEY_ID, ok
+from mofsim_http.envelope import ok
 from mofsim_http.json_body import read_json
 from spool.errors import TaskNotFound, ValidationError
 
 KEEP_BODY = {"type": "object", "properties": {"keep": {"type": "boolean", "default": True}}}
 
 
-@describe(summary="Set or clear a task's keep flag", tags=["tasks"], body=KEEP_BODY)
+@describe(
+    summary="Set or clear a task's keep flag",
+    tags=["tasks"],
+    body=KEEP_BODY,
+    responses={404: "no such task (or another key's)"},
+)
 async def keep_task(request: web.Request) -> web.Response:
     """A kept task is never reminded about nor expired by the retention policy."""
     keep = True
@@ -34,16 +41,22 @@ async def keep_task(request: web.Request) -> web.Response:
             raise ValidationError("keep must be true or false", field="keep")
         keep = body.get("keep", True)
     spool = request.app[SPOOL_KEY]
+    await asyncio.to_thread(check_task, spool, caller_of(request), request.match_info["task_id"])
     info = await asyncio.to_thread(retention.set_keep, spool, request.match_info["task_id"], keep)
     return ok(request, {"task_id": request.match_info["task_id"], **info})
 
 
-@describe(summary="Delete a finished task's results and files", tags=["tasks"], admin=True)
+@describe(
+    summary="Delete a finished task's results and files",
+    tags=["tasks"],
+    admin=True,
+    responses={403: "needs an admin key", 404: "no such task", 409: "not finished"},
+)
 async def delete_task(request: web.Request) -> web.Response:
     """The task's record and log are kept (they are permanent); the deletion is audited."""
     spool = request.app[SPOOL_KEY]
     task_id = request.match_info["task_id"]
-    actor = request.get(API_KEY_ID) or f"anonymous@{request.remote}"
+    actor = caller_of(request).actor(f"anonymous@{request.remote}")
     out = await asyncio.to_thread(retention.delete_task_data, spool, task_id, actor=actor)
     mirror = request.app[MIRROR_KEY]
     if mirror is not None:
@@ -51,12 +64,17 @@ async def delete_task(request: web.Request) -> web.Response:
     return ok(request, out, message="Deleted")
 
 
-@describe(summary="Webhook delivery attempts of a task", tags=["tasks"])
+@describe(
+    summary="Webhook delivery attempts of a task",
+    tags=["tasks"],
+    responses={404: "no such task (or another key's)"},
+)
 async def task_webhooks(request: web.Request) -> web.Response:
     spool = request.app[SPOOL_KEY]
     task_id = request.match_info["task_id"]
     if spool.locate(task_id) is None:
         raise TaskNotFound(f"task {task_id} not found")
+    await asyncio.to_thread(check_task, spool, caller_of(request), task_id)
     items = deliveries(spool.paths.state_dir / "webhooks", task_id)
     return ok(request, {"task_id": task_id, "items": items})
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from mofsim_core.owners import OWNER, Caller, check_task
 from mofsim_http.envelope import REQUEST_ID
 from spool.errors import TaskNotFound, ValidationError
 from spool.events import LEVEL_RANK, Event
@@ -221,8 +222,11 @@ async def stream_task(
     level: str | None = None,
     kinds: tuple[str, ...] | None = None,
     poll_s: float = POLL_S,
+    caller: Caller = OWNER,
 ) -> web.StreamResponse:
-    """Answer ``request`` with the live event stream of ``task_id``."""
+    """Answer ``request`` with the live event stream of ``task_id``; another key's
+    task is not found, as with every other task route."""
+    await asyncio.to_thread(check_task, spool, caller, task_id)
     resume = resume_offset(request)
     stream = EventStream(
         request,

@@ -29,12 +29,15 @@ from mofsim_core.structure_service import (
     structure_view,
 )
 from mofsim_http.app import API_PREFIX, CONFIG_KEY, MIRROR_KEY, SPOOL_KEY, config_upload_limit
+from mofsim_http.auth import caller_of
 from mofsim_http.describe import describe
 from mofsim_http.envelope import ok
 from mofsim_http.json_body import read_json_object
 from spool.errors import PayloadTooLarge, UnsupportedFormat, ValidationError
 
 STRUCTURE_INDEX_KEY = web.AppKey("structure_index", StructureIndex)
+# A user key's request for another key's upload answers as for one that does not exist.
+_NOT_FOUND = "not found (or another key's)"
 MAX_TEXT_FIELD = 1024 * 1024  # name, format, description, config: never large
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 1000
@@ -253,6 +256,7 @@ async def accept_upload(
         fmt=form.fields.get("format"),
         filename=form.filename or form.fields.get("filename"),
         max_bytes=limit,
+        owner=caller_of(request).owner,
     )
 
 
@@ -315,9 +319,11 @@ async def upload_file(request: web.Request) -> web.Response:
 
 @describe(summary="List uploaded structures", tags=["structures"], query=PAGE_QUERY)
 async def list_structures(request: web.Request) -> web.Response:
-    """Newest first, paginated."""
+    """Newest first, paginated; a user key lists its own uploads."""
     offset, limit, page = page_args(request, default_size=100)
-    items, total = await asyncio.to_thread(structure_index(request.app).list, offset, limit)
+    items, total = await asyncio.to_thread(
+        structure_index(request.app).list, offset, limit, caller_of(request)
+    )
     return ok(request, page_body(items, total, page, limit))
 
 
@@ -329,10 +335,10 @@ async def list_builtin(request: web.Request) -> web.Response:
     return ok(request, {"items": items, "total": len(items)})
 
 
-@describe(summary="Structure detail", tags=["structures"], responses={404: "not found"})
+@describe(summary="Structure detail", tags=["structures"], responses={404: _NOT_FOUND})
 async def get_structure(request: web.Request) -> web.Response:
     """Formula, atom count, cell, volume, density, elements, space group."""
-    meta = structure_index(request.app).get(request.match_info["file_id"])
+    meta = structure_index(request.app).get(request.match_info["file_id"], caller_of(request))
     return ok(request, structure_view(meta))
 
 
@@ -340,28 +346,37 @@ async def get_structure(request: web.Request) -> web.Response:
     summary="Structure preview (atoms and cell)",
     tags=["structures"],
     query={"type": "object", "properties": {"max_atoms": {"type": "integer", "minimum": 0}}},
-    responses={404: "not found"},
+    responses={404: _NOT_FOUND},
 )
 async def preview(request: web.Request) -> web.Response:
     """Symbols, Cartesian positions (A), cell vectors, periodicity and the first lines
     of the stored file."""
-    meta = structure_index(request.app).get(request.match_info["file_id"])
+    meta = structure_index(request.app).get(request.match_info["file_id"], caller_of(request))
     max_atoms = _int_arg(request, "max_atoms", None, 0)
     data = await asyncio.to_thread(preview_structure, request.app[SPOOL_KEY], meta, max_atoms)
     return ok(request, data)
 
 
 @describe(
-    summary="Delete a structure and its tasks", tags=["structures"], responses={404: "not found"}
+    summary="Delete a structure and its tasks",
+    tags=["structures"],
+    admin=True,
+    responses={403: "needs an admin key", 404: "not found"},
 )
 async def delete(request: web.Request) -> web.Response:
     """Queued tasks using it are cancelled and deleted, finished ones deleted, running
-    ones cancelled; ``deleted_tasks`` counts the deleted ones."""
+    ones cancelled; ``deleted_tasks`` counts the deleted ones.  Results go with the
+    tasks: an admin key is needed, and the deletion is audited."""
     app = request.app
     file_id = request.match_info["file_id"]
     structure_index(app).get(file_id)  # 404 before any work
     data = await asyncio.to_thread(
-        delete_structure, app[SPOOL_KEY], structure_index(app), file_id, app[MIRROR_KEY]
+        delete_structure,
+        app[SPOOL_KEY],
+        structure_index(app),
+        file_id,
+        app[MIRROR_KEY],
+        actor=caller_of(request).actor(f"anonymous@{request.remote}"),
     )
     return ok(request, data, message="Structure deleted")
 

@@ -17,6 +17,7 @@ from mofsim_core import task_service as svc
 from mofsim_core.task_validation import NOTIFY_EVENTS
 from mofsim_http import sse
 from mofsim_http.app import CONFIG_KEY, MIRROR_KEY, SHUTDOWN_KEY, SPOOL_KEY
+from mofsim_http.auth import caller_of
 from mofsim_http.describe import describe
 from mofsim_http.envelope import ok
 from mofsim_http.json_body import read_json
@@ -34,7 +35,8 @@ _SUBMIT_ERRORS = {
     415: "unsupported structure format",
     422: "structure unparsable or unphysical",
 }
-_ID_ERRORS = {404: "no such task"}
+# A user key's request for another key's task answers as for a task that does not exist.
+_ID_ERRORS = {404: "no such task (or another key's)"}
 
 OPTIONS_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -129,7 +131,9 @@ def submit_handler(task_type: str | None) -> Any:
         before anything is queued; answers 202 with the record and queue position."""
         body = await read_json(request)
         spool, mirror = _services(request)
-        record = await short_body(request, svc.submit_task, spool, mirror, body, task_type)
+        record = await short_body(
+            request, svc.submit_task, spool, mirror, body, task_type, caller_of(request)
+        )
         return ok(request, record, status=202, message="Task queued")
 
     submit.__name__ = f"submit_{(task_type or 'task').replace('-', '_')}"
@@ -166,7 +170,9 @@ async def submit_batch(request: web.Request) -> web.Response:
     if isinstance(body, dict) and "tasks" not in body:
         raise ValidationError("tasks is required: a list of submissions", field="tasks")
     spool, mirror = _services(request)
-    report = await asyncio.to_thread(svc.submit_batch, spool, mirror, items)
+    report = await asyncio.to_thread(
+        svc.submit_batch, spool, mirror, items, None, caller_of(request)
+    )
     message = (
         f"{report['accepted']} task(s) queued, {report['rejected']} rejected"
         if report["rejected"]
@@ -191,7 +197,8 @@ async def submit_batch(request: web.Request) -> web.Response:
     responses={200: "data: {items, pagination}", 400: "invalid filter"},
 )
 async def list_tasks(request: web.Request) -> web.Response:
-    """Newest first; pages with ``page``/``page_size`` or ``skip``/``limit``."""
+    """Newest first; pages with ``page``/``page_size`` or ``skip``/``limit``.  A user
+    key lists its own tasks, an admin key every task."""
     q = request.query
     limit, offset = svc.page_args(q)
     spool, mirror = _services(request)
@@ -206,6 +213,7 @@ async def list_tasks(request: web.Request) -> web.Response:
         limit=limit,
         offset=offset,
         order=q.get("order") or "created_at desc",
+        caller=caller_of(request),
     )
     return ok(request, {"items": items, "pagination": svc.pagination(total, limit, offset)})
 
@@ -216,7 +224,9 @@ async def list_tasks(request: web.Request) -> web.Response:
 @returns(schema=TASK_RECORD_SCHEMA)
 async def get_task(request: web.Request) -> web.Response:
     spool, _ = _services(request)
-    record = await quick(request, svc.get_task, spool, request.match_info["task_id"])
+    record = await quick(
+        request, svc.get_task, spool, request.match_info["task_id"], caller_of(request)
+    )
     return ok(request, record)
 
 
@@ -225,13 +235,15 @@ async def get_task(request: web.Request) -> web.Response:
     tags=["tasks"],
     responses={
         200: "the result (spec 5.3)",
-        404: "no such task",
+        **_ID_ERRORS,
         409: "not finished (50003), failed (50001), timed out (50002) or cancelled (50004)",
     },
 )
 async def get_result(request: web.Request) -> web.Response:
     spool, _ = _services(request)
-    result = await quick(request, svc.get_result, spool, request.match_info["task_id"])
+    result = await quick(
+        request, svc.get_result, spool, request.match_info["task_id"], caller_of(request)
+    )
     return ok(request, result)
 
 
@@ -240,7 +252,7 @@ async def get_result(request: web.Request) -> web.Response:
     tags=["tasks"],
     responses={
         200: "CANCELLED (was queued) or CANCELLING (stops at its next step)",
-        404: "no such task",
+        **_ID_ERRORS,
         409: "the task already finished (50005)",
     },
 )
@@ -248,7 +260,9 @@ async def cancel_task(request: web.Request) -> web.Response:
     """Queued tasks are cancelled at once; running ones stop at their next step and are
     killed if they do not within the daemon's grace period."""
     spool, mirror = _services(request)
-    data = await quick(request, svc.cancel_task, spool, mirror, request.match_info["task_id"])
+    data = await quick(
+        request, svc.cancel_task, spool, mirror, request.match_info["task_id"], caller_of(request)
+    )
     return ok(request, data, message=data["message"])
 
 
@@ -295,6 +309,7 @@ async def task_logs(request: web.Request) -> web.StreamResponse:
         offset=offset,
         since=q.get("since"),
         kinds=svc.parse_kinds(q.get("types")),
+        caller=caller_of(request),
     )
     return ok(request, data)
 
@@ -325,6 +340,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
         heartbeat_s=request.app[CONFIG_KEY].sse_heartbeat_s,
         level=level,
         kinds=svc.parse_kinds(q.get("types")),
+        caller=caller_of(request),
     )
 
 

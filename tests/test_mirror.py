@@ -91,6 +91,7 @@ def record(task_id: str, **over: Any) -> dict[str, Any]:
         "result": None,
         "parameters": {"fmax": 0.001},
         "options": {"priority": "NORMAL"},
+        "owner": None,
     }
     base.update(over)
     return base
@@ -559,3 +560,36 @@ def test_each_thread_gets_its_own_connection(db: Mirror) -> None:
     assert len(seen) == 4 and all(s is not None for s in seen)
     got = db.get_task("t1")
     assert got is not None and got["progress"] == 0.5
+
+
+# --- owners ----------------------------------------------------------------------------------
+
+
+def test_lists_narrow_to_one_owner(db: Mirror) -> None:
+    db.upsert_task(record("a1", owner="key_a", created_at="2025-12-30T10:00:01.000Z"))
+    db.upsert_task(record("b1", owner="key_b", created_at="2025-12-30T10:00:02.000Z"))
+    db.upsert_task(record("a2", owner="key_a", created_at="2025-12-30T10:00:03.000Z"))
+    db.upsert_task(record("n1"))
+    items, total = db.list_tasks(owner="key_a")
+    assert total == 2 and [t["task_id"] for t in items] == ["a2", "a1"]
+    assert db.list_tasks(owner="key_a", status="RUNNING") == ([], 0)
+    assert db.list_tasks()[1] == 4 and db.list_tasks(owner="nobody")[1] == 0
+    assert db.get_task("b1")["owner"] == "key_b"  # type: ignore[index]
+    db.upsert_task({"task_id": "b1", "status": "RUNNING"})  # a partial update keeps it
+    assert db.get_task("b1")["owner"] == "key_b"  # type: ignore[index]
+
+
+def test_a_mirror_of_schema_2_gains_the_owner_column(store: Store) -> None:
+    store.open().close()
+    index = (
+        "idx_tasks_owner_created_at_task_id"
+        if store.kind == "sqlite"
+        else "tasks_owner_created_at_task_id_idx"
+    )
+    store.execute(f"DROP INDEX {index}")
+    store.execute("ALTER TABLE tasks DROP COLUMN owner")
+    store.execute("DELETE FROM schema_version WHERE version = 3")
+    m = store.open()
+    assert m.schema_version() == len(mirror_mod.MIGRATIONS) == 3
+    m.upsert_task(record("t1", owner="key_a"))
+    assert m.list_tasks(owner="key_a")[1] == 1
