@@ -134,11 +134,27 @@ async def stream(request: web.Request) -> web.StreamResponse:
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
     await response.prepare(request)
+    try:
+        await _follow(request, response, log_dir, day, offset, skip, LEVEL_RANK[level])
+    except ConnectionError:
+        pass  # the client left (mid-write or at a heartbeat): normal, nothing to report
+    return response
+
+
+async def _follow(
+    request: web.Request,
+    response: web.StreamResponse,
+    log_dir: Path,
+    day: date,
+    offset: int,
+    skip: int | None,
+    floor: int,
+) -> None:
+    """Send new log records from ``offset`` on until shutdown or until the client goes."""
     shutdown = request.app[SHUTDOWN_KEY]
     heartbeat = request.app[CONFIG_KEY].sse_heartbeat_s
     idle = 0.0
-    floor = LEVEL_RANK[level]
-    while not shutdown.is_set():
+    while not shutdown.is_set() and not _client_gone(request):
         sent = False
         path = _file(log_dir, day)
         for start, end, data in _read_new(path, offset):
@@ -166,7 +182,11 @@ async def stream(request: web.Request) -> web.StreamResponse:
             await asyncio.wait_for(shutdown.wait(), POLL_S)
         except TimeoutError:
             pass
-    return response
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _read_new(path: Path, offset: int) -> list[tuple[int, int, dict[str, Any]]]:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from loguru import logger
 
 from mofsim_core.config import Config
 from mofsim_http.app import create_app
@@ -113,3 +117,42 @@ async def test_a_month_old_day_is_read_back_from_its_archive(tmp_path: Path) -> 
         ):
             bad = await client.get(f"/api/v1/system/logs?{query}", headers={"X-API-Key": admin})
             assert bad.status == 400 and (await bad.json())["error"]["field"] == field
+
+
+@pytest.mark.asyncio
+async def test_a_client_leaving_the_stream_is_not_an_error(tmp_path: Path) -> None:
+    """The client hangs up; the next heartbeat finds no one: a 200 in the access log, no
+    unhandled error."""
+    sp = Spool(tmp_path / "spool")
+    app = create_app(Config(spool=str(sp.root), http="127.0.0.1:0", sse_heartbeat_s=0.1))
+    records: list[tuple[str, str, Any]] = []
+    logged = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def sink(message: Any) -> None:
+        rec = message.record
+        records.append((rec["level"].name, rec["message"], rec["extra"].get("status")))
+        if rec["extra"].get("path") == "/api/v1/system/logs/stream":
+            loop.call_soon_threadsafe(logged.set)
+
+    sink_id = logger.add(sink, level="DEBUG")
+    # The production runner: its handlers are not cancelled when a client leaves (the
+    # test server's are), so the handler meets the closed connection at its next write.
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = int(runner.addresses[0][1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /api/v1/system/logs/stream HTTP/1.1\r\nHost: test\r\n\r\n")
+        await writer.drain()
+        assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.wait_for(logged.wait(), 10)
+    finally:
+        logger.remove(sink_id)
+        await runner.cleanup()
+    assert [status for _, _, status in records if status is not None] == [200], records
+    assert not [r for r in records if r[0] in ("ERROR", "CRITICAL")], records
