@@ -144,10 +144,14 @@ def output_files(spool: Spool, task_id: str) -> dict[str, str]:
 
 
 def _serve(spool: Spool, task_id: str, name: str) -> OutputFile:
-    workspace = spool.paths.workspace(task_id).resolve()
+    missing = FileNotFound(f"file {name!r} of task {task_id} not found", field="file_id")
+    # The workspace itself must be a directory of tasks/, not a link to anywhere else.
+    workspace = spool.paths.tasks.resolve() / task_id
+    if workspace.is_symlink() or not workspace.is_dir():
+        raise missing
     path = (workspace / name).resolve()
     if workspace not in path.parents or not path.is_file():
-        raise FileNotFound(f"file {name!r} of task {task_id} not found", field="file_id")
+        raise missing
     return OutputFile(task_id, name, path, content_type_for(name))
 
 

@@ -3,6 +3,7 @@ are not the task's listed outputs are refused."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from mofsim_core.output_files import (
     parse_file_id,
 )
 from mofsim_http.app import create_app
+from spool import transitions
 from spool.errors import FileNotFound, ResultNotReady
 from spool.job import Job
 from spool.store import Spool
@@ -183,3 +185,31 @@ async def test_upload_then_download_round_trip_names_are_opaque(client: Client) 
     fid = (await resp.json())["data"]["file_id"]
     # A structure id is not a task output id: the files endpoint does not serve uploads.
     assert (await client.get(f"/api/v1/files/{fid}")).status == 404
+
+
+@pytest.mark.asyncio
+async def test_a_workspace_that_is_a_link_is_not_served(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    job = quick_job()
+    spool.submit(job)
+    claimed = transitions.claim(
+        spool.paths, spool.paths.priority_dir(job.priority) / job.file_name, "cpu0", job.task_id
+    )
+    assert claimed is not None
+    transitions.finish(spool.paths, claimed, "COMPLETED")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "result.json").write_text('{"output_files": {"structure": "secret.cif"}}')
+    (elsewhere / "secret.cif").write_text("data_secret")
+    (elsewhere / "events.jsonl").write_text("{}\n")
+    workspace = spool.paths.workspace(job.task_id)
+    shutil.rmtree(workspace)
+    workspace.symlink_to(elsewhere, target_is_directory=True)
+    for kind in ("structure", "log"):
+        with pytest.raises(FileNotFound):
+            find_output(spool, job.task_id, kind)
+    app = create_app(Config(spool=str(spool.root), http_rate_limit=0))
+    async with TestClient(TestServer(app)) as c:
+        for name in ("secret.cif", "events.jsonl"):
+            resp = await c.get(file_url(job.task_id, name))
+            assert resp.status == 404, await resp.text()
