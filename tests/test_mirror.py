@@ -593,3 +593,9 @@ def test_a_mirror_of_schema_2_gains_the_owner_column(store: Store) -> None:
     assert m.schema_version() == len(mirror_mod.MIGRATIONS) == 3
     m.upsert_task(record("t1", owner="key_a"))
     assert m.list_tasks(owner="key_a")[1] == 1
+
+
+def test_rebuild_keeps_the_owners(db: Mirror) -> None:
+    db.rebuild([record("a1", owner="key_a"), record("b1", owner="key_b"), record("n1")])
+    assert [t["task_id"] for t in db.list_tasks(owner="key_a")[0]] == ["a1"]
+    assert db.get_task("n1")["owner"] is None  # type: ignore[index]
