@@ -76,7 +76,10 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        response = error_response(request, http_error_to_mofsim(exc))
+        # A 405 names the methods that are allowed (RFC 9110): keep aiohttp's Allow.
+        allow = exc.headers.get("Allow")
+        headers = {"Allow": allow} if allow is not None else None
+        response = error_response(request, http_error_to_mofsim(exc), headers=headers)
         status = response.status
     except Exception:  # noqa: BLE001 - the client gets a code, the log gets the trace
         logger.exception("unhandled error in {} {} ({})", request.method, request.path, rid)

@@ -78,6 +78,20 @@ async def test_health_and_probes_without_a_daemon(client: Client) -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_405_names_the_allowed_methods_in_both_dialects(client: Client) -> None:
+    for path, allowed in (
+        ("/healthz", {"GET", "HEAD"}),
+        ("/api/v1/tasks/batch", {"POST"}),
+        ("/mira/api/v1/tasks", {"GET", "HEAD"}),
+    ):
+        resp = await client.request("PATCH", path)
+        assert resp.status == 405, path
+        assert set(resp.headers["Allow"].replace(" ", "").split(",")) >= allowed, path
+        body = await resp.json()
+        assert 40007 in (body.get("code"), body.get("error_code")), body
+
+
+@pytest.mark.asyncio
 async def test_unwritable_spool_is_unhealthy(tmp_path: Path) -> None:
     root = tmp_path / "spool"
     app = create_app(_config(root))
