@@ -14,7 +14,7 @@ __all__ = ["DEFAULT_BIND", "run_daemon", "serve"]
 
 def run_daemon(config: Config, *, ready_file: Path | None = None) -> int:
     """The supervisor, serving the API from its own event loop when ``config.http``."""
-    from mofsimd.supervisor import run_daemon as supervise
+    from mofsimd.daemon import run_daemon as supervise
 
     http = None
     if config.http:
