@@ -228,8 +228,12 @@ def _coerce_scalar(value: Any, typ: type, where: str, name: str) -> Any:
             raise ValidationError(f"{name} must be a number, got {value!r}", field=where) from None
     else:
         raise ValidationError(f"{name} must be a number, got {value!r}", field=where)
-    if not math.isfinite(number):
-        raise ValidationError(f"{name} must be finite, got {value!r}", field=where)
+    try:
+        finite = math.isfinite(number)
+    except OverflowError:  # an int with hundreds of digits: beyond any bound
+        finite = False
+    if not finite:
+        raise ValidationError(f"{name} must be a finite number, got {value!r:.40}", field=where)
     if typ is int:
         if isinstance(number, float) and not number.is_integer():
             raise ValidationError(f"{name} must be an integer, got {value!r}", field=where)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from executors.structure_io import validate_atoms
+from spool.limits import Limits
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -23,11 +24,16 @@ def allowed_elements(spec: ModelSpec | None) -> set[str] | None:
 
 
 def check_for_task(
-    atoms: Atoms, task_type: str, spec: ModelSpec | None, params: dict[str, Any] | None = None
+    atoms: Atoms,
+    task_type: str,
+    spec: ModelSpec | None,
+    params: dict[str, Any] | None = None,
+    limits: Limits | None = None,
 ) -> None:
     """Raise ``InvalidStructure`` (field ``structure``) when ``atoms`` cannot be run, or
     the task's own ``check_structure`` error (e.g. a guest index out of range) when
-    its validated ``params`` do not fit this structure."""
+    its validated ``params`` do not fit this structure, or a ValidationError when the
+    calculation would hold more than ``limits.max_atoms`` atoms."""
     from executors.registry import task_module
     from executors.registry import task_type as task_type_spec
 
@@ -37,6 +43,15 @@ def check_for_task(
         allowed_elements=allowed_elements(spec),
     )
     if params is not None:
-        check = getattr(task_module(task_type), "check_structure", None)
+        module = task_module(task_type)
+        check = getattr(module, "check_structure", None)
         if check is not None:
             check(params, atoms)
+        # A task that builds bigger cells from the structure says by how much, and
+        # which parameter does it (heat capacity's phonopy supercell).
+        multiplier, field = 1, "structure"
+        cells = getattr(module, "cell_multiplier", None)
+        if cells is not None:
+            multiplier, named = cells(params)
+            field = f"parameters.{named}" if multiplier > 1 else field
+        (limits or Limits()).check_atoms(len(atoms), multiplier, field)

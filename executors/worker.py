@@ -34,6 +34,7 @@ from spool.claim_lock import ClaimLock
 from spool.errors import MofsimError, StorageError, TaskCancelled, TaskError, code_of
 from spool.events import EventWriter
 from spool.layout import SpoolPaths
+from spool.limits import DEFAULT_MAX_ATOMS, Limits
 from spool.store import read_job
 
 
@@ -97,6 +98,7 @@ class Worker:
         gpu_id: int | None = None,
         cache_size: int = 2,
         dtype: str = "float32",
+        max_atoms: int = DEFAULT_MAX_ATOMS,
         out: IO[str] | None = None,
     ) -> None:
         from executors.calc_cache import CalculatorCache
@@ -106,6 +108,7 @@ class Worker:
         self.device = device
         self.gpu_id = gpu_id
         self.dtype = dtype
+        self.limits = Limits(max_atoms=max_atoms)
         self.cache = CalculatorCache(max_size=cache_size)
         self._versions: dict[str, dict[str, Any]] = {}  # package metadata reads are slow
         self.out = out or sys.stdout
@@ -226,7 +229,7 @@ class Worker:
         spec = resolve_model(job.model, self.paths.models)
         check_usable(spec)
         atoms, name = load_structure(job.structure, self.paths.root)
-        check_for_task(atoms, job.task_type, spec, params)
+        check_for_task(atoms, job.task_type, spec, params, self.limits)
         dtype = str(params.get("dtype") or self.dtype)
         with_d3 = bool(params.get("with_d3", False))
         force_d3 = bool(params.get("force_d3", False))
@@ -331,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gpu-id", type=int, default=None)
     ap.add_argument("--cache-size", type=int, default=2)
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--max-atoms", type=int, default=DEFAULT_MAX_ATOMS)
     args = ap.parse_args(argv)
     # Replies own stdout; stray prints from model libraries go to stderr instead.
     out = sys.stdout
@@ -342,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         gpu_id=args.gpu_id,
         cache_size=args.cache_size,
         dtype=args.dtype,
+        max_atoms=args.max_atoms,
         out=out,
     )
     worker.serve(sys.stdin)

@@ -81,7 +81,9 @@ class LocalBackend:
     def submit(self, sub: Submission) -> dict[str, Any]:
         from mofsim_cli.submission import build_job
         from mofsim_cli.views import status_view
+        from mofsim_core.config import load_config
 
+        limits = load_config().limits  # the daemon's bounds, from the same configuration
         job = build_job(
             spool_root=self.root,
             task_type=sub.task_type,
@@ -90,8 +92,9 @@ class LocalBackend:
             params=sub.params,
             priority=sub.priority,
             timeout=sub.timeout,
+            limits=limits,
         )
-        sp = Spool(self.root, create=True)
+        sp = Spool(self.root, create=True, limits=limits)
         sp.submit(job, fresh_id=True)  # the CLI never takes an id from the user
         return status_view(sp, job.task_id)
 

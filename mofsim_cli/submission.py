@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from spool.errors import StructureNotFound, ValidationError
 from spool.job import Job, normalize_priority, priority_name
+from spool.limits import Limits
 
 if TYPE_CHECKING:
     from executors.models import ModelSpec
@@ -108,6 +109,7 @@ def structure_reference(
     spec: ModelSpec | None,
     spool_root: Path,
     params: dict[str, Any] | None = None,
+    limits: Limits | None = None,
 ) -> dict[str, Any]:
     """``builtin:NAME``, ``upload:FILE_ID`` or a CIF/XYZ/POSCAR path, checked."""
     if arg.startswith(("builtin:", "upload:")):
@@ -117,14 +119,14 @@ def structure_reference(
             if source == "builtin"
             else {"source": "upload", "file_id": name}
         )
-        _check_reference(ref, spool_root, task_type, spec, params)
+        _check_reference(ref, spool_root, task_type, spec, params, limits)
         return ref
     path, text = read_structure_file(arg)
     ref = {"source": "inline", "content": text, "name": path.stem, "filename": path.name}
     fmt = _format_of(text, path.name)
     if fmt is not None:
         ref["format"] = fmt
-    _check_reference(ref, spool_root, task_type, spec, params)
+    _check_reference(ref, spool_root, task_type, spec, params, limits)
     return ref
 
 
@@ -142,6 +144,7 @@ def _check_reference(
     task_type: str,
     spec: ModelSpec | None,
     params: dict[str, Any] | None,
+    limits: Limits | None = None,
 ) -> None:
     try:
         from executors.structure_checks import check_for_task
@@ -150,7 +153,7 @@ def _check_reference(
         atoms, _ = load_structure(ref, spool_root)
     except ModuleNotFoundError:
         return  # no ase here: the executor checks the structure when it loads it
-    check_for_task(atoms, task_type, spec, params)
+    check_for_task(atoms, task_type, spec, params, limits)
 
 
 def build_job(
@@ -162,8 +165,10 @@ def build_job(
     params: dict[str, Any],
     priority: str,
     timeout: float | None,
+    limits: Limits | None = None,
 ) -> Job:
-    """Validate everything, cheapest checks first, and return the job to publish."""
+    """Validate everything, cheapest checks first, against ``limits`` (the
+    configuration's), and return the job to publish."""
     from executors.registry import canonical_task_type
 
     task_type = canonical_task_type(task_type)
@@ -172,10 +177,18 @@ def build_job(
         raise ValidationError(
             "--timeout must be a positive number of seconds", field="options.timeout"
         )
+    limits = limits or Limits()
+    limits.check_timeout(timeout)
     normalized = check_parameters(task_type, params)
+    limits.check_steps(normalized)
     spec = resolve_model(model, task_type, spool_root / "models")
     ref = structure_reference(
-        structure, task_type=task_type, spec=spec, spool_root=spool_root, params=normalized
+        structure,
+        task_type=task_type,
+        spec=spec,
+        spool_root=spool_root,
+        params=normalized,
+        limits=limits,
     )
     options: dict[str, Any] = {"priority": priority_name(level)}
     if timeout is not None:

@@ -12,6 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from spool.errors import ValidationError
+from spool.limits import (
+    DEFAULT_MAX_ATOMS,
+    DEFAULT_MAX_QUEUED,
+    DEFAULT_MAX_STEPS,
+    DEFAULT_MAX_TIMEOUT_S,
+    Limits,
+)
 
 DEFAULT_SPOOL = "~/.local/share/mofsim/spool"
 # Where `mofsim serve` listens when neither the flag nor the configuration says.
@@ -59,7 +66,36 @@ class Config:
     retention_compress_after_days: float = 30.0
     retention_remind_days: float = 14.0
     retention_auto_extend: bool = False
+    # Bounds of a submission (spool.limits): atoms after any supercell the task builds,
+    # any one step count, options.timeout, and queued tasks (beyond: 30006).
+    max_atoms: int = DEFAULT_MAX_ATOMS
+    max_steps: int = DEFAULT_MAX_STEPS
+    max_timeout_s: float = DEFAULT_MAX_TIMEOUT_S
+    max_queued: int = DEFAULT_MAX_QUEUED
+    # Webhook receivers (options.notify_url, the alert webhook) on loopback, link-local,
+    # private, multicast or unspecified addresses are refused unless allowed here: all
+    # of them, or those in the listed networks ("10.1.0.0/16", "127.0.0.1/32").
+    webhook_allow_private: bool = False
+    webhook_allowed_networks: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Out-of-range bounds and malformed networks are refused when the config is made.
+        _ = self.limits
+        from mofsim_core.webhook_targets import parse_networks
+
+        parse_networks(self.webhook_allowed_networks)
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_atoms=self.max_atoms,
+            max_steps=self.max_steps,
+            max_timeout_s=self.max_timeout_s,
+            max_queued=self.max_queued,
+            webhook_allow_private=self.webhook_allow_private,
+            webhook_allowed_networks=self.webhook_allowed_networks,
+        )
 
     @property
     def spool_path(self) -> Path:
@@ -104,10 +140,15 @@ def _coerce(name: str, value: Any) -> Any:
             return float(value)
         if kind == "int":
             return int(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ValidationError(f"config {name}: {value!r} is not a number", field=name) from exc
     if name in ("http", "api_keys_file") and value in ("", "none", "off", False):
         return None
+    if kind == "tuple[str, ...]":
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+            raise ValidationError(f"config {name}: {value!r} is not a list of strings", field=name)
+        return tuple(i.strip() for i in items if i.strip())
     if kind == "bool" and not isinstance(value, bool):
         text = str(value).strip().lower()
         if text not in ("1", "true", "yes", "on", "0", "false", "no", "off"):

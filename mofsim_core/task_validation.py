@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from spool.errors import MofsimError, ValidationError
 from spool.job import Job, normalize_priority, normalize_structure
 from spool.job import priority_name as _priority_name
+from spool.limits import Limits
 from spool.store import Spool
 
 # Keys of a submission that are not physics parameters; every other top-level key of a
@@ -92,9 +93,12 @@ class StructureChecks:
         if stamp is None and ref.get("source") == "upload":
             _check_structure(spool, ref, task_type, spec, params)  # gone: say so, uncached
             return
+        max_atoms = spool.limits.max_atoms
         key = hashlib.sha256(
             json.dumps(
-                [ref, stamp, sorted(allowed or []), task_type, params], sort_keys=True, default=str
+                [ref, stamp, sorted(allowed or []), task_type, params, max_atoms],
+                sort_keys=True,
+                default=str,
             ).encode()
         ).hexdigest()
         with self._lock:
@@ -145,7 +149,7 @@ def _check_structure(
 
     try:
         atoms, _ = load_structure(ref, spool.root)
-        check_for_task(atoms, task_type, spec, params)
+        check_for_task(atoms, task_type, spec, params, spool.limits)
     except MofsimError as exc:
         if exc.field is None or exc.field == "format":
             exc.field = "structure" if exc.field is None else "structure.format"
@@ -218,7 +222,7 @@ def _parameters(body: Mapping[str, Any]) -> tuple[dict[str, Any], set[str]]:
     return params, set(flat) - set(given)
 
 
-def _options(body: Mapping[str, Any]) -> dict[str, Any]:
+def _options(body: Mapping[str, Any], limits: Limits) -> dict[str, Any]:
     given = body.get("options")
     if given is None:
         given = {}
@@ -233,11 +237,15 @@ def _options(body: Mapping[str, Any]) -> dict[str, Any]:
                     field=key,
                 )
             options[key] = body[key]
-    return validate_options(options)
+    return validate_options(options, limits)
 
 
-def validate_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Spec 5.2 and 4.6 options, each checked; unknown keys are refused."""
+def validate_options(options: dict[str, Any], limits: Limits | None = None) -> dict[str, Any]:
+    """Spec 5.2 and 4.6 options, each checked against ``limits`` (the defaults when not
+    given); unknown keys are refused."""
+    from mofsim_core.webhook_targets import TargetPolicy
+
+    limits = limits or Limits()
     allowed = set(OPTION_FIELDS) | set(META_FIELDS)
     unknown = sorted(str(k) for k in options if k not in allowed)
     if unknown:
@@ -249,6 +257,7 @@ def validate_options(options: dict[str, Any]) -> dict[str, Any]:
     out["priority"] = _priority_name(normalize_priority(out.get("priority", "NORMAL")))
     if "timeout" in out:
         out["timeout"] = _number(out["timeout"], "options.timeout", low=0, exclusive=True)
+        limits.check_timeout(out["timeout"])
     if "notify_url" in out:
         url = out["notify_url"]
         parts = urlsplit(url) if isinstance(url, str) else None
@@ -261,6 +270,7 @@ def validate_options(options: dict[str, Any]) -> dict[str, Any]:
             raise ValidationError(
                 "notify_url must be an http:// or https:// URL", field="options.notify_url"
             )
+        TargetPolicy.of(limits).check(url)
     if "notify_events" in out:
         events = out["notify_events"]
         if isinstance(events, str):
@@ -310,7 +320,7 @@ def _number(
     high: float | None = None,
     exclusive: bool = False,
 ) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
         raise ValidationError(f"{field.split('.')[-1]} must be a number", field=field)
     if low is not None and (value < low or (exclusive and value == low)):
         raise ValidationError(
@@ -319,6 +329,13 @@ def _number(
     if high is not None and value > high:
         raise ValidationError(f"{field.split('.')[-1]} must be <= {high:g}", field=field)
     return float(value)
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond any float: finite, but no limit admits it
+        return False
 
 
 def build_job(
@@ -363,18 +380,21 @@ def build_job(
     params, flat = _parameters(body)
     try:
         normalized = validate_parameters(task_type, params)
+        spool.limits.check_steps(normalized)
     except MofsimError as exc:
         key = (exc.field or "").removeprefix("parameters.")
         if key in flat:
             exc.field = key  # the client sent it at the top level
         raise
-    options = _options(body)
+    options = _options(body, spool.limits)
     ref, from_id = _structure_ref(body)
     try:
         (checks or SHARED_CHECKS).check(spool, ref, task_type, spec, normalized)
     except MofsimError as exc:
         if from_id and exc.field in ("structure", "structure.file_id"):
             exc.field = "structure_id"
+        elif (exc.field or "").removeprefix("parameters.") in flat:
+            exc.field = (exc.field or "").removeprefix("parameters.")
         raise
     data: dict[str, Any] = {
         "task_type": task_type,

@@ -7,6 +7,10 @@ scheduling path.  Each delivery has one id, stable across its retries, and every
 attempt is appended to ``<spool>/state/webhooks/<task_id>.jsonl``, and running totals
 per event and outcome are kept in ``totals.json`` beside them (``/metrics`` reads it).
 
+Before each attempt the receiver's address is checked again (``webhook_targets``): a
+name that has come to resolve to a refused address fails the delivery, once, with the
+reason recorded.
+
 Signature: ``X-MOFSim-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>``
 plus ``X-MOFSim-Event`` and ``X-MOFSim-Delivery``.
 """
@@ -27,6 +31,8 @@ from typing import Any
 
 from loguru import logger
 
+from mofsim_core.webhook_targets import TargetPolicy
+from spool.errors import ValidationError
 from spool.events import append_event, iso_now, read_events
 
 EVENTS = (
@@ -155,9 +161,12 @@ def build_body(event: str, record: dict[str, Any], base_url: str = "") -> dict[s
 class WebhookDispatcher:
     """A thread that delivers queued notifications, retrying with backoff."""
 
-    def __init__(self, records_dir: Path, *, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, records_dir: Path, *, timeout_s: float = 10.0, targets: TargetPolicy | None = None
+    ) -> None:
         self.records_dir = records_dir
         self.timeout_s = timeout_s
+        self.targets = targets or TargetPolicy()
         self._queue: queue.Queue[Delivery | None] = queue.Queue()
         self._waiting: list[Delivery] = []
         self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
@@ -233,16 +242,21 @@ class WebhookDispatcher:
         status: int | None = None
         error = None
         t0 = time.perf_counter()
+        refused = False
         try:
+            self.targets.check(d.subscription.url, field="notify_url")
             response = client.post(d.subscription.url, content=d.body, headers=headers)
             status = response.status_code
             ok = 200 <= status < 300
             if not ok:
                 error = f"HTTP {status}"
+        except ValidationError as exc:
+            ok, refused = False, True  # retrying would ask the same question again
+            error = f"refused: {exc.message}"
         except Exception as exc:  # noqa: BLE001 - any transport failure is a failed attempt
             ok = False
             error = f"{type(exc).__name__}: {exc}"
-        final = ok or d.attempt > d.subscription.retry_times
+        final = ok or refused or d.attempt > d.subscription.retry_times
         self._record(d, ok, status, error, (time.perf_counter() - t0) * 1000, final)
         if not final:
             # Back off: the configured interval, doubled after each failure.

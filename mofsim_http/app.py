@@ -145,7 +145,7 @@ def create_app(
         client_max_size=config_upload_limit(config),
     )
     app[CONFIG_KEY] = config
-    app[SPOOL_KEY] = spool or Spool(config.spool_path)
+    app[SPOOL_KEY] = spool or Spool(config.spool_path, limits=config.limits)
     own_mirror = mirror is None
     app[MIRROR_KEY] = mirror if mirror is not None else _open_mirror(config, app[SPOOL_KEY])
     app[STARTED_KEY] = time.time()

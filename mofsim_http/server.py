@@ -79,7 +79,7 @@ class HttpServer:
     ) -> None:
         self.config = config
         self.host, self.port = parse_bind(config.http)
-        self.spool = spool or Spool(config.spool_path)
+        self.spool = spool or Spool(config.spool_path, limits=config.limits)
         self.mirror = mirror
         self.runner: web.AppRunner | None = None
 

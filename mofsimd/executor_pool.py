@@ -22,6 +22,7 @@ from typing import Any
 from loguru import logger
 
 from mofsim_core.devices import Slot
+from spool.limits import DEFAULT_MAX_ATOMS
 
 Message = dict[str, Any]
 
@@ -44,6 +45,8 @@ class Executor:
     spool_root: Path
     cache_size: int = 2
     dtype: str = "float32"
+    # The configured bound, checked again where hand-written jobs first meet a structure.
+    max_atoms: int = DEFAULT_MAX_ATOMS
     threads: int | None = None
     on_message: Callable[[Executor, Message], None] | None = None
     on_exit: Callable[[Executor, int | None], None] | None = None
@@ -84,6 +87,8 @@ class Executor:
             str(self.cache_size),
             "--dtype",
             self.dtype,
+            "--max-atoms",
+            str(self.max_atoms),
         ]
         if self.slot.kind == "nvml":
             cmd += ["--gpu-id", str(self.slot.index)]

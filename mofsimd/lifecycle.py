@@ -113,14 +113,17 @@ class Lifecycle:
 
     def validate(self, job: Job) -> Job:
         """What the spool cannot check: the task type and the model exist, the
-        parameters make sense.  Returns the job with its task type's canonical name."""
+        parameters make sense and stay within the configured bounds (steps, timeout;
+        the executor checks the atoms when it loads the structure).  Returns the job
+        with its task type's canonical name."""
         from executors.models import check_usable, resolve_model
         from executors.registry import canonical_task_type, validate_parameters
 
         task_type = canonical_task_type(job.task_type)
         self.model_key(job.model)
         check_usable(resolve_model(job.model, self.spool.paths.models))
-        validate_parameters(task_type, job.parameters)
+        self.spool.limits.check_steps(validate_parameters(task_type, job.parameters))
+        self.spool.limits.check_timeout(job.timeout)
         return job if task_type == job.task_type else replace(job, task_type=task_type)
 
     # -- transitions -------------------------------------------------------------------

@@ -22,6 +22,7 @@ from mofsim_core import logs, retention
 from mofsim_core.alerts import AlertStore, Snapshot, evaluate, load_rules
 from mofsim_core.config import Config
 from mofsim_core.logs import log_dir_of
+from mofsim_core.webhook_targets import TargetPolicy
 from mofsim_core.webhooks import STATE_EVENTS, Subscription, WebhookDispatcher
 from mofsimd.alert_channels import AlertChannels
 from spool.errors import MofsimError
@@ -50,7 +51,9 @@ class Operations:
         self.rules = load_rules(Path(rules_file))
         channels = _channel_settings(Path(rules_file))
         self.alert_interval_s = float(channels.get("interval_s", 5))
-        self.dispatcher = WebhookDispatcher(spool.paths.state_dir / "webhooks")
+        self.dispatcher = WebhookDispatcher(
+            spool.paths.state_dir / "webhooks", targets=TargetPolicy.of(config.limits)
+        )
         hook = None
         if channels.get("webhook_url"):
             hook = Subscription(

@@ -45,7 +45,7 @@ class Supervisor:
         api_p99: Callable[[], float | None] | None = None,
     ) -> None:
         self.config = config
-        self.spool = Spool(config.spool_path)
+        self.spool = Spool(config.spool_path, limits=config.limits)
         # Simulated cards read their injected faults from this file (tests, drills).
         self.backend = backend or parse_slots(
             config.slots, state_file=self.spool.paths.state_dir / "simulated-devices.json"
@@ -98,6 +98,7 @@ class Supervisor:
                 self.spool.root,
                 cache_size=self.config.calculator_cache_size,
                 dtype=self.config.dtype,
+                max_atoms=self.config.max_atoms,
                 threads=threads if slot.kind != "nvml" else None,
                 on_message=self._on_message,
                 on_exit=self._on_exit,

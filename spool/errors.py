@@ -33,8 +33,6 @@ ERROR_CODES: dict[str, ErrorCode] = {
         ErrorCode(30003, 404, "TASK_NOT_FOUND", "Task not found"),
         ErrorCode(30004, 409, "GPU_UNAVAILABLE", "No device available"),
         ErrorCode(30005, 409, "MODEL_UNAVAILABLE", "Model weights cannot be obtained or loaded"),
-        # Reserved in the API's code table (the SDK maps it); this server sets no queue
-        # limit, so nothing here raises it.
         ErrorCode(30006, 503, "QUEUE_FULL", "Queue is full"),
         ErrorCode(30007, 404, "FILE_NOT_FOUND", "File not found"),
         ErrorCode(30008, 404, "ENDPOINT_NOT_FOUND", "No such endpoint"),
@@ -130,6 +128,12 @@ class FileNotFound(NotFoundError):
 
 class EndpointNotFound(NotFoundError):
     code_name = "ENDPOINT_NOT_FOUND"
+
+
+class QueueFull(MofsimError):
+    """The queue holds the configured ``max_queued`` tasks; a retry later may pass."""
+
+    code_name = "QUEUE_FULL"
 
 
 class ModelUnavailable(MofsimError):

@@ -15,10 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from spool import jsonsafe, transitions
-from spool.errors import InvalidJobFile, StorageError, TaskNotFound, TaskTerminal, ValidationError
+from spool.errors import (
+    InvalidJobFile,
+    QueueFull,
+    StorageError,
+    TaskNotFound,
+    TaskTerminal,
+    ValidationError,
+)
 from spool.events import EventWriter, iso_from_ms, read_events
 from spool.job import Job, priority_name
 from spool.layout import CANONICAL_NAME, SpoolPaths, is_safe_token
+from spool.limits import Limits
+from spool.queue_count import QueueCounter
 from spool.states import TERMINAL_DIRS
 
 # A job file larger than this is refused unread (inline structures make the big ones).
@@ -46,8 +55,16 @@ class QueuedFile:
 
 
 class Spool:
-    def __init__(self, root: Path | str, *, create: bool = True) -> None:
+    """``limits`` are what submissions through this object may ask for (the daemon's
+    configuration; the defaults otherwise): ``submit`` enforces the queue length, the
+    validators of a submission read the rest from here."""
+
+    def __init__(
+        self, root: Path | str, *, create: bool = True, limits: Limits | None = None
+    ) -> None:
         self.paths = SpoolPaths(Path(root).expanduser().resolve())
+        self.limits = limits or Limits()
+        self.queue_counter = QueueCounter(self.paths)
         if create:
             self.paths.ensure()
 
@@ -63,7 +80,14 @@ class Spool:
         Creating the workspace reserves the id: of two submissions of one id, one fails.
         An id chosen by the client is also looked for among existing jobs (retention
         may have removed an old task's workspace); ``fresh_id`` says the id was
-        generated for this job, which spares that search of the whole queue."""
+        generated for this job, which spares that search of the whole queue.  A queue
+        already holding ``limits.max_queued`` job files refuses it (QueueFull)."""
+        queued = self.queue_counter.count()
+        if queued >= self.limits.max_queued:
+            raise QueueFull(
+                f"the queue holds {queued} tasks, this server's limit is "
+                f"{self.limits.max_queued}; try again when some have run"
+            )
         workspace = self.paths.workspace(job.task_id)
         taken = ValidationError(f"task id {job.task_id} already exists", field="task_id")
         if not fresh_id and self.locate(job.task_id) is not None:

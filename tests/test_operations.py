@@ -72,7 +72,8 @@ def test_task_webhooks_are_signed_retried_and_not_duplicated(
             "retry_interval_seconds": 0.05,
         }
     )
-    with Daemon(sp.root):
+    # The receiver is on loopback: allowed explicitly, as a server's operator would.
+    with Daemon(sp.root, webhook_allow_private=True):
         sp.submit(job)
         wait_for(lambda: status(sp, job.task_id) == "COMPLETED", 60, "task")
         wait_for(
@@ -102,7 +103,12 @@ def test_hot_card_fires_an_alert_reaching_the_webhook_then_resolves(
         f'[channels]\nwebhook_url = "{receiver.url}"\ninterval_s = 0.2\n'
         "warning_window_s = 0\nwebhook_retry_interval_s = 0.05\n"
     )
-    with Daemon(sp.root, slots="simulate:2", alert_rules=str(rules)):
+    with Daemon(
+        sp.root,
+        slots="simulate:2",
+        alert_rules=str(rules),
+        webhook_allowed_networks=["127.0.0.0/8"],
+    ):
         cards = SimulatedBackend(2, state_file=sp.paths.state_dir / "simulated-devices.json")
         cards.set_temperature(1, 91.0)
         alerts_dir = sp.paths.state_dir / "alerts"

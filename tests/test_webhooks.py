@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from mofsim_core.webhook_targets import TargetPolicy
 from mofsim_core.webhooks import (
     Subscription,
     WebhookDispatcher,
@@ -59,6 +60,11 @@ def receiver() -> Iterator[Receiver]:
     r.close()
 
 
+# The receivers here listen on loopback, which a server refuses unless its configuration
+# allows it: one test allows the receiver's network, the others every internal address.
+LOOPBACK_NET = TargetPolicy(allowed_networks=("127.0.0.0/8",))
+ANY_INTERNAL = TargetPolicy(allow_private=True)
+
 RECORD = {
     "task_id": "task_abc",
     "status": "COMPLETED",
@@ -71,7 +77,7 @@ RECORD = {
 def test_failing_twice_then_accepted_is_retried_signed_and_recorded(
     tmp_path: Path, receiver: Receiver
 ) -> None:
-    d = WebhookDispatcher(tmp_path)
+    d = WebhookDispatcher(tmp_path, targets=LOOPBACK_NET)
     d.start()
     try:
         sub = Subscription(receiver.url, secret="s3cret", retry_times=3, retry_interval_s=0.05)
@@ -107,7 +113,7 @@ def test_totals_survive_a_restart(tmp_path: Path) -> None:
     url = closed.url
     closed.close()
     for _ in range(2):
-        d = WebhookDispatcher(tmp_path)
+        d = WebhookDispatcher(tmp_path, targets=ANY_INTERNAL)
         d.start()
         try:
             d.notify(
@@ -124,7 +130,7 @@ def test_totals_survive_a_restart(tmp_path: Path) -> None:
 
 def test_gives_up_after_retry_times_and_skips_unsubscribed_events(tmp_path: Path) -> None:
     r = Receiver(fail_first=100)
-    d = WebhookDispatcher(tmp_path)
+    d = WebhookDispatcher(tmp_path, targets=ANY_INTERNAL)
     d.start()
     try:
         sub = Subscription(r.url, retry_times=1, retry_interval_s=0.01)
@@ -140,7 +146,7 @@ def test_gives_up_after_retry_times_and_skips_unsubscribed_events(tmp_path: Path
 
 
 def test_unreachable_receiver_is_a_failed_attempt_not_a_crash(tmp_path: Path) -> None:
-    d = WebhookDispatcher(tmp_path, timeout_s=1)
+    d = WebhookDispatcher(tmp_path, timeout_s=1, targets=ANY_INTERNAL)
     d.start()
     try:
         d.notify(
@@ -168,3 +174,24 @@ def test_signature_format_and_option_validation() -> None:
     with pytest.raises(ValidationError) as e:
         validate_options({"notify_url": "http://x", "notify_events": ["task.exploded"]})
     assert e.value.field == "options.notify_events"
+
+
+def test_internal_receivers_are_refused_at_delivery_unless_allowed(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """By default nothing is sent to loopback, named or not (``localhost`` is resolved
+    before each attempt); the refusal is recorded once, with its reason, and not retried."""
+    named = receiver.url.replace("127.0.0.1", "localhost")
+    d = WebhookDispatcher(tmp_path)
+    d.start()
+    try:
+        for task, url in (("t_ip", receiver.url), ("t_name", named)):
+            d.notify(task, "task.completed", RECORD, Subscription(url, retry_times=3))
+        assert d.wait_idle(10)
+    finally:
+        d.stop()
+    assert receiver.requests == []
+    for task in ("t_ip", "t_name"):
+        (attempt,) = deliveries(tmp_path, task)
+        assert attempt["ok"] is False and attempt["final"] is True
+        assert attempt["error"].startswith("refused: ") and "loopback" in attempt["error"]

@@ -133,6 +133,12 @@ SCHEMA = ParamSchema(
 )
 
 
+def cell_multiplier(params: dict[str, Any]) -> tuple[int, str]:
+    """Phonopy's supercell holds this many copies of the structure."""
+    a, b, c = (int(n) for n in params["supercell"])
+    return a * b * c, "supercell"
+
+
 def validate(parameters: dict[str, Any]) -> dict[str, Any]:
     p = SCHEMA.validate(parameters, PRESETS)
     check_temperature_range(p["temperature_range"])
