@@ -141,3 +141,26 @@ def test_daemon_writes_json_system_log_files(tmp_path: Path) -> None:
     records = [json.loads(line) for line in lines]
     assert any("mofsimd up" in r["message"] for r in records)
     assert all(set(r) >= {"timestamp", "level", "logger", "message"} for r in records)
+
+
+def test_a_write_the_spool_refused_raises_the_low_disk_alert_at_once(tmp_path: Path) -> None:
+    import time
+    from types import SimpleNamespace
+
+    from mofsim_core.config import load_config
+    from mofsimd.operations import Operations
+
+    sp = Spool(tmp_path / "spool")
+    rules = tmp_path / "alerts.toml"
+    # A threshold no real disk is under: only a refused write can fire the rule.
+    rules.write_text("[rules.disk_space_low]\nthreshold = 1e-12\n")
+    config = load_config(overrides={"spool": str(sp.root), "alert_rules": str(rules)}, env={})
+    ops = Operations(sp, config)
+    daemon = SimpleNamespace(backend=SimpleNamespace(status=list), executors={})
+    alerts_dir = sp.paths.state_dir / "alerts"
+    ops._evaluate_alerts(daemon, time.time())
+    assert not [a for a in read_active(alerts_dir) if a["type"] == "disk_space_low"]
+    ops.check_alerts_soon()  # what the supervisor does when a write meets ENOSPC
+    ops._evaluate_alerts(daemon, time.time())
+    (alert,) = [a for a in read_active(alerts_dir) if a["type"] == "disk_space_low"]
+    assert alert["level"] == "WARNING"
