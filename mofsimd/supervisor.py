@@ -25,14 +25,15 @@ from mofsim_core.slot_state import SlotStateWriter
 from mofsimd import lifecycle, sdnotify
 from mofsimd.executor_pool import Executor, Message, RunningTask
 from mofsimd.operations import Operations
+from mofsimd.orphans import OrphanClaims
 from mofsimd.pending import is_storage_error
 from mofsimd.scheduler import FreeSlot, QueuedJob, plan
 from mofsimd.watcher import SpoolWatcher
-from spool import claim_lock, transitions
+from spool import transitions
 from spool.errors import InvalidJobFile, MofsimError, TaskCancelled, TaskError, TaskTimeout, code_of
 from spool.intake import admit
 from spool.job import Job
-from spool.recovery import SweepReport, recover_claim, sweep
+from spool.recovery import sweep
 from spool.store import Spool, read_job
 
 
@@ -58,8 +59,7 @@ class Supervisor:
         self.ready = asyncio.Event()
         self.not_before: dict[str, float] = {}  # task_id -> retry backoff deadline
         self._headers: dict[str, QueuedJob] = {}  # queued file name -> parsed header
-        # Claims an executor of an earlier daemon still holds: their slot waits for them.
-        self.orphans: set[Path] = set()
+        self.orphans = OrphanClaims(self.spool, config.max_attempts)
         self._watcher: SpoolWatcher | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # Model load/unload requests from the spool, and the slot snapshot readers see.
@@ -183,12 +183,12 @@ class Supervisor:
     def tick(self) -> None:
         self._enforce_limits()
         self.life.steps.retry()
-        self._watch_orphans()
+        self._watch_claims()
         if self.stopping:
             return
         self.model_control.process(self.executors)
         queue = self._admit_queue()
-        held = {p.parent.name for p in self.orphans}
+        held = self.orphans.slots()
         idle = [ex for ex in self.executors.values() if ex.idle and ex.slot_id not in held]
         if not idle or not queue:
             return
@@ -282,19 +282,11 @@ class Supervisor:
             ex.current = None
             self.life.requeue(task, None, f"executor {ex.slot_id} unavailable ({exc})")
 
-    def _watch_orphans(self) -> None:
-        """Resolve each orphaned claim once the process holding it is gone."""
-        for path in list(self.orphans):
-            if not path.exists():
-                self.orphans.discard(path)
-                continue
-            if claim_lock.held(path):
-                continue
-            report = SweepReport()
-            recover_claim(self.spool, path, self.config.max_attempts, report)
-            self.orphans.discard(path)
-            logger.info("orphaned claim {} resolved: {}", path.name, vars(report))
-            self.life.mirror_task(path.name[: -len(".json")], with_logs=True)
+    def _watch_claims(self) -> None:
+        busy = [ex.current.claimed_path for ex in self.executors.values() if ex.current]
+        self.orphans.adopt_strays(busy, self.life.steps.task_ids())
+        for task_id in self.orphans.resolve():
+            self.life.mirror_task(task_id, with_logs=True)
 
     # -- limits: timeouts and forced cancels -------------------------------------------
     def _enforce_limits(self) -> None:

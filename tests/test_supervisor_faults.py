@@ -266,3 +266,31 @@ def test_a_full_disk_frees_the_slot_and_everything_resumes_with_space(
     assert status_events(sp, job.task_id).count("COMPLETED") == 1
     assert status(sp, after.task_id) == "COMPLETED"
     assert list(sp.paths.claimed.rglob("*.json")) == []
+
+
+@pytest.mark.asyncio
+async def test_a_failure_while_handling_an_executor_message_leaves_nothing_stuck(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with _supervisor(tmp_path) as sup:
+        sp = sup.spool
+        (ex,) = sup.executors.values()
+        real_finished = sup._finished
+
+        def broken(*args: Any) -> None:
+            monkeypatch.setattr(sup, "_finished", real_finished)
+            raise RuntimeError("a bug while recording the outcome")
+
+        monkeypatch.setattr(sup, "_finished", broken)
+        job = quick_job()
+        sp.submit(job)
+        # The claim nobody owns any more is recovered: its result exists, so it completed.
+        await _until(lambda: status(sp, job.task_id) in TERMINAL, 60, "the first task")
+        after = quick_job()
+        sp.submit(after)
+        await _until(lambda: status(sp, after.task_id) in TERMINAL, 60, "the next task")
+        assert ex.restarts == 1  # the reader treated its executor as broken
+    assert status(sp, job.task_id) == "COMPLETED"
+    assert status_events(sp, job.task_id).count("RUNNING") == 1
+    assert status(sp, after.task_id) == "COMPLETED"
+    assert list(sp.paths.claimed.rglob("*.json")) == []
