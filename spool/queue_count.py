@@ -48,3 +48,19 @@ class QueueCounter:
         with self._lock:
             self._counts[folder] = (stamp, now, n)
         return n
+
+    def published(self, folder: Path) -> None:
+        """A job file this process has just added to ``folder``: its count follows
+        without listing it again (a batch of a thousand would otherwise list it a
+        thousand times).  The count's age is kept, so it is still listed within
+        ``max_age_s``, which corrects any change made meanwhile by someone else."""
+        with self._lock:
+            known = self._counts.get(folder)
+        if known is None:
+            return
+        try:
+            st = os.stat(folder)
+        except OSError:
+            return
+        with self._lock:
+            self._counts[folder] = ((st.st_ino, st.st_mtime_ns), known[1], known[2] + 1)

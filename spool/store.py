@@ -104,10 +104,12 @@ class Spool:
                 f"Task queued ({priority_name(job.priority)})",
                 priority=priority_name(job.priority),
             )
-            return transitions.publish(self.paths, job)
+            published = transitions.publish(self.paths, job)
         except BaseException:
             shutil.rmtree(workspace, ignore_errors=True)  # the id stays free for a retry
             raise
+        self.queue_counter.published(published.parent)
+        return published
 
     def events(self, task_id: str, gpu_id: int | None = None) -> EventWriter:
         return EventWriter(self.paths.events_file(task_id), task_id, gpu_id=gpu_id)
