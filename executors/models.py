@@ -31,6 +31,7 @@ from typing import Any
 
 from executors.families import CUSTOM_FAMILY, CatalogueEntry, Family, discover, get_family
 from executors.registry import task_type_names
+from executors.verdicts import weights_trusted
 from spool.errors import ModelNotFound, ModelUnavailable, ValidationError
 
 CUSTOM_PREFIX = "custom:"
@@ -243,18 +244,21 @@ def custom_spec(model_id: str, models_root: Path) -> ModelSpec:
         default_dtype=dtype,
         framework=framework,
         weights=str((folder / file_name).resolve()),
-        extra={"config": config, "model_id": model_id, "validated": meta.get("validated")},
+        extra={"config": config, "model_id": model_id, "models_root": str(models_root)},
     )
 
 
 def check_usable(spec: ModelSpec) -> None:
-    """Uploaded custom models run tasks only once validated (spec 3.4).  A model folder
-    an administrator placed by hand carries no ``validated`` key and is trusted."""
-    if spec.is_custom and spec.extra.get("validated") is False:
-        model_id = spec.extra.get("model_id")
+    """Uploaded custom models run tasks only with a passing verdict for their weights
+    file as it is now (``executors.verdicts``); a folder without one is not trusted."""
+    if not spec.is_custom:
+        return
+    model_id = str(spec.extra.get("model_id"))
+    root = Path(str(spec.extra.get("models_root")))
+    if not weights_trusted(root, model_id, Path(str(spec.weights))):
         raise ModelUnavailable(
-            f"custom model {model_id!r} has not passed validation; validate it first "
-            f"(POST /api/v1/models/custom/{model_id}/validate)",
+            f"custom model {model_id!r} has not passed validation (or its weights changed "
+            f"since); validate it first (POST /api/v1/models/custom/{model_id}/validate)",
             field="model",
         )
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from loguru import logger
 
+from executors.verdicts import model_trusted
 from spool.errors import ModelUnavailable, MofsimError, ValidationError, code_of
 from spool.events import iso_from_ms
 from spool.layout import SpoolPaths, is_safe_token
@@ -55,12 +56,9 @@ def model_control_dirs(paths: SpoolPaths) -> list[Path]:
 
 
 def custom_model_validated(models_root: Path, model_id: str) -> bool:
-    """A custom model is usable once ``POST /models/custom/{id}/validate`` passed."""
-    try:
-        meta = json.loads((Path(models_root) / model_id / "meta.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(meta, dict) and meta.get("validated") is True
+    """A custom model is usable once its validation passed for the weights file as it is
+    now (a verdict the validating process wrote, ``executors.verdicts``)."""
+    return model_trusted(models_root, model_id)
 
 
 def resolve_for_control(model: str, models_root: Path) -> str:

@@ -2,10 +2,11 @@
 
 Core functions shared by both dialects; no aiohttp here.  An upload is kept in
 ``<spool>/models/<model_id>/`` the way ``executors.models.custom_spec`` reads it
-(``meta.json`` plus ``model.<ext>``), marked ``validated: false``.  Validating loads the
+(``meta.json`` plus ``model.<ext>``), not yet trusted.  Validating loads the
 weights and computes one single point in ``python -m executors.validate_model`` with a
 time limit: weights files are pickles and are never unpickled in the server process.
-The verdict is recorded in ``meta.json``; only validated models can be loaded or used.
+This process records the verdict (``executors.verdicts``), bound to the weights file's
+digest; only models with a passing verdict can be loaded or used.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from executors.models import CUSTOM_PREFIX, custom_frameworks, custom_spec, normalize_precision
+from executors.verdicts import file_digest, remove_verdict, write_verdict
 from mofsim_core.control import submit_request
 from mofsim_core.model_service import custom_meta, custom_public, live_snapshot, loaded_slots
 from mofsim_core.owners import OWNER, Caller, check_model
@@ -156,8 +158,6 @@ def save_custom_model(
             size_bytes=upload.stat().st_size,
             sha256=digest.hexdigest(),
             created_at=iso_now(),
-            validated=False,
-            validation=None,
             owner=owner,
         )
         os.replace(upload, folder / meta["file"])
@@ -170,7 +170,7 @@ def save_custom_model(
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    return custom_public(meta)
+    return custom_public(meta, spool.paths.models)
 
 
 def _check_model_id(model_id: str) -> str:
@@ -189,7 +189,7 @@ def get_custom_model(spool: Spool, model_id: str, caller: Caller = OWNER) -> dic
     meta = custom_meta(spool, model_id)
     if meta.get("model_id") != model_id:
         raise ModelNotFound(f"custom model {model_id!r} not found", field="model_id")
-    return check_model(caller, custom_public(meta))
+    return check_model(caller, custom_public(meta, spool.paths.models))
 
 
 def list_custom_models(spool: Spool, caller: Caller = OWNER) -> list[dict[str, Any]]:
@@ -199,7 +199,7 @@ def list_custom_models(spool: Spool, caller: Caller = OWNER) -> list[dict[str, A
     for name in sorted(os.listdir(root)) if root.is_dir() else []:
         meta = custom_meta(spool, name)
         if meta.get("model_id") == name and caller.may_see(meta.get("owner")):
-            out.append(custom_public(meta))
+            out.append(custom_public(meta, root))
     out.sort(key=lambda m: str(m.get("created_at") or ""), reverse=True)
     return out
 
@@ -217,6 +217,7 @@ def delete_custom_model(spool: Spool, model_id: str, *, actor: str = "local") ->
         info["model_key"]
     ):
         unload = submit_request(spool.paths, "unload", info["model_key"])["request_id"]
+    remove_verdict(spool.paths.models, model_id)
     shutil.rmtree(spool.paths.models / model_id)
     audit("model.deleted", model_id=model_id, model_key=info["model_key"], by=actor)
     return {
@@ -231,27 +232,29 @@ async def validate_custom_model(
     spool: Spool, model_id: str, *, timeout: float = VALIDATION_TIMEOUT_S
 ) -> dict[str, Any]:
     """Load the model and compute one single point in a child process (never in the
-    server), within ``timeout`` seconds; the outcome is recorded in meta.json and
-    returned as ``{model_id, model_key, valid, validation}``."""
+    server), within ``timeout`` seconds; the outcome is recorded as the model's verdict
+    (``executors.verdicts``) and returned as ``{model_id, model_key, valid, validation}``."""
     info = get_custom_model(spool, model_id)
     model_id = str(info["model_id"])
+    folder = spool.paths.models / model_id
+    weights = Path(custom_spec(model_id, spool.paths.models).weights or "")
+    sha256 = file_digest(weights)
     started = time.time()
     outcome = await _run_validator(spool.paths.models, model_id, timeout)
     outcome["validated_at"] = iso_now()
     outcome["wall_seconds"] = round(time.time() - started, 3)
-    valid = outcome.get("ok") is True
-    folder = spool.paths.models / model_id
     meta = custom_meta(spool, model_id)
     if not folder.is_dir() or meta.get("model_id") != model_id:
         raise ModelNotFound(
             f"custom model {model_id!r} was deleted during validation", field="model_id"
         )
-    meta["validated"] = valid
-    meta["validation"] = outcome
+    # The verdict is this process's record of the validator's exit and output, bound
+    # to the digest of the file the validator was given.
+    valid = write_verdict(spool.paths.models, model_id, sha256, outcome)["valid"] is True
     found = outcome.get("model_elements")
     if valid and not meta.get("elements") and isinstance(found, list) and found:
-        meta["elements"] = found  # the catalogue then shows what the model covers
-    atomic_write(spool.paths, folder / "meta.json", json.dumps(meta, indent=2))
+        meta["elements"] = [str(e) for e in found][:200]  # the catalogue shows them
+        atomic_write(spool.paths, folder / "meta.json", json.dumps(meta, indent=2))
     return {
         "model_id": model_id,
         "model_key": info["model_key"],

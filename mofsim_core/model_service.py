@@ -9,6 +9,7 @@ a model or unpickles a file: "loaded where" comes from the daemon's slot snapsho
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from executors.models import (
@@ -19,6 +20,7 @@ from executors.models import (
     list_models,
     resolve_model,
 )
+from executors.verdicts import model_trusted, read_verdict
 from mofsim_core.control import custom_model_validated, list_requests, submit_request
 from mofsim_core.slot_state import daemon_status, read_snapshot
 from spool.errors import DeviceUnavailable, ModelUnavailable, ValidationError
@@ -52,7 +54,9 @@ def custom_meta(spool: Spool, model_id: str) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-def custom_public(meta: dict[str, Any]) -> dict[str, Any]:
+def custom_public(meta: dict[str, Any], models_root: Path) -> dict[str, Any]:
+    """The public description of an upload; ``validated`` and ``validation`` come from
+    its verdict (``executors.verdicts``), never from the folder's own meta.json."""
 
     keys = (
         "model_id",
@@ -66,13 +70,14 @@ def custom_public(meta: dict[str, Any]) -> dict[str, Any]:
         "size_bytes",
         "sha256",
         "created_at",
-        "validated",
-        "validation",
         "owner",
     )
     out = {k: meta.get(k) for k in keys}
-    out["model_key"] = CUSTOM_PREFIX + str(meta.get("model_id"))
-    out["validated"] = meta.get("validated") is True
+    model_id = str(meta.get("model_id"))
+    out["model_key"] = CUSTOM_PREFIX + model_id
+    verdict = read_verdict(models_root, model_id)
+    out["validated"] = model_trusted(models_root, model_id)
+    out["validation"] = verdict.get("validation") if verdict else None
     return out
 
 
@@ -87,9 +92,8 @@ def model_entry(
     out["loaded_on"] = [s["slot_id"] for s in slots]
     if spec.is_custom:
         model_id = str(spec.extra.get("model_id", spec.aliases[0]))
-        meta = custom_meta(spool, model_id) if spool is not None else {}
         out["model_id"] = model_id
-        out["validated"] = meta.get("validated") is True
+        out["validated"] = spool is not None and model_trusted(spool.paths.models, model_id)
     return out
 
 
@@ -129,7 +133,7 @@ def model_detail(spool: Spool, key: str) -> dict[str, Any]:
     out["installed"] = bool(fam and fam["installed"])
     if spec.is_custom:
         meta = custom_meta(spool, out["model_id"])
-        out["custom"] = custom_public(meta)
+        out["custom"] = custom_public(meta, spool.paths.models)
     return out
 
 

@@ -215,14 +215,17 @@ async def test_custom_model_upload_validate_delete(client: Client, tmp_path: Pat
     assert check["model_elements"] == ["Al", "Cu"] and check["tested_formula"] == "AlCu"
     assert isinstance(check["energy_eV"], float) and check["device"] == "cpu"
     meta = json.loads((folder / "meta.json").read_text())
-    assert meta["validated"] is True and meta["elements"] == ["Al", "Cu"]
+    assert "validated" not in meta and meta["elements"] == ["Al", "Cu"]
+    # The verdict lives outside the folder, bound to the digest of the weights.
+    recorded = json.loads((folder.parent / ".verdicts" / f"{mid}.json").read_text())
+    assert recorded["valid"] is True and recorded["sha256"] == info["sha256"]
     detail = await data_of(client, f"/api/v1/models/{key}")
     assert detail["validated"] is True and detail["elements"] == ["Al", "Cu"]
     assert detail["custom"]["validation"]["ok"] is True
 
     resp = await client.delete(f"/api/v1/models/custom/{mid}")
     assert resp.status == 200 and (await resp.json())["data"]["deleted"] is True
-    assert not folder.exists()
+    assert not folder.exists() and not (folder.parent / ".verdicts" / f"{mid}.json").exists()
     assert (await client.get(f"/api/v1/models/custom/{mid}")).status == 404
     assert (await client.get(f"/api/v1/models/{key}")).status == 404
 
@@ -238,8 +241,8 @@ async def test_broken_weights_fail_validation_in_the_child(client: Client, tmp_p
     assert resp.status == 200 and verdict["valid"] is False
     assert verdict["validation"]["error"]["code"] == 30005
     assert "cannot load" in verdict["validation"]["error"]["message"]
-    meta = json.loads((tmp_path / "spool" / "models" / mid / "meta.json").read_text())
-    assert meta["validated"] is False and meta["validation"]["ok"] is False
+    detail = await data_of(client, f"/api/v1/models/custom/{mid}")
+    assert detail["validated"] is False and detail["validation"]["ok"] is False
     resp = await client.post(f"/api/v1/models/custom:{mid}/load")
     assert resp.status == 409
 

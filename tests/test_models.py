@@ -209,15 +209,31 @@ def test_catalogue_modules_do_not_import_torch() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_uploaded_models_run_only_once_validated(tmp_path: Path) -> None:
+def test_uploaded_models_run_only_with_a_verdict_for_their_weights(tmp_path: Path) -> None:
     from executors.models import check_usable
+    from executors.verdicts import file_digest, write_verdict
     from spool.errors import ModelUnavailable
 
-    _write_meta(tmp_path, "fresh", validated=False)
-    _write_meta(tmp_path, "checked", validated=True)
-    _write_meta(tmp_path, "by_hand")
-    with pytest.raises(ModelUnavailable, match="validat"):
-        check_usable(resolve_model("custom:fresh", tmp_path))
+    _write_meta(tmp_path, "fresh")
+    checked = _write_meta(tmp_path, "checked", validated=True)
+    _write_meta(tmp_path, "claims", validated=True)  # meta.json's word is not trusted
+    failed = _write_meta(tmp_path, "failed")
+    digest = file_digest(checked / "model.model")
+    write_verdict(tmp_path, "checked", digest, {"ok": True, "exit_code": 0})
+    write_verdict(tmp_path, "failed", digest, {"ok": True, "exit_code": 1})
+    assert (failed / "model.model").read_bytes() == (checked / "model.model").read_bytes()
+    for model_id in ("fresh", "claims", "failed"):
+        with pytest.raises(ModelUnavailable, match="validat"):
+            check_usable(resolve_model(f"custom:{model_id}", tmp_path))
     check_usable(resolve_model("custom:checked", tmp_path))
-    check_usable(resolve_model("custom:by_hand", tmp_path))
     check_usable(resolve_model("sevennet-0"))
+    assert [m.key for m in list_models(tmp_path) if m.is_custom] == [
+        "custom:checked",
+        "custom:claims",
+        "custom:failed",
+        "custom:fresh",
+    ]
+    # A weights file changed after validation is unvalidated.
+    (checked / "model.model").write_bytes(b"weights, changed")
+    with pytest.raises(ModelUnavailable, match="validat"):
+        check_usable(resolve_model("custom:checked", tmp_path))
