@@ -356,6 +356,9 @@ def run(args: argparse.Namespace, work: Path) -> int:
         min_free_memory_mb=0,
     )
     actions = ACTIONS + (("full-disk",) if disk else ())
+    # Every kind of action in equal measure, in a random order.
+    schedule = [actions[i % len(actions)] for i in range(args.kills)]
+    rng.shuffle(schedule)
     try:
         jobs = make_jobs(args.jobs, args.sevennet, rng)
         chunks = [jobs[i :: args.kills + 1] for i in range(args.kills + 1)]
@@ -368,7 +371,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
             sub.submit(chunk[:half])
             if i < args.kills:
                 time.sleep(rng.uniform(0.2, 2 * args.gap))
-                action = rng.choice(actions)
+                action = schedule[i]
                 print(f"[{time.monotonic() - t0:7.1f} s] {action}", flush=True)
                 chaos.act(action, disk, functools.partial(sub.submit, chunk[half:]))
             else:
