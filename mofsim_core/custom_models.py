@@ -3,22 +3,20 @@
 Core functions shared by both dialects; no aiohttp here.  An upload is kept in
 ``<spool>/models/<model_id>/`` the way ``executors.models.custom_spec`` reads it
 (``meta.json`` plus ``model.<ext>``), not yet trusted.  Validating loads the
-weights and computes one single point in ``python -m executors.validate_model`` with a
-time limit: weights files are pickles and are never unpickled in the server process.
+weights and computes one single point in ``python -m executors.validate_model``, in the
+sandbox of ``mofsim_core.sandbox``: weights files are pickles, never unpickled in the
+server process.
 This process records the verdict (``executors.verdicts``), bound to the weights file's
 digest; only models with a passing verdict can be loaded or used.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
-import signal
 import sys
 import time
 import uuid
@@ -30,6 +28,7 @@ from executors.verdicts import file_digest, remove_verdict, write_verdict
 from mofsim_core.control import submit_request
 from mofsim_core.model_service import custom_meta, custom_public, live_snapshot, loaded_slots
 from mofsim_core.owners import OWNER, Caller, check_model
+from mofsim_core.sandbox import make_scratch, remove_scratch, run_sandboxed
 from mofsim_core.slot_state import daemon_status
 from mofsim_core.structure_service import sanitize_filename
 from spool import jsonsafe
@@ -264,33 +263,23 @@ async def validate_custom_model(
 
 
 async def _run_validator(models_root: Path, model_id: str, timeout: float) -> dict[str, Any]:
-    root = str(Path(__file__).resolve().parents[1])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    # On the CPU: the cards belong to the daemon's executors.
-    env["CUDA_VISIBLE_DEVICES"] = ""
-    env.setdefault("OMP_NUM_THREADS", "2")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "executors.validate_model",
-        "--models-root",
-        str(models_root),
-        "--model-id",
-        model_id,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-        start_new_session=True,
+    """The validator in the sandbox (``mofsim_core.sandbox``), on read-only copies of
+    the model's meta.json and weights."""
+    spec = custom_spec(model_id, models_root)
+    weights = Path(spec.weights or "")
+    scratch = make_scratch(
+        {
+            f"models/{model_id}/meta.json": models_root / model_id / "meta.json",
+            f"models/{model_id}/{weights.name}": weights,
+        }
     )
+    argv = [sys.executable, "-B", "-s", "-m", "executors.validate_model"]
+    argv += ["--models-root", str(scratch / "models"), "--model-id", model_id]
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except BaseException as exc:  # a timeout, or the client went away: no orphan left
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        if not isinstance(exc, TimeoutError):
-            raise
-        await proc.wait()
+        done = await run_sandboxed(argv, scratch, timeout=timeout)
+    finally:
+        remove_scratch(scratch)
+    if done.timed_out:
         return {
             "ok": False,
             "error": {
@@ -298,21 +287,21 @@ async def _run_validator(models_root: Path, model_id: str, timeout: float) -> di
                 "message": f"validation did not finish within {timeout:g} s",
             },
         }
-    lines = [ln for ln in out.decode(errors="replace").splitlines() if ln.strip()]
+    lines = [ln for ln in done.stdout.decode(errors="replace").splitlines() if ln.strip()]
     try:
         doc = json.loads(lines[-1]) if lines else None
     except ValueError:
         doc = None
     if not isinstance(doc, dict):
-        tail = err.decode(errors="replace").strip().splitlines()[-3:]
+        tail = done.stderr.decode(errors="replace").strip().splitlines()[-3:]
         return {
             "ok": False,
-            "exit_code": proc.returncode,
+            "exit_code": done.returncode,
             "error": {
                 "code": code_of(ModelUnavailable),
                 "message": "the validator crashed: "
-                + (" | ".join(tail) or f"exit {proc.returncode}"),
+                + (" | ".join(tail) or f"exit {done.returncode}"),
             },
         }
-    doc["exit_code"] = proc.returncode
+    doc["exit_code"] = done.returncode
     return doc
