@@ -230,7 +230,7 @@ def page_args(query: Mapping[str, Any], default_size: int = 20) -> tuple[int, in
         skip_name = "skip" if "skip" in query else "offset"
         return limit, query_int(query, skip_name, 0, 0, 10**9)
     size = query_int(query, "page_size", default_size, 1, MAX_PAGE)
-    page = query_int(query, "page", 1, 1, 10**9 // size)
+    page = query_int(query, "page", 1, 1, 10**9)
     return size, (page - 1) * size
 
 

@@ -13,6 +13,7 @@ import importlib
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import NoReturn
 
 from aiohttp import web
 from loguru import logger
@@ -165,7 +166,28 @@ def create_app(
     request_pool.install(app, config.http_request_threads)
     for name in ROUTE_MODULES:
         importlib.import_module(name).setup(app)
+    _close_shadowed_methods(app)
     return app
+
+
+def _close_shadowed_methods(app: web.Application) -> None:
+    """A fixed path that a templated one also matches (``/tasks/batch`` and
+    ``/tasks/{task_id}``) answers only its own methods: any other is a 405 naming them,
+    not the templated route's handler reading ``batch`` as an id the document never
+    offers there."""
+    resources = list(app.router.resources())
+    templated = [r for r in resources if isinstance(r, web.DynamicResource)]
+    for fixed in resources:
+        if not isinstance(fixed, web.PlainResource):
+            continue
+        if not any(t._match(fixed.canonical) is not None for t in templated):
+            continue
+        allowed = {route.method for route in fixed}
+
+        async def not_allowed(request: web.Request, allowed: set[str] = allowed) -> NoReturn:
+            raise web.HTTPMethodNotAllowed(request.method, allowed)
+
+        fixed.add_route("*", not_allowed)
 
 
 def config_upload_limit(config: Config) -> int:

@@ -26,12 +26,13 @@ def describe(
     admin: bool = False,
     public: bool = False,
     sse: bool = False,
+    body_optional: bool = False,
 ) -> Callable[[F], F]:
     """``body``/``query``: JSON Schemas (``{"type": "object", "properties": ...}``), or
     functions returning them where they depend on what is installed (the model
     families), called each time a document is built.
     ``public``: no API key needed; ``admin``: needs an admin key; ``sse``: answers
-    ``text/event-stream``."""
+    ``text/event-stream``; ``body_optional``: an empty body stands for ``{}``."""
 
     def mark(fn: F) -> F:
         fn.__openapi__ = {  # type: ignore[attr-defined]
@@ -44,6 +45,7 @@ def describe(
             "admin": admin,
             "public": public,
             "sse": sse,
+            "body_optional": body_optional,
             "description": (fn.__doc__ or "").strip(),
         }
         return fn

@@ -18,7 +18,7 @@ _KEY_BODY = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "name": {"type": "string", "maxLength": 100},
+        "name": {"type": ["string", "null"], "maxLength": 100},
         "admin": {"type": "boolean", "default": False},
     },
 }
@@ -41,6 +41,7 @@ async def list_keys_handler(request: web.Request) -> web.Response:
     tags=["auth"],
     admin=True,
     body=_KEY_BODY,
+    body_optional=True,
     responses={201: "the key; its token is shown only in this answer", 400: "invalid body"},
 )
 async def create_key_handler(request: web.Request) -> web.Response:

@@ -38,6 +38,7 @@ from mofsim_http.files import file_response
 from mofsim_http.json_body import read_json_object
 from mofsim_http.mira_resources import int_query
 from mofsim_http.openapi import path_params, returns
+from mofsim_http.openapi_components import MODEL_KEY, STRUCTURE_ID, state_list_schema
 from mofsim_http.request_pool import quick, short_body
 from spool.errors import ValidationError
 from spool.events import iso_now
@@ -96,8 +97,8 @@ def submit_body_schema(task_type: str) -> dict[str, Any]:
     side by side (plus the spec's options, also flat)."""
     params = task_module(task_type).SCHEMA.to_schema()["properties"]
     props: dict[str, Any] = {
-        "structure_id": {"type": "string", "description": "an uploaded structure's id"},
-        "model_key": {"type": "string", "description": "a model key (GET /models)"},
+        "structure_id": {**STRUCTURE_ID, "description": "an uploaded structure's id"},
+        "model_key": {**MODEL_KEY, "description": "a model key (GET /models)"},
         **params,
         "priority": {"type": "string", "enum": ["CRITICAL", "HIGH", "NORMAL", "LOW"]},
         "timeout": {"type": "number", "exclusiveMinimum": 0, "description": "seconds"},
@@ -150,14 +151,13 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 LIST_QUERY = {
     "type": "object",
     "properties": {
-        "status": {
-            "type": "string",
-            "description": "pending (not started yet), queued, "
+        "status": state_list_schema(
+            "pending (not started yet), queued, "
             "assigned, running, completed, failed, cancelled or timeout; "
-            "comma-separated for several",
-        },
+            "comma-separated for several"
+        ),
         "task_type": {"$ref": "#/components/schemas/TaskTypeName"},
-        "skip": {"type": "integer", "minimum": 0},
+        "skip": {"type": "integer", "minimum": 0, "maximum": 10**9},
         "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
     },
 }

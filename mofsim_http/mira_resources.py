@@ -162,6 +162,7 @@ def int_query(request: web.Request, name: str, default: int, low: int, high: int
                 "named content works too, as with curl -F content=@x.cif)",
             },
         },
+        "additionalProperties": False,
     },
     content_type="application/x-www-form-urlencoded",
     responses=_UPLOAD_RESPONSES,
@@ -185,6 +186,7 @@ async def upload(request: web.Request) -> web.Response:
             "name": {"type": "string", "maxLength": 200},
             "format": {"type": "string", "enum": _FORMATS},
         },
+        "additionalProperties": False,
     },
     content_type="multipart/form-data",
     responses=_UPLOAD_RESPONSES,
@@ -210,7 +212,7 @@ async def upload_file(request: web.Request) -> web.Response:
     query={
         "type": "object",
         "properties": {
-            "skip": {"type": "integer", "minimum": 0},
+            "skip": {"type": "integer", "minimum": 0, "maximum": 10**9},
             "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
         },
     },

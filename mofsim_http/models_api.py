@@ -113,11 +113,17 @@ async def status(request: web.Request) -> web.Response:
     return ok(request, data)
 
 
+# A slot name is a file-name-safe token (``spool.layout.is_safe_token``).
+SLOT_NAME: dict[str, Any] = {
+    "type": "string",
+    "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+    "not": {"pattern": r"\.\."},
+}
 _ACTION_BODY = {
     "type": "object",
     "properties": {
         "slot": {
-            "type": "string",
+            **SLOT_NAME,
             "description": "e.g. gpu0, cpu0; default: any idle slot "
             "(load) or every slot holding it (unload)",
         },
@@ -140,6 +146,7 @@ async def _action(request: web.Request, action: str) -> web.Response:
     summary="Load a model onto a slot",
     tags=["models"],
     body=_ACTION_BODY,
+    body_optional=True,
     admin=True,
     responses={202: "requested", 404: "unknown model", 409: "no daemon or unvalidated"},
 )
@@ -153,6 +160,7 @@ async def load(request: web.Request) -> web.Response:
     summary="Unload a model",
     tags=["models"],
     body=_ACTION_BODY,
+    body_optional=True,
     admin=True,
     responses={202: "requested", 404: "unknown model", 409: "no daemon"},
 )
@@ -183,6 +191,7 @@ def custom_body() -> dict[str, Any]:
             },
             "elements": {"type": "string", "description": "element symbols, JSON list or commas"},
         },
+        "additionalProperties": False,
     }
 
 

@@ -184,7 +184,9 @@ def _request_body(desc: dict[str, Any]) -> dict[str, Any] | None:
     if not body:
         return None
     media = desc.get("content_type") or "application/json"
-    required = bool(body.get("required")) or media == "application/json"
+    required = not desc.get("body_optional") and (
+        bool(body.get("required")) or media == "application/json"
+    )
     return {"required": required, "content": {media: {"schema": body}}}
 
 

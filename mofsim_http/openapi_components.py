@@ -11,7 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from spool.errors import ERROR_CODES
-from spool.states import TaskState
+from spool.states import STATE_SYNONYMS, TaskState
+
+# Names as the submission's validation accepts them: a model key that is not blank, a
+# structure id that is not empty.
+MODEL_KEY: dict[str, Any] = {"type": "string", "pattern": r"\S"}
+STRUCTURE_ID: dict[str, Any] = {"type": "string", "minLength": 1}
 
 
 def error_code_table_markdown() -> str:
@@ -24,6 +29,29 @@ def error_code_table_markdown() -> str:
 
 def codes_for_status(status: int) -> list[int]:
     return [e.code for e in ERROR_CODES.values() if e.http_status == status]
+
+
+def any_case(word: str) -> str:
+    """A regular expression matching ``word`` in any case (JSON Schema patterns have no
+    flags)."""
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in word)
+
+
+def state_list_schema(description: str) -> dict[str, Any]:
+    """A query value naming task states as ``TaskState.parse`` reads them: either
+    dialect's spelling or a synonym, in any case, comma-separated; empty means all."""
+    names = sorted({s.value for s in TaskState} | set(STATE_SYNONYMS))
+    one = rf"\s*(?:{'|'.join(any_case(n) for n in names)})\s*"
+    return {"type": "string", "pattern": rf"^(?:{one}(?:,{one})*)?$", "description": description}
+
+
+def order_schema(columns: tuple[str, ...] | list[str], description: str) -> dict[str, Any]:
+    """A list's ``order`` as ``mirror_rows.order_clause`` reads it: a column, then
+    ``asc`` or ``desc``, or ``-column`` for descending; any case; empty means default."""
+    column = f"(?:{'|'.join(any_case(c) for c in columns)})"
+    way = f"(?:{any_case('asc')}|{any_case('desc')})"
+    pattern = rf"^(?:\s*(?:-{column}|{column}(?:\s+{way})?)\s*)?$"
+    return {"type": "string", "pattern": pattern, "description": description}
 
 
 def shared_schemas() -> dict[str, Any]:

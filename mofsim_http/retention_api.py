@@ -30,6 +30,7 @@ KEEP_BODY = {"type": "object", "properties": {"keep": {"type": "boolean", "defau
     summary="Set or clear a task's keep flag",
     tags=["tasks"],
     body=KEEP_BODY,
+    body_optional=True,
     responses={404: "no such task (or another key's)"},
 )
 async def keep_task(request: web.Request) -> web.Response:

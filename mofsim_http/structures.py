@@ -271,6 +271,8 @@ UPLOAD_BODY = {
         "name": {"type": "string", "maxLength": 200},
         "format": {"type": "string", "enum": _FORMATS},
     },
+    "anyOf": [{"required": ["file"]}, {"required": ["content"]}],
+    "additionalProperties": False,
 }
 _UPLOAD_RESPONSES = {
     201: "stored",
@@ -307,6 +309,7 @@ async def upload(request: web.Request) -> web.Response:
             "name": {"type": "string", "maxLength": 200},
             "format": {"type": "string", "enum": _FORMATS},
         },
+        "additionalProperties": False,
     },
     content_type="multipart/form-data",
     responses=_UPLOAD_RESPONSES,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -24,18 +25,22 @@ from mofsim_core.task_records import query_int
 from mofsim_http.app import API_PREFIX, CONFIG_KEY, SHUTDOWN_KEY
 from mofsim_http.describe import describe
 from mofsim_http.envelope import ok
+from mofsim_http.openapi_components import any_case
 from spool.errors import ValidationError
 from spool.events import LEVEL_RANK
 
 POLL_S = 0.25
+# Read in any case; empty means every level.
+LEVEL_QUERY = {"type": "string", "pattern": f"^(?:{'|'.join(map(any_case, LEVEL_RANK))})?$"}
 QUERY = {
     "type": "object",
     "properties": {
-        "level": {"type": "string", "enum": list(LEVEL_RANK)},
+        "level": LEVEL_QUERY,
         "tail": {"type": "integer", "minimum": 0, "maximum": 10000},
     },
 }
 MAX_LINES = 10000
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 DAY_QUERY = {
     "type": "object",
     "properties": {
@@ -45,8 +50,8 @@ DAY_QUERY = {
             "description": "The day (UTC), YYYY-MM-DD; default today",
         },
         "kind": {"type": "string", "enum": ["system", "access", "audit"], "default": "system"},
-        "level": {"type": "string", "enum": list(LEVEL_RANK)},
-        "offset": {"type": "integer", "minimum": 0, "default": 0},
+        "level": LEVEL_QUERY,
+        "offset": {"type": "integer", "minimum": 0, "maximum": 10**9, "default": 0},
         "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LINES, "default": 1000},
     },
 }
@@ -63,7 +68,10 @@ async def day_log(request: web.Request) -> web.Response:
 
     raw_day = request.query.get("date")
     try:
-        day = date.fromisoformat(raw_day) if raw_day else datetime.now(UTC).date()
+        # Only the documented form: fromisoformat alone also takes 20251230 and 2025-W52-2.
+        if raw_day is not None and not _DAY.fullmatch(raw_day):
+            raise ValueError(raw_day)
+        day = date.fromisoformat(raw_day) if raw_day is not None else datetime.now(UTC).date()
     except ValueError as exc:
         raise ValidationError("date must be YYYY-MM-DD", field="date") from exc
     kind = request.query.get("kind", "system")

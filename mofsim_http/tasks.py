@@ -12,8 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
-from executors.registry import task_types
+from executors.registry import task_module, task_types
 from mofsim_core import task_service as svc
+from mofsim_core.mirror_rows import SORTABLE
 from mofsim_core.task_validation import NOTIFY_EVENTS
 from mofsim_http import sse
 from mofsim_http.app import CONFIG_KEY, MIRROR_KEY, SHUTDOWN_KEY, SPOOL_KEY
@@ -22,8 +23,15 @@ from mofsim_http.describe import describe
 from mofsim_http.envelope import ok
 from mofsim_http.json_body import read_json
 from mofsim_http.openapi import returns
+from mofsim_http.openapi_components import (
+    MODEL_KEY,
+    STRUCTURE_ID,
+    order_schema,
+    state_list_schema,
+)
 from mofsim_http.request_pool import quick, short_body
 from spool.errors import ValidationError
+from spool.layout import SAFE_TOKEN
 
 PREFIX = "/api/v1/tasks"
 
@@ -77,11 +85,20 @@ TASK_RECORD_SCHEMA: dict[str, Any] = {
     },
 }
 _PAGE_QUERY: dict[str, Any] = {
-    "page": {"type": "integer", "minimum": 1, "description": "1-based page number"},
+    "page": {"type": "integer", "minimum": 1, "maximum": 10**9, "description": "1-based page"},
     "page_size": {"type": "integer", "minimum": 1, "maximum": svc.MAX_PAGE},
-    "skip": {"type": "integer", "minimum": 0, "description": "MIRA style: items to skip"},
+    "skip": {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 10**9,
+        "description": "MIRA style: items to skip",
+    },
     "limit": {"type": "integer", "minimum": 1, "maximum": svc.MAX_PAGE},
 }
+
+
+def _names_of(task_type: str) -> list[str]:
+    return list(task_types()[task_type].names)
 
 
 def submit_body_schema(task_type: str | None) -> dict[str, Any]:
@@ -90,26 +107,45 @@ def submit_body_schema(task_type: str | None) -> dict[str, Any]:
         if task_type
         else {"type": "object", "description": "the task type's parameters"}
     )
+    named: dict[str, Any] = (
+        {"type": "string", "enum": _names_of(task_type)}
+        if task_type
+        else {"$ref": "#/components/schemas/TaskTypeName"}
+    )
+    named["description"] = "optional; must match the path" if task_type else "the task type"
     schema: dict[str, Any] = {
         "type": "object",
         "description": "The spec's submission (5.2). MIRA's flat shape is accepted too: "
         "structure_id, model_key and the parameters at the top level.",
         "properties": {
-            "task_type": {
-                "type": "string",
-                "description": "optional; must match the path"
-                if task_type
-                else "one of the task types",
-            },
-            "model": {"type": "string", "description": "a model key (GET /api/v1/models)"},
-            "model_key": {"type": "string", "description": "MIRA's name for model"},
+            "task_type": named,
+            "model": {**MODEL_KEY, "description": "a model key (GET /api/v1/models)"},
+            "model_key": {**MODEL_KEY, "description": "MIRA's name for model"},
             "structure": {"$ref": "#/components/schemas/StructureRef"},
-            "structure_id": {"type": "string", "description": "MIRA: an uploaded structure"},
+            "structure_id": {**STRUCTURE_ID, "description": "MIRA: an uploaded structure"},
             "parameters": parameters,
             "options": OPTIONS_SCHEMA,
+            "task_id": {
+                "type": "string",
+                "pattern": f"^{SAFE_TOKEN.pattern}$",
+                "description": "optional; chosen by the client",
+            },
+            # The flat shape: each option may also be given at the top level.
+            **OPTIONS_SCHEMA["properties"],
         },
+        # A model and a structure are needed, each by one of its two names.
+        "allOf": [
+            {"oneOf": [{"required": ["model"]}, {"required": ["model_key"]}]},
+            {"oneOf": [{"required": ["structure"]}, {"required": ["structure_id"]}]},
+        ],
     }
-    if not task_type:
+    if task_type:
+        # The flat shape's parameters are those of this task type, and nothing else is.
+        flat = task_module(task_type).SCHEMA.to_schema()["properties"]
+        schema["properties"] = {**flat, **schema["properties"]}
+        schema["additionalProperties"] = False
+    else:
+        # Which other top-level keys are parameters depends on task_type.
         schema["required"] = ["task_type"]
     return schema
 
@@ -187,10 +223,10 @@ async def submit_batch(request: web.Request) -> web.Response:
     query={
         "type": "object",
         "properties": {
-            "status": {"type": "string", "description": "a state or a comma-separated list"},
+            "status": state_list_schema("a state or a comma-separated list"),
             "task_type": {"$ref": "#/components/schemas/TaskTypeName"},
             "model": {"type": "string"},
-            "order": {"type": "string", "description": "e.g. created_at desc (default)"},
+            "order": order_schema(SORTABLE, "e.g. created_at desc (default)"),
             **_PAGE_QUERY,
         },
     },
@@ -272,7 +308,11 @@ _LOG_QUERY: dict[str, Any] = {
         "enum": ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
         "description": "minimum level",
     },
-    "types": {"type": "string", "description": "comma-separated: log, status, progress"},
+    "types": {
+        "type": "string",
+        "pattern": r"^\s*(?:log|status|progress)?\s*(?:,\s*(?:log|status|progress)?\s*)*$",
+        "description": "comma-separated: log, status, progress",
+    },
 }
 
 
@@ -284,7 +324,7 @@ _LOG_QUERY: dict[str, Any] = {
         "properties": {
             **_LOG_QUERY,
             "limit": {"type": "integer", "minimum": 1, "maximum": svc.MAX_PAGE},
-            "offset": {"type": "integer", "minimum": 0},
+            "offset": {"type": "integer", "minimum": 0, "maximum": 10**9},
             "since": {"type": "string", "description": "an event id or an ISO-8601 time"},
         },
     },

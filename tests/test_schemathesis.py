@@ -1,11 +1,12 @@
-"""Property-based fuzzing of every documented operation: no request may cause a 5xx.
+"""Property-based fuzzing of every documented operation against every check.
 
 Schemathesis reads ``/openapi.json`` from a live server (its own thread and event loop,
 a loopback port, a temporary spool, rate limits off, one admin key sent with every
-request so that creating keys does not lock the fuzzer out) and sends generated
-requests, valid and invalid, to every operation of both dialects.  Its command line is
-used (in a child process) rather than its pytest plugin, which does not follow pytest's
-current internals.
+request so that admin operations are exercised and creating keys does not lock the
+fuzzer out) and sends generated requests, valid and invalid, to every operation of both
+dialects.  Its command line is used (in a child process) rather than its pytest plugin,
+which does not follow pytest's current internals.  The seed is fixed so that a run is
+reproducible; other seeds are worth a try after changing the document.
 """
 
 from __future__ import annotations
@@ -71,6 +72,47 @@ def live(tmp_path: Path) -> Iterator[tuple[str, str]]:
         yield server.url, token
 
 
+# Where a check cannot hold for a reason no schema can state, the operations are named
+# here (a schemathesis configuration file) rather than the check being dropped.
+CONFIG = """
+# Whether a file is a structure or a model is known only by parsing it: a schema-valid
+# upload may still be unparsable (422) or of a format its name does not admit (415).
+[[operations]]
+include-name-regex = "^POST /(mira/)?api/v1/(structures(/upload(/file)?)?|models/custom)$"
+checks.positive_data_acceptance.expected-statuses = [201, 401, 403, 404, 409, 415, 422, 429]
+
+# A submission's inline structure may be unparsable, or unusable with the model (422).
+[[operations]]
+include-name-regex = "^POST /(mira/)?api/v1/tasks/[a-z-]+$"
+exclude-name = "POST /api/v1/tasks/batch"
+checks.positive_data_acceptance.expected-statuses = [201, 202, 401, 403, 404, 409, 422, 429]
+
+# The untyped submission takes the parameters of whichever task_type it names at the top
+# level: which keys are valid depends on that value (the typed routes list them exactly).
+[[operations]]
+include-name-regex = "^POST /api/v1/tasks(/batch)?$"
+checks.positive_data_acceptance.enabled = false
+"""
+# Every check that a stateless run can make.  Left out: use_after_free and
+# ensure_resource_availability need the stateful phase (links between operations), and
+# object_level_authorization needs two keys' resources.
+ALL_CHECKS = ",".join(
+    [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_headers_conformance",
+        "response_schema_conformance",
+        "negative_data_rejection",
+        "positive_data_acceptance",
+        "missing_required_header",
+        "unsupported_method",
+        "allow_header_conformance",
+        "ignored_auth",
+    ]
+)
+
+
 def run_schemathesis(
     url: str, token: str, report_dir: Path, *, checks: str, examples: int, phases: str
 ) -> str:
@@ -78,10 +120,14 @@ def run_schemathesis(
     ``/readyz`` is left out: it answers 503 by design while no daemon runs.  The system
     log stream is left out too: it is an SSE stream that never ends by design, so each
     generated request would only wait out the request timeout (its own tests cover it)."""
+    config = report_dir / "schemathesis.toml"
+    config.write_text(CONFIG)
     cmd = [
         sys.executable,
         "-m",
         "schemathesis.cli",
+        "--config-file",
+        str(config),
         "run",
         f"{url}/openapi.json",
         "--checks",
@@ -132,15 +178,13 @@ def test_no_operation_answers_a_server_error(live: tuple[str, str], tmp_path: Pa
     assert tested and int(tested.group(1)) >= 60, report[-3000:]  # both dialects ran
 
 
-def test_responses_match_the_document(live: tuple[str, str], tmp_path: Path) -> None:
-    """Status codes, media types and JSON bodies are the ones /openapi.json declares
-    (both dialects' success shapes, the envelope and MIRA error shapes)."""
+def test_every_operation_conforms_to_the_document(live: tuple[str, str], tmp_path: Path) -> None:
+    """Every check, both dialects: requests the document calls valid are accepted,
+    invalid ones refused; status codes, media types, headers and bodies are the ones
+    /openapi.json declares; 405s name the allowed methods."""
     url, token = live
-    run_schemathesis(
-        url,
-        token,
-        tmp_path,
-        checks="status_code_conformance,content_type_conformance,response_schema_conformance",
-        examples=4,
-        phases="examples,fuzzing",
+    report = run_schemathesis(
+        url, token, tmp_path, checks=ALL_CHECKS, examples=5, phases="examples,coverage,fuzzing"
     )
+    tested = re.search(r"Tested: (\d+)", report)
+    assert tested and int(tested.group(1)) >= 60, report[-3000:]
