@@ -16,7 +16,8 @@ deadline) it prints submitted, completed, failed (by error code), lost (no job f
 anywhere, or never terminal), run twice (two RUNNING attempts of one task overlapping in
 time, read from the task's ``events.jsonl``: an attempt runs from its RUNNING event to
 the next terminal or QUEUED event) and the wall time.  Exit status 1 when anything was
-lost or ran twice.
+lost or ran twice; the status events of such tasks are printed (a requeue event that a
+full disk held back can land after the next RUNNING one: their pids tell the two apart).
 
     python bench/chaos.py [--jobs 1000] [--sevennet 3] [--slots cpu:2] [--kills 40]
                           [--seed 1] [--deadline 1800] [--full-disk] [--keep]
