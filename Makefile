@@ -6,7 +6,7 @@ LINT_VENV ?= .venv-lint
 LINT_STAMP := $(LINT_VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint docs bench-throughput bench-latency clean
+.PHONY: install demo test lint docs bench-throughput bench-latency bench-chaos clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -45,6 +45,10 @@ bench-throughput: $(STAMP)
 
 bench-latency: $(STAMP)
 	$(PY) bench/api_latency.py
+
+# Needs root for the full-disk phase (a small tmpfs); without it that phase is skipped.
+bench-chaos: $(STAMP)
+	$(PY) bench/chaos.py --jobs 200 --kills 10 --full-disk
 
 clean:
 	rm -rf $(VENV) $(LINT_VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

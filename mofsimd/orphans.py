@@ -18,6 +18,7 @@ from pathlib import Path
 from loguru import logger
 
 from spool import claim_lock
+from spool.errors import StorageError
 from spool.recovery import SweepReport, recover_claim
 from spool.store import Spool
 
@@ -58,7 +59,10 @@ class OrphanClaims:
                 continue
             if path.exists():
                 report = SweepReport()
-                recover_claim(self.spool, path, self.max_attempts, report)
+                try:
+                    recover_claim(self.spool, path, self.max_attempts, report)
+                except StorageError:
+                    continue  # the disk is full: this claim waits for the next turn
                 logger.info("orphaned claim {} resolved: {}", path.name, vars(report))
                 done.append(path.name[: -len(".json")])
             self.paths.discard(path)

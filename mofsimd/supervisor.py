@@ -84,10 +84,13 @@ class Supervisor:
                 report.requeued + report.completed + report.failed + report.dropped_duplicates
             ):
                 self.life.mirror_task(tid)
-        for tid in report.running:
+        for tid in report.running + report.deferred:
             loc = self.spool.locate(tid)
             if loc is not None and loc.state == "CLAIMED":
-                logger.warning("task {} is still run by an orphaned executor; waiting", tid)
+                if tid in report.deferred:
+                    logger.warning("task {}: recovery refused by a full disk; retrying", tid)
+                else:
+                    logger.warning("task {} is still run by an orphaned executor; waiting", tid)
                 self.orphans.add(loc.path)
         slots = self.backend.slots()
         cpu_slots = sum(1 for s in slots if s.kind != "nvml") or 1

@@ -19,6 +19,7 @@ published again, and stray ``tmp/`` parts are removed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spool import claim_lock, transitions
-from spool.errors import MofsimError, TaskError, code_of
+from spool.errors import MofsimError, StorageError, TaskError, code_of
 from spool.job import Job
 from spool.states import TERMINAL_DIRS
 from spool.store import Spool, read_job
@@ -41,6 +42,8 @@ class SweepReport:
     republished: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     running: list[str] = field(default_factory=list)  # claims an orphan still holds
+    # Claims whose recovery the disk refused (full): the daemon retries them each turn.
+    deferred: list[str] = field(default_factory=list)
 
     def total(self) -> int:
         return sum(len(v) for v in vars(self).values())
@@ -61,8 +64,14 @@ def sweep(
             continue
         for name in _listdir(paths.claimed / slot):
             if name.endswith(".json"):
-                recover_claim(spool, paths.claimed / slot / name, max_attempts, report)
-    _republish_adopted(spool, report)
+                try:
+                    recover_claim(spool, paths.claimed / slot / name, max_attempts, report)
+                except StorageError:
+                    report.deferred.append(name[: -len(".json")])
+    # A full disk must not stop a daemon from starting: what cannot be republished now
+    # stays adopted, and the next sweep publishes it.
+    with contextlib.suppress(StorageError):
+        _republish_adopted(spool, report)
     _clean_tmp(spool, tmp_max_age_s)
     return report
 

@@ -286,3 +286,25 @@ def test_a_failed_publish_leaves_the_id_free(tmp_path: Path) -> None:
     queue_dir.mkdir()
     sp.submit(job)
     assert sp.record("retry-me")["status"] == "QUEUED"
+
+
+def test_recovery_refused_by_a_full_disk_defers_the_claim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon starting on a full disk must start: the claim stays, reported deferred."""
+    from spool.errors import StorageError
+
+    sp = Spool(tmp_path)
+    job = make_job()
+    transitions.claim(sp.paths, sp.submit(job), "cpu0", job.task_id)
+
+    def full(*args: object, **kwargs: object) -> Path:
+        raise StorageError("cannot write: No space left on device")
+
+    monkeypatch.setattr(transitions, "requeue", full)
+    rep = sweep(sp, max_attempts=3)
+    assert rep.deferred == [job.task_id] and rep.requeued == []
+    assert sp.record(job.task_id)["status"] != "QUEUED"
+    monkeypatch.undo()
+    rep = sweep(sp, max_attempts=3)  # space is back
+    assert rep.requeued == [job.task_id] and sp.record(job.task_id)["status"] == "QUEUED"
