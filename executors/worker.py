@@ -148,9 +148,21 @@ class Worker:
         lock = ClaimLock(path)
         try:
             mine = lock.acquire()
-        except OSError as exc:  # no room for the lock file: run anyway, unguarded
-            print(f"cannot lock the claim of {task_id}: {exc}", file=sys.stderr)
-            mine = True
+        except OSError as exc:
+            # No room even for the lock file.  Running unguarded could let a later daemon
+            # requeue the task while this run goes on, so the attempt fails as any other
+            # refused spool write does: transient, with the storage code.
+            err = StorageError(f"cannot lock the claim of {task_id}: {exc.strerror or exc}")
+            self.reply(type="started", task_id=task_id, t=time.time())
+            self.reply(
+                type="finished",
+                task_id=task_id,
+                loaded=self.loaded(),
+                status="FAILED",
+                error=err.to_dict(),
+                transient=True,
+            )
+            return
         if not mine:
             # An orphaned executor of an earlier daemon is still running this very task.
             self.reply(type="finished", task_id=task_id, status="BUSY", loaded=self.loaded())

@@ -70,3 +70,26 @@ def test_a_claim_locked_by_another_process_is_not_run(tmp_path: Path) -> None:
     replies = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [(r["type"], r.get("status")) for r in replies] == [("finished", "BUSY")]
     assert not sp.paths.result_file(task_id).exists()
+
+
+def test_a_claim_that_cannot_be_locked_is_not_run_unguarded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spool import claim_lock
+
+    sp = Spool(tmp_path / "spool")
+    task_id, claimed = _claim(sp)
+
+    def no_room(self: claim_lock.ClaimLock) -> bool:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(claim_lock.ClaimLock, "acquire", no_room)
+    before = sp.paths.events_file(task_id).read_bytes()
+    out = io.StringIO()
+    Worker(sp.root, "cpu0", out=out).run_claimed(task_id, claimed)
+    replies = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [r["type"] for r in replies] == ["started", "finished"]
+    assert replies[-1]["status"] == "FAILED" and replies[-1]["transient"] is True
+    assert replies[-1]["error"]["code"] == 10002
+    # Nothing of the task ran: not one event was written.
+    assert sp.paths.events_file(task_id).read_bytes() == before
