@@ -19,6 +19,7 @@ from mofsim_core.model_service import (
     model_status,
 )
 from mofsim_core.structure_service import StructureIndex, delete_structure, preview_structure
+from mofsim_core.task_records import query_int
 from mofsim_http.app import MIRA_API_PREFIX, MIRROR_KEY, SPOOL_KEY
 from mofsim_http.auth import caller_of
 from mofsim_http.describe import describe
@@ -26,7 +27,6 @@ from mofsim_http.envelope import ok
 from mofsim_http.models_api import family_query
 from mofsim_http.openapi import returns
 from mofsim_http.structures import STRUCTURE_INDEX_KEY, accept_upload, structure_index
-from spool.errors import ValidationError
 
 TAGS = ["MIRA"]
 MIRA_MODEL_KEYS = (
@@ -131,16 +131,7 @@ _FORMATS = ["cif", "poscar", "xyz", "extxyz", "vasp"]
 
 
 def int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name, "")
-    if raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationError(f"{name} must be an integer, got {raw!r}", field=name) from None
-    if not low <= value <= high:
-        raise ValidationError(f"{name} must be between {low} and {high}", field=name)
-    return value
+    return query_int(request.query, name, default, low, high)
 
 
 # --- structures ------------------------------------------------------------------------------
