@@ -94,8 +94,8 @@ def submit(
     task_type: Annotated[
         str,
         typer.Argument(
-            help="optimization, stability, bulk-modulus, heat-capacity, interaction-energy, "
-            "single-point-energy.",
+            help="The task type, e.g. optimization or single-point-energy (an unknown one "
+            "is answered with the list the server knows).",
             show_default=False,
         ),
     ],
