@@ -6,7 +6,7 @@ LINT_VENV ?= .venv-lint
 LINT_STAMP := $(LINT_VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint docs bench-throughput bench-latency bench-chaos clean
+.PHONY: install demo test lint docs bench-throughput bench-latency bench-chaos slurm-up clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -49,6 +49,10 @@ bench-latency: $(STAMP)
 # Needs root for the full-disk phase (a small tmpfs); without it that phase is skipped.
 bench-chaos: $(STAMP)
 	$(PY) bench/chaos.py --jobs 200 --kills 10 --full-disk
+
+# A single-node Slurm on this machine for the Slurm backend (root; see scripts/slurm-up).
+slurm-up:
+	scripts/slurm-up
 
 clean:
 	rm -rf $(VENV) $(LINT_VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
