@@ -98,6 +98,8 @@ class Executor:
         env = dict(os.environ)
         env["CUDA_VISIBLE_DEVICES"] = self.slot.cuda_visible or ""
         env["MOFSIM_SLOT"] = self.slot_id
+        # Measurements are keyed by the device's name (the cost model's key).
+        env["MOFSIM_DEVICE_NAME"] = self.slot.name
         env["MOFSIM_PARENT_PID"] = str(os.getpid())  # the executor dies with this process
         env["PYTHONUNBUFFERED"] = "1"
         # numpy's BLAS on tiny 3x3 cell-filter algebra only loses to thread hand-offs;
