@@ -129,29 +129,36 @@ def verdict(
     *,
     max_volume_change_percent: float = DEFAULT_MAX_VOLUME_CHANGE_PERCENT,
     coordination_tolerance: float = DEFAULT_COORDINATION_TOLERANCE,
+    element: str | None = None,
 ) -> dict[str, Any]:
     """``stable`` when |volume change| <= the limit and the average metal coordination
-    number moved by no more than the tolerance; the reasons say which test failed.
-    A structure without metals is judged on the volume alone."""
+    number (of ``element``, when given) moved by no more than the tolerance; the reasons
+    say which test failed and ``decided_by`` names the failed criteria (``volume``,
+    ``coordination``).  A structure without metals is judged on the volume alone."""
     reasons = []
+    decided_by = []
     if volume_change_percent is None or not math.isfinite(volume_change_percent):
         reasons.append("volume change could not be measured")
+        decided_by.append("volume")
     elif abs(volume_change_percent) > max_volume_change_percent:
         reasons.append(
             f"|volume change| {abs(volume_change_percent):.2f} % exceeds "
             f"{max_volume_change_percent:g} %"
         )
+        decided_by.append("volume")
     coordination_change = None
     if coordination_reference is not None and coordination_final is not None:
         coordination_change = coordination_final - coordination_reference
         if abs(coordination_change) > coordination_tolerance:
             reasons.append(
-                f"average metal coordination changed by {coordination_change:+.3f}"
-                f" (tolerance {coordination_tolerance:g})"
+                f"average {element or 'metal'} coordination changed by "
+                f"{coordination_change:+.3f} (tolerance {coordination_tolerance:g})"
             )
+            decided_by.append("coordination")
     return {
         "assessment": "unstable" if reasons else "stable",
         "reasons": reasons,
+        "decided_by": decided_by,
         "coordination_change": coordination_change,
         "thresholds": {
             "max_volume_change_percent": max_volume_change_percent,

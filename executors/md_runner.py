@@ -10,7 +10,8 @@
 - ``npt``: ASE ``IsotropicMTKNPT`` (Nose-Hoover chains for particles and cell).
 
 Velocities are drawn from Maxwell-Boltzmann (seeded), then ``Stationary`` and
-``ZeroRotation`` are applied, whenever an MD stage does not follow another MD stage.
+``ZeroRotation`` are applied, whenever an MD stage does not follow another MD stage, and
+at every stage that sets ``redraw_velocities``.
 A frame is recorded at the very start, every ``frame_interval`` steps of each MD stage,
 and at the end of every stage; each frame carries its stage in ``atoms.info``.
 """
@@ -118,7 +119,7 @@ def run_stages(
             if index == 0:
                 run.after_relax = run.frames[-1].copy()
         else:
-            if previous not in ("nvt", "npt"):
+            if previous not in ("nvt", "npt") or stage.get("redraw_velocities"):
                 _init_velocities(atoms, stage["temperature"], [seed, index, 0])
             summary = _run_md(
                 atoms, stage, observer, label, index, offset, total, recorder, frame_interval, seed

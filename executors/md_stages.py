@@ -39,6 +39,14 @@ MAX_STAGE_STEPS = 10_000_000
 _STEPS = ("total_steps", "nsteps")
 _T = ("temperature_K", "temp")
 _DT = ("timestep", "dt")
+# Velocities are drawn whenever an MD stage follows no MD stage; this asks for a fresh
+# draw at the stage's temperature even after one (the benchmark's temperature ramp).
+_REDRAW = Param(
+    "redraw_velocities",
+    bool,
+    False,
+    doc="draw fresh Maxwell-Boltzmann velocities at this stage's temperature",
+)
 STAGE_SCHEMAS: dict[str, ParamSchema] = {
     "relax": ParamSchema(
         [
@@ -71,6 +79,7 @@ STAGE_SCHEMAS: dict[str, ParamSchema] = {
             ),
             Param("timestep_fs", float, 1.0, min=0.0, exclusive_min=True, max=20.0, aliases=_DT),
             Param("friction", float, 0.01, min=0.0, max=10.0, doc="Langevin friction, 1/fs"),
+            _REDRAW,
         ],
         include_common=False,
     ),
@@ -91,6 +100,7 @@ STAGE_SCHEMAS: dict[str, ParamSchema] = {
             Param("timestep_fs", float, 1.0, min=0.0, exclusive_min=True, max=20.0, aliases=_DT),
             Param("tdamp_fs", float, 100.0, min=0.0, exclusive_min=True, aliases=("tdamp",)),
             Param("pdamp_fs", float, 1000.0, min=0.0, exclusive_min=True, aliases=("pdamp",)),
+            _REDRAW,
         ],
         include_common=False,
     ),

@@ -1,10 +1,15 @@
 """What a finished stability run amounts to: its metrics, its verdict and its plot.
 
 ``summarize`` is pure (the runner's frames, samples and stage summaries in, the result
-document out): volume change, lattice RMSD and centre-of-mass drift over the frames,
-temperatures and energy drifts per stage, the metal coordination before and after, and
-the stable/unstable verdict of ``md_metrics.verdict`` against the job's thresholds.
-``plot_run`` draws volume, temperature and energy against time, stages marked.
+document out): volume change, RMSD from the input structure and centre-of-mass drift over
+the frames, temperatures and energy drifts per stage, the metal coordination before and
+after, and the stable/unstable verdict of ``md_metrics.verdict`` against the job's
+thresholds.  RMSD and coordination are measured as MOFSimBench's analysis does
+(``executors.bench_geometry``): Cartesian RMSD after removing rotation and translation,
+and CrystalNN coordination per metal element, input against last frame; the element
+whose coordination moved most is the one judged.
+``plot_run`` draws volume, temperature and energy against time, stages marked, under a
+title naming the structure, the model, the verdict and what decided it.
 """
 
 from __future__ import annotations
@@ -16,11 +21,14 @@ if TYPE_CHECKING:
 
 
 def summarize(
-    stage_run: StageRun, masses: Any, coordination_input: float | None, params: dict[str, Any]
+    stage_run: StageRun,
+    masses: Any,
+    coordination_input: dict[str, float],
+    params: dict[str, Any],
 ) -> dict[str, Any]:
     """Metrics and verdict of a finished run (pure: frames and samples in, dict out)."""
     from executors import md_metrics as mm
-    from executors.geometry import average_metal_coordination
+    from executors.bench_geometry import coordination_change, metal_coordination, position_rmsd
 
     samples, frames, stages = stage_run.samples, stage_run.frames, stage_run.stages
     v0 = samples[0]["volume"]
@@ -28,18 +36,23 @@ def summarize(
     v_final = volumes[-1]
     change = None if v0 is None or v_final is None else 100.0 * (v_final - v0) / v0
     disp = mm.lattice_displacements(frames)
-    rmsd = mm.rmsd_series(disp)
+    rmsd = [position_rmsd(frames[0], frame) for frame in frames]
     com = mm.com_drift_series(disp, masses)
     relaxed = stage_run.after_relax
-    coordination_relaxed = None if relaxed is None else average_metal_coordination(relaxed)
-    coordination_final = average_metal_coordination(frames[-1])
-    reference = coordination_relaxed if relaxed is not None else coordination_input
+    final = metal_coordination(frames[-1])
+    by_element = {
+        "input": coordination_input,
+        "after_relaxation": None if relaxed is None else metal_coordination(relaxed),
+        "final": final,
+    }
+    element, _ = coordination_change(coordination_input, final)
     judged = mm.verdict(
         change,
-        reference,
-        coordination_final,
+        None if element is None else coordination_input[element],
+        None if element is None else final[element],
         max_volume_change_percent=params["max_volume_change_percent"],
         coordination_tolerance=params["coordination_tolerance"],
+        element=element,
     )
     md_runs = [s for s in stages if s["type"] in ("nvt", "npt")]
     production = next((s for s in reversed(md_runs) if s["type"] == "npt"), md_runs[-1])
@@ -72,11 +85,14 @@ def summarize(
             }
             for s in md_runs
         ],
+        "rmsd_definition": "Cartesian RMSD from the input structure over all 3N "
+        "coordinates, after removing rotation and translation (minimum image)",
         "metal_coordination": {
-            "input": coordination_input,
-            "after_relaxation": coordination_relaxed,
-            "final": coordination_final,
-            "reference": "after_relaxation" if relaxed is not None else "input",
+            **{k: _overall(v, frames[0]) for k, v in by_element.items()},
+            "by_element": by_element,
+            "judged_element": element,
+            "reference": "input",
+            "method": "CrystalNN (x_diff_weight 1.5, search_cutoff 4.5 A), mean per metal element",
         },
         "stages": stages,
         "n_frames": len(frames),
@@ -94,7 +110,41 @@ def summarize(
     }
 
 
-def plot_run(path: Any, stage_run: StageRun, result: dict[str, Any]) -> None:
+def _overall(by_element: dict[str, float] | None, atoms: Any) -> float | None:
+    """Mean coordination over all metal atoms, from the per-element means."""
+    if not by_element:
+        return None
+    symbols = atoms.get_chemical_symbols()
+    counts = {el: symbols.count(el) for el in by_element}
+    total = sum(counts.values())
+    return sum(by_element[el] * counts[el] for el in by_element) / total if total else None
+
+
+def plot_title(result: dict[str, Any], structure: str, model: str) -> str:
+    """``structure · model`` over the verdict and the criterion that decided it."""
+    verdict = result["verdict"]
+    head = f"{structure} · {model}"
+    volume = f"volume change {_fmt(result['volume_change_percent'])} %"
+    coord = result["metal_coordination"]
+    element = coord.get("judged_element")
+    delta = verdict.get("coordination_change")
+    coordination = (
+        "no metal coordination"
+        if element is None
+        else f"{element} coordination {delta:+.2f}"
+        if delta is not None
+        else f"{element} coordination n/a"
+    )
+    decided = verdict.get("decided_by") or []
+    if not decided:
+        return f"{head}\nstable: {volume}, {coordination} (within thresholds)"
+    parts = [volume if d == "volume" else coordination for d in decided]
+    return f"{head}\nunstable by {' and '.join(parts)}"
+
+
+def plot_run(
+    path: Any, stage_run: StageRun, result: dict[str, Any], structure: str = "", model: str = ""
+) -> None:
     """Volume, temperature and energy against time, stage boundaries marked."""
     from executors.plots import plot_panels
 
@@ -160,8 +210,7 @@ def plot_run(path: Any, stage_run: StageRun, result: dict[str, Any]) -> None:
             },
         ],
         xlabel="time (ps)",
-        title=f"stability: {result['stability_assessment']} "
-        f"(volume change {_fmt(result['volume_change_percent'])} %)",
+        title=plot_title(result, structure or "structure", model or "model"),
         vlines=boundaries,
     )
 

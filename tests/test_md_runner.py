@@ -127,3 +127,19 @@ def test_relax_structure_with_cell() -> None:
     assert out["final_volume"] < out["initial_volume"]
     assert out["final_energy"] < out["initial_energy"]
     assert atoms.get_volume() / 4 == pytest.approx(11.565, rel=2e-3)  # EMT Cu, A^3/atom
+
+
+@pytest.mark.parametrize("redraw", [False, True])
+def test_a_stage_can_ask_for_fresh_velocities(redraw: bool) -> None:
+    atoms = _cu(3.6).repeat(2)
+    atoms.calc = EMT()
+    stages = normalize_stages(
+        [
+            {"type": "nvt", "steps": 2, "temperature": 20.0, "friction": 0.0},
+            {"type": "npt", "steps": 1, "temperature": 3000.0, "redraw_velocities": redraw},
+        ]
+    )
+    run = run_stages(atoms, stages, NullObserver(), seed=3, frame_interval=1)
+    first_npt = next(s for s in run.samples if s["stage"] == 1)
+    # Carried over, the cold NVT velocities stay cold; redrawn, they start near 3000 K.
+    assert (first_npt["temperature"] > 1000.0) is redraw

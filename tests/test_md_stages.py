@@ -21,6 +21,7 @@ def test_stage_defaults_follow_the_protocol() -> None:
         "temperature": 300.0,
         "timestep_fs": 1.0,
         "friction": 0.01,
+        "redraw_velocities": False,
     }
     assert normalize_stage({"type": "npt"}) == {
         "type": "npt",
@@ -30,6 +31,7 @@ def test_stage_defaults_follow_the_protocol() -> None:
         "timestep_fs": 1.0,
         "tdamp_fs": 100.0,
         "pdamp_fs": 1000.0,
+        "redraw_velocities": False,
     }
     # mofsimbench: the benchmark's.
     assert normalize_stage({"type": "nvt"}, protocol="mofsimbench") == {
@@ -38,6 +40,7 @@ def test_stage_defaults_follow_the_protocol() -> None:
         "temperature": 300.0,
         "timestep_fs": 1.0,
         "friction": 0.01,
+        "redraw_velocities": False,
     }
     assert normalize_stage({"type": "npt"}, protocol="mofsimbench") == {
         "type": "npt",
@@ -47,6 +50,7 @@ def test_stage_defaults_follow_the_protocol() -> None:
         "timestep_fs": 1.0,
         "tdamp_fs": 100.0,
         "pdamp_fs": 1000.0,
+        "redraw_velocities": False,
     }
     assert stage_defaults("npt", "mofsimbench")["steps"] == 50_000
     # What a stage gives, under any spelling, wins over the preset.

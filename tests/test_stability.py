@@ -55,6 +55,7 @@ def test_defaults_are_the_seed_api_values() -> None:
         "temperature": 300.0,
         "timestep_fs": 1.0,
         "friction": 0.01,
+        "redraw_velocities": False,
     }
     assert npt == {
         "type": "npt",
@@ -64,6 +65,7 @@ def test_defaults_are_the_seed_api_values() -> None:
         "timestep_fs": 1.0,
         "tdamp_fs": 100.0,
         "pdamp_fs": 1000.0,
+        "redraw_velocities": False,
     }
 
 
@@ -78,6 +80,7 @@ def test_mofsimbench_preset_is_the_benchmark_protocol() -> None:
         "temperature": 300.0,
         "timestep_fs": 1.0,
         "friction": 0.01,
+        "redraw_velocities": False,
     }
     assert npt == {
         "type": "npt",
@@ -87,6 +90,7 @@ def test_mofsimbench_preset_is_the_benchmark_protocol() -> None:
         "timestep_fs": 1.0,
         "tdamp_fs": 100.0,
         "pdamp_fs": 1000.0,
+        "redraw_velocities": False,
     }
     # Explicit values win over the preset.
     over = _plan({"protocol": "mofsimbench", "npt_steps": 200, "npt_pressure": 5})
@@ -131,6 +135,10 @@ def test_mira_flat_body_maps_onto_stages() -> None:
 def test_named_variants_expand() -> None:
     ramp = _plan({"protocol_variant": "temperature_ramp"})
     assert [s["type"] for s in ramp[:2]] == ["relax", "nvt"]
+    # The benchmark's ramp: gentler NVT friction, fresh velocities at every NPT stage.
+    assert ramp[1]["friction"] == 0.002
+    assert all(s["redraw_velocities"] for s in ramp[2:])
+    assert _plan({"protocol_variant": "temperature_ramp", "friction": 0.05})[1]["friction"] == 0.05
     assert ramp[1]["steps"] == 5000
     assert [s["temperature"] for s in ramp[2:]] == [300.0 + 100 * k for k in range(8)]
     assert {s["steps"] for s in ramp[2:]} == {20_000}
@@ -143,6 +151,7 @@ def test_named_variants_expand() -> None:
     assert [s["temperature"] for s in cu[2:5]] == [300.0, 400.0, 300.0]
     assert {s["steps"] for s in cu[2:5]} == {10_000}
     assert {s["timestep_fs"] for s in cu[1:5]} == {2.0}
+    assert cu[1]["friction"] == 0.01 and not any(s["redraw_velocities"] for s in cu[2:5])
     short = _plan({"protocol_variant": "cu_paddlewheel", "npt_steps": 50})
     assert {s["steps"] for s in short[2:5]} == {50}
 
@@ -238,12 +247,15 @@ def test_copper_stays_stable_under_npt(tmp_path: Path) -> None:
     json.dumps(result, allow_nan=False)  # JSON-safe, no numpy types or NaN
     assert result["stability_assessment"] == "stable"
     assert abs(result["volume_change_percent"]) < 3.0
-    assert result["metal_coordination"] == {
-        "input": 12.0,
-        "after_relaxation": 12.0,
-        "final": 12.0,
-        "reference": "after_relaxation",
-    }
+    coordination = result["metal_coordination"]
+    assert (coordination["input"], coordination["after_relaxation"], coordination["final"]) == (
+        12.0,
+        12.0,
+        12.0,
+    )
+    assert coordination["by_element"]["final"] == {"Cu": 12.0}
+    assert (coordination["reference"], coordination["judged_element"]) == ("input", "Cu")
+    assert result["verdict"]["decided_by"] == []
     assert result["nvt_duration_ps"] == pytest.approx(0.08)
     assert result["npt_duration_ps"] == pytest.approx(0.4)
     assert 100.0 < result["avg_temperature"] < 600.0
@@ -281,6 +293,7 @@ def test_overcompressed_crystal_is_unstable(tmp_path: Path) -> None:
     assert result["stability_assessment"] == "unstable"
     assert result["volume_change_percent"] > 10.0
     assert "volume change" in result["verdict"]["reasons"][0]
+    assert result["verdict"]["decided_by"] == ["volume"]
 
 
 def test_molecule_is_refused(tmp_path: Path) -> None:
@@ -301,3 +314,23 @@ def test_threshold_from_the_request_decides(tmp_path: Path) -> None:
     result = stability.run(_ctx(atoms, params, tmp_path))
     assert result["stability_assessment"] == "unstable"
     assert result["thresholds"]["max_volume_change_percent"] == 1e-6
+
+
+def test_plot_title_names_what_decided() -> None:
+    from executors.stability_report import plot_title
+
+    base = {
+        "volume_change_percent": 2.5,
+        "metal_coordination": {"judged_element": "Zn"},
+    }
+    by_coordination = {
+        **base,
+        "verdict": {"decided_by": ["coordination"], "coordination_change": -1.25},
+    }
+    title = plot_title(by_coordination, "MOF-5", "sevennet-0")
+    assert title.startswith("MOF-5 · sevennet-0")
+    assert "Zn coordination -1.25" in title and "volume" not in title
+    by_volume = {**base, "verdict": {"decided_by": ["volume"], "coordination_change": 0.0}}
+    assert "unstable by volume change +2.50 %" in plot_title(by_volume, "x", "m")
+    stable = {**base, "verdict": {"decided_by": [], "coordination_change": 0.0}}
+    assert "stable: volume change +2.50 %, Zn coordination +0.00" in plot_title(stable, "x", "m")

@@ -249,7 +249,8 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     offset = 100.0 * (fit["v0"] - v_ref) / v_ref
     reliable = math.isfinite(offset) and abs(offset) <= p["reliability_tolerance_percent"]
     unconverged = [k for k, pt in enumerate(points) if not pt["converged"]]
-    _plot(ctx.workspace / PLOT_FILE, points, fit, p["eos"], offset, reliable)
+    who = f"{ctx.structure_name} · {ctx.model_key}"
+    _plot(ctx.workspace / PLOT_FILE, points, fit, p["eos"], offset, reliable, who)
     result = {
         "bulk_modulus_GPa": fit["b0_GPa"],
         "b0_prime": fit["b0_prime"],
@@ -285,6 +286,7 @@ def _plot(
     eos: str,
     offset_percent: float,
     reliable: bool,
+    who: str = "",
 ) -> None:
     """E(V): the relaxed points (unconverged ones apart), the fitted curve and its V0."""
     from executors.plots import plot_xy
@@ -310,6 +312,8 @@ def _plot(
             }
         )
     title = f"B0 = {fit['b0_GPa']:.1f} GPa, B0' = {fit['b0_prime']:.2f}, V0 = {fit['v0']:.2f} Å³"
+    if who:
+        title = f"{who}\n{title}"
     if not reliable:
         title += f"\nunreliable: fitted V0 {offset_percent:+.1f} % from the relaxed volume"
     plot_xy(

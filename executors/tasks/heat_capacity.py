@@ -308,6 +308,7 @@ def run(ctx: TaskContext) -> dict[str, Any]:
         t_hi,
         highlight["J_per_K_g"],
         classical_limit=3.0 * R_J_PER_K_MOL * n_atoms / mass,
+        who=f"{ctx.structure_name} · {ctx.model_key}",
     )
     result = {
         "temperatures_K": temperatures,
@@ -347,6 +348,7 @@ def _plot(
     t_hi: float,
     cv_hi: float | None,
     classical_limit: float,
+    who: str = "",
 ) -> None:
     """Cv(T) per gram, the Dulong-Petit limit of the cell and the highlighted temperature."""
     from executors.plots import plot_xy
@@ -355,6 +357,8 @@ def _plot(
     title = "harmonic heat capacity"
     if cv_hi is not None:
         title += f": Cv({t_hi:g} K) = {cv_hi:.4g} J/(K g)"
+    if who:
+        title = f"{who}\n{title}"
     span = [temperatures[0], temperatures[-1]] if temperatures else []
     plot_xy(
         path,

@@ -5,8 +5,10 @@ A job gives its stages in one of three ways, checked in this order:
 1. ``stages``: an explicit list (see ``executors.md_stages``), e.g.
    ``[{"type": "relax"}, {"type": "nvt", "steps": 1000}, {"type": "npt", "steps": 50000}]``;
 2. ``protocol_variant``: ``temperature_ramp`` (NPT stages of 20 ps at 300, 400, ...,
-   1000 K) or ``cu_paddlewheel`` (10 ps NPT at 300, 400 and 300 K, then a fixed-cell
-   relaxation), each after the relaxation and NVT equilibration of the flat shape;
+   1000 K, fresh velocities at each, after an NVT equilibration with friction
+   0.002 /fs) or ``cu_paddlewheel`` (10 ps NPT at 300, 400 and 300 K, velocities
+   carried over, then a fixed-cell relaxation), each after the relaxation and NVT
+   equilibration of the flat shape;
 3. the flat MIRA shape (``pre_optimize``, ``nvt_steps``, ``nvt_temperature``,
    ``npt_steps``, ``npt_temperature``, ``npt_pressure`` in bar, ``timestep`` in fs).
 
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
 VARIANTS = ("standard", "temperature_ramp", "cu_paddlewheel")
 RAMP_TEMPERATURES = tuple(float(t) for t in range(300, 1001, 100))
 RAMP_STAGE_STEPS = 20_000
+RAMP_FRICTION = 0.002  # the ramp's NVT equilibration, 1/fs (the standard protocol: 0.01)
 PADDLEWHEEL_TEMPERATURES = (300.0, 400.0, 300.0)
 PADDLEWHEEL_STAGE_STEPS = 10_000
 VARIANT_STAGE_STEPS = {
@@ -257,6 +260,8 @@ def validate(parameters: dict[str, Any]) -> dict[str, Any]:
         params.pop("npt_temperature")
         if "npt_steps" not in given:
             params["npt_steps"] = VARIANT_STAGE_STEPS[variant]
+        if variant == "temperature_ramp" and "friction" not in given:
+            params["friction"] = RAMP_FRICTION
     plan_stages(params)
     return params
 
@@ -314,8 +319,18 @@ def plan_stages(params: dict[str, Any]) -> list[dict[str, Any]]:
                 f"protocol_variant {variant} needs NPT steps", field="parameters.npt_steps"
             )
         temps = RAMP_TEMPERATURES if variant == "temperature_ramp" else PADDLEWHEEL_TEMPERATURES
+        # The benchmark's ramp draws fresh velocities at each NPT stage's temperature;
+        # the paddlewheel protocol carries them over.
+        redraw = variant == "temperature_ramp"
         plan += [
-            {"type": "npt", **npt_common, "steps": p["npt_steps"], "temperature": t} for t in temps
+            {
+                "type": "npt",
+                **npt_common,
+                "steps": p["npt_steps"],
+                "temperature": t,
+                "redraw_velocities": redraw,
+            }
+            for t in temps
         ]
         if variant == "cu_paddlewheel":
             plan.append(dict(relax))
@@ -330,7 +345,7 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     """Run the stages, write the trajectory and plot, and judge the stability."""
     from ase.io import Trajectory, write
 
-    from executors.geometry import average_metal_coordination
+    from executors.bench_geometry import metal_coordination
     from executors.md_runner import run_stages
 
     params = validate(ctx.parameters)
@@ -343,7 +358,7 @@ def run(ctx: TaskContext) -> dict[str, Any]:
             field="structure",
         )
     atoms.calc = ctx.calculator
-    coordination_input = average_metal_coordination(atoms)
+    coordination_input = metal_coordination(atoms)
     ctx.workspace.mkdir(parents=True, exist_ok=True)
     traj_name, plot_name, final_name = "stability.traj", "stability.png", "final_structure.cif"
     with Trajectory(str(ctx.workspace / traj_name), "w") as traj:
@@ -358,7 +373,7 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     final = stage_run.frames[-1]
     write(str(ctx.workspace / final_name), final, format="cif")
     result = summarize(stage_run, atoms.get_masses(), coordination_input, params)
-    plot_run(ctx.workspace / plot_name, stage_run, result)
+    plot_run(ctx.workspace / plot_name, stage_run, result, ctx.structure_name, ctx.model_key)
     ctx.observer.progress(1.0, f"done: {result['stability_assessment']}")
     result.update(
         {
