@@ -10,14 +10,17 @@ ML packages are imported inside the functions: importing this module stays cheap
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.metadata
 import platform
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from executors.families import Family, get_family
 from executors.models import ModelSpec, custom_spec, normalize_precision
 from executors.torch_env import prepare_torch, torch_state_restored
+from executors.verdicts import trusted_form
 from spool.errors import ModelUnavailable, ValidationError
 
 if TYPE_CHECKING:
@@ -60,10 +63,14 @@ def load_calculator(
     with_d3: bool = False,
     force_d3: bool = False,
     models_root: Path | None = None,
+    allow_pickle: bool = False,
 ) -> Calculator:
     """A calculator for ``spec`` on ``device``; ``SumCalculator([model, D3])`` when
     ``with_d3``.  Raises ValidationError for refused combinations and ModelUnavailable
-    when the weights cannot be obtained or loaded."""
+    when the weights cannot be obtained or loaded.
+
+    An uploaded MACE or SevenNet model loads from its safe form; only the sandboxed
+    validator passes ``allow_pickle`` to load the uploaded pickle itself."""
     dtype = normalize_precision(dtype)
     check_d3(spec, with_d3, force_d3)
     if spec.is_custom and models_root is not None:
@@ -85,7 +92,7 @@ def load_calculator(
         if family.uses_torch:
             prepare_torch()
         if spec.is_custom:
-            calc = _load_custom(spec, family, device, dtype)
+            calc = _load_custom(spec, family, device, dtype, allow_pickle)
         else:
             calc = family.load_foundation(spec, device, dtype)
     if with_d3:
@@ -93,17 +100,32 @@ def load_calculator(
     return calc
 
 
-def _load_custom(spec: ModelSpec, family: Family, device: str, dtype: str) -> Calculator:
+def _load_custom(
+    spec: ModelSpec, family: Family, device: str, dtype: str, allow_pickle: bool
+) -> Calculator:
     if family.load_custom is None:
         raise ModelUnavailable(f"{family.label} models cannot be loaded from a file", field="model")
+    config = dict(spec.extra.get("config") or {})
     path = Path(spec.weights)
-    if not path.is_file():
+    load: Callable[[], Calculator]
+    if family.load_safe_form is not None and not allow_pickle:
+        model_id = str(spec.extra.get("model_id"))
+        folder = trusted_form(Path(str(spec.extra.get("models_root"))), model_id)
+        if folder is None:
+            raise ModelUnavailable(
+                f"custom model {model_id!r} has no validated weights-only form: executors do "
+                f"not unpickle uploaded {family.label} files (validate it to convert it)",
+                field="model",
+            )
+        load = functools.partial(family.load_safe_form, folder, config, device, dtype)
+    elif not path.is_file():
         raise ModelUnavailable(
             f"weights file of {spec.key} is missing ({path.name})", field="model"
         )
-    config = dict(spec.extra.get("config") or {})
+    else:
+        load = functools.partial(family.load_custom, path, config, device, dtype)
     try:
-        return family.load_custom(path, config, device, dtype)
+        return load()
     except (ModelUnavailable, ValidationError):
         raise
     except Exception as exc:

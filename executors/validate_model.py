@@ -5,7 +5,11 @@ way an executor would (``executors.loaders.load_calculator``), computes energy, 
 and, where the model has them, stress of a small periodic cell made of elements the
 model covers, and prints one JSON line: ``{"ok": true, ...}`` or ``{"ok": false,
 "error": {...}}``.  Weights files are pickles, so this never runs inside the HTTP
-server; the server starts it with a time limit and records the outcome.
+server; the server starts it in the sandbox with a time limit and records the outcome.
+
+With ``--convert-to DIR`` it also writes the model's safe form (``executors.safe_form``)
+there, loads that back the way executors will, and checks that it gives the same energy
+and forces; the outcome says so under ``safe_form``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from executors.families import Family
 from spool.errors import ModelUnavailable, MofsimError, code_of
 
 _FALLBACK_ELEMENTS = ["C", "O"]
+# The safe form must reproduce the upload: float32 round-off, not another model.
+_SAME_ENERGY = 1e-5
+_SAME_FORCES = 1e-4
 
 
 def model_elements(calc: Any, family: Family) -> list[str] | None:
@@ -44,13 +51,17 @@ def probe_atoms(elements: list[str]) -> Any:
     return Atoms(pair, positions=[[0.0, 0.0, 0.0], [1.3, 1.4, 1.2]], cell=[4.5, 4.5, 4.5], pbc=True)
 
 
-def validate(models_root: Path, model_id: str, device: str = "cpu") -> dict[str, Any]:
+def validate(
+    models_root: Path, model_id: str, device: str = "cpu", convert_to: Path | None = None
+) -> dict[str, Any]:
     from executors.loaders import family_of, load_calculator
     from executors.models import custom_spec
 
     spec = custom_spec(model_id, models_root)
     t0 = time.perf_counter()
-    calc = load_calculator(spec, device=device, dtype=spec.default_dtype, models_root=models_root)
+    calc = load_calculator(
+        spec, device=device, dtype=spec.default_dtype, models_root=models_root, allow_pickle=True
+    )
     load_s = time.perf_counter() - t0
     known = model_elements(calc, family_of(spec))
     declared = [e for e in spec.elements if e != "all"]
@@ -88,12 +99,45 @@ def validate(models_root: Path, model_id: str, device: str = "cpu") -> dict[str,
         missing = sorted(set(declared) - set(known))
         if missing:
             out["warning"] = f"declared elements the model does not know: {', '.join(missing)}"
+    if convert_to is not None:
+        out["safe_form"] = convert(calc, spec, atoms, energy, forces, convert_to, device)
     return out
 
 
-def run(models_root: Path, model_id: str, device: str, out: IO[str]) -> int:
+def convert(
+    calc: Any, spec: Any, atoms: Any, energy: float, forces: Any, folder: Path, device: str
+) -> dict[str, Any]:
+    """Write the safe form, load it back and compare; ``{"written": bool, ...}``."""
+    from executors.loaders import family_of
+    from executors.safe_form import Unconvertible
+
+    family = family_of(spec)
+    if family.to_safe_form is None or family.load_safe_form is None:
+        return {"written": False, "reason": f"{family.label} uploads load weights-only as they are"}
     try:
-        doc = validate(models_root, model_id, device)
+        family.to_safe_form(calc, folder)
+    except Unconvertible as exc:
+        return {"written": False, "reason": str(exc)[:500]}
+    config = dict(spec.extra.get("config") or {})
+    again = family.load_safe_form(folder, config, device, spec.default_dtype)
+    probe = atoms.copy()
+    probe.calc = again
+    energy2 = float(probe.get_potential_energy())
+    drift = float(abs(probe.get_forces() - forces).max())
+    scale = max(1.0, abs(energy))
+    if abs(energy2 - energy) > _SAME_ENERGY * scale or drift > _SAME_FORCES:
+        raise MofsimError(
+            f"the model's weights-only form gives other numbers ({energy2} eV vs {energy} eV, "
+            f"forces up to {drift:.3g} eV/A apart)"
+        )
+    return {"written": True, "energy_eV": energy2, "max_force_difference_eV_A": drift}
+
+
+def run(
+    models_root: Path, model_id: str, device: str, out: IO[str], convert_to: Path | None = None
+) -> int:
+    try:
+        doc = validate(models_root, model_id, device, convert_to)
     except MofsimError as exc:
         doc = {"ok": False, "error": exc.to_dict()}
     except Exception as exc:  # noqa: BLE001 - any failure is the verdict, reported whole
@@ -116,11 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models-root", required=True)
     ap.add_argument("--model-id", required=True)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--convert-to", type=Path, default=None)
     args = ap.parse_args(argv)
     # The verdict owns stdout; model libraries print to stderr instead.
     out = sys.stdout
     sys.stdout = sys.stderr
-    return run(Path(args.models_root), args.model_id, args.device, out)
+    return run(Path(args.models_root), args.model_id, args.device, out, args.convert_to)
 
 
 if __name__ == "__main__":

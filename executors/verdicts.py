@@ -7,6 +7,12 @@ and the verdict's SHA-256 digest is that of the weights file as it is now::
     models_root/.verdicts/<model_id>.json   {"model_id", "sha256", "valid",
                                               "validated_at", "validation": {...}}
 
+A MACE or SevenNet upload is a pickle of code, so executors never load it: they load the
+safe form (``executors.safe_form``) the validator wrote, which the daemon copied out of
+the sandbox into ``models_root/.converted/<model_id>/``; the verdict holds its digests
+(``"safe_form": {"config.json": sha256, "state.pt": sha256}``), and :func:`trusted_form`
+gives the folder only while they match.
+
 The verdicts live beside the model folders, not in them: a model folder (its
 ``meta.json`` included) says nothing about trust, a folder without a verdict is not
 trusted, and a weights file changed after validation is unvalidated.  The folder's dot
@@ -19,9 +25,14 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from executors.safe_form import CONFIG_FILE, FORMS_DIR, STATE_FILE
+
+SAFE_FILES = (CONFIG_FILE, STATE_FILE)
 
 VERDICTS_DIR = ".verdicts"
 # (path, device, inode, size, mtime_ns, ctime_ns) -> digest: checking a task's model must not
@@ -61,17 +72,23 @@ def read_verdict(models_root: Path, model_id: str) -> dict[str, Any] | None:
 
 
 def write_verdict(
-    models_root: Path, model_id: str, sha256: str, outcome: dict[str, Any]
+    models_root: Path,
+    model_id: str,
+    sha256: str,
+    outcome: dict[str, Any],
+    safe_form: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Record the validator's outcome for the weights file whose digest (taken before
     the validator saw it) is ``sha256``; it passes when the validator exited 0 and said
-    ``"ok": true``.  Written atomically by the caller's process."""
+    ``"ok": true``.  ``safe_form``: file name -> digest of the safe form copied out of
+    the sandbox.  Written atomically by the caller's process."""
     doc = {
         "model_id": model_id,
         "sha256": sha256,
         "valid": outcome.get("ok") is True and outcome.get("exit_code") == 0,
         "validated_at": outcome.get("validated_at"),
         "validation": outcome,
+        "safe_form": safe_form,
     }
     target = verdict_path(models_root, model_id)
     target.parent.mkdir(mode=0o755, exist_ok=True)
@@ -91,6 +108,7 @@ def write_verdict(
 
 def remove_verdict(models_root: Path, model_id: str) -> None:
     verdict_path(models_root, model_id).unlink(missing_ok=True)
+    shutil.rmtree(Path(models_root) / FORMS_DIR / model_id, ignore_errors=True)
 
 
 def weights_trusted(models_root: Path, model_id: str, weights: Path) -> bool:
@@ -102,6 +120,23 @@ def weights_trusted(models_root: Path, model_id: str, weights: Path) -> bool:
         return verdict.get("sha256") == file_digest(weights)
     except OSError:
         return False
+
+
+def trusted_form(models_root: Path, model_id: str) -> Path | None:
+    """The folder of the model's safe form while a passing verdict vouches for exactly
+    these files and for the upload as it is now; None otherwise."""
+    verdict = read_verdict(models_root, model_id)
+    files = verdict.get("safe_form") if verdict else None
+    if not (model_trusted(models_root, model_id) and isinstance(files, dict) and files):
+        return None
+    if not all(isinstance(n, str) and n in SAFE_FILES for n in files):
+        return None
+    folder = Path(models_root) / FORMS_DIR / model_id
+    try:
+        same = all(file_digest(folder / name) == digest for name, digest in files.items())
+    except OSError:
+        return None
+    return folder if same else None
 
 
 def model_trusted(models_root: Path, model_id: str) -> bool:

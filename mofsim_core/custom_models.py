@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from executors.models import CUSTOM_PREFIX, custom_frameworks, custom_spec, normalize_precision
+from executors.safe_form import collect_form, form_dir
 from executors.verdicts import file_digest, remove_verdict, write_verdict
 from mofsim_core.control import submit_request
 from mofsim_core.model_service import custom_meta, custom_public, live_snapshot, loaded_slots
 from mofsim_core.owners import OWNER, Caller, check_model
-from mofsim_core.sandbox import make_scratch, remove_scratch, run_sandboxed
+from mofsim_core.sandbox import Outcome, make_scratch, remove_scratch, run_sandboxed
 from mofsim_core.slot_state import daemon_status
 from mofsim_core.structure_service import sanitize_filename
 from spool import jsonsafe
@@ -239,7 +240,7 @@ async def validate_custom_model(
     weights = Path(custom_spec(model_id, spool.paths.models).weights or "")
     sha256 = file_digest(weights)
     started = time.time()
-    outcome = await _run_validator(spool.paths.models, model_id, timeout)
+    outcome, safe = await _run_validator(spool.paths.models, model_id, timeout)
     outcome["validated_at"] = iso_now()
     outcome["wall_seconds"] = round(time.time() - started, 3)
     meta = custom_meta(spool, model_id)
@@ -249,7 +250,7 @@ async def validate_custom_model(
         )
     # The verdict is this process's record of the validator's exit and output, bound
     # to the digest of the file the validator was given.
-    valid = write_verdict(spool.paths.models, model_id, sha256, outcome)["valid"] is True
+    valid = write_verdict(spool.paths.models, model_id, sha256, outcome, safe)["valid"] is True
     found = outcome.get("model_elements")
     if valid and not meta.get("elements") and isinstance(found, list) and found:
         meta["elements"] = [str(e) for e in found][:200]  # the catalogue shows them
@@ -262,9 +263,12 @@ async def validate_custom_model(
     }
 
 
-async def _run_validator(models_root: Path, model_id: str, timeout: float) -> dict[str, Any]:
+async def _run_validator(
+    models_root: Path, model_id: str, timeout: float
+) -> tuple[dict[str, Any], dict[str, str] | None]:
     """The validator in the sandbox (``mofsim_core.sandbox``), on read-only copies of
-    the model's meta.json and weights."""
+    the model's meta.json and weights: its outcome, and the digests of the safe form it
+    wrote (copied to ``models_root/.converted/<model_id>``) when it passed."""
     spec = custom_spec(model_id, models_root)
     weights = Path(spec.weights or "")
     scratch = make_scratch(
@@ -275,10 +279,25 @@ async def _run_validator(models_root: Path, model_id: str, timeout: float) -> di
     )
     argv = [sys.executable, "-B", "-s", "-m", "executors.validate_model"]
     argv += ["--models-root", str(scratch / "models"), "--model-id", model_id]
+    argv += ["--convert-to", str(scratch / "converted")]
+    safe: dict[str, str] | None = None
+    shutil.rmtree(form_dir(models_root, model_id), ignore_errors=True)
     try:
         done = await run_sandboxed(argv, scratch, timeout=timeout)
+        doc = _outcome(done, timeout)
+        written = isinstance(doc.get("safe_form"), dict) and doc["safe_form"].get("written")
+        if doc.get("ok") is True and doc.get("exit_code") == 0 and written is True:
+            try:
+                cap = 2 * weights.stat().st_size + (16 << 20)
+                safe = collect_form(scratch / "converted", form_dir(models_root, model_id), cap)
+            except ModelUnavailable as exc:
+                doc["safe_form"] = {"written": False, "reason": exc.message}
     finally:
         remove_scratch(scratch)
+    return doc, safe
+
+
+def _outcome(done: Outcome, timeout: float) -> dict[str, Any]:
     if done.timed_out:
         return {
             "ok": False,

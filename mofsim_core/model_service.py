@@ -20,7 +20,7 @@ from executors.models import (
     list_models,
     resolve_model,
 )
-from executors.verdicts import model_trusted, read_verdict
+from executors.verdicts import model_trusted, read_verdict, trusted_form
 from mofsim_core.control import custom_model_validated, list_requests, submit_request
 from mofsim_core.slot_state import daemon_status, read_snapshot
 from spool.errors import DeviceUnavailable, ModelUnavailable, ValidationError
@@ -77,6 +77,7 @@ def custom_public(meta: dict[str, Any], models_root: Path) -> dict[str, Any]:
     out["model_key"] = CUSTOM_PREFIX + model_id
     verdict = read_verdict(models_root, model_id)
     out["validated"] = model_trusted(models_root, model_id)
+    out["weights_only"] = trusted_form(models_root, model_id) is not None
     out["validation"] = verdict.get("validation") if verdict else None
     return out
 

@@ -107,3 +107,20 @@ def write_custom_model(
     }
     (folder / "meta.json").write_text(json.dumps(doc), encoding="utf-8")
     return folder
+
+
+def trust_custom_model(models_root: Path, model_id: str) -> dict[str, Any]:
+    """What validating does, without the sandbox: load the upload, write its safe form
+    where the daemon keeps it, and record a passing verdict bound to both."""
+    from executors.models import custom_spec
+    from executors.safe_form import form_dir
+    from executors.validate_model import validate
+    from executors.verdicts import file_digest, write_verdict
+
+    folder = form_dir(models_root, model_id)
+    outcome = validate(models_root, model_id, convert_to=folder)
+    outcome["exit_code"] = 0
+    written = outcome.get("safe_form", {}).get("written")
+    safe = {p.name: file_digest(p) for p in sorted(folder.iterdir())} if written else None
+    weights = Path(custom_spec(model_id, models_root).weights)
+    return write_verdict(models_root, model_id, file_digest(weights), outcome, safe)

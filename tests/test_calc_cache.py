@@ -15,7 +15,7 @@ from executors.calc_cache import CalculatorCache, parameter_megabytes
 from executors.loaders import load_calculator
 from executors.models import ModelSpec, resolve_model
 from spool.errors import ModelUnavailable, ValidationError
-from tests.model_factories import build_tiny_mace, write_custom_model
+from tests.model_factories import build_tiny_mace, trust_custom_model, write_custom_model
 
 
 class CountingLoader:
@@ -128,6 +128,7 @@ def test_d3_flag_is_part_of_the_key() -> None:
 def test_memory_of_a_torch_model_is_reported(tmp_path: Path) -> None:
     model = build_tiny_mace()
     write_custom_model(tmp_path, "tiny", "mace", "m.model", model)
+    trust_custom_model(tmp_path, "tiny")
     expected = (
         sum(p.numel() * 4 for p in [*model.parameters(), *model.buffers()] if p.is_floating_point())
         / 2**20

@@ -150,3 +150,65 @@ async def test_a_malicious_checkpoint_stays_in_the_sandbox(
 
 def test_every_framework_is_tried() -> None:
     assert {fw for fw, _ in CASES} >= {"mace", "sevennet", "orb"}
+
+
+# Runs while the weights are unpickled in the sandbox: it writes a "safe form" of its own
+# (a configuration and a state file that is itself a malicious pickle), then claims a
+# passing validation and exits 0 before the validator can say otherwise.
+LIAR = """
+import base64, json, os
+out = os.path.join(os.getcwd(), "converted")
+os.makedirs(out, exist_ok=True)
+with open(os.path.join(out, "config.json"), "w") as fh:
+    json.dump(CONFIG, fh)
+with open(os.path.join(out, "state.pt"), "wb") as fh:
+    fh.write(base64.b64decode(STATE))
+os.write(1, (json.dumps({"ok": True, "safe_form": {"written": True}}) + "\\n").encode())
+os._exit(0)
+"""
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("framework", ["mace", "sevennet"])
+@pytest.mark.parametrize("config_ref", [None, "os.system"], ids=["evil-state", "evil-ref"])
+async def test_a_checkpoint_that_fakes_its_validation_still_runs_no_code(
+    client: Client, tmp_path: Path, framework: str, config_ref: str | None
+) -> None:
+    import base64
+
+    import torch
+
+    from executors.loaders import load_calculator
+    from executors.models import check_usable
+    from spool.errors import ModelUnavailable
+
+    marker = tmp_path / "outside" / "marker"
+    marker.parent.mkdir()
+    state = io.BytesIO()
+    torch.save(Evil(f"open({str(marker)!r}, 'w').write('ran')"), state)
+    kind = "ScaleShiftMACE" if framework == "mace" else "checkpoint"
+    body: dict[str, Any] = {"r_max": 4.0}
+    if config_ref:
+        body["gate"] = {"$ref": config_ref}
+    config = {"format": 1, "family": framework, "kind": kind, "config": body}
+    code = f"CONFIG = {config!r}\nSTATE = {base64.b64encode(state.getvalue())!r}\n" + LIAR
+    upload = io.BytesIO()
+    torch.save(Evil(code), upload)
+    form = FormData()
+    form.add_field("file", upload.getvalue(), filename="liar.pt")
+    form.add_field("framework", framework)
+    form.add_field("name", "liar")
+    resp = await client.post("/api/v1/models/custom", data=form)
+    assert resp.status == 201, await resp.text()
+    mid = (await resp.json())["data"]["model_id"]
+    resp = await client.post(f"/api/v1/models/custom/{mid}/validate")
+    assert resp.status == 200, await resp.text()
+    # The sandbox's word is all the server has of the validation, and it lied...
+    assert (await resp.json())["data"]["valid"] is True
+    models = tmp_path / "spool" / "models"
+    spec = resolve_model(f"custom:{mid}", models)
+    check_usable(spec)
+    # ...but what it left is read as data: no executor load runs its code.
+    with pytest.raises(ModelUnavailable, match="converted model"):
+        load_calculator(spec, models_root=models)
+    assert not marker.exists()

@@ -222,10 +222,24 @@ async def test_custom_model_upload_validate_delete(client: Client, tmp_path: Pat
     detail = await data_of(client, f"/api/v1/models/{key}")
     assert detail["validated"] is True and detail["elements"] == ["Al", "Cu"]
     assert detail["custom"]["validation"]["ok"] is True
+    # Executors load what the sandbox wrote as data: JSON and a weights-only state dict.
+    assert detail["custom"]["weights_only"] is True
+    assert check["safe_form"]["written"] is True
+    safe = folder.parent / ".converted" / mid
+    assert sorted(recorded["safe_form"]) == ["config.json", "state.pt"]
+    from executors.loaders import load_calculator
+    from tests.test_loaders import alcu_cell
+
+    atoms = alcu_cell()
+    atoms.calc = load_calculator(resolve_model(key, tmp_path / "spool" / "models"))
+    probe = alcu_cell()
+    probe.calc = load_calculator(spec, allow_pickle=True)
+    assert atoms.get_potential_energy() == pytest.approx(probe.get_potential_energy(), abs=1e-8)
 
     resp = await client.delete(f"/api/v1/models/custom/{mid}")
     assert resp.status == 200 and (await resp.json())["data"]["deleted"] is True
     assert not folder.exists() and not (folder.parent / ".verdicts" / f"{mid}.json").exists()
+    assert not safe.exists()
     assert (await client.get(f"/api/v1/models/custom/{mid}")).status == 404
     assert (await client.get(f"/api/v1/models/{key}")).status == 404
 

@@ -22,6 +22,7 @@ from tests.model_factories import (
     TINY_ORB_KWARGS,
     build_tiny_mace,
     build_tiny_orb,
+    trust_custom_model,
     write_custom_model,
 )
 
@@ -79,12 +80,15 @@ def test_d3_wrapper_adds_negative_dispersion() -> None:
     assert str(d3.dtype) == "torch.float32"
 
 
-def test_custom_mace_file_loads_in_both_precisions(tmp_path: Path) -> None:
+@pytest.mark.parametrize("pickle", [True, False], ids=["upload", "safe-form"])
+def test_custom_mace_file_loads_in_both_precisions(tmp_path: Path, pickle: bool) -> None:
     write_custom_model(tmp_path, "tiny_mace", "mace", "model.model", build_tiny_mace())
+    if not pickle:
+        assert trust_custom_model(tmp_path, "tiny_mace")["safe_form"]
     spec = resolve_model("custom:tiny_mace", tmp_path)
     energies = {}
     for dtype in ("float32", "float64"):
-        calc: Any = load_calculator(spec, dtype=dtype, models_root=tmp_path)
+        calc: Any = load_calculator(spec, dtype=dtype, models_root=tmp_path, allow_pickle=pickle)
         assert str(next(calc.models[0].parameters()).dtype) == f"torch.{dtype}"
         atoms = alcu_cell()
         atoms.calc = calc
@@ -102,21 +106,21 @@ def test_custom_mace_with_built_in_d3_needs_force(tmp_path: Path) -> None:
     write_custom_model(tmp_path, "d3mace", "mace", "m.model", build_tiny_mace(), with_d3=True)
     spec = resolve_model("d3mace", tmp_path)
     with pytest.raises(ValidationError):
-        load_calculator(spec, with_d3=True)
-    calc = load_calculator(spec, with_d3=True, force_d3=True)
+        load_calculator(spec, with_d3=True, allow_pickle=True)
+    calc = load_calculator(spec, with_d3=True, force_d3=True, allow_pickle=True)
     assert type(calc).__name__ == "SumCalculator"
 
 
 def test_broken_custom_file_is_unavailable_with_reason(tmp_path: Path) -> None:
     write_custom_model(tmp_path, "junk", "mace", "model.model", raw=b"not a torch file")
     with pytest.raises(ModelUnavailable) as info:
-        load_calculator(resolve_model("custom:junk", tmp_path))
+        load_calculator(resolve_model("custom:junk", tmp_path), allow_pickle=True)
     assert "custom:junk" in info.value.message and "model.model" in info.value.message
     write_custom_model(tmp_path, "gone", "sevennet", "model.pt", raw=b"x")
     spec = resolve_model("custom:gone", tmp_path)
     (tmp_path / "gone" / "model.pt").unlink()
     with pytest.raises(ModelUnavailable):
-        load_calculator(spec)
+        load_calculator(spec, allow_pickle=True)
 
 
 def test_custom_orb_state_dict_loads(tmp_path: Path) -> None:
@@ -238,6 +242,9 @@ def test_sevennet_0_single_point_and_as_custom_checkpoint(tmp_path: Path) -> Non
 
     write_custom_model(tmp_path, "my7net", "sevennet", "model.pt", raw=b"")
     shutil.copyfile(const.SEVENNET_0_11Jul2024, tmp_path / "my7net" / "model.pt")
+    with pytest.raises(ModelUnavailable, match="weights-only"):
+        load_calculator(resolve_model("custom:my7net", tmp_path))  # not validated yet
+    assert trust_custom_model(tmp_path, "my7net")["safe_form"]
     atoms.calc = load_calculator(resolve_model("custom:my7net", tmp_path))
     assert atoms.get_potential_energy() == pytest.approx(rattled, abs=1e-5)
 

@@ -221,6 +221,15 @@ def test_uploaded_models_run_only_with_a_verdict_for_their_weights(tmp_path: Pat
     digest = file_digest(checked / "model.model")
     write_verdict(tmp_path, "checked", digest, {"ok": True, "exit_code": 0})
     write_verdict(tmp_path, "failed", digest, {"ok": True, "exit_code": 1})
+    # A MACE upload passes only with its weights-only form, as validated.
+    with pytest.raises(ModelUnavailable, match="weights-only"):
+        check_usable(resolve_model("custom:checked", tmp_path))
+    form = tmp_path / ".converted" / "checked"
+    form.mkdir(parents=True)
+    (form / "config.json").write_text("{}")
+    (form / "state.pt").write_bytes(b"tensors")
+    safe = {name: file_digest(form / name) for name in ("config.json", "state.pt")}
+    write_verdict(tmp_path, "checked", digest, {"ok": True, "exit_code": 0}, safe)
     assert (failed / "model.model").read_bytes() == (checked / "model.model").read_bytes()
     for model_id in ("fresh", "claims", "failed"):
         with pytest.raises(ModelUnavailable, match="validat"):
@@ -233,6 +242,11 @@ def test_uploaded_models_run_only_with_a_verdict_for_their_weights(tmp_path: Pat
         "custom:failed",
         "custom:fresh",
     ]
+    (form / "state.pt").write_bytes(b"other tensors")  # a changed safe form is refused
+    with pytest.raises(ModelUnavailable, match="weights-only"):
+        check_usable(resolve_model("custom:checked", tmp_path))
+    (form / "state.pt").write_bytes(b"tensors")
+    check_usable(resolve_model("custom:checked", tmp_path))
     # A weights file changed after validation is unvalidated.
     (checked / "model.model").write_bytes(b"weights, changed")
     with pytest.raises(ModelUnavailable, match="validat"):

@@ -34,6 +34,11 @@ FoundationLoader = Callable[["ModelSpec", str, str], "Calculator"]
 CustomLoader = Callable[[Path, dict[str, Any], str, str], "Calculator"]
 """``(weights_path, config, device, dtype) -> calculator`` for an uploaded file;
 ``config`` is the ``config`` object of the model's ``meta.json``."""
+SafeFormWriter = Callable[[Any, Path], None]
+"""``(calculator, folder)``: write a loaded upload's safe form (``executors.safe_form``)
+into ``folder``; raises ``Unconvertible`` when the model has none."""
+SafeFormLoader = Callable[[Path, dict[str, Any], str, str], "Calculator"]
+"""``(folder, config, device, dtype) -> calculator`` from a safe form."""
 SpeciesReader = Callable[[Any], "list[int] | None"]
 """The atomic numbers a loaded calculator knows, or None when it does not say."""
 
@@ -87,6 +92,11 @@ class Family:
     # Uploads are accepted only for families with a file loader and extensions.
     load_custom: CustomLoader | None = None
     custom_extensions: tuple[str, ...] = ()
+    # Uploads that are pickles of code (MACE, SevenNet) run in executors only through a
+    # safe form written after validation; a family without these reads its uploads with
+    # torch's weights-only loader as they are (ORB's state dicts).
+    to_safe_form: SafeFormWriter | None = None
+    load_safe_form: SafeFormLoader | None = None
     catalogue: tuple[CatalogueEntry, ...] = ()
     dtypes: tuple[str, ...] = ("float32", "float64")
     # torch-based: loads run with torch prepared and its global state restored after.

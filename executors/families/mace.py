@@ -3,7 +3,9 @@
 Foundation weights are downloaded by mace-torch into its cache on first use; the loader
 looks there first and otherwise checks that the download can happen at all
 (``weights.ensure_downloadable``).  An uploaded file is a whole pickled MACE model, as
-``torch.save`` and MACE's training scripts write it.
+``torch.save`` and MACE's training scripts write it; only the sandboxed validator unpickles
+it, and executors load its safe form (``executors.safe_form``): the constructor arguments
+of a ``ScaleShiftMACE`` as JSON, and its state dict.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from executors.families import MPTRJ_ELEMENTS, CatalogueEntry, Family, Package
+from executors.safe_form import Codec, Unconvertible, read_form, write_form
+from executors.torch_env import torch_state
 from executors.weights import ensure_downloadable, unavailable
+from spool.errors import ModelUnavailable
 
 if TYPE_CHECKING:
     from ase.calculators.calculator import Calculator
@@ -65,6 +70,69 @@ def load_file(path: Path, config: dict[str, Any], device: str, dtype: str) -> Ca
     return calc
 
 
+def _codec() -> Codec:
+    """The names a MACE configuration may use: MACE's own blocks and the usual gates."""
+    import inspect
+
+    import torch
+    from e3nn import o3
+    from mace.modules import blocks
+
+    refs: dict[str, Any] = {
+        f"blocks.{name}": cls
+        for name, cls in inspect.getmembers(blocks, inspect.isclass)
+        if issubclass(cls, torch.nn.Module) and cls.__module__.startswith("mace.")
+    }
+    gates = {
+        "silu": torch.nn.functional.silu,
+        "tanh": torch.tanh,
+        "abs": torch.abs,
+        "sigmoid": torch.sigmoid,
+    }
+    refs.update({f"gate.{name}": fn for name, fn in gates.items()})
+    return Codec(refs=refs, makers={"irreps": (o3.Irreps, o3.Irreps)})
+
+
+def to_safe_form(calc: Any, folder: Path) -> None:
+    from mace.tools.scripts_utils import extract_config_mace_model
+
+    models = getattr(calc, "models", None) or []
+    if len(models) != 1 or type(models[0]).__name__ != "ScaleShiftMACE":
+        kinds = sorted({type(m).__name__ for m in models}) or ["none"]
+        raise Unconvertible(f"only a single ScaleShiftMACE converts (this is {', '.join(kinds)})")
+    model = models[0]
+    config = extract_config_mace_model(model)
+    # A buffer there; the constructor wants numbers (and warns when given a tensor).
+    config["atomic_numbers"] = [int(z) for z in config["atomic_numbers"]]
+    if config.get("cueq_config") is not None:
+        raise Unconvertible("models saved with cuEquivariance settings do not convert")
+    write_form(folder, "mace", "ScaleShiftMACE", config, model.state_dict(), _codec())
+
+
+def load_safe_form(folder: Path, config: dict[str, Any], device: str, dtype: str) -> Calculator:
+    import torch
+    from mace.calculators import MACECalculator
+    from mace.modules import ScaleShiftMACE
+
+    kind, kwargs, state = read_form(folder, "mace", _codec())
+    if kind != "ScaleShiftMACE":
+        raise ModelUnavailable(f"unknown MACE model kind {kind!r}", field="model")
+    saved = next((t.dtype for t in state.values() if t.is_floating_point()), torch.float64)
+    # Built in the dtype it was saved in, so that loading the weights rounds nothing.
+    with torch_state(saved, torch.get_float32_matmul_precision()):
+        try:
+            model = ScaleShiftMACE(**kwargs)
+            model.load_state_dict(state, strict=True)
+        except (TypeError, ValueError, RuntimeError, KeyError) as exc:
+            raise ModelUnavailable(
+                f"the converted MACE model does not build: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:300]}",
+                field="model",
+            ) from exc
+    calc: Calculator = MACECalculator(models=model, device=device, default_dtype=dtype)
+    return calc
+
+
 def species(calc: Any) -> list[int] | None:
     z_table = getattr(calc, "z_table", None)
     zs = getattr(z_table, "zs", None)
@@ -79,6 +147,8 @@ FAMILY = Family(
     load_foundation=load_foundation,
     load_custom=load_file,
     custom_extensions=(".model", ".pt", ".pth"),
+    to_safe_form=to_safe_form,
+    load_safe_form=load_safe_form,
     species=species,
     rank=20,
     catalogue=(

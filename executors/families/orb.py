@@ -6,7 +6,8 @@ uploaded file is a state dict saved from an orb-models regressor: ``config.archi
 is a builder (``v2``, ``v3-conservative``, ``v3-direct``, with optional
 ``architecture_kwargs`` and ``system_config``) or a published model name whose
 architecture the weights share (e.g. ``orb-v3-conservative-inf-omat``).  Without it,
-the default-size builders are tried in turn.
+the default-size builders are tried in turn.  orb-models reads weights files with
+``torch.load(weights_only=True)``, so an upload loads as it is, without running code.
 """
 
 from __future__ import annotations
