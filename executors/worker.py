@@ -231,6 +231,7 @@ class Worker:
     def _execute(self, job: Any, events: EventWriter) -> dict[str, Any]:
         from executors.api import TaskContext, json_safe
         from executors.loaders import describe_versions
+        from executors.measure import TaskMeter
         from executors.models import check_usable, resolve_model
         from executors.registry import task_module
         from executors.structure_checks import check_for_task
@@ -283,13 +284,15 @@ class Worker:
             observer=observer,
             device=self.device,
         )
-        peak = _reset_peak_memory(self.device)
-        result = module.run(ctx)
+        with TaskMeter(atoms, spec, self.device, calc) as meter:
+            result = module.run(ctx)
+        measured = meter.metrics(load_s)
         metrics: dict[str, Any] = {"model_load_seconds": round(load_s, 3)}
         if isinstance(result, dict) and result.get("avg_step_time_ms") is not None:
             metrics["avg_step_time_ms"] = result["avg_step_time_ms"]
-        if peak:
-            metrics["peak_gpu_memory_MB"] = peak()
+        if self.device.startswith("cuda"):
+            metrics["peak_gpu_memory_MB"] = measured["peak_memory_mb"]
+        metrics["measurement"] = measured
         if spec.key not in self._versions:
             self._versions[spec.key] = describe_versions(spec)
         provenance = {
@@ -298,6 +301,7 @@ class Worker:
             "dtype": dtype,
             "with_d3": with_d3,
             "device": self.device,
+            "device_name": os.environ.get("MOFSIM_DEVICE_NAME") or self.device,
             "slot": self.slot,
             "versions": self._versions[spec.key],
         }
@@ -305,15 +309,6 @@ class Worker:
             {"result": result, "metrics": metrics, "structure_name": name, "provenance": provenance}
         )
         return out
-
-
-def _reset_peak_memory(device: str) -> Any:
-    if not device.startswith("cuda"):
-        return None
-    import torch
-
-    torch.cuda.reset_peak_memory_stats()
-    return lambda: round(torch.cuda.max_memory_allocated() / 2**20, 1)
 
 
 def die_with_parent() -> None:

@@ -19,6 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from mofsim_core.mirror_measurements import (
+    MEASUREMENT_COLUMNS,
+    measurement_row,
+    sqlite_migration,
+)
 from mofsim_core.mirror_rows import (
     INDEXED_COLUMNS,
     JSON_COLUMNS,
@@ -142,7 +147,17 @@ def _migration_3(db: Any) -> None:
 
 # Append only: version N is MIGRATIONS[N - 1]; a shipped migration is never edited.
 # ``mofsim_core.mirror_pg.PG_MIGRATIONS`` holds the same versions in PostgreSQL's terms.
-MIGRATIONS: list[Callable[[Any], None]] = [_migration_1, _migration_2, _migration_3]
+MIGRATIONS: list[Callable[[Any], None]] = [
+    _migration_1,
+    _migration_2,
+    _migration_3,
+    sqlite_migration,  # 4: task_measurements
+]
+
+
+def _measurement_sql() -> str:
+    columns = list(MEASUREMENT_COLUMNS)
+    return upsert_sql("task_measurements", columns, ("task_id",), ["?"] * len(columns))
 
 
 # --- SQLite -----------------------------------------------------------------------------------
@@ -273,8 +288,11 @@ class SqliteMirror:
         # Plain SQL: sqlite_utils' upsert re-reads the table's schema on every call, a
         # cost paid by every API submission.
         sql = upsert_sql("tasks", list(row), ("task_id",), ["?"] * len(row))
+        measured = measurement_row(record)
         with self._writing() as db:
             db.conn.execute(sql, list(row.values()))
+            if measured is not None:
+                db.conn.execute(_measurement_sql(), list(measured.values()))
 
     def append_logs(self, task_id: str, events: list[dict[str, Any]]) -> None:
         """Idempotent: an event already stored under its ``seq`` is replaced, so the
@@ -288,6 +306,7 @@ class SqliteMirror:
     def delete_task(self, task_id: str) -> None:
         with self._writing() as db:
             db.execute("DELETE FROM task_logs WHERE task_id = ?", [task_id])
+            db.execute("DELETE FROM task_measurements WHERE task_id = ?", [task_id])
             db.execute("DELETE FROM tasks WHERE task_id = ?", [task_id])
 
     def rebuild(
@@ -299,16 +318,23 @@ class SqliteMirror:
         (a bad record, a reader error) leaves the previous contents untouched."""
         with self._writing() as db:
             db.execute("DELETE FROM task_logs")
+            db.execute("DELETE FROM task_measurements")
             db.execute("DELETE FROM tasks")
             seen: list[str] = []
+            measured: list[dict[str, Any]] = []
 
             def rows() -> Iterator[dict[str, Any]]:
                 for record in records:
                     row = task_row(record, full=True)
                     seen.append(row["task_id"])
+                    found = measurement_row(record)
+                    if found is not None:
+                        measured.append(found)
                     yield row
 
             db.table("tasks").upsert_all(rows(), pk="task_id")
+            if measured:
+                db.table("task_measurements").upsert_all(measured, pk="task_id")
             if logs is not None:
                 db.table("task_logs").upsert_all(
                     (log_row(task_id, e) for task_id in dict.fromkeys(seen) for e in logs(task_id)),

@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from mofsim_core.mirror_measurements import MEASUREMENT_COLUMNS, measurement_row
+from mofsim_core.mirror_measurements import PG_MIGRATION as MEASUREMENT_MIGRATION
 from mofsim_core.mirror_rows import (
     INDEXED_COLUMNS,
     JSON_COLUMNS,
@@ -69,7 +71,13 @@ _MIGRATION_3 = [
     "CREATE INDEX IF NOT EXISTS tasks_owner_created_at_task_id_idx "
     "ON tasks (owner, created_at, task_id)",
 ]
-PG_MIGRATIONS: list[list[str]] = [_MIGRATION_1, _MIGRATION_2, _MIGRATION_3]
+PG_MIGRATIONS: list[list[str]] = [
+    _MIGRATION_1,
+    _MIGRATION_2,
+    _MIGRATION_3,
+    MEASUREMENT_MIGRATION,  # 4: task_measurements
+]
+_MEASURED = list(MEASUREMENT_COLUMNS)
 
 # Defaults a DSN may override: fail fast when the server is away, notice a dead peer.
 _CONNECT_DEFAULTS = {
@@ -278,7 +286,19 @@ class PostgresMirror:
         row = task_row(record)
         columns = list(row)
         sql = _upsert_sql("tasks", columns, ("task_id",), JSON_COLUMNS)
-        self._write(lambda c: c.execute(sql, _params(row, columns, JSON_COLUMNS)))
+        measured = measurement_row(record)
+
+        def write(conn: Any) -> None:
+            conn.execute(sql, _params(row, columns, JSON_COLUMNS))
+            if measured is not None:
+                self._insert_measurements(conn, [measured])
+
+        self._write(write)
+
+    def _insert_measurements(self, conn: Any, rows: list[dict[str, Any]]) -> None:
+        sql = _upsert_sql("task_measurements", _MEASURED, ("task_id",), ())
+        with conn.cursor() as cur:
+            cur.executemany(sql, (_params(r, _MEASURED, ()) for r in rows))
 
     def _insert_logs(self, conn: Any, rows: Iterable[dict[str, Any]]) -> None:
         columns = list(LOG_COLUMNS)
@@ -296,6 +316,7 @@ class PostgresMirror:
     def delete_task(self, task_id: str) -> None:
         def delete(conn: Any) -> None:
             conn.execute("DELETE FROM task_logs WHERE task_id = %s", [task_id])
+            conn.execute("DELETE FROM task_measurements WHERE task_id = %s", [task_id])
             conn.execute("DELETE FROM tasks WHERE task_id = %s", [task_id])
 
         self._write(delete)
@@ -312,17 +333,24 @@ class PostgresMirror:
 
         def refill(conn: Any) -> int:
             conn.execute("DELETE FROM task_logs")
+            conn.execute("DELETE FROM task_measurements")
             conn.execute("DELETE FROM tasks")
             seen: list[str] = []
+            measured: list[dict[str, Any]] = []
 
             def params() -> Iterator[list[Any]]:
                 for record in records:
                     row = task_row(record, full=True)
                     seen.append(row["task_id"])
+                    found = measurement_row(record)
+                    if found is not None:
+                        measured.append(found)
                     yield _params(row, columns, JSON_COLUMNS)
 
             with conn.cursor() as cur:
                 cur.executemany(sql, params())
+            if measured:
+                self._insert_measurements(conn, measured)
             if logs is not None:
                 self._insert_logs(
                     conn,

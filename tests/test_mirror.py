@@ -588,9 +588,9 @@ def test_a_mirror_of_schema_2_gains_the_owner_column(store: Store) -> None:
     )
     store.execute(f"DROP INDEX {index}")
     store.execute("ALTER TABLE tasks DROP COLUMN owner")
-    store.execute("DELETE FROM schema_version WHERE version = 3")
+    store.execute("DELETE FROM schema_version WHERE version >= 3")
     m = store.open()
-    assert m.schema_version() == len(mirror_mod.MIGRATIONS) == 3
+    assert m.schema_version() == len(mirror_mod.MIGRATIONS) == 4
     m.upsert_task(record("t1", owner="key_a"))
     assert m.list_tasks(owner="key_a")[1] == 1
 
