@@ -200,5 +200,19 @@ def build_job(
             "structure": ref,
             "parameters": params,
             "options": options,
+            "estimate": _estimate(spool_root, ref, task_type, spec, normalized),
         }
     )
+
+
+def _estimate(
+    spool_root: Path, ref: dict[str, Any], task_type: str, spec: ModelSpec, params: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The cost estimate (30004 when no device holds the job); None without a fit or
+    without the simulation extras."""
+    from mofsim_core.estimates import estimate_reference
+
+    try:
+        return estimate_reference(spool_root, ref, task_type, spec, params, "float32")
+    except ModuleNotFoundError:
+        return None

@@ -70,6 +70,28 @@ def _total_steps(task_type: Any, params: dict[str, Any]) -> int | None:
         return None
 
 
+def _minutes(seconds: Any) -> float | None:
+    if isinstance(seconds, int | float) and not isinstance(seconds, bool):
+        return round(seconds / 60.0, 2)
+    return None
+
+
+def _remaining(record: dict[str, Any], fraction: Any, now: datetime | None) -> float | None:
+    """Minutes until the task should end: from its estimated duration when one is
+    known (waiting tasks: from their estimated start), else from the progress so far."""
+    state = record.get("status")
+    duration = record.get("estimated_duration_s")
+    moment = now or datetime.now(UTC)
+    if isinstance(duration, int | float) and state in ("PENDING", "QUEUED", "ASSIGNED", "RUNNING"):
+        begin = _parse_time(record.get("started_at") if state == "RUNNING" else None)
+        begin = begin or _parse_time(record.get("estimated_start")) or moment
+        end = begin.timestamp() + float(duration)
+        return round(max(0.0, end - moment.timestamp()) / 60.0, 2)
+    if state == "RUNNING":
+        return remaining_minutes(record.get("started_at"), fraction, now)
+    return None
+
+
 def mira_task(record: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
     """A task as the MIRA guide shows it (submit answer, status, list item)."""
     fraction = record.get("progress")
@@ -90,11 +112,9 @@ def mira_task(record: dict[str, Any], now: datetime | None = None) -> dict[str, 
         "progress": (round(100.0 * fraction, 1) if isinstance(fraction, int | float) else 0),
         "current_step": detail.get("step") if isinstance(detail, dict) else None,
         "total_steps": _total_steps(record.get("task_type"), params),
-        "estimated_remaining_minutes": (
-            remaining_minutes(record.get("started_at"), fraction, now)
-            if state == "RUNNING"
-            else None
-        ),
+        "estimated_remaining_minutes": _remaining(record, fraction, now),
+        "estimated_time_minutes": _minutes(record.get("estimated_duration_s")),
+        "estimated_start": record.get("estimated_start"),
         "parameters": params,
     }
     if "queue_position" in record:

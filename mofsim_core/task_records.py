@@ -100,6 +100,7 @@ def queued_record(job: Job) -> dict[str, Any]:
         "options": job.options,
         "structure": structure_ref_for_record(job.structure),
         "owner": job.owner,
+        "estimate": job.estimate,
     }
 
 

@@ -405,4 +405,7 @@ def build_job(
     }
     if body.get("task_id") is not None:
         data["task_id"] = body["task_id"]
+    from mofsim_core.estimates import estimate_reference
+
+    data["estimate"] = estimate_reference(spool.root, ref, task_type, spec, normalized, "float32")
     return Job.from_dict(data)

@@ -70,6 +70,8 @@ TASK_SCHEMA: dict[str, Any] = {
         "current_step": {"type": ["integer", "null"]},
         "total_steps": {"type": ["integer", "null"]},
         "estimated_remaining_minutes": {"type": ["number", "null"]},
+        "estimated_time_minutes": {"type": ["number", "null"]},
+        "estimated_start": {"type": ["string", "null"]},
         "error_message": {"type": ["string", "null"]},
         "error_code": {"type": ["integer", "null"]},
     },
@@ -133,7 +135,8 @@ def _submit_handler(task_type: str) -> Any:
             caller_of(request),
         )
         out = mira_task(record)
-        out["estimated_time_minutes"] = None  # no cost model yet: unknown, not guessed
+        # From the job's estimate; None without a cost model: unknown, not guessed.
+        out["estimated_time_minutes"] = out.get("estimated_time_minutes")
         return ok(request, out, status=201)
 
     submit.__name__ = f"submit_{task_type.replace('-', '_')}"

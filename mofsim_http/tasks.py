@@ -82,6 +82,15 @@ TASK_RECORD_SCHEMA: dict[str, Any] = {
         "started_at": {"type": ["string", "null"]},
         "completed_at": {"type": ["string", "null"]},
         "progress": {"type": ["number", "null"]},
+        "estimated_start": {
+            "type": ["string", "null"],
+            "description": "when the task should start (queue ahead, free slots, estimates)",
+        },
+        "estimated_duration_s": {"type": ["number", "null"]},
+        "estimate": {
+            "type": ["object", "null"],
+            "description": "the cost estimated at submission: memory_mb, duration_s, ...",
+        },
     },
 }
 _PAGE_QUERY: dict[str, Any] = {

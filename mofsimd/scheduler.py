@@ -3,7 +3,10 @@
 Rules (spec 4.4/4.5): strict priority (CRITICAL < HIGH < NORMAL < LOW), FIFO within a
 level, no preemption of running tasks; among free slots, one that already holds the
 job's model wins (model affinity), then the least busy; slots that report their device
-lost or short of memory get no work (memory guard).
+lost or short of memory get no work (memory guard).  A job with an estimated peak
+memory goes only to a card whose free memory covers it, the smallest such card first
+(the big ones stay free for big jobs); a job that fits no free card waits, and the jobs
+behind it may take the cards it cannot use.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ class QueuedJob:
     priority: int
     name: str  # file name: sorts FIFO within a priority
     not_before: float = 0.0  # retry backoff
+    memory_mb: float | None = None  # estimated peak memory, margin included
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,7 @@ class FreeSlot:
     free_memory_mb: float | None = None
     utilization_percent: float | None = None
     order: int = 0
+    memory_total_mb: float | None = None
 
 
 @dataclass
@@ -42,16 +47,27 @@ def usable(slot: FreeSlot, min_free_memory_mb: float) -> bool:
     return slot.free_memory_mb is None or slot.free_memory_mb >= min_free_memory_mb
 
 
+def fits(job: QueuedJob, slot: FreeSlot) -> bool:
+    """Free memory covers the job's estimate; a slot without memory readings (CPU) and a
+    job without an estimate always fit."""
+    if job.memory_mb is None or slot.free_memory_mb is None:
+        return True
+    return slot.free_memory_mb >= job.memory_mb
+
+
 def choose_slot(job: QueuedJob, slots: list[FreeSlot]) -> FreeSlot | None:
+    slots = [s for s in slots if fits(job, s)]
     if not slots:
         return None
 
-    def rank(s: FreeSlot) -> tuple[int, int, float, int]:
+    def rank(s: FreeSlot) -> tuple[float, int, int, float, int]:
+        # With an estimate, the smallest card that holds the job; else size is no matter.
+        size = s.memory_total_mb if job.memory_mb is not None and s.memory_total_mb else 0.0
         affinity = 0 if job.model in s.loaded_models else 1
         # An empty cache costs nobody an eviction.
         crowded = len(s.loaded_models)
         busy = s.utilization_percent if s.utilization_percent is not None else 0.0
-        return (affinity, crowded, busy, s.order)
+        return (size, affinity, crowded, busy, s.order)
 
     return min(slots, key=rank)
 
@@ -75,7 +91,7 @@ def plan(
             continue
         slot = choose_slot(job, slots)
         if slot is None:
-            break
+            continue  # no free card holds it: it waits, smaller jobs may go on
         result.assignments.append((job, slot))
         slots.remove(slot)
     return result

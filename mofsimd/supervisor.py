@@ -23,6 +23,7 @@ from mofsim_core.control import ModelControl
 from mofsim_core.devices import DeviceBackend, parse_slots
 from mofsim_core.slot_state import SlotStateWriter
 from mofsimd import lifecycle, sdnotify
+from mofsimd.cost_tracker import CostTracker, is_out_of_memory, largest_other
 from mofsimd.executor_pool import Executor, Message, RunningTask
 from mofsimd.operations import Operations
 from mofsimd.orphans import OrphanClaims
@@ -66,6 +67,8 @@ class Supervisor:
         self.ops = Operations(self.spool, config, api_p99=api_p99)
         self.model_control = ModelControl(self.spool.paths)
         self.slot_state = SlotStateWriter(self.spool.root, interval=config.rescan_interval_s)
+        # Cost estimates: memory per job for placement, learning, the ETA board.
+        self.costs = CostTracker(self.spool, config.dtype, interval=config.rescan_interval_s)
 
     # -- start and stop ----------------------------------------------------------------
     async def start(self) -> None:
@@ -155,6 +158,7 @@ class Supervisor:
                 try:
                     self.tick()
                     self.slot_state.update(self.executors, self.backend, self.model_control.busy)
+                    self._publish_eta()
                     self.ops.tick(self)
                 except Exception as exc:
                     # A full disk or a bug costs this turn of the loop, never the daemon.
@@ -207,6 +211,7 @@ class Supervisor:
                     free_memory_mb=st.memory_free_mb if st and ex.slot.kind != "cpu" else None,
                     utilization_percent=st.utilization_percent if st else None,
                     order=order,
+                    memory_total_mb=st.memory_total_mb if st else None,
                 )
             )
         result = plan(
@@ -226,7 +231,8 @@ class Supervisor:
                 if job is None:
                     continue
                 try:
-                    self.life.validate(job)
+                    job = self.life.validate(job)
+                    self.costs.admit(job, self._devices())
                 except MofsimError as exc:
                     self._fail_at_admission(q.path, job, exc)
                     continue
@@ -242,7 +248,10 @@ class Supervisor:
                 # Queued tasks belong in the mirror's lists too, however they arrived.
                 self.life.mirror_task(job.task_id)
             nb = self.not_before.get(header.task_id, 0.0)
-            out.append(QueuedJob(header.task_id, header.model, header.priority, header.name, nb))
+            memory = self.costs.needed(header.task_id)
+            out.append(
+                QueuedJob(header.task_id, header.model, header.priority, header.name, nb, memory)
+            )
         for name in list(self._headers):
             if name not in seen:
                 del self._headers[name]
@@ -347,6 +356,7 @@ class Supervisor:
         status = str(msg.get("status"))
         error: dict[str, Any] = msg.get("error") or {}
         if status == "COMPLETED":
+            self.costs.completed(task.task_id, task.claimed_path)
             self.life.finish(task, "COMPLETED", slot=ex.slot_id)
         elif status == "CANCELLED":
             self.life.finish(
@@ -357,6 +367,8 @@ class Supervisor:
                 slot=ex.slot_id,
             )
         elif msg.get("transient"):
+            if is_out_of_memory(error):
+                self._out_of_memory(ex, task)
             self._retry_or_fail(
                 task,
                 str(error.get("message", "transient failure")),
@@ -371,6 +383,37 @@ class Supervisor:
                 slot=ex.slot_id,
                 error=error,
             )
+
+    # -- cost estimates ----------------------------------------------------------------
+    def _devices(self) -> list[tuple[str, float]]:
+        """Every device's name and total memory, as the backend reports them now."""
+        names = {s.slot_id: s.name for s in self.backend.slots()}
+        return [
+            (names.get(d.slot_id, d.name), float(d.memory_total_mb))
+            for d in self.backend.status()
+            if d.memory_total_mb
+        ]
+
+    def _out_of_memory(self, ex: Executor, task: RunningTask) -> None:
+        """The card was too small: the cost model learns it, and the retry waits for a
+        larger card when there is one."""
+        status = {d.slot_id: d for d in self.backend.status()}.get(ex.slot_id)
+        total = float(status.memory_total_mb) if status and status.memory_total_mb else None
+        larger = largest_other(self._devices(), total)
+        self.costs.out_of_memory(task.task_id, task.claimed_path, ex.slot.name, total, larger)
+
+    def _publish_eta(self) -> None:
+        running = [
+            (ex.current.task_id, ex.current.started)
+            for ex in self.executors.values()
+            if ex.current is not None
+        ]
+        queue = sorted(self._headers.values(), key=lambda j: (j.priority, j.name))
+        self.costs.publish_eta(
+            len(self.executors),
+            running,
+            [(j.task_id, self.not_before.get(j.task_id, 0.0)) for j in queue],
+        )
 
     def _retry_or_fail(self, task: RunningTask, reason: str, code: int | None = None) -> None:
         attempts = task.attempts + 1

@@ -136,6 +136,9 @@ class Job:
     # The id of the API key that submitted the job; None without one (the CLI, an API
     # without keys, a file dropped into incoming/).
     owner: str | None = None
+    # What the job was estimated to cost when submitted (memory, duration, force calls;
+    # ``mofsim_core.estimates``); None without a cost model for its model and device.
+    estimate: dict[str, Any] | None = None
 
     @property
     def priority(self) -> int:
@@ -220,6 +223,9 @@ class Job:
         owner = data.get("owner")
         if isinstance(owner, str) and owner:
             kwargs["owner"] = owner
+        estimate = data.get("estimate")
+        if isinstance(estimate, dict):
+            kwargs["estimate"] = estimate
         return cls(**kwargs)
 
     @classmethod

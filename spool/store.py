@@ -251,6 +251,7 @@ class Spool:
             "options": job.options,
             "structure": structure_ref_for_record(job.structure),
             "owner": job.owner,
+            "estimate": job.estimate,
         }
         if state == "COMPLETED":
             record["result"] = _read_json(self.paths.result_file(task_id))

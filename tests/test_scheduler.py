@@ -11,8 +11,9 @@ def q(
     model: str = "sevennet-0",
     name: str | None = None,
     not_before: float = 0.0,
+    memory_mb: float | None = None,
 ) -> QueuedJob:
-    return QueuedJob(tid, model, prio, name or f"0000000000000-{tid}.json", not_before)
+    return QueuedJob(tid, model, prio, name or f"0000000000000-{tid}.json", not_before, memory_mb)
 
 
 def test_priority_then_fifo() -> None:
@@ -58,3 +59,22 @@ def test_backoff_skips_a_job_but_not_the_ones_behind_it() -> None:
     assert [j.task_id for j, _ in p.assignments] == ["next"]
     p = plan([q("retry", 0, not_before=100.0), q("next", 2)], [FreeSlot("a")], now=150.0)
     assert [j.task_id for j, _ in p.assignments] == ["retry"]
+
+
+def test_an_estimated_job_takes_the_smallest_card_that_holds_it_and_waits_otherwise() -> None:
+    small = FreeSlot("s", free_memory_mb=10_000, memory_total_mb=12_000, order=0)
+    big = FreeSlot("b", free_memory_mb=70_000, memory_total_mb=80_000, order=1)
+    p = plan([q("mid", memory_mb=8_000)], [big, small], now=0)
+    assert [(j.task_id, s.slot_id) for j, s in p.assignments] == [("mid", "s")]
+    p = plan([q("huge", 0, memory_mb=60_000), q("tiny", 2, memory_mb=100)], [big, small], now=0)
+    assert sorted((j.task_id, s.slot_id) for j, s in p.assignments) == [
+        ("huge", "b"),
+        ("tiny", "s"),
+    ]
+    # Nothing holds it: it waits, and a job behind it takes the card.
+    p = plan([q("giant", 0, memory_mb=90_000), q("next", 2)], [big], now=0)
+    assert [(j.task_id, s.slot_id) for j, s in p.assignments] == [("next", "b")]
+    # Without an estimate the old order stands: affinity first, whatever the size.
+    warm_big = FreeSlot("b", ("m",), free_memory_mb=70_000, memory_total_mb=80_000)
+    p = plan([q("plain", model="m")], [small, warm_big], now=0)
+    assert p.assignments[0][1].slot_id == "b"

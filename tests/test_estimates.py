@@ -1,0 +1,106 @@
+"""Estimates at submission and in the daemon, on simulated 24 GB cards: a framework no
+card can hold is refused with 30004 and the numbers (CLI, API, hand-dropped file); one
+that fits records its estimate, shows an ETA, runs, and teaches the cost model."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from executors.cost_model import CostModel, fit_key
+from mofsim_cli.main import app
+from mofsim_core import task_service as svc
+from mofsim_core.estimates import snapshot_devices
+from mofsim_core.task_validation import build_job
+from spool import Job, Spool
+from spool.errors import DeviceUnavailable
+from tests.daemon_helpers import Daemon, wait_for
+
+
+def _xyz(name: str, repeat: tuple[int, int, int]) -> str:
+    from ase.io import write
+
+    from executors.builtin_structures import build_builtin
+
+    buf = io.StringIO()
+    write(buf, build_builtin(name).repeat(repeat), format="extxyz")
+    return buf.getvalue()
+
+
+def _seed_fit(spool: Spool) -> None:
+    """A calibration as a large model on a 24 GB card would leave: 3 MiB per atom."""
+    points = [
+        {"natoms": n, "pairs": 8 * n, "memory_mb": 200.0 + 3.0 * n, "seconds_per_call": 1e-4 * n}
+        for n in (106, 212, 424, 848, 1696)
+    ]
+    CostModel(spool.paths.state_dir).add_points(fit_key("lj", "Simulated GPU 0", "float32"), points)
+
+
+def _body(content: str) -> dict[str, Any]:
+    return {
+        "task_type": "single-point-energy",
+        "model": "lj",
+        "structure": {"source": "inline", "format": "extxyz", "content": content},
+    }
+
+
+def test_without_a_fit_nothing_is_estimated_or_refused(tmp_path: Path) -> None:
+    sp = Spool(tmp_path / "spool")
+    big = _xyz("MOF-5_conventional", (3, 3, 3))  # 11 448 atoms
+    job = build_job(sp, _body(big))
+    assert job.estimate is None
+
+
+def test_a_framework_no_card_holds_is_refused_and_one_that_fits_runs_with_an_eta(
+    tmp_path: Path,
+) -> None:
+    sp = Spool(tmp_path / "spool")
+    big = _xyz("MOF-5_conventional", (3, 3, 3))
+    with Daemon(sp.root, slots="simulate:2"):
+        wait_for(lambda: snapshot_devices(sp.root), 30, "slot snapshot")
+        assert snapshot_devices(sp.root)[0] == ("Simulated GPU 0", 24576.0)
+        _seed_fit(sp)
+        # The API's validation: 30004 with the estimate and what the largest card has.
+        with pytest.raises(DeviceUnavailable) as refused:
+            build_job(sp, _body(big))
+        assert refused.value.code == 30004
+        numbers = json.loads(refused.value.detail or "{}")
+        assert numbers["natoms"] == 11448 and numbers["available_memory_mb"] == 24576
+        assert numbers["estimated_memory_mb"] > 3 * 11448
+        assert "exceeds the largest device" in refused.value.message
+        # The CLI says the same.
+        path = tmp_path / "big.xyz"
+        path.write_text(big)
+        r = CliRunner().invoke(
+            app,
+            ["submit", "single-point-energy", str(path), "-m", "lj", "--spool", str(sp.root)],
+            catch_exceptions=False,
+        )
+        assert r.exit_code == 1 and "30004" in r.output, r.output
+        # A hand-dropped file fails at admission with the same code.
+        dropped = Job.from_dict(_body(big))
+        sp.submit(dropped)
+        wait_for(lambda: sp.record(dropped.task_id)["status"] == "FAILED", 60, "refused")
+        assert sp.record(dropped.task_id)["error"]["code"] == 30004
+        # One that fits: its estimate is recorded and its status shows an ETA.
+        small = build_job(sp, _body(_xyz("MOF-5", (1, 1, 1))))
+        assert small.estimate is not None
+        assert small.estimate["natoms"] == 106 and small.estimate["device"] == "Simulated GPU"
+        assert 318 < small.estimate["memory_mb"] < 1000
+        record = svc.submit_task(sp, None, _body(_xyz("MOF-5", (1, 1, 1))))
+        assert record["estimated_duration_s"] is not None
+        task_id = record["task_id"]
+        wait_for(lambda: sp.record(task_id)["status"] == "COMPLETED", 120, "small task")
+    # The finished task taught the cost model: its force calls always, and a point of
+    # its own when it used any memory above the executor's idle level.
+    doc = json.loads((sp.paths.state_dir / "estimates.json").read_text())
+    assert doc["calls"]["single-point-energy|default"] == [1.0]
+    measured = json.loads(sp.paths.result_file(task_id).read_text())["metrics"]["measurement"]
+    points = doc["models"]["lj|Simulated GPU|float32"]["points"]
+    assert len(points) == (6 if measured["peak_memory_mb"] else 5)
+    assert measured["natoms"] == 106 and measured["force_calls"] == 1
