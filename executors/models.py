@@ -244,7 +244,14 @@ def custom_spec(model_id: str, models_root: Path) -> ModelSpec:
         default_dtype=dtype,
         framework=framework,
         weights=str((folder / file_name).resolve()),
-        extra={"config": config, "model_id": model_id, "models_root": str(models_root)},
+        extra={
+            "config": config,
+            "model_id": model_id,
+            "models_root": str(models_root),
+            # The API key that uploaded it (mofsim_core.owners); None for the machine's owner.
+            "owner": meta.get("owner"),
+            "shared": meta.get("shared") is True,
+        },
     )
 
 

@@ -252,6 +252,12 @@ def models_upload(
     with_d3: Annotated[
         bool, typer.Option("--with-d3", help="The weights already include D3 dispersion.")
     ] = False,
+    shared: Annotated[
+        bool,
+        typer.Option(
+            "--shared", help="Every API key may see and use it (default: the uploading key)."
+        ),
+    ] = False,
     as_json: JsonOpt = False,
     output: OutputOpt = None,
     spool: SpoolOpt = None,
@@ -260,7 +266,12 @@ def models_upload(
 ) -> None:
     """Upload custom weights; validate them (models validate ID) before tasks use them."""
     out, conn = output_and_backend(as_json, output, spool, server, api_key)
-    fields: dict[str, Any] = {"name": name, "framework": framework, "with_d3": with_d3}
+    fields: dict[str, Any] = {
+        "name": name,
+        "framework": framework,
+        "with_d3": with_d3,
+        "shared": shared,
+    }
     if description is not None:
         fields["description"] = description
     with conn as b:
@@ -280,6 +291,8 @@ def _custom_rows(info: dict[str, Any]) -> list[tuple[str, Any]]:
         ("Size (bytes)", info.get("size_bytes")),
         ("SHA-256", info.get("sha256")),
         ("Validated", info.get("validated")),
+        ("Weights-only form", info.get("weights_only")),
+        ("Shared", info.get("shared")),
     ]
 
 

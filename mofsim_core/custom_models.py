@@ -117,6 +117,8 @@ def custom_fields(fields: dict[str, Any], filename: str | None) -> dict[str, Any
         "framework": framework,
         "description": description[:2000],
         "with_d3": _parse_bool(fields.get("with_d3", False), "with_d3"),
+        # Visible to and usable by every key; otherwise only the uploader's key (and admins).
+        "shared": _parse_bool(fields.get("shared", False), "shared"),
         "config": config,
         "file": "model" + suffix,
         "original_filename": safe,
@@ -198,7 +200,8 @@ def list_custom_models(spool: Spool, caller: Caller = OWNER) -> list[dict[str, A
     out = []
     for name in sorted(os.listdir(root)) if root.is_dir() else []:
         meta = custom_meta(spool, name)
-        if meta.get("model_id") == name and caller.may_see(meta.get("owner")):
+        visible = caller.may_use_model(meta.get("owner"), meta.get("shared"))
+        if meta.get("model_id") == name and visible:
             out.append(custom_public(meta, root))
     out.sort(key=lambda m: str(m.get("created_at") or ""), reverse=True)
     return out

@@ -22,8 +22,9 @@ from executors.models import (
 )
 from executors.verdicts import model_trusted, read_verdict, trusted_form
 from mofsim_core.control import custom_model_validated, list_requests, submit_request
+from mofsim_core.owners import OWNER, Caller
 from mofsim_core.slot_state import daemon_status, read_snapshot
-from spool.errors import DeviceUnavailable, ModelUnavailable, ValidationError
+from spool.errors import DeviceUnavailable, ModelNotFound, ModelUnavailable, ValidationError
 from spool.store import Spool
 
 # --- where models are loaded -------------------------------------------------------------------
@@ -71,6 +72,7 @@ def custom_public(meta: dict[str, Any], models_root: Path) -> dict[str, Any]:
         "sha256",
         "created_at",
         "owner",
+        "shared",
     )
     out = {k: meta.get(k) for k in keys}
     model_id = str(meta.get("model_id"))
@@ -98,24 +100,48 @@ def model_entry(
     return out
 
 
-def list_model_entries(spool: Spool, family: str | None = None) -> list[dict[str, Any]]:
-    """Every model (built-in, then usable custom ones), optionally of one family."""
+def _visible(spec: ModelSpec, caller: Caller) -> bool:
+    return caller.may_use_model(spec.extra.get("owner"), spec.extra.get("shared"))
+
+
+def visible_model(spool: Spool, key: str, caller: Caller = OWNER) -> ModelSpec:
+    """The model ``key`` names, if the caller may see it: a user key sees the built-in
+    models, its own uploads and shared ones; another key's upload is unknown to it."""
+    spec = resolve_model(key, spool.paths.models)
+    if spec.is_custom and not _visible(spec, caller):
+        raise ModelNotFound(f"model {key!r} not found", field="model")
+    return spec
+
+
+def list_model_entries(
+    spool: Spool, family: str | None = None, caller: Caller = OWNER
+) -> list[dict[str, Any]]:
+    """Every model the caller may see (built-in, then usable custom ones), optionally
+    of one family."""
     known = family_names()
     if family is not None and family.lower() not in known:
         raise ValidationError(
             f"unknown family {family!r}; families: {', '.join(known)}", field="family"
         )
     loaded = loaded_slots(live_snapshot(spool))
-    specs = list_models(spool.paths.models)
+    specs = [
+        s
+        for s in list_models(spool.paths.models)
+        if not s.is_custom or _visible(s, caller)
+    ]
     if family is not None:
         specs = [s for s in specs if s.family == family.lower()]
     return [model_entry(s, loaded, spool) for s in specs]
 
 
-def model_families(spool: Spool) -> list[dict[str, Any]]:
-    """Each family, its package and whether it is installed, and its models (custom
-    uploads included)."""
-    custom = [s.key for s in list_models(spool.paths.models) if s.is_custom]
+def model_families(spool: Spool, caller: Caller = OWNER) -> list[dict[str, Any]]:
+    """Each family, its package and whether it is installed, and its models (the
+    caller's custom uploads included)."""
+    custom = [
+        s.key
+        for s in list_models(spool.paths.models)
+        if s.is_custom and _visible(s, caller)
+    ]
     out = []
     for fam in families():
         if fam["family"] == "custom":
@@ -124,9 +150,9 @@ def model_families(spool: Spool) -> list[dict[str, Any]]:
     return out
 
 
-def model_detail(spool: Spool, key: str) -> dict[str, Any]:
+def model_detail(spool: Spool, key: str, caller: Caller = OWNER) -> dict[str, Any]:
     """One model in full; ModelNotFound for unknown keys (with suggestions)."""
-    spec = resolve_model(key, spool.paths.models)
+    spec = visible_model(spool, key, caller)
     snap = live_snapshot(spool)
     out = model_entry(spec, loaded_slots(snap), spool)
     out["supported_task_types"] = spec.task_types()
@@ -138,9 +164,9 @@ def model_detail(spool: Spool, key: str) -> dict[str, Any]:
     return out
 
 
-def model_status(spool: Spool, key: str) -> dict[str, Any]:
+def model_status(spool: Spool, key: str, caller: Caller = OWNER) -> dict[str, Any]:
     """Where a model is loaded now, and its recent load/unload requests."""
-    spec = resolve_model(key, spool.paths.models)
+    spec = visible_model(spool, key, caller)
     snap = read_snapshot(spool.root)
     daemon = daemon_status(spool.root, snapshot=snap)
     slots = loaded_slots(snap if daemon["snapshot_current"] else None).get(spec.key, [])

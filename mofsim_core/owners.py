@@ -43,6 +43,11 @@ class Caller:
     def may_see(self, owner: Any) -> bool:
         return self.admin or (self.key_id is not None and owner == self.key_id)
 
+    def may_use_model(self, owner: Any, shared: Any) -> bool:
+        """Custom models: the uploader's, or shared with every key by the admin who
+        uploaded it."""
+        return shared is True or self.may_see(owner)
+
     def actor(self, fallback: str = "local") -> str:
         """The name the audit log gives this caller."""
         return self.key_id or fallback
@@ -98,6 +103,6 @@ def structure_owner_visible(spool: Spool, caller: Caller, file_id: str, field: s
 
 def check_model(caller: Caller, info: dict[str, Any]) -> dict[str, Any]:
     """A custom model's description when the caller may see it, else 404."""
-    if not caller.may_see(info.get("owner")):
+    if not caller.may_use_model(info.get("owner"), info.get("shared")):
         raise ModelNotFound(f"custom model {info.get('model_id')!r} not found", field="model_id")
     return info

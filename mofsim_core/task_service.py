@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from executors.registry import canonical_task_type
+from mofsim_core.model_service import visible_model
 from mofsim_core.output_files import output_file_urls
 from mofsim_core.owners import OWNER, Caller, check_task, structure_owner_visible
 from mofsim_core.result_document import result_document
@@ -34,6 +35,7 @@ from mofsim_core.task_records import (
 from mofsim_core.task_validation import build_job
 from spool.errors import (
     DatabaseError,
+    ModelNotFound,
     MofsimError,
     TaskNotFound,
     ValidationError,
@@ -75,14 +77,30 @@ EVENT_KINDS = ("log", "status", "progress")
 
 
 def _owned_job(spool: Spool, body: Any, task_type: str | None, caller: Caller) -> Job:
-    """The job of a submission, owned by the caller; a structure upload of another key
-    is refused as if it did not exist."""
+    """The job of a submission, owned by the caller; a structure upload or a custom
+    model of another key is refused as if it did not exist."""
+    _check_model_visible(spool, body, caller)
     job = build_job(spool, body, task_type)
     ref = job.structure
     if ref.get("source") == "upload" and isinstance(ref.get("file_id"), str):
         field = "structure_id" if "structure_id" in body else "structure.file_id"
         structure_owner_visible(spool, caller, ref["file_id"], field)
     return dataclasses.replace(job, owner=caller.owner)
+
+
+def _check_model_visible(spool: Spool, body: Any, caller: Caller) -> None:
+    """Before any other check, so that nothing tells another key's model exists."""
+    if caller.admin or not isinstance(body, dict):
+        return
+    field = "model" if body.get("model") is not None else "model_key"
+    key = body.get(field)
+    if not isinstance(key, str):
+        return  # build_job says what is wrong with it
+    try:
+        visible_model(spool, key, caller)
+    except ModelNotFound as exc:
+        exc.field = field
+        raise
 
 
 def submit_task(

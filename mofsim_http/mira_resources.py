@@ -297,14 +297,16 @@ async def delete(request: web.Request) -> web.Response:
 )
 async def list_models(request: web.Request) -> web.Response:
     family = request.query.get("family") or None
-    entries = await asyncio.to_thread(list_model_entries, request.app[SPOOL_KEY], family)
+    entries = await asyncio.to_thread(
+        list_model_entries, request.app[SPOOL_KEY], family, caller_of(request)
+    )
     return ok(request, [mira_model(e) for e in entries])
 
 
 @returns(schema={"type": "array", "items": {"type": "string"}}, example=family_names)
 @describe(summary="List model families", tags=TAGS, responses={200: "family names"})
 async def list_families(request: web.Request) -> web.Response:
-    fams = await asyncio.to_thread(model_families, request.app[SPOOL_KEY])
+    fams = await asyncio.to_thread(model_families, request.app[SPOOL_KEY], caller_of(request))
     return ok(request, [f["family"] for f in fams])
 
 
@@ -313,7 +315,7 @@ async def list_families(request: web.Request) -> web.Response:
 async def get_model(request: web.Request) -> web.Response:
     """The guide's fields plus framework, aliases, D3 flag and where it is loaded."""
     data = await asyncio.to_thread(
-        model_detail, request.app[SPOOL_KEY], request.match_info["model_key"]
+        model_detail, request.app[SPOOL_KEY], request.match_info["model_key"], caller_of(request)
     )
     return ok(request, data)
 
@@ -337,7 +339,7 @@ async def get_model(request: web.Request) -> web.Response:
 async def get_model_status(request: web.Request) -> web.Response:
     """From the daemon's slot snapshot; `memory_usage_mb` is null (not measured yet)."""
     data = await asyncio.to_thread(
-        model_status, request.app[SPOOL_KEY], request.match_info["model_key"]
+        model_status, request.app[SPOOL_KEY], request.match_info["model_key"], caller_of(request)
     )
     return ok(request, data)
 

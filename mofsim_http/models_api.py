@@ -86,7 +86,10 @@ def family_query() -> dict[str, Any]:
 async def list_all(request: web.Request) -> web.Response:
     """Built-in and validated-or-not custom models, with where each is loaded."""
     items = await asyncio.to_thread(
-        list_model_entries, request.app[SPOOL_KEY], request.query.get("family") or None
+        list_model_entries,
+        request.app[SPOOL_KEY],
+        request.query.get("family") or None,
+        caller_of(request),
     )
     return ok(request, {"items": items, "total": len(items)})
 
@@ -94,14 +97,16 @@ async def list_all(request: web.Request) -> web.Response:
 @describe(summary="Model families", tags=["models"])
 async def list_families(request: web.Request) -> web.Response:
     """Each family with its package, whether that package is installed, and its models."""
-    items = await asyncio.to_thread(model_families, request.app[SPOOL_KEY])
+    items = await asyncio.to_thread(model_families, request.app[SPOOL_KEY], caller_of(request))
     return ok(request, {"items": items, "total": len(items)})
 
 
 @describe(summary="Model detail", tags=["models"], responses={404: "unknown model"})
 async def detail(request: web.Request) -> web.Response:
     """Elements, supported task types, D3 flag, source of the weights, loaded slots."""
-    data = await asyncio.to_thread(model_detail, request.app[SPOOL_KEY], request.match_info["key"])
+    data = await asyncio.to_thread(
+        model_detail, request.app[SPOOL_KEY], request.match_info["key"], caller_of(request)
+    )
     return ok(request, data)
 
 
@@ -109,7 +114,9 @@ async def detail(request: web.Request) -> web.Response:
 async def status(request: web.Request) -> web.Response:
     """Loaded or not, on which slots, and the recent load/unload requests with their
     outcome (pending, running, completed, failed)."""
-    data = await asyncio.to_thread(model_status, request.app[SPOOL_KEY], request.match_info["key"])
+    data = await asyncio.to_thread(
+        model_status, request.app[SPOOL_KEY], request.match_info["key"], caller_of(request)
+    )
     return ok(request, data)
 
 
@@ -185,6 +192,11 @@ def custom_body() -> dict[str, Any]:
             "framework": {"type": "string", "enum": list(frameworks)},
             "description": {"type": "string"},
             "with_d3": {"type": "boolean", "description": "the weights already include D3"},
+            "shared": {
+                "type": "boolean",
+                "description": "visible to and usable by every API key (default: only the "
+                "uploading key and admin keys)",
+            },
             "config": {
                 "type": "string",
                 "description": 'JSON object, e.g. {"precision": "float32"}',

@@ -287,3 +287,54 @@ async def test_custom_models_of_another_key_are_absent(
     assert [(r["action"], r["model_id"], r["by"]) for r in audits] == [
         ("model.deleted", "model_0000000000aa", keys.admin_id)
     ]
+
+
+@pytest.mark.asyncio
+async def test_catalogues_and_submissions_show_a_key_only_its_own_or_shared_models(
+    client: TestClient[Any, Any], keys: Keys, tmp_path: Path
+) -> None:
+    root = tmp_path / "spool" / "models"
+    owned = {"model_0000000000aa": (keys.a_id, False), "model_0000000000cc": (keys.admin_id, True)}
+    for model_id, (owner, shared) in owned.items():
+        (root / model_id).mkdir(parents=True)
+        meta = {
+            "model_id": model_id,
+            "framework": "mace",
+            "file": "model.model",
+            "owner": owner,
+            "shared": shared,
+        }
+        (root / model_id / "meta.json").write_text(json.dumps(meta))
+        (root / model_id / "model.model").write_bytes(b"PK")
+
+    async def catalogue(headers: dict[str, str]) -> list[str]:
+        _, body = await call(client, "GET", f"{API}/models?family=custom", headers)
+        _, mira = await call(client, "GET", f"{M}/models?family=custom", headers)
+        _, fams = await call(client, "GET", f"{API}/models/families", headers)
+        custom = next(f for f in fams["data"]["items"] if f["family"] == "custom")
+        keys_ = sorted(m["key"] for m in body["data"]["items"])
+        assert sorted(m["key"] for m in mira) == keys_
+        assert sorted(custom["models"]) == keys_
+        return keys_
+
+    assert await catalogue(keys.a) == ["custom:model_0000000000aa", "custom:model_0000000000cc"]
+    assert await catalogue(keys.b) == ["custom:model_0000000000cc"]
+    assert len(await catalogue(keys.admin)) == 2
+    for url in (f"{API}/models/custom:model_0000000000aa", f"{M}/models/model_0000000000aa"):
+        status, body = await call(client, "GET", url, keys.b)
+        assert status == 404 and "30001" in json.dumps(body), url
+    status, body = await call(client, "GET", f"{API}/models/custom:model_0000000000cc", keys.b)
+    assert status == 200 and body["data"]["custom"]["shared"] is True
+    # Another key's model is unknown to a submission, before any other check (it is not
+    # validated, and that must not show); a shared one is known, so its state is told.
+    bad = {**SUBMIT, "model": "custom:model_0000000000aa"}
+    status, body = await call(client, "POST", f"{API}/tasks/single-point", keys.b, json=bad)
+    assert (status, body["code"], body["error"]["field"]) == (404, 30001, "model")
+    mira = {"model_key": "model_0000000000aa", "structure": CU}
+    status, body = await call(client, "POST", f"{M}/tasks/single-point", keys.b, json=mira)
+    assert status == 404 and "30001" in json.dumps(body)
+    shared = {**SUBMIT, "model": "custom:model_0000000000cc"}
+    status, body = await call(client, "POST", f"{API}/tasks/single-point", keys.b, json=shared)
+    assert body["code"] == 30005 and "validat" in body["error"]["detail"]
+    status, body = await call(client, "POST", f"{API}/tasks/single-point", keys.a, json=bad)
+    assert body["code"] == 30005
