@@ -106,3 +106,30 @@ def check_model(caller: Caller, info: dict[str, Any]) -> dict[str, Any]:
     if not caller.may_use_model(info.get("owner"), info.get("shared")):
         raise ModelNotFound(f"custom model {info.get('model_id')!r} not found", field="model_id")
     return info
+
+
+def hide_foreign_tasks(spool: Spool, caller: Caller, doc: dict[str, Any]) -> dict[str, Any]:
+    """The system views (devices, queue) as a user key sees them: which slots are busy
+    and since when, but not the ids of other keys' tasks."""
+    if caller.admin:
+        return doc
+    seen: dict[str, bool] = {}
+
+    def mine(task_id: Any) -> bool:
+        if not isinstance(task_id, str):
+            return False
+        if task_id not in seen:
+            try:
+                seen[task_id] = caller.may_see(task_owner(spool, task_id))
+            except TaskNotFound:
+                seen[task_id] = False
+        return seen[task_id]
+
+    for row in doc.get("gpus") or []:
+        task = row.get("current_task")
+        if isinstance(task, dict) and not mine(task.get("task_id")):
+            row["current_task"] = {**task, "task_id": None}
+    for row in doc.get("running") or []:
+        if isinstance(row, dict) and not mine(row.get("task_id")):
+            row["task_id"] = None
+    return doc

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from mofsim_core.config import Config
 from mofsim_core.inventory import gpu_inventory as inventory
+from mofsim_core.owners import hide_foreign_tasks
 from mofsim_core.queue_stats import queue_stats as spool_queue_stats
 from mofsim_core.slot_state import daemon_status
 from mofsim_core.version import package_version
@@ -33,6 +34,7 @@ from mofsim_http.app import (
     STARTED_KEY,
     config_upload_limit,
 )
+from mofsim_http.auth import caller_of
 from mofsim_http.describe import describe
 from mofsim_http.envelope import is_mira, ok, request_id_of
 from spool.errors import MofsimError, ValidationError
@@ -259,18 +261,23 @@ async def readyz(request: web.Request) -> web.Response:
 @describe(summary="Devices (GPUs or CPU slots)", tags=["system"])
 async def gpus(request: web.Request) -> web.Response:
     """Per slot: device name, memory, utilization, temperature, loaded models, current
-    task."""
+    task (a user key sees the ids of its own tasks only)."""
     import asyncio
 
-    return ok(request, await asyncio.to_thread(gpu_inventory, request.app))
+    data = await asyncio.to_thread(gpu_inventory, request.app)
+    spool = request.app[SPOOL_KEY]
+    return ok(request, await asyncio.to_thread(hide_foreign_tasks, spool, caller_of(request), data))
 
 
 @describe(summary="Queue statistics", tags=["system"])
 async def queue(request: web.Request) -> web.Response:
-    """Queued per priority, oldest queued age, tasks per state, slot occupancy."""
+    """Queued per priority, oldest queued age, tasks per state, slot occupancy, running
+    tasks (a user key sees the ids of its own tasks only)."""
     import asyncio
 
-    return ok(request, await asyncio.to_thread(queue_stats, request.app))
+    data = await asyncio.to_thread(queue_stats, request.app)
+    spool = request.app[SPOOL_KEY]
+    return ok(request, await asyncio.to_thread(hide_foreign_tasks, spool, caller_of(request), data))
 
 
 @describe(summary="Running configuration", tags=["system"], admin=True)

@@ -111,3 +111,44 @@ def test_uploads_are_owned_and_their_deletion_audited(
     assert [(a["action"], a["file_id"], a["by"]) for a in audits] == [
         ("structure.deleted", meta["file_id"], "key_ops")
     ]
+
+
+def test_system_views_show_a_user_key_only_its_own_task_ids(tmp_path: Path) -> None:
+    from mofsim_core.owners import hide_foreign_tasks
+
+    spool = Spool(tmp_path / "spool")
+    ids = {}
+    for owner in ("key-a", "key-b"):
+        job = Job.from_dict(
+            {
+                "task_type": "single-point-energy",
+                "model": "emt",
+                "structure": {"source": "inline", "format": "extxyz", "content": cu_xyz()},
+                "owner": owner,
+            }
+        )
+        spool.submit(job)
+        ids[owner] = job.task_id
+
+    def doc() -> dict[str, Any]:
+        return {
+            "gpus": [
+                {"slot_id": "cpu0", "current_task": {"task_id": ids["key-a"], "started_at": 1}},
+                {"slot_id": "cpu1", "current_task": {"task_id": ids["key-b"], "started_at": 2}},
+                {"slot_id": "cpu2", "current_task": None},
+            ],
+            "running": [
+                {"task_id": ids["key-a"], "slot_id": "cpu0"},
+                {"task_id": "gone-task", "slot_id": "cpu3"},
+            ],
+        }
+
+    seen = hide_foreign_tasks(spool, Caller("key-a", admin=False), doc())
+    assert [g["current_task"] and g["current_task"]["task_id"] for g in seen["gpus"]] == [
+        ids["key-a"],
+        None,
+        None,
+    ]
+    assert seen["gpus"][1]["current_task"]["started_at"] == 2  # still busy, since then
+    assert [r["task_id"] for r in seen["running"]] == [ids["key-a"], None]
+    assert hide_foreign_tasks(spool, OWNER, doc()) == doc()
