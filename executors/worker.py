@@ -99,6 +99,7 @@ class Worker:
         cache_size: int = 2,
         dtype: str = "float32",
         max_atoms: int = DEFAULT_MAX_ATOMS,
+        large_structure_atoms: int = 2000,
         out: IO[str] | None = None,
     ) -> None:
         from executors.calc_cache import CalculatorCache
@@ -109,6 +110,7 @@ class Worker:
         self.gpu_id = gpu_id
         self.dtype = dtype
         self.limits = Limits(max_atoms=max_atoms)
+        self.large_structure_atoms = large_structure_atoms
         self.cache = CalculatorCache(max_size=cache_size)
         self._versions: dict[str, dict[str, Any]] = {}  # package metadata reads are slow
         self.out = out or sys.stdout
@@ -243,6 +245,9 @@ class Worker:
         check_usable(spec)
         atoms, name = load_structure(job.structure, self.paths.root)
         check_for_task(atoms, job.task_type, spec, params, self.limits)
+        params, note = large_structure_defaults(
+            params, job.parameters, len(atoms), self.large_structure_atoms
+        )
         dtype = str(params.get("dtype") or self.dtype)
         with_d3 = bool(params.get("with_d3", False))
         force_d3 = bool(params.get("force_d3", False))
@@ -284,8 +289,12 @@ class Worker:
             observer=observer,
             device=self.device,
         )
+        if note:
+            observer.log(note)
         with TaskMeter(atoms, spec, self.device, calc) as meter:
             result = module.run(ctx)
+        if note and isinstance(result, dict) and isinstance(result.get("parameters_used"), dict):
+            result["parameters_used"]["optimizer_note"] = note
         measured = meter.metrics(load_s)
         metrics: dict[str, Any] = {"model_load_seconds": round(load_s, 3)}
         if isinstance(result, dict) and result.get("avg_step_time_ms") is not None:
@@ -309,6 +318,21 @@ class Worker:
             {"result": result, "metrics": metrics, "structure_name": name, "provenance": provenance}
         )
         return out
+
+
+def large_structure_defaults(
+    params: dict[str, Any], given: dict[str, Any], natoms: int, threshold: int
+) -> tuple[dict[str, Any], str | None]:
+    """Above ``threshold`` atoms a default BFGS becomes LBFGS: BFGS's dense Hessian is
+    (3N)^2 numbers and O(N^3) work per step.  An optimizer the job names is kept.
+    Returns the parameters and the note that ``parameters_used`` carries of a switch."""
+    if natoms <= threshold or params.get("optimizer") != "BFGS" or "optimizer" in given:
+        return params, None
+    note = (
+        f"LBFGS instead of the default BFGS: {natoms} atoms is over the large-structure "
+        f"threshold of {threshold}"
+    )
+    return {**params, "optimizer": "LBFGS"}, note
 
 
 def die_with_parent() -> None:
@@ -342,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache-size", type=int, default=2)
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--max-atoms", type=int, default=DEFAULT_MAX_ATOMS)
+    ap.add_argument("--large-structure-atoms", type=int, default=2000)
     args = ap.parse_args(argv)
     # Replies own stdout; stray prints from model libraries go to stderr instead.
     out = sys.stdout
@@ -354,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         cache_size=args.cache_size,
         dtype=args.dtype,
         max_atoms=args.max_atoms,
+        large_structure_atoms=args.large_structure_atoms,
         out=out,
     )
     worker.serve(sys.stdin)

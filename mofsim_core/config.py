@@ -72,6 +72,9 @@ class Config:
     max_steps: int = DEFAULT_MAX_STEPS
     max_timeout_s: float = DEFAULT_MAX_TIMEOUT_S
     max_queued: int = DEFAULT_MAX_QUEUED
+    # Above this many atoms a task's default BFGS optimizer becomes LBFGS (BFGS keeps a
+    # dense 3N x 3N Hessian); a job that names its optimizer keeps it.
+    large_structure_atoms: int = 2000
     # Webhook receivers (options.notify_url, the alert webhook) on loopback, link-local,
     # private, multicast or unspecified addresses are refused unless allowed here: all
     # of them, or those in the listed networks ("10.1.0.0/16", "127.0.0.1/32").

@@ -48,6 +48,8 @@ class Executor:
     # The configured bound, checked again where hand-written jobs first meet a structure.
     max_atoms: int = DEFAULT_MAX_ATOMS
     threads: int | None = None
+    # Above this many atoms a default BFGS becomes LBFGS (executors.worker).
+    large_structure_atoms: int = 2000
     on_message: Callable[[Executor, Message], None] | None = None
     on_exit: Callable[[Executor, int | None], None] | None = None
     proc: asyncio.subprocess.Process | None = None
@@ -89,6 +91,8 @@ class Executor:
             self.dtype,
             "--max-atoms",
             str(self.max_atoms),
+            "--large-structure-atoms",
+            str(self.large_structure_atoms),
         ]
         if self.slot.kind == "nvml":
             cmd += ["--gpu-id", str(self.slot.index)]

@@ -105,6 +105,7 @@ class Supervisor:
                 cache_size=self.config.calculator_cache_size,
                 dtype=self.config.dtype,
                 max_atoms=self.config.max_atoms,
+                large_structure_atoms=self.config.large_structure_atoms,
                 threads=threads if slot.kind != "nvml" else None,
                 on_message=self._on_message,
                 on_exit=self._on_exit,

@@ -92,3 +92,35 @@ def test_a_task_result_carries_its_measurement(tmp_path: Path) -> None:
     assert m["peak_memory_mb"] is not None and m["peak_memory_mb"] >= 0
     assert m["memory_source"] in ("rss", "rss-sampled")
     assert result["provenance"]["device_name"]
+
+
+def _optimize(tmp_path: Path, threshold: int, **params: object) -> dict[str, object]:
+    sp = Spool(tmp_path / f"spool{len(list(tmp_path.iterdir()))}")
+    job = Job(
+        task_type="optimization",
+        model="lj",
+        structure={"source": "builtin", "name": "MOF-5"},
+        parameters={"max_steps": 1, **params},
+    )
+    claimed = transitions.claim(sp.paths, sp.submit(job), "cpu0", job.task_id)
+    assert claimed is not None
+    out = io.StringIO()
+    Worker(sp.root, "cpu0", large_structure_atoms=threshold, out=out).run_claimed(
+        job.task_id, claimed
+    )
+    reply = json.loads(out.getvalue().splitlines()[-1])
+    assert reply["status"] == "COMPLETED", reply["error"]
+    used: dict[str, object] = json.loads(sp.paths.result_file(job.task_id).read_text())["result"][
+        "parameters_used"
+    ]
+    return used
+
+
+def test_a_large_structure_gets_lbfgs_unless_the_job_names_its_optimizer(tmp_path: Path) -> None:
+    used = _optimize(tmp_path, threshold=100)  # MOF-5's 106 atoms are "large" here
+    assert used["optimizer"] == "LBFGS"
+    assert "106 atoms" in str(used["optimizer_note"])
+    named = _optimize(tmp_path, threshold=100, optimizer="BFGS")
+    assert named["optimizer"] == "BFGS" and "optimizer_note" not in named
+    small = _optimize(tmp_path, threshold=2000)
+    assert small["optimizer"] == "BFGS" and "optimizer_note" not in small
