@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -123,10 +124,11 @@ def estimate_job(
     dtype = str(params.get("dtype") or dtype)
     if not devices or not has_fit(costs, spec.key, dtype):
         return None
-    natoms, pairs = SIZES.of(atoms, model_cutoff(spec))
+    unit_atoms, unit_pairs = SIZES.of(atoms, model_cutoff(spec))
     cells = getattr(task_module(task_type), "cell_multiplier", None)
     multiplier = cells(params)[0] if cells is not None else 1
-    natoms, pairs = natoms * multiplier, pairs * multiplier
+    natoms, pairs = unit_atoms * multiplier, unit_pairs * multiplier
+    phonons = phonon_plan(atoms, params) if task_type == "heat-capacity" else None
     per_kind: dict[str, dict[str, Any]] = {}
     largest: dict[str, float] = {}
     for name, total in devices:
@@ -139,6 +141,20 @@ def estimate_job(
         est = costs.estimate(spec.key, name, dtype, natoms, pairs, task_type, params)
         if est is not None:
             per_kind[kind] = est.to_dict()
+            if phonons is not None:
+                per_kind[kind].update(
+                    _phonon_time(
+                        costs,
+                        spec.key,
+                        name,
+                        dtype,
+                        unit_atoms,
+                        unit_pairs,
+                        params,
+                        est.seconds_per_call,
+                        phonons[0],
+                    )
+                )
     if not per_kind:
         return None
     fitting = {k: e for k, e in per_kind.items() if e["memory_mb"] <= largest[k]}
@@ -164,7 +180,9 @@ def estimate_job(
         return None
     best_kind = min(fitting, key=lambda k: largest[k])
     best = fitting[best_kind]
+    extra = {} if phonons is None else {"n_displacements": phonons[0]}
     return {
+        **extra,
         "natoms": natoms,
         "neighbour_pairs": pairs,
         "memory_mb": best["memory_mb"],
@@ -172,6 +190,57 @@ def estimate_job(
         "force_calls": best["force_calls"],
         "device": best_kind,
         "devices": per_kind,
+    }
+
+
+def phonon_plan(atoms: Atoms, params: Mapping[str, Any]) -> tuple[int, int]:
+    """Heat capacity's displaced supercells, counted as the task will make them (on the
+    structure as given; relaxing it rarely changes its symmetry): count and atoms."""
+    import numpy as np
+    from phonopy import Phonopy
+
+    from executors.tasks.heat_capacity import phonopy_cell
+
+    with warnings.catch_warnings():
+        # Phonopy's remarks on the supercell's symmetry are the task's to make.
+        warnings.simplefilter("ignore", UserWarning)
+        phonon: Any = Phonopy(
+            phonopy_cell(atoms),
+            supercell_matrix=np.diag(params["supercell"]),
+            primitive_matrix="P",
+            symprec=params["symprec"],
+        )
+        phonon.generate_displacements(distance=params["displacement"])
+    return len(phonon.supercells_with_displacements), len(phonon.supercell)
+
+
+def _phonon_time(
+    costs: CostModel,
+    model: str,
+    device: str,
+    dtype: str,
+    natoms: int,
+    pairs: int,
+    params: Mapping[str, Any],
+    super_seconds: float | None,
+    displacements: int,
+) -> dict[str, Any]:
+    """Force calls and duration of a heat capacity: the relaxation's calls on the cell
+    (as past optimizations of the same protocol needed), then one call per displaced
+    supercell."""
+    relax: dict[str, Any] = {"max_steps": params.get("max_steps", 0)}
+    if params.get("protocol"):
+        relax["protocol"] = params["protocol"]
+    unit = costs.estimate(model, device, dtype, natoms, pairs, "optimization", relax)
+    relax_calls = unit.force_calls if unit is not None and params.get("pre_optimize") else 0.0
+    unit_seconds = unit.seconds_per_call if unit is not None else None
+    calls = relax_calls + displacements
+    duration = None
+    if super_seconds is not None and (unit_seconds is not None or not relax_calls):
+        duration = relax_calls * (unit_seconds or 0.0) + displacements * super_seconds
+    return {
+        "force_calls": round(calls),
+        "duration_s": None if duration is None else round(duration, 1),
     }
 
 

@@ -47,6 +47,7 @@ class CostTracker:
         self.memory: dict[str, float | None] = {}  # task_id -> estimated peak MiB
         self.duration: dict[str, float | None] = {}  # task_id -> estimated seconds
         self._floors: dict[str, float] = {}  # task_id -> MiB proven too little (OOM)
+        self._sizes: dict[str, tuple[float, float]] = {}  # task_id -> (atoms, pairs)
         self._last_eta = 0.0
         self._last_doc = ""
 
@@ -80,6 +81,10 @@ class CostTracker:
                 )
         memory = est.get("memory_mb") if isinstance(est, dict) else None
         duration = est.get("duration_s") if isinstance(est, dict) else None
+        natoms = est.get("natoms") if isinstance(est, dict) else None
+        pairs = est.get("neighbour_pairs") if isinstance(est, dict) else None
+        if isinstance(natoms, int | float) and isinstance(pairs, int | float):
+            self._sizes[job.task_id] = (float(natoms), float(pairs))
         self.memory[job.task_id] = float(memory) if isinstance(memory, int | float) else None
         self.duration[job.task_id] = float(duration) if isinstance(duration, int | float) else None
         return self.needed(job.task_id)
@@ -119,13 +124,12 @@ class CostTracker:
             return
         try:
             job = read_job(claimed)
-            est = job.estimate or {}
-            natoms, pairs = est.get("natoms"), est.get("neighbour_pairs")
-            if isinstance(natoms, int | float) and isinstance(pairs, int | float):
+            size = self._sizes.get(task_id)
+            if size is not None:
                 from executors.cost_model import fit_key
 
                 key = fit_key(job.model, device, self._dtype(job))
-                self.costs.add_oom(key, float(natoms), float(pairs), float(total_mb))
+                self.costs.add_oom(key, size[0], size[1], float(total_mb))
         except (OSError, ValueError, MofsimError) as exc:
             logger.debug("task {}: out-of-memory floor not recorded ({})", task_id, exc)
         if larger:
@@ -135,6 +139,7 @@ class CostTracker:
         self.memory.pop(task_id, None)
         self.duration.pop(task_id, None)
         self._floors.pop(task_id, None)
+        self._sizes.pop(task_id, None)
 
     # -- the ETA board ----------------------------------------------------------------
     def publish_eta(
@@ -155,6 +160,7 @@ class CostTracker:
         for gone in [t for t in self.duration if t not in live]:
             self.memory.pop(gone, None)  # ended, or between a requeue and its admission
             self.duration.pop(gone, None)
+            self._sizes.pop(gone, None)
         if not any(v is not None for v in self.duration.values()) and not self._last_doc:
             return  # no estimate anywhere: no board, as before estimates existed
         board = plan_eta(

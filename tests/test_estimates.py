@@ -104,3 +104,66 @@ def test_a_framework_no_card_holds_is_refused_and_one_that_fits_runs_with_an_eta
     points = doc["models"]["lj|Simulated GPU|float32"]["points"]
     assert len(points) == (6 if measured["peak_memory_mb"] else 5)
     assert measured["natoms"] == 106 and measured["force_calls"] == 1
+
+
+def test_heat_capacity_counts_its_displaced_supercells_and_sizes_them(tmp_path: Path) -> None:
+    from executors.builtin_structures import build_builtin
+    from executors.models import resolve_model
+    from executors.registry import validate_parameters
+    from mofsim_core.estimates import estimate_job, phonon_plan
+
+    sp = Spool(tmp_path / "spool")
+    _seed_fit(sp)
+    atoms = build_builtin("MOF-5")
+    params = validate_parameters("heat-capacity", {"supercell": [2, 1, 1], "max_steps": 50})
+    n_disp, super_atoms = phonon_plan(atoms, params)
+    assert super_atoms == 212 and n_disp > 0
+    est = estimate_job(
+        CostModel(sp.paths.state_dir),
+        atoms,
+        "heat-capacity",
+        resolve_model("lj"),
+        params,
+        "float32",
+        [("Simulated GPU 0", 24576.0)],
+    )
+    assert est is not None
+    assert est["natoms"] == 212 and est["n_displacements"] == n_disp
+    assert est["force_calls"] == 51 + n_disp  # the relaxation's bound, then one per cell
+    # Relaxation calls at 106 atoms, displacement calls at 212 (1e-4 s per atom).
+    assert est["duration_s"] == pytest.approx(51 * 0.0106 + n_disp * 0.0212, abs=0.06)
+    # A supercell no card holds is refused before anything runs.
+    huge = validate_parameters("heat-capacity", {"supercell": [4, 4, 5]})
+    with pytest.raises(DeviceUnavailable):
+        estimate_job(
+            CostModel(sp.paths.state_dir),
+            atoms,
+            "heat-capacity",
+            resolve_model("lj"),
+            huge,
+            "float32",
+            [("Simulated GPU 0", 24576.0)],
+        )
+
+
+def test_an_out_of_memory_failure_asks_for_a_larger_card(tmp_path: Path) -> None:
+    from mofsimd.cost_tracker import CostTracker, is_out_of_memory, largest_other
+
+    sp = Spool(tmp_path / "spool")
+    _seed_fit(sp)
+    job = build_job(sp, _body(_xyz("MOF-5", (1, 1, 1))))
+    assert job.estimate is None  # no snapshot of devices here: nothing estimated
+    devices = [("Simulated GPU 0", 24576.0), ("Simulated GPU 1", 81920.0)]
+    tracker = CostTracker(sp, "float32")
+    memory = tracker.admit(job, devices)  # estimated here, as for a hand-dropped file
+    assert memory is not None and memory < 1000
+    claimed = sp.submit(job)
+    assert is_out_of_memory({"type": "OutOfMemoryError", "message": "CUDA out of memory."})
+    assert not is_out_of_memory({"type": "ValueError", "message": "bad"})
+    assert largest_other(devices, 24576.0) and not largest_other(devices, 81920.0)
+    tracker.out_of_memory(job.task_id, claimed, "Simulated GPU 0", 24576.0, larger=True)
+    assert tracker.needed(job.task_id) == 24577.0  # only the 80 GB card will do now
+    # The cost model keeps the floor for every job at least as large.
+    doc = json.loads((sp.paths.state_dir / "estimates.json").read_text())
+    (oom,) = doc["models"]["lj|Simulated GPU|float32"]["oom"]
+    assert oom["natoms"] == 106 and oom["memory_mb"] == 24576.0
