@@ -9,9 +9,12 @@ import os
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spool.errors import ValidationError
+
+if TYPE_CHECKING:
+    from mofsim_core.slurm_config import SlurmSettings
 from spool.limits import (
     DEFAULT_MAX_ATOMS,
     DEFAULT_MAX_QUEUED,
@@ -80,6 +83,8 @@ class Config:
     # of them, or those in the listed networks ("10.1.0.0/16", "127.0.0.1/32").
     webhook_allow_private: bool = False
     webhook_allowed_networks: tuple[str, ...] = ()
+    # The [slurm] section (mofsim_core.slurm_config), used when slots = "slurm".
+    slurm: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -88,6 +93,13 @@ class Config:
         from mofsim_core.webhook_targets import parse_networks
 
         parse_networks(self.webhook_allowed_networks)
+        _ = self.slurm_settings
+
+    @property
+    def slurm_settings(self) -> SlurmSettings:
+        from mofsim_core.slurm_config import SlurmSettings
+
+        return SlurmSettings.from_dict(self.slurm)
 
     @property
     def limits(self) -> Limits:
@@ -179,6 +191,8 @@ def load_config(
             raise ValidationError(f"config file {p}: {exc}", field="config") from exc
         section = data.get("daemon", data)
         values.update(section)
+        if isinstance(data.get("slurm"), dict):
+            values["slurm"] = data["slurm"]
     for var, name in _ENV.items():
         if var in env:
             values[name] = env[var]

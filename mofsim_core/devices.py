@@ -386,6 +386,20 @@ class SimulatedBackend:
                     self._state[i][key] = new
 
 
+class NoLocalSlots:
+    """``slots = "slurm"``: this machine computes nothing; pilots on a Slurm cluster do
+    (``mofsimd.slurm_pool``), and they come and go while the daemon runs."""
+
+    def slots(self) -> list[Slot]:
+        return []
+
+    def status(self) -> list[DeviceStatus]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
 # --- the --slots option ----------------------------------------------------------------
 
 
@@ -403,7 +417,7 @@ def parse_slots(spec: str, *, state_file: Path | None = None) -> DeviceBackend:
 
     ``auto`` (every NVIDIA card, else one CPU slot), ``gpu`` (every NVIDIA card, an
     error without one), ``cpu`` / ``cpu:N``, ``simulate:N`` (optionally steered through
-    ``state_file``), or NVML indices such as ``0,1,3``.
+    ``state_file``), NVML indices such as ``0,1,3``, or ``slurm`` (no local slot).
     """
     text = spec.strip().lower().replace(" ", "") if isinstance(spec, str) else ""
     if text == "auto":
@@ -423,6 +437,8 @@ def parse_slots(spec: str, *, state_file: Path | None = None) -> DeviceBackend:
         return backend
     if text == "cpu":
         return CpuBackend(1)
+    if text == "slurm":
+        return NoLocalSlots()
     counted = _COUNTED.match(text)
     if counted:
         n = int(counted.group(2))
@@ -435,6 +451,7 @@ def parse_slots(spec: str, *, state_file: Path | None = None) -> DeviceBackend:
             raise ValidationError(f"GPU index repeated in {spec!r}", field="slots")
         return NvmlBackend(indices)
     raise ValidationError(
-        f"invalid slots {spec!r}: expected auto, gpu, cpu:N, simulate:N or GPU indices like 0,1",
+        f"invalid slots {spec!r}: expected auto, gpu, cpu:N, simulate:N, slurm"
+        " or GPU indices like 0,1",
         field="slots",
     )

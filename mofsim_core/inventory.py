@@ -75,6 +75,7 @@ def _from_snapshot(slot: dict[str, Any]) -> dict[str, Any]:
         "loaded_models": slot.get("loaded_models") or [],
         "current_task": slot.get("current_task"),
         "executor": slot.get("executor"),
+        "pilot": slot.get("pilot"),
     }
 
 

@@ -51,8 +51,12 @@ def executor_view(ex: Any, control_request: str | None = None) -> dict[str, Any]
         state = "idle"
     else:
         state = "starting"
+    # A Slurm pilot (mofsimd.pilot_executor): its job id, node, Slurm state and reason.
+    pilot = getattr(ex, "pilot", None)
+    if isinstance(pilot, dict) and pilot.get("state") in ("PENDING", "SUBMITTED"):
+        state = "pending"
     slot = ex.slot
-    return {
+    view = {
         "slot_id": slot.slot_id,
         "kind": slot.kind,
         "index": slot.index,
@@ -78,6 +82,9 @@ def executor_view(ex: Any, control_request: str | None = None) -> dict[str, Any]
         },
         "control_request": control_request,
     }
+    if isinstance(pilot, dict):
+        view["pilot"] = pilot
+    return view
 
 
 def _signature(slots: list[dict[str, Any]]) -> str:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from spool.job import Job
+
 
 @dataclass(frozen=True)
 class QueuedJob:
@@ -22,6 +24,9 @@ class QueuedJob:
     name: str  # file name: sorts FIFO within a priority
     not_before: float = 0.0  # retry backoff
     memory_mb: float | None = None  # estimated peak memory, margin included
+    # What the task declares it needs (options.expected_duration, else its timeout);
+    # None: undeclared.  A slot that ends sooner (a Slurm pilot) does not take it.
+    duration_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,7 @@ class FreeSlot:
     utilization_percent: float | None = None
     order: int = 0
     memory_total_mb: float | None = None
+    time_left_s: float | None = None  # None: no end in sight (a local slot)
 
 
 @dataclass
@@ -55,8 +61,23 @@ def fits(job: QueuedJob, slot: FreeSlot) -> bool:
     return slot.free_memory_mb >= job.memory_mb
 
 
+def in_time(job: QueuedJob, slot: FreeSlot) -> bool:
+    """A slot that will be gone before the job could end (a Slurm pilot near its time
+    limit) does not take it."""
+    if slot.time_left_s is None or job.duration_s is None:
+        return True
+    return job.duration_s <= slot.time_left_s
+
+
+def expected_duration(job: Job) -> float | None:
+    value = job.options.get("expected_duration")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return job.timeout
+
+
 def choose_slot(job: QueuedJob, slots: list[FreeSlot]) -> FreeSlot | None:
-    slots = [s for s in slots if fits(job, s)]
+    slots = [s for s in slots if fits(job, s) and in_time(job, s)]
     if not slots:
         return None
 

@@ -13,8 +13,9 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
@@ -28,7 +29,7 @@ from mofsimd.executor_pool import Executor, Message, RunningTask
 from mofsimd.operations import Operations
 from mofsimd.orphans import OrphanClaims
 from mofsimd.pending import is_storage_error
-from mofsimd.scheduler import FreeSlot, QueuedJob, plan
+from mofsimd.scheduler import FreeSlot, QueuedJob, expected_duration, plan
 from mofsimd.watcher import SpoolWatcher
 from spool import transitions
 from spool.errors import InvalidJobFile, MofsimError, TaskCancelled, TaskError, TaskTimeout, code_of
@@ -36,6 +37,9 @@ from spool.intake import admit
 from spool.job import Job
 from spool.recovery import sweep
 from spool.store import Spool, read_job
+
+if TYPE_CHECKING:
+    from mofsimd.slurm_pool import SlurmPilots
 
 
 class Supervisor:
@@ -67,6 +71,12 @@ class Supervisor:
         self.ops = Operations(self.spool, config, api_p99=api_p99)
         self.model_control = ModelControl(self.spool.paths)
         self.slot_state = SlotStateWriter(self.spool.root, interval=config.rescan_interval_s)
+        # slots = "slurm": pilot jobs on a cluster come and go as executors.
+        self.pilots: SlurmPilots | None = None
+        if config.slots.strip().lower() == "slurm":
+            from mofsimd.slurm_pool import SlurmPilots
+
+            self.pilots = SlurmPilots(self, config.slurm_settings)
         # Cost estimates: memory per job for placement, learning, the ETA board.
         self.costs = CostTracker(self.spool, config.dtype, interval=config.rescan_interval_s)
 
@@ -112,6 +122,8 @@ class Supervisor:
             )
             self.executors[slot.slot_id] = ex
         await asyncio.gather(*(ex.start() for ex in self.executors.values()))
+        if self.pilots is not None:
+            await self.pilots.start()
         self._watcher = SpoolWatcher(self.spool.paths, self._wake_threadsafe)
         self._watcher.start()
         logger.info("mofsimd up: spool {} slots {}", self.spool.root, list(self.executors))
@@ -131,6 +143,8 @@ class Supervisor:
     async def shutdown(self) -> None:
         """Wait up to ``shutdown_grace_s`` for running tasks, then requeue the rest."""
         deadline = time.monotonic() + self.config.shutdown_grace_s
+        if self.pilots is not None:
+            self.pilots.before_shutdown()
         while any(ex.current for ex in self.executors.values()) and time.monotonic() < deadline:
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -143,6 +157,8 @@ class Supervisor:
                 ex.current = None
                 self.life.requeue_after_shutdown(task)
             await ex.stop()
+        if self.pilots is not None:
+            await self.pilots.stop()
         if self._watcher:
             self._watcher.stop()
         self.ops.stop()
@@ -196,6 +212,8 @@ class Supervisor:
             return
         self.model_control.process(self.executors)
         queue = self._admit_queue()
+        if self.pilots is not None:
+            self.pilots.tick(queue)
         held = self.orphans.slots()
         idle = [ex for ex in self.executors.values() if ex.idle and ex.slot_id not in held]
         if not idle or not queue:
@@ -213,6 +231,7 @@ class Supervisor:
                     utilization_percent=st.utilization_percent if st else None,
                     order=order,
                     memory_total_mb=st.memory_total_mb if st else None,
+                    time_left_s=getattr(ex, "time_left", None),
                 )
             )
         result = plan(
@@ -243,16 +262,18 @@ class Supervisor:
                     self._fail_at_admission(q.path, job, bad)
                     continue
                 header = QueuedJob(
-                    job.task_id, self.life.model_key(job.model), job.priority, q.name
+                    job.task_id,
+                    self.life.model_key(job.model),
+                    job.priority,
+                    q.name,
+                    duration_s=expected_duration(job),
                 )
                 self._headers[q.name] = header
                 # Queued tasks belong in the mirror's lists too, however they arrived.
                 self.life.mirror_task(job.task_id)
             nb = self.not_before.get(header.task_id, 0.0)
             memory = self.costs.needed(header.task_id)
-            out.append(
-                QueuedJob(header.task_id, header.model, header.priority, header.name, nb, memory)
-            )
+            out.append(replace(header, not_before=nb, memory_mb=memory))
         for name in list(self._headers):
             if name not in seen:
                 del self._headers[name]
