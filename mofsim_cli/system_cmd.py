@@ -118,9 +118,36 @@ def gpus_blocks(inv: dict[str, Any]) -> list[Block]:
             title=f"Slots ({source})",
         )
     ]
+    pilots = [(g.get("slot_id"), g["pilot"]) for g in inv.get("gpus") or [] if g.get("pilot")]
+    if pilots:
+        blocks.append(pilots_sheet(pilots))
     if inv.get("error"):
         blocks.append(Text(str(inv["error"]), style="red"))
     return blocks
+
+
+def pilots_sheet(pilots: list[tuple[Any, dict[str, Any]]]) -> Block:
+    """Slurm pilots (slots = "slurm"): where each runs, or why Slurm has not started it."""
+    rows = [
+        [
+            slot,
+            p.get("job_id") or "",
+            p.get("node") or "",
+            p.get("state") or "",
+            p.get("reason") or "",
+            p.get("devices") or "",
+            fmt_value(p.get("time_left_s")),
+            fmt_value(p.get("heartbeat_age_s")),
+        ]
+        for slot, p in pilots
+    ]
+    return grid_sheet(
+        ("SLOT", "JOB", "NODE", "SLURM STATE", "REASON", "DEVICES", "LEFT S", "HEARTBEAT S"),
+        rows,
+        right=(6, 7),
+        nowrap=(0, 1),
+        title="Slurm pilots",
+    )
 
 
 @command(system_app, "gpus", PANEL)

@@ -84,6 +84,10 @@ def executor_view(ex: Any, control_request: str | None = None) -> dict[str, Any]
     }
     if isinstance(pilot, dict):
         view["pilot"] = pilot
+        # Every reader that shows a slot's name (top, system gpus) shows the pilot's job.
+        where = f" on {pilot['node']}" if pilot.get("node") and state != "pending" else ""
+        why = f" ({pilot['reason']})" if pilot.get("reason") else ""
+        view["name"] = f"Slurm job {pilot.get('job_id')}{where}, {pilot.get('state')}{why}"
     return view
 
 

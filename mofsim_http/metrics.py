@@ -241,6 +241,11 @@ class SpoolCollector:
                 "mofsim_model_loaded", "1 for each model loaded on a slot", labels=["slot", "model"]
             ),
         }
+        pilots = GaugeMetricFamily(
+            "mofsim_slurm_pilot",
+            "1 for each Slurm pilot (slots = slurm), with its job, node, state and reason",
+            labels=["slot", "job_id", "node", "state", "reason"],
+        )
         restarts = CounterMetricFamily(
             "mofsim_executor_restarts",
             "Executor restarts since the daemon started",
@@ -261,8 +266,13 @@ class SpoolCollector:
             executor = s.get("executor") or {}
             if isinstance(executor.get("restarts"), int):
                 restarts.add_metric([slot], float(executor["restarts"]))
+            pilot = s.get("pilot")
+            if isinstance(pilot, dict):
+                labels = [pilot.get(k) for k in ("job_id", "node", "state", "reason")]
+                pilots.add_metric([slot, *(str(v or "") for v in labels)], 1.0)
         yield from gauges.values()
         yield restarts
+        yield pilots
 
 
 def _maybe(g: GaugeMetricFamily, slot: str, value: Any, scale: float) -> None:
