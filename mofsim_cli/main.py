@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from mofsim_cli import housekeeping, resources, service_cmd
+from mofsim_cli import bench_cmd, housekeeping, resources, service_cmd
 from mofsim_cli.backend import connect
 from mofsim_cli.backend_protocol import Submission
 from mofsim_cli.follow import follow
@@ -55,6 +55,7 @@ app = typer.Typer(
 housekeeping.register(app)
 service_cmd.register(app)
 resources.register(app)
+bench_cmd.register(app)
 
 
 def _show_version(value: bool) -> None:

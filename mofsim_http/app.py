@@ -55,6 +55,7 @@ ROUTE_MODULES: list[str] = [
     "mofsim_http.system",
     "mofsim_http.system_logs",
     "mofsim_http.metrics",
+    "mofsim_http.bench",
 ]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -1,0 +1,159 @@
+"""``mofsim bench run / status / report``: MOFSimBench campaigns on the spool.
+
+``run`` submits (or continues) a campaign of ``protocol: mofsimbench`` tasks for one
+model over a suite of the benchmark's structures; the daemon runs them on whatever
+slots it has.  ``status`` shows how far each campaign is.  ``report`` writes the
+paper's metrics against the DFT references, one column per campaign, as Markdown and
+HTML with PNG parity plots.  All three work on a spool (the campaign files live in
+``SPOOL/bench``); the report is also served at ``GET /api/v1/bench/report``.
+"""
+
+# No ``from __future__ import annotations`` here: Typer reads the annotations.
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mofsim_cli.options import JsonOpt, SpoolOpt, open_spool
+from mofsim_cli.output import command
+from spool.errors import ValidationError
+
+PANEL = "Benchmark"
+bench_app = typer.Typer(
+    help="MOFSimBench campaigns: run a model over the benchmark, report against DFT.",
+    no_args_is_help=True,
+)
+
+
+def _overrides(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``TASK.KEY=VALUE`` items into {task type: {key: value}} (values read as JSON)."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        head, sep, raw = item.partition("=")
+        task, dot, key = head.partition(".")
+        if not sep or not dot or not task or not key:
+            raise ValidationError(
+                f"--set takes TASK.KEY=VALUE (e.g. stability.npt_steps=100), got {item!r}",
+                field="set",
+            )
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        out.setdefault(task, {})[key] = value
+    return out
+
+
+@command(bench_app, "run", PANEL)
+def bench_run(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model key, e.g. sevennet-0.")],
+    suite: Annotated[str, typer.Option("--suite", help="quick, main or full.")] = "quick",
+    with_d3: Annotated[
+        bool, typer.Option("--with-d3", help="Add DFT-D3(BJ) dispersion, as the paper did.")
+    ] = False,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            envvar="MOFSIM_BENCH_DATA",
+            help="The benchmark's structure folder (holding main_set/, hcmof/, copper/).",
+        ),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="TASK.KEY=VALUE",
+            help="Override a protocol value for one task type (recorded in the campaign).",
+        ),
+    ] = None,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Submit failed or refused entries again.")
+    ] = False,
+    as_json: JsonOpt = False,
+    spool: SpoolOpt = None,
+) -> None:
+    """Submit the campaign, or continue it: entries that have a task keep it."""
+    from mofsim_core.bench_campaign import progress, run_campaign
+
+    if data is None:
+        raise ValidationError(
+            "give the benchmark's structure folder with --data (or MOFSIM_BENCH_DATA)",
+            field="data",
+        )
+    sp = open_spool(spool, create=True)
+    submitted: list[str] = []
+    campaign = run_campaign(
+        sp,
+        model=model,
+        suite=suite,
+        data_dir=data.expanduser().resolve(),
+        with_d3=with_d3,
+        overrides=_overrides(overrides or []),
+        retry_failed=retry_failed,
+        on_submit=lambda key, rec: submitted.append(key) if rec.get("task_id") else None,
+    )
+    counts = progress(sp, campaign)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {"campaign_id": campaign["campaign_id"], "submitted": submitted, "states": counts}
+            )
+        )
+        return
+    typer.echo(
+        f"campaign {campaign['campaign_id']}: {len(submitted)} task(s) submitted now, "
+        f"{len(campaign['entries'])} entries"
+    )
+    typer.echo("  " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+
+@command(bench_app, "status", PANEL)
+def bench_status(as_json: JsonOpt = False, spool: SpoolOpt = None) -> None:
+    """Every campaign in the spool and its entries by state."""
+    from mofsim_core.bench_campaign import list_campaigns, progress
+
+    sp = open_spool(spool)
+    rows = [
+        {"campaign_id": c["campaign_id"], "entries": len(c["entries"]), "states": progress(sp, c)}
+        for c in list_campaigns(sp)
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    if not rows:
+        typer.echo("no campaign in this spool")
+    for row in rows:
+        states = ", ".join(f"{k} {v}" for k, v in sorted(row["states"].items()))
+        typer.echo(f"{row['campaign_id']}: {row['entries']} entries: {states}")
+
+
+@command(bench_app, "report", PANEL)
+def bench_report(
+    campaigns: Annotated[
+        list[str] | None,
+        typer.Option("--campaign", help="A campaign id (repeat it); default: every campaign."),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for report.md, report.html and the plots.")
+    ] = Path("mofsim-bench-report"),
+    as_json: JsonOpt = False,
+    spool: SpoolOpt = None,
+) -> None:
+    """The paper's metrics against DFT, models side by side (Markdown, HTML, PNG)."""
+    from mofsim_core.bench_render import render_files
+    from mofsim_core.bench_report import compare
+
+    sp = open_spool(spool)
+    report = compare(sp, campaigns or None)
+    written = render_files(report, out)
+    if as_json:
+        typer.echo(json.dumps({**report, "files": {k: str(v) for k, v in written.items()}}))
+        return
+    typer.echo(written["markdown"].read_text())
+    typer.echo(f"written: {', '.join(str(p) for p in written.values())}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(bench_app, name="bench", rich_help_panel=PANEL)

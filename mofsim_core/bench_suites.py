@@ -1,0 +1,119 @@
+"""MOFSimBench as data: its structure sets, DFT references, and the suites of a campaign.
+
+The shipped files live in ``mofsim_core/benchdata`` (see its ``PROVENANCE.md``).  A suite
+is a list of entries, each one task of the benchmark on one structure:
+
+- ``quick``: the four ``essential`` frameworks (MOF-5, IRMOF-10, UiO-66, HKUST-1) for
+  optimization, bulk modulus and stability, and the four smallest ``hcmof`` cells with
+  a DFT reference for heat capacity;
+- ``main``: the 100 ``main_set`` frameworks for optimization, bulk modulus and
+  stability, and the 232 ``hcmof`` cells for heat capacity;
+- ``full``: ``main`` plus the 13 ``copper`` paddlewheel MOFs in the Cu-paddlewheel
+  stability protocol and the ``essential`` four in the temperature ramp.
+
+Every entry runs with ``protocol: mofsimbench``.  Structure names are the CIF stems;
+references are keyed by the stem without ``_primitive``, as the benchmark's analysis
+keys them.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spool.errors import ValidationError
+
+DATA = Path(__file__).resolve().parent / "benchdata"
+SUITES = ("quick", "main", "full")
+CORE_TASKS = ("optimization", "bulk-modulus", "stability")
+QUICK_HEAT_CAPACITY = 4
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One task of a campaign: ``key`` is unique within the campaign."""
+
+    task_type: str
+    path: str  # relative to the benchmark's structure folder, e.g. main_set/MOF-5.cif
+    variant: str = "standard"
+
+    @property
+    def structure(self) -> str:
+        return Path(self.path).stem
+
+    @property
+    def key(self) -> str:
+        return f"{self.task_type}/{self.variant}/{self.structure}"
+
+    def parameters(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"protocol": "mofsimbench"}
+        if self.variant != "standard":
+            params["protocol_variant"] = self.variant
+        return params
+
+
+def reference_name(structure: str) -> str:
+    return structure.replace("_primitive", "")
+
+
+@functools.cache
+def structure_sets() -> dict[str, list[str]]:
+    data: dict[str, list[str]] = json.loads((DATA / "sets.json").read_text())
+    return data
+
+
+@functools.cache
+def bulk_modulus_references() -> dict[str, dict[str, float | str]]:
+    """DFT B0 (GPa) and the DFT-optimized cell volume (A^3) per structure."""
+    with (DATA / "dft_bulk_modulus.csv").open(newline="") as fh:
+        return {
+            row["structure"]: {
+                "B0_GPa": float(row["B0_GPa"]),
+                "V0_A3": float(row["V0_A3"]),
+                "dft_structure": row["dft_structure"],
+            }
+            for row in csv.DictReader(fh)
+        }
+
+
+@functools.cache
+def heat_capacity_references() -> dict[str, float]:
+    """DFT Cv at 300 K in J/(K g) per structure."""
+    with (DATA / "dft_heat_capacity.csv").open(newline="") as fh:
+        return {row["structure"]: float(row["cv_300K_J_per_K_g"]) for row in csv.DictReader(fh)}
+
+
+def _smallest_with_reference(data_dir: Path, paths: list[str], n: int) -> list[str]:
+    """The ``n`` smallest CIF files (a proxy for the atom count) that have a reference."""
+    refs = heat_capacity_references()
+    have = [p for p in paths if reference_name(Path(p).stem) in refs and (data_dir / p).is_file()]
+    return sorted(have, key=lambda p: ((data_dir / p).stat().st_size, p))[:n]
+
+
+def plan(suite: str, data_dir: Path) -> list[Entry]:
+    """The entries of ``suite``; every structure file must exist under ``data_dir``."""
+    if suite not in SUITES:
+        raise ValidationError(f"suite must be one of {', '.join(SUITES)}", field="suite")
+    sets = structure_sets()
+    core = sets["essential"] if suite == "quick" else sets["main_set"]
+    if suite == "quick":
+        heat = _smallest_with_reference(data_dir, sets["hcmof"], QUICK_HEAT_CAPACITY)
+    else:
+        heat = list(sets["hcmof"])
+    entries = [Entry(task, path) for task in CORE_TASKS for path in core]
+    entries += [Entry("heat-capacity", path) for path in heat]
+    if suite == "full":
+        entries += [Entry("stability", path, "cu_paddlewheel") for path in sets["copper"]]
+        entries += [Entry("stability", path, "temperature_ramp") for path in sets["essential"]]
+    missing = [e.path for e in entries if not (data_dir / e.path).is_file()]
+    if missing:
+        raise ValidationError(
+            f"{len(missing)} structure file(s) of the {suite} suite are missing under "
+            f"{data_dir} (first: {missing[0]}); give the benchmark's structure folder",
+            field="data",
+        )
+    return entries
