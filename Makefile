@@ -6,7 +6,7 @@ LINT_VENV ?= .venv-lint
 LINT_STAMP := $(LINT_VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint docs bench-throughput bench-latency bench-chaos slurm-up clean
+.PHONY: install demo test lint docs bench-throughput bench-latency bench-chaos bench-slurm slurm-up clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -49,6 +49,10 @@ bench-latency: $(STAMP)
 # Needs root for the full-disk phase (a small tmpfs); without it that phase is skipped.
 bench-chaos: $(STAMP)
 	$(PY) bench/chaos.py --jobs 200 --kills 10 --full-disk
+
+# Pilots on the local Slurm (make slurm-up first) against local cpu:N slots.
+bench-slurm: $(STAMP)
+	$(PY) bench/slurm_scale.py --jobs 500 --pilots 1,2,4
 
 # A single-node Slurm on this machine for the Slurm backend (root; see scripts/slurm-up).
 slurm-up:
