@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 from executors.families import Family, get_family
 from executors.models import ModelSpec, custom_spec, normalize_precision
 from executors.torch_env import prepare_torch, torch_state_restored
-from executors.verdicts import trusted_form
+from executors.verdicts import trusted_form, weights_trusted
 from spool.errors import ModelUnavailable, ValidationError
 
 if TYPE_CHECKING:
@@ -110,14 +110,21 @@ def _load_custom(
     load: Callable[[], Calculator]
     if family.load_safe_form is not None and not allow_pickle:
         model_id = str(spec.extra.get("model_id"))
-        folder = trusted_form(Path(str(spec.extra.get("models_root"))), model_id)
-        if folder is None:
+        root = Path(str(spec.extra.get("models_root")))
+        folder = trusted_form(root, model_id)
+        if folder is not None:
+            load = functools.partial(family.load_safe_form, folder, config, device, dtype)
+        elif weights_trusted(root, model_id, path):
+            # Validated, but with no weights-only form: it runs only in the sandbox.
+            from executors.sandboxed_calc import SandboxedCalculator
+
+            load = functools.partial(SandboxedCalculator, root, model_id, path, device, dtype)
+        else:
             raise ModelUnavailable(
-                f"custom model {model_id!r} has no validated weights-only form: executors do "
-                f"not unpickle uploaded {family.label} files (validate it to convert it)",
+                f"custom model {model_id!r} has not passed validation (or its weights changed "
+                "since); executors do not load uploaded files before that",
                 field="model",
             )
-        load = functools.partial(family.load_safe_form, folder, config, device, dtype)
     elif not path.is_file():
         raise ModelUnavailable(
             f"weights file of {spec.key} is missing ({path.name})", field="model"
