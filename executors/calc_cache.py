@@ -108,7 +108,7 @@ class CalculatorCache:
         with self._lock:
             keys = [k for k in self._entries if k[0] == model_key]
             for k in keys:
-                del self._entries[k]
+                release(self._entries.pop(k).calculator)
         if keys:
             free_memory()
         return len(keys)
@@ -116,6 +116,8 @@ class CalculatorCache:
     def clear(self) -> None:
         with self._lock:
             had = bool(self._entries)
+            for entry in self._entries.values():
+                release(entry.calculator)
             self._entries.clear()
         if had:
             free_memory()
@@ -152,9 +154,20 @@ class CalculatorCache:
             }
 
     def _evict_oldest(self) -> None:
-        self._entries.popitem(last=False)
+        release(self._entries.popitem(last=False)[1].calculator)
         self.evictions += 1
         free_memory()
+
+
+def release(calc: Any) -> None:
+    """End what a dropped calculator holds outside this process (a sandboxed model's
+    host process), without waiting for the garbage collector."""
+    # ASE's SumCalculator (model plus D3) keeps its parts in its mixer.
+    parts = getattr(getattr(calc, "mixer", None), "calcs", None) or [calc]
+    for part in parts:
+        close = getattr(part, "close", None)
+        if callable(close):
+            close()
 
 
 def free_memory() -> None:

@@ -31,7 +31,7 @@ from typing import Any
 
 from executors.families import CUSTOM_FAMILY, CatalogueEntry, Family, discover, get_family
 from executors.registry import task_type_names
-from executors.verdicts import read_verdict, trusted_form, weights_trusted
+from executors.verdicts import weights_trusted
 from spool.errors import ModelNotFound, ModelUnavailable, ValidationError
 
 CUSTOM_PREFIX = "custom:"
@@ -258,7 +258,7 @@ def custom_spec(model_id: str, models_root: Path) -> ModelSpec:
 def check_usable(spec: ModelSpec) -> None:
     """Uploaded custom models run tasks only with a passing verdict for their weights
     file as it is now (``executors.verdicts``); a folder without one is not trusted.
-    Those of a family whose uploads are pickles of code also need their safe form."""
+    (Executors then load its weights-only form, or run it in the sandbox.)"""
     if not spec.is_custom:
         return
     model_id = str(spec.extra.get("model_id"))
@@ -269,18 +269,6 @@ def check_usable(spec: ModelSpec) -> None:
             f"since); validate it first (POST /api/v1/models/custom/{model_id}/validate)",
             field="model",
         )
-    family = get_family(spec.framework)
-    if family is not None and family.load_safe_form is not None:
-        if trusted_form(root, model_id) is None:
-            verdict = read_verdict(root, model_id) or {}
-            safe = (verdict.get("validation") or {}).get("safe_form") or {}
-            why = f" ({safe['reason']})" if isinstance(safe, dict) and safe.get("reason") else ""
-            raise ModelUnavailable(
-                f"custom model {model_id!r} loads, but not in a weights-only form{why}; "
-                f"executors never unpickle uploaded {family.label} files, so it cannot run "
-                "tasks (upload it as a checkpoint of a plain model, or validate it again)",
-                field="model",
-            )
 
 
 def _custom_ids(models_root: Path | None) -> list[str]:

@@ -314,3 +314,47 @@ async def run_sandboxed(
         out, err = b"", b"(output not closed: a process of the sandbox outlived it)"
     code = proc.returncode if proc.returncode is not None else -signal.SIGKILL
     return Outcome(code, out, err, timed_out)
+
+
+def start_sandboxed(
+    argv: list[str],
+    scratch: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    limits: Limits | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in the sandbox with pipes to its standard input and output, for a
+    process that serves requests; :func:`stop_sandboxed` ends it and all it started."""
+    return subprocess.Popen(
+        sandbox_command(argv, scratch),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=scratch,
+        env=_environment(scratch, env or {}),
+        start_new_session=True,
+        preexec_fn=functools.partial(_limit, limits or Limits()),
+    )
+
+
+def stop_sandboxed(proc: subprocess.Popen[bytes]) -> None:
+    """Kill the process and every process it started; return once they are gone."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        proc.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:  # as in _group_gone: no event for another's group
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        except PermissionError:
+            pass
+        time.sleep(0.02)
+    for stream in (proc.stdin, proc.stdout):
+        with contextlib.suppress(OSError):
+            if stream is not None:
+                stream.close()

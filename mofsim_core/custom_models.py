@@ -4,7 +4,7 @@ Core functions shared by both dialects; no aiohttp here.  An upload is kept in
 ``<spool>/models/<model_id>/`` the way ``executors.models.custom_spec`` reads it
 (``meta.json`` plus ``model.<ext>``), not yet trusted.  Validating loads the
 weights and computes one single point in ``python -m executors.validate_model``, in the
-sandbox of ``mofsim_core.sandbox``: weights files are pickles, never unpickled in the
+sandbox of ``executors.sandbox``: weights files are pickles, never unpickled in the
 server process.
 This process records the verdict (``executors.verdicts``), bound to the weights file's
 digest; only models with a passing verdict can be loaded or used.
@@ -25,11 +25,11 @@ from typing import Any
 
 from executors.models import CUSTOM_PREFIX, custom_frameworks, custom_spec, normalize_precision
 from executors.safe_form import collect_form, form_dir
+from executors.sandbox import Outcome, make_scratch, remove_scratch, run_sandboxed
 from executors.verdicts import file_digest, remove_verdict, write_verdict
 from mofsim_core.control import submit_request
 from mofsim_core.model_service import custom_meta, custom_public, live_snapshot, loaded_slots
 from mofsim_core.owners import OWNER, Caller, check_model
-from mofsim_core.sandbox import Outcome, make_scratch, remove_scratch, run_sandboxed
 from mofsim_core.slot_state import daemon_status
 from mofsim_core.structure_service import sanitize_filename
 from spool import jsonsafe
@@ -269,7 +269,7 @@ async def validate_custom_model(
 async def _run_validator(
     models_root: Path, model_id: str, timeout: float
 ) -> tuple[dict[str, Any], dict[str, str] | None]:
-    """The validator in the sandbox (``mofsim_core.sandbox``), on read-only copies of
+    """The validator in the sandbox (``executors.sandbox``), on read-only copies of
     the model's meta.json and weights: its outcome, and the digests of the safe form it
     wrote (copied to ``models_root/.converted/<model_id>``) when it passed."""
     spec = custom_spec(model_id, models_root)

@@ -23,9 +23,13 @@ TINY_ORB_KWARGS = {
 
 @functools.lru_cache(maxsize=4)  # e3nn code generation makes each build take seconds
 def build_tiny_mace(
-    atomic_numbers: tuple[int, ...] = (13, 29), r_max: float = 4.0, seed: int = 0
+    atomic_numbers: tuple[int, ...] = (13, 29),
+    r_max: float = 4.0,
+    seed: int = 0,
+    plain: bool = False,
 ) -> Any:
-    """A ScaleShiftMACE with 8 channels, two interactions, float64 (as MACE saves).
+    """A ScaleShiftMACE with 8 channels, two interactions, float64 (as MACE saves);
+    ``plain``: a MACE without the scale and shift (one with no weights-only form here).
     Shared between callers: save it, do not modify it."""
     prepare_torch()
     import numpy as np
@@ -38,7 +42,8 @@ def build_tiny_mace(
     try:
         torch.manual_seed(seed)
         block = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
-        return modules.ScaleShiftMACE(
+        scale_shift = {} if plain else {"atomic_inter_scale": 1.0, "atomic_inter_shift": 0.0}
+        return (modules.MACE if plain else modules.ScaleShiftMACE)(
             r_max=r_max,
             num_bessel=4,
             num_polynomial_cutoff=5,
@@ -54,8 +59,7 @@ def build_tiny_mace(
             atomic_numbers=list(atomic_numbers),
             correlation=2,
             gate=torch.nn.functional.silu,
-            atomic_inter_scale=1.0,
-            atomic_inter_shift=0.0,
+            **scale_shift,
         )
     finally:
         torch.set_default_dtype(previous)

@@ -242,7 +242,7 @@ def test_sevennet_0_single_point_and_as_custom_checkpoint(tmp_path: Path) -> Non
 
     write_custom_model(tmp_path, "my7net", "sevennet", "model.pt", raw=b"")
     shutil.copyfile(const.SEVENNET_0_11Jul2024, tmp_path / "my7net" / "model.pt")
-    with pytest.raises(ModelUnavailable, match="weights-only"):
+    with pytest.raises(ModelUnavailable, match="validation"):
         load_calculator(resolve_model("custom:my7net", tmp_path))  # not validated yet
     assert trust_custom_model(tmp_path, "my7net")["safe_form"]
     atoms.calc = load_calculator(resolve_model("custom:my7net", tmp_path))

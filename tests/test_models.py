@@ -221,9 +221,11 @@ def test_uploaded_models_run_only_with_a_verdict_for_their_weights(tmp_path: Pat
     digest = file_digest(checked / "model.model")
     write_verdict(tmp_path, "checked", digest, {"ok": True, "exit_code": 0})
     write_verdict(tmp_path, "failed", digest, {"ok": True, "exit_code": 1})
-    # A MACE upload passes only with its weights-only form, as validated.
-    with pytest.raises(ModelUnavailable, match="weights-only"):
-        check_usable(resolve_model("custom:checked", tmp_path))
+    # Executors load the weights-only form only as validated (else the upload runs in
+    # the sandbox).
+    from executors.verdicts import trusted_form
+
+    assert trusted_form(tmp_path, "checked") is None
     form = tmp_path / ".converted" / "checked"
     form.mkdir(parents=True)
     (form / "config.json").write_text("{}")
@@ -242,10 +244,11 @@ def test_uploaded_models_run_only_with_a_verdict_for_their_weights(tmp_path: Pat
         "custom:failed",
         "custom:fresh",
     ]
-    (form / "state.pt").write_bytes(b"other tensors")  # a changed safe form is refused
-    with pytest.raises(ModelUnavailable, match="weights-only"):
-        check_usable(resolve_model("custom:checked", tmp_path))
+    assert trusted_form(tmp_path, "checked") == form
+    (form / "state.pt").write_bytes(b"other tensors")  # a changed safe form is not used
+    assert trusted_form(tmp_path, "checked") is None
     (form / "state.pt").write_bytes(b"tensors")
+    assert trusted_form(tmp_path, "checked") == form
     check_usable(resolve_model("custom:checked", tmp_path))
     # A weights file changed after validation is unvalidated.
     (checked / "model.model").write_bytes(b"weights, changed")

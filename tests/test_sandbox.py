@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mofsim_core import sandbox
-from mofsim_core.sandbox import make_scratch, remove_scratch, run_sandboxed
+from executors import sandbox
+from executors.sandbox import make_scratch, remove_scratch, run_sandboxed
 
 
 def sandbox_pids() -> list[int]:
