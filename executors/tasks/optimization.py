@@ -169,6 +169,7 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     """Optimize ``ctx.atoms``; write the optimized structure and trajectory."""
     from ase.io import write
 
+    from executors.bench_geometry import position_rmsd
     from executors.geometry import cell_parameters, rmsd_min_image, volume_change_percent
 
     params = validate(ctx.parameters)
@@ -222,6 +223,8 @@ def run(ctx: TaskContext) -> dict[str, Any]:
         ),
         "cell_parameters": cell_parameters(atoms) if periodic else None,
         "rmsd_from_initial": rmsd_min_image(initial, atoms),
+        # MOFSimBench's measure: Cartesian, rotation and translation removed, over 3N.
+        "rmsd_cartesian_A": position_rmsd(initial, atoms),
         "natoms": len(atoms),
         "formula": atoms.get_chemical_formula(),
         "output_files": {"optimized_structure": structure_file, "trajectory": TRAJECTORY_FILE},
