@@ -6,7 +6,9 @@ only the server can (server-side request forgery).  Refused, unless the configur
 allows them: loopback, link-local, private (RFC 1918, ``fc00::/7``), shared (CGNAT),
 unspecified, multicast and reserved addresses, and host names that resolve to any of
 them.  Names are resolved when the task is submitted and again before each delivery,
-because a name's addresses can change in between.
+because a name's addresses can change in between; and the delivery's connection itself
+goes only to an address the policy permits (:func:`pinned_transport`), so that a name
+answering differently between the check and the connection (DNS rebinding) gains nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from spool.errors import ValidationError
@@ -71,7 +74,7 @@ class TargetPolicy:
         if not host:
             raise ValidationError("the webhook URL names no host", field=field)
         for address in resolve(host):
-            if is_internal(address) and not self._allowed(address):
+            if not self.permits(address):
                 shown = host if host == str(address) else f"{host} ({address})"
                 raise ValidationError(
                     f"webhook host {shown} is a loopback, link-local, private or reserved "
@@ -79,6 +82,9 @@ class TargetPolicy:
                     "(see webhook_allow_private and webhook_allowed_networks)",
                     field=field,
                 )
+
+    def permits(self, address: Address) -> bool:
+        return self.allow_private or not is_internal(address) or self._allowed(address)
 
     def _allowed(self, address: Address) -> bool:
         plain = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
@@ -109,3 +115,43 @@ def resolve(host: str) -> list[Address]:
         except ValueError:
             continue
     return out
+
+
+def pinned_transport(policy: TargetPolicy) -> Any:
+    """An httpx transport whose connections go only to addresses ``policy`` permits: the
+    host is resolved when the socket is opened, and the socket is opened to a permitted
+    address of it (TLS still checks the certificate against the host name)."""
+    import httpcore
+    import httpx
+
+    class PinnedBackend(httpcore.SyncBackend):
+        def connect_tcp(
+            self,
+            host: str,
+            port: int,
+            timeout: float | None = None,
+            local_address: str | None = None,
+            socket_options: Any = None,
+        ) -> Any:
+            addresses = resolve(host)
+            permitted = [a for a in addresses if policy.permits(a)]
+            if addresses and not permitted:
+                raise ValidationError(
+                    f"webhook host {host} now resolves to {addresses[0]}, an address this "
+                    "server sends no notifications to",
+                    field="notify_url",
+                )
+            error: Exception = httpcore.ConnectError(f"{host} does not resolve")
+            for address in permitted:
+                try:
+                    return super().connect_tcp(
+                        str(address), port, timeout, local_address, socket_options
+                    )
+                except httpcore.ConnectError as exc:
+                    error = exc
+            raise error
+
+    transport = httpx.HTTPTransport()
+    # httpx takes no network backend; its pool does, and reads it only when connecting.
+    transport._pool._network_backend = PinnedBackend()
+    return transport

@@ -31,7 +31,7 @@ from typing import Any
 
 from loguru import logger
 
-from mofsim_core.webhook_targets import TargetPolicy
+from mofsim_core.webhook_targets import TargetPolicy, pinned_transport
 from spool.errors import ValidationError
 from spool.events import append_event, iso_now, read_events
 
@@ -209,7 +209,10 @@ class WebhookDispatcher:
     def _run(self) -> None:
         import httpx
 
-        with httpx.Client(timeout=self.timeout_s, follow_redirects=False) as client:
+        transport = pinned_transport(self.targets)
+        with httpx.Client(
+            timeout=self.timeout_s, follow_redirects=False, transport=transport
+        ) as client:
             while True:
                 wait = None
                 if self._waiting:

@@ -59,3 +59,48 @@ def test_submission_options_use_the_configured_policy() -> None:
     assert e.value.field == "options.notify_url" and "private" in e.value.message
     allowed = Limits(webhook_allowed_networks=("192.168.0.0/24",))
     assert validate_options(dict(options), allowed)["notify_url"] == options["notify_url"]
+
+
+def test_the_connection_itself_goes_only_to_permitted_addresses() -> None:
+    """A name that passed the check and then answers with a loopback address (DNS
+    rebinding) gets no connection: the transport resolves and checks when it connects."""
+    import http.server
+    import threading
+
+    import httpx
+
+    from mofsim_core.webhook_targets import pinned_transport
+
+    hits: list[str] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            hits.append(self.path)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        strict = httpx.Client(transport=pinned_transport(TargetPolicy()), timeout=5)
+        for host in ("localhost", "127.0.0.1"):
+            with pytest.raises(ValidationError, match="resolves to"):
+                strict.post(f"http://{host}:{port}/hook", content=b"{}")
+        assert hits == []
+        open_ = httpx.Client(transport=pinned_transport(TargetPolicy(allow_private=True)))
+        assert open_.post(f"http://localhost:{port}/hook", content=b"{}").status_code == 204
+        allowed = TargetPolicy(allowed_networks=("127.0.0.0/8",))
+        listed = httpx.Client(transport=pinned_transport(allowed))
+        assert listed.post(f"http://127.0.0.1:{port}/x", content=b"{}").status_code == 204
+        assert hits == ["/hook", "/x"]
+        with pytest.raises(httpx.ConnectError):
+            strict.post("http://no-such-host.invalid/hook", content=b"{}")
+        for client in (strict, open_, listed):
+            client.close()
+    finally:
+        server.shutdown()
+        server.server_close()
