@@ -55,8 +55,21 @@ class SlurmSettings:
                 "slurm: 0 <= min_pilots <= max_pilots and max_pilots >= 1 expected",
                 field="slurm.max_pilots",
             )
+        if parse_time_limit(self.time_limit) is None and self.time_limit.upper() not in (
+            "UNLIMITED",
+            "INFINITE",
+        ):
+            raise ValidationError(
+                f"slurm.time_limit {self.time_limit!r}: expected Slurm's form, e.g. 04:00:00",
+                field="slurm.time_limit",
+            )
         if self.cpus < 1:
             raise ValidationError("slurm.cpus must be at least 1", field="slurm.cpus")
+
+    @property
+    def time_limit_s(self) -> float | None:
+        """The time limit in seconds; None when unlimited or not understood."""
+        return parse_time_limit(self.time_limit)
 
     @property
     def gpu(self) -> bool:
@@ -100,3 +113,24 @@ class SlurmSettings:
                     f"slurm.{name}: {value!r} is not a valid {kind}", field=f"slurm.{name}"
                 ) from exc
         return cls(**values)
+
+
+def parse_time_limit(text: str) -> float | None:
+    """Slurm's forms: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S; UNLIMITED / INFINITE: None."""
+    text = str(text).strip()
+    if not text or text.upper() in ("UNLIMITED", "INFINITE"):
+        return None
+    days = 0
+    if "-" in text:
+        head, text = text.split("-", 1)
+        if not head.isdigit():
+            return None
+        days = int(head)
+        parts = text.split(":")
+        units = [3600, 60, 1][: len(parts)]
+    else:
+        parts = text.split(":")
+        units = {1: [60], 2: [60, 1], 3: [3600, 60, 1]}.get(len(parts), [])
+    if not units or len(units) != len(parts) or not all(p.isdigit() for p in parts):
+        return None
+    return float(days * 86400 + sum(int(p) * u for p, u in zip(parts, units, strict=True)))

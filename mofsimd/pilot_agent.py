@@ -50,7 +50,7 @@ class Pilot:
         self.job_id = job_id
         self.dir = pilot_channel.pilot_dir(spool_root, job_id)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.poll_s = poll_s
+        self.pace = pilot_channel.Pace(poll_s)
         self.heartbeat_s = heartbeat_s
         gpus = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
         self.gpus = gpus if gpus and gpus not in ("NoDevFiles", "-1") else ""
@@ -86,6 +86,7 @@ class Pilot:
         elif msg.get("type") == "finished":
             self.current = None
         pilot_channel.append(self.dir / pilot_channel.OUTBOX, msg)
+        self.pace.touch()
         if msg.get("type") in ("ready", "finished"):
             self._heartbeat()
 
@@ -137,19 +138,21 @@ class Pilot:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._terminated)
-        inbox = pilot_channel.Tail(self.dir / pilot_channel.INBOX)
+        # Commands from before this start were for an earlier run of the same job (Slurm
+        # requeued it): the daemon sends nothing new before this pilot says it is ready.
+        inbox = pilot_channel.Tail(self.dir / pilot_channel.INBOX, from_end=True)
         self._heartbeat()
         await self.ex.start()
         beat = 0.0
         while not self.done.is_set():
             for cmd in inbox.read():
+                self.pace.touch()
                 self._handle(cmd)
             now = time.monotonic()
             if now - beat >= self.heartbeat_s:
                 self._heartbeat()
                 beat = now
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.done.wait(), self.poll_s)
+            await asyncio.sleep(self.pace.wait())
         self._heartbeat()
         await self.ex.stop()
 

@@ -71,13 +71,16 @@ class Tail:
                 pass
 
     def read(self) -> list[dict[str, Any]]:
+        # open() rather than stat(): on NFS opening revalidates the cached attributes
+        # (close-to-open consistency), a bare stat may answer from a cache seconds old.
         try:
-            size = self.path.stat().st_size
+            fh = open(self.path, "rb")
         except FileNotFoundError:
             return []
-        if size <= self.offset:
-            return []
-        with open(self.path, "rb") as fh:
+        with fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size <= self.offset:
+                return []
             fh.seek(self.offset)
             data = fh.read(size - self.offset)
         end = data.rfind(b"\n")
@@ -93,6 +96,23 @@ class Tail:
             if isinstance(msg, dict):
                 out.append(msg)
         return out
+
+
+class Pace:
+    """How long to wait before looking again: ``fast`` while messages flow (a task ends,
+    the next is handed over at once), ``slow`` after ``linger`` quiet seconds."""
+
+    def __init__(self, slow: float, fast: float = 0.002, linger: float = 1.0) -> None:
+        self.slow = slow
+        self.fast = min(fast, slow)
+        self.linger = linger
+        self._active = 0.0
+
+    def touch(self) -> None:
+        self._active = time.monotonic()
+
+    def wait(self) -> float:
+        return self.fast if time.monotonic() - self._active < self.linger else self.slow
 
 
 def write_heartbeat(directory: Path, doc: dict[str, Any]) -> None:

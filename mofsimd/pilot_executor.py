@@ -62,6 +62,7 @@ class PilotExecutor:
     first_ready_at: float | None = None
     _last_claim: Path | None = None
     _reader: asyncio.Task[None] | None = None
+    _pace: pilot_channel.Pace | None = None
 
     @property
     def slot_id(self) -> str:
@@ -118,6 +119,8 @@ class PilotExecutor:
         if self.gone or self.leaving:
             raise RuntimeError(f"pilot {self.slot_id} is leaving")
         pilot_channel.append(self.dir / pilot_channel.INBOX, msg)
+        if self._pace is not None:
+            self._pace.touch()
 
     def run(self, task: RunningTask) -> None:
         self.current = task
@@ -163,13 +166,15 @@ class PilotExecutor:
                 # A task it still runs for the earlier daemon is an orphan's claim here,
                 # which keeps this slot from taking another until it ends.
                 self._mark_ready(hb.get("executor_pid"))
+        pace = self._pace = pilot_channel.Pace(self.poll_s)
         while not self.gone:
             try:
                 for msg in outbox.read():
+                    pace.touch()
                     self._handle(msg)
             except Exception:
                 logger.exception("pilot {}: handling its replies failed", self.slot_id)
-            await asyncio.sleep(self.poll_s)
+            await asyncio.sleep(pace.wait())
 
     def _mark_ready(self, pid: Any) -> None:
         self.ready = True

@@ -20,6 +20,7 @@ next daemon (``on_stop``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shlex
 import sys
 import time
@@ -34,7 +35,7 @@ from mofsimd import pilot_channel, slurm_cli
 from mofsimd.pilot_executor import PilotExecutor
 from mofsimd.scheduler import QueuedJob
 from spool import claim_lock
-from spool.errors import DeviceUnavailable
+from spool.errors import DeviceUnavailable, MofsimError
 
 # Submissions per turn at most: a burst of tasks should not become a burst of sbatch.
 MAX_SUBMIT_PER_TICK = 4
@@ -50,6 +51,7 @@ class SlurmPilots:
         self.error: str | None = None  # the last Slurm command that failed, and why
         self._polled = 0.0
         self._submit_failed_at = 0.0
+        self._too_long: set[str] = set()  # task ids already told no pilot fits them
 
     # -- start and stop ----------------------------------------------------------------
     async def start(self) -> None:
@@ -120,13 +122,21 @@ class SlurmPilots:
         now = time.time()
         for job_id, pilot in list(self.pilots.items()):
             info = pilot.info
-            if info is None or info.live:
+            if info is None or info.state == "RUNNING":
                 continue
             hb = pilot.heartbeat
             if hb is not None and now - float(hb.get("t", 0)) < self.settings.heartbeat_stale_s:
-                continue  # Slurm says ended, yet it spoke lately: it may still run
+                continue  # Slurm says it stopped, yet it spoke lately: it may still run
             task = pilot.current
             if task is not None and claim_lock.held(task.claimed_path):
+                continue  # a process still holds the claim (a suspended job, say)
+            if info.live:
+                # Requeued (preemption) or back to pending: this run of it is lost, the
+                # job itself comes back later with a fresh pilot.
+                if task is not None:
+                    logger.warning("slurm: pilot {} {}; its task goes back", job_id, info.state)
+                    pilot.ready = False
+                    self.sup._on_exit(pilot, None)
                 continue
             pilot.gone = True
             pilot.ready = False
@@ -147,10 +157,19 @@ class SlurmPilots:
         s = self.settings
         now = time.time()
         active = [p for p in self.pilots.values() if not p.gone and not p.leaving]
-        ready = sum(1 for j in queue if j.not_before <= now)
+        waiting = [j for j in queue if j.not_before <= now and self._runnable(j)]
+        # Tasks no pilot now here could finish in the time it has left: new pilots can.
+        unfit = [j for j in waiting if not any(self._fits(j, p) for p in active)]
+        ready = len(waiting)
         busy = sum(1 for p in active if p.current is not None)
         want = max(s.min_pilots, min(s.max_pilots, busy + ready))
-        missing = want - len(active)
+        missing = max(want - len(active), min(len(unfit), s.max_pilots - len(active)))
+        if unfit and len(active) >= s.max_pilots:
+            # Full: an idle pilot that can take none of the waiting tasks makes room.
+            for pilot in active:
+                if pilot.idle and not any(self._fits(j, pilot) for j in waiting):
+                    logger.info("slurm: pilot {} too close to its end; leaving", pilot.job_id)
+                    pilot.leave()
         if missing > 0 and now - self._submit_failed_at >= max(s.poll_s, 5.0):
             for _ in range(min(missing, MAX_SUBMIT_PER_TICK)):
                 if not self._submit():
@@ -180,6 +199,35 @@ class SlurmPilots:
                 logger.info("slurm: pilot {} idle for {:g} s; leaving", pilot.job_id, s.idle_s)
                 pilot.leave()
                 surplus -= 1
+
+    def _fits(self, job: QueuedJob, pilot: PilotExecutor) -> bool:
+        if job.duration_s is None:
+            return True
+        if pilot.info is None or pilot.info.state == "PENDING":
+            room = self.settings.time_limit_s
+        else:
+            room = pilot.time_left
+        return room is None or job.duration_s <= room
+
+    def _runnable(self, job: QueuedJob) -> bool:
+        """False for a task longer than any pilot's whole time limit: it is said once in
+        its log and left queued (a longer time_limit, or a local daemon, can run it)."""
+        limit = self.settings.time_limit_s
+        if job.duration_s is None or limit is None or job.duration_s <= limit:
+            return True
+        if job.task_id not in self._too_long:
+            self._too_long.add(job.task_id)
+            message = (
+                f"No Slurm pilot can run this task: it needs {job.duration_s:g} s"
+                f" (options.expected_duration or timeout), pilots get {limit:g} s"
+                " (slurm.time_limit)"
+            )
+            logger.warning("task {}: {}", job.task_id, message)
+            with contextlib.suppress(OSError, MofsimError):
+                self.sup.spool.events(job.task_id).emit(
+                    message, level="WARNING", logger="daemon.slurm"
+                )
+        return False
 
     # -- submitting ----------------------------------------------------------------------
     def _submit(self) -> bool:

@@ -242,3 +242,31 @@ def test_sevennet_single_point_on_a_pilot(spool: Spool) -> None:
         assert result["result"]["energy_eV"] < 0
     finally:
         d.stop()
+
+
+def test_pilots_take_no_task_their_time_limit_would_cut_and_leave_before_it(
+    spool: Spool,
+) -> None:
+    config = {
+        **FAST,
+        "max_pilots": 1,
+        "time_limit": "00:02:00",
+        "leave_before_end_s": 110.0,
+        "idle_s": 600.0,
+    }
+    d = Daemon(spool.root, "slurm", slurm=config).start()
+    try:
+        too_long = quick_job(options={"expected_duration": 300})
+        fits = quick_job(options={"timeout": 60})
+        spool.submit(too_long)
+        spool.submit(fits)
+        wait_for(lambda: status(spool, fits.task_id) == "COMPLETED", 60, "the short task")
+        # Less than leave_before_end_s left: the idle pilot ends its job, long before
+        # idle_s, and no other pilot is started for a task none could finish.
+        wait_for(lambda: not any(j.live for j in _pilots(spool).values()), 60, "the pilot to go")
+        assert [j.state for j in _pilots(spool).values()] == ["COMPLETED"]
+        assert status(spool, too_long.task_id) == "QUEUED"
+        said = [e.data["message"] for e in read_events(spool.paths.events_file(too_long.task_id))]
+        assert any("No Slurm pilot can run this task" in m for m in said)
+    finally:
+        d.stop()
