@@ -240,6 +240,7 @@ def record_sheet(record: dict[str, Any]) -> Sheet:
     ]
     if record.get("queue_position") is not None:
         rows.append(("Queue position", record["queue_position"]))
+    rows += eta_rows(record)
     rows += [
         ("Created", record.get("created_at")),
         ("Started", record.get("started_at")),
@@ -257,6 +258,32 @@ def record_sheet(record: dict[str, Any]) -> Sheet:
             ("Error", Text(f"{error.get('code', '')} {error.get('message', '')}", style="red"))
         )
     return kv_sheet(rows)
+
+
+def duration_text(seconds: Any) -> str:
+    """``42 s``, ``12 min``, ``3.5 h``: an estimate's precision, no more."""
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        return ""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def eta_rows(record: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Estimated start and duration of a waiting or running task, when known."""
+    rows: list[tuple[str, Any]] = []
+    if record.get("status") in ("PENDING", "QUEUED", "ASSIGNED") and record.get("estimated_start"):
+        rows.append(("Estimated start", short_time(record["estimated_start"])))
+    if record.get("estimated_duration_s") is not None and record.get("status") not in (
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "TIMEOUT",
+    ):
+        rows.append(("Estimated duration", duration_text(record["estimated_duration_s"])))
+    return rows
 
 
 def short_time(stamp: Any) -> str:

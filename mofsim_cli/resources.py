@@ -11,6 +11,7 @@ otherwise.  Each group lives in its own module (``models_cmd``, ``structures_cmd
 
 import typer
 
+from mofsim_cli import calibrate_cmd  # noqa: F401 - registers models calibrate
 from mofsim_cli.models_cmd import models_app
 from mofsim_cli.resource_common import PANEL
 from mofsim_cli.structures_cmd import structures_app

@@ -51,6 +51,9 @@ class TaskRow:
     completed_at: str | None = None
     error: str | None = None  # "CODE message" of a task that ended badly
     cancel_requested: bool = False
+    # From the daemon's ETA board: when a queued task should start, a running one end.
+    estimated_start: str | None = None
+    estimated_end: str | None = None
 
 
 @dataclass
@@ -226,6 +229,13 @@ class LocalSource:
         running = self._running(currents)
         join_slots(slots, running)
         counts, queued = self._queue()
+        from mofsim_core.eta import EtaBoard
+
+        board = EtaBoard.of(self.spool.root).tasks()
+        for row in (*running, *queued):
+            entry = board.get(row.task_id) or {}
+            row.estimated_start = entry.get("estimated_start")
+            row.estimated_end = entry.get("estimated_end")
         alerts = read_active(self.spool.paths.state_dir / "alerts")
         return TopState(
             source=self.label,

@@ -141,7 +141,24 @@ def task_row(r: dict[str, Any]) -> TaskRow:
         started_at=r.get("started_at"),
         completed_at=r.get("completed_at"),
         error=error_text,
+        estimated_start=r.get("estimated_start"),
+        estimated_end=_end_of(r),
     )
+
+
+def _end_of(r: dict[str, Any]) -> str | None:
+    """When a running task should end: its start plus its estimated duration."""
+    from datetime import UTC, datetime, timedelta
+
+    start, duration = r.get("started_at") or r.get("estimated_start"), r.get("estimated_duration_s")
+    if not isinstance(start, str) or not isinstance(duration, int | float):
+        return None
+    try:
+        moment = datetime.fromisoformat(start.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    end = moment.astimezone(UTC) + timedelta(seconds=float(duration))
+    return end.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def slot_row(g: dict[str, Any]) -> SlotRow:

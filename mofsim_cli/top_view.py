@@ -271,9 +271,11 @@ def _task_cells(r: TaskRow, marker: str) -> list[RenderableType]:
         note = progress_summary(r.detail)
         if r.cancel_requested:
             note = "cancel requested  " + note
+        if r.estimated_end:
+            note = f"ETA {_clock(r.estimated_end)}  " + note
     else:
         where = Text(f"#{r.queue_position}" if r.queue_position else "")
-        note = ""
+        note = f"starts ~{_clock(r.estimated_start)}" if r.estimated_start else ""
     return [
         marker,
         r.task_id,

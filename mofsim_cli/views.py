@@ -49,6 +49,8 @@ TASK_KEYS = (
     "options",
     "structure",
     "queue_position",
+    "estimated_start",
+    "estimated_duration_s",
 )
 # A task in a list: what the API's list answers hold whether they come from the mirror
 # or the spool (the mirror keeps neither the last progress detail nor the structure).
@@ -116,7 +118,9 @@ def queue_position(spool: Spool, task_id: str) -> int | None:
 
 
 def status_view(spool: Spool, task_id: str) -> dict[str, Any]:
-    record = spool.record(task_id)
+    from mofsim_core.eta import EtaBoard
+
+    record = EtaBoard.of(spool.root).annotate(spool.record(task_id))
     return task_view(
         record, queue_position(spool, task_id) if record["status"] == "QUEUED" else None
     )
@@ -130,7 +134,10 @@ def sorted_records(spool: Spool, state: str | None, limit: int) -> list[dict[str
     if limit:
         records = records[:limit]
     places = {q.task_id: i for i, q in enumerate(spool.queued(), start=1)}
-    return [task_view(r, places.get(r["task_id"]), LIST_KEYS) for r in records]
+    from mofsim_core.eta import EtaBoard
+
+    board = EtaBoard.of(spool.root)
+    return [task_view(board.annotate(r), places.get(r["task_id"]), LIST_KEYS) for r in records]
 
 
 def failure_of(record: dict[str, Any]) -> MofsimError:

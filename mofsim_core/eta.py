@@ -129,17 +129,18 @@ class EtaBoard:
         return self._tasks
 
     def annotate(self, record: dict[str, Any]) -> dict[str, Any]:
-        """``record`` with ``estimated_start`` and ``estimated_duration_s``: the board's
-        while the task waits or runs, its own estimate's duration otherwise."""
-        entry = self.tasks().get(str(record.get("task_id"))) or {}
-        status = record.get("status")
-        live = status in ("PENDING", "QUEUED", "ASSIGNED", "RUNNING")
+        """``record`` with ``estimated_start`` and ``estimated_duration_s`` while the task
+        waits or runs (the board's, else the duration its job was estimated at), both
+        None once it ended.  The job's full ``estimate`` is left out: list rows from the
+        mirror do not carry it, and every answer has one shape."""
         out = dict(record)
+        est = out.pop("estimate", None)
+        entry = self.tasks().get(str(record.get("task_id"))) or {}
+        live = record.get("status") in ("PENDING", "QUEUED", "ASSIGNED", "RUNNING")
         out["estimated_start"] = entry.get("estimated_start") if live else None
         duration = entry.get("estimated_duration_s") if live else None
-        if duration is None:
-            est = record.get("estimate")
-            if isinstance(est, dict) and isinstance(est.get("duration_s"), int | float):
-                duration = est["duration_s"]
+        if live and duration is None and isinstance(est, dict):
+            given = est.get("duration_s")
+            duration = given if isinstance(given, int | float) else None
         out["estimated_duration_s"] = duration
         return out

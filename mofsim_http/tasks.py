@@ -87,10 +87,6 @@ TASK_RECORD_SCHEMA: dict[str, Any] = {
             "description": "when the task should start (queue ahead, free slots, estimates)",
         },
         "estimated_duration_s": {"type": ["number", "null"]},
-        "estimate": {
-            "type": ["object", "null"],
-            "description": "the cost estimated at submission: memory_mb, duration_s, ...",
-        },
     },
 }
 _PAGE_QUERY: dict[str, Any] = {
@@ -345,8 +341,9 @@ async def task_logs(request: web.Request) -> web.StreamResponse:
     if sse.wants_sse(request):
         return await _stream(request)
     q = request.query
+    # Always offset/limit paging here (an absent one takes its default).
     limit, offset = svc.page_args(
-        {"limit": q.get("limit", ""), "offset": q.get("offset", "")}, default_size=100
+        {"limit": q.get("limit"), "offset": q.get("offset")}, default_size=100
     )
     spool, _ = _services(request)
     data = await asyncio.to_thread(

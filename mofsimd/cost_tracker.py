@@ -50,6 +50,7 @@ class CostTracker:
         self._sizes: dict[str, tuple[float, float]] = {}  # task_id -> (atoms, pairs)
         self._last_eta = 0.0
         self._last_doc = ""
+        self._members = 0
 
     # -- admission --------------------------------------------------------------------
     def admit(self, job: Job, devices: list[Device]) -> float | None:
@@ -153,8 +154,12 @@ class CostTracker:
         """``running``: (task_id, started); ``queue``: (task_id, not_before) in the
         order the queue is served."""
         now = time.time()
-        if not force and now - self._last_eta < self.interval:
+        # A task joining, starting or leaving is published at once; the passing of time
+        # (a running task past its estimate) at most once per interval.
+        members = hash((tuple(t for t, _ in running), tuple(t for t, _ in queue)))
+        if not force and members == self._members and now - self._last_eta < self.interval:
             return
+        self._members = members
         self._last_eta = now
         live = {t for t, _ in running} | {t for t, _ in queue}
         for gone in [t for t in self.duration if t not in live]:

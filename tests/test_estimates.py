@@ -41,6 +41,13 @@ def _seed_fit(spool: Spool) -> None:
     CostModel(spool.paths.state_dir).add_points(fit_key("lj", "Simulated GPU 0", "float32"), points)
 
 
+def _t(stamp: str | None) -> float:
+    from datetime import datetime
+
+    assert stamp is not None
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
 def _body(content: str) -> dict[str, Any]:
     return {
         "task_type": "single-point-energy",
@@ -167,3 +174,49 @@ def test_an_out_of_memory_failure_asks_for_a_larger_card(tmp_path: Path) -> None
     doc = json.loads((sp.paths.state_dir / "estimates.json").read_text())
     (oom,) = doc["models"]["lj|Simulated GPU|float32"]["oom"]
     assert oom["natoms"] == 106 and oom["memory_mb"] == 24576.0
+
+
+def test_a_queue_behind_a_running_task_shows_its_etas_in_status_and_top(tmp_path: Path) -> None:
+    from mofsim_cli.top_data import LocalSource
+    from mofsim_core.devices import CpuBackend
+    from mofsim_core.eta import EtaBoard
+
+    sp = Spool(tmp_path / "spool")
+    cpu = CpuBackend(1).slots()[0].name
+    # 10 ms per force call at MOF-5's size: 200 steps are about 2 s.
+    points = [
+        {"natoms": n, "pairs": 8 * n, "memory_mb": 1.0 * n, "seconds_per_call": 1e-4 * n}
+        for n in (50, 106, 212, 424)
+    ]
+    CostModel(sp.paths.state_dir).add_points(fit_key("lj", cpu, "float32"), points)
+    body = {
+        "task_type": "optimization",
+        "model": "lj",
+        "structure": {"source": "builtin", "name": "MOF-5"},
+        "parameters": {"max_steps": 199, "fmax": 1e-9, "optimizer": "FIRE"},
+    }
+    with Daemon(sp.root, slots="cpu:1"):
+        wait_for(lambda: snapshot_devices(sp.root), 30, "slot snapshot")
+        first = svc.submit_task(sp, None, body)
+        assert first["estimated_duration_s"] == pytest.approx(200 * 0.0106, abs=0.1)
+        wait_for(lambda: sp.record(first["task_id"])["status"] == "RUNNING", 60, "running")
+        second = svc.submit_task(sp, None, body)["task_id"]
+        third = svc.submit_task(sp, None, body)["task_id"]
+        board = EtaBoard.of(sp.root)
+        wait_for(lambda: third in board.tasks(), 30, "the board")
+        b, c = svc.get_task(sp, second), svc.get_task(sp, third)
+        assert b["estimated_start"] is not None and b["estimated_start"] < c["estimated_start"]
+        assert c["estimated_duration_s"] == pytest.approx(200 * 0.0106, abs=0.1)
+        # The CLI's status and mofsim top say the same.
+        r = CliRunner().invoke(
+            app, ["status", third, "--json", "--spool", str(sp.root)], catch_exceptions=False
+        )
+        shown = json.loads(r.output)
+        # The board is rewritten as the running task goes on: the same within seconds.
+        assert abs(_t(shown["estimated_start"]) - _t(c["estimated_start"])) < 5
+        state = LocalSource(sp).fetch()
+        rows = {row.task_id: row for row in (*state.running, *state.queued)}
+        if third in rows and rows[third].status == "QUEUED":  # still waiting when top looked
+            assert abs(_t(rows[third].estimated_start) - _t(c["estimated_start"])) < 5
+        for tid in (first["task_id"], second, third):
+            wait_for(lambda tid=tid: sp.record(tid)["status"] == "COMPLETED", 120, tid)

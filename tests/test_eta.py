@@ -43,4 +43,7 @@ def test_readers_annotate_live_records_only(tmp_path: Path) -> None:
     got = board.annotate(queued)
     assert got["estimated_start"] == iso(3_000_000.0) and got["estimated_duration_s"] == 12.0
     done = board.annotate({"task_id": "q", "status": "COMPLETED", "estimate": {"duration_s": 9}})
-    assert done["estimated_start"] is None and done["estimated_duration_s"] == 9
+    assert done["estimated_start"] is None and done["estimated_duration_s"] is None
+    assert "estimate" not in done
+    fresh = board.annotate({"task_id": "new", "status": "QUEUED", "estimate": {"duration_s": 9}})
+    assert fresh["estimated_start"] is None and fresh["estimated_duration_s"] == 9
