@@ -210,9 +210,10 @@ def list_from_spool(
 
 
 def query_int(query: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
-    """An integer query parameter within ``[low, high]``, or ``default`` when absent."""
+    """An integer query parameter within ``[low, high]``, or ``default`` when absent
+    (given but empty is not absent: ``?limit=`` is an error, as the schema says)."""
     raw = query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(str(raw))

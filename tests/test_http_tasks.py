@@ -234,6 +234,8 @@ async def test_list_pagination_both_styles_and_filters(client: TestClient) -> No
         ("status=sleeping", "status"),
         ("page_size=0", "page_size"),
         ("limit=abc", "limit"),
+        ("limit=", "limit"),  # given but empty: not the default
+        ("page=", "page"),
         ("order=colour", "order"),
         ("task_type=cooking", "task_type"),
     ]:
