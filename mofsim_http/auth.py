@@ -56,14 +56,19 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def token_of(request: web.Request) -> str | None:
-    key = request.headers.get("X-API-Key")
-    if key:
-        return key.strip()
-    auth = request.headers.get("Authorization", "")
-    scheme, _, value = auth.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return None
+    """The key a request carries; AuthError for an Authorization header that is not
+    ``Bearer KEY``, or for two headers naming different keys (neither is guessed at)."""
+    key = (request.headers.get("X-API-Key") or "").strip() or None
+    auth = request.headers.get("Authorization")
+    bearer = None
+    if auth is not None:
+        scheme, _, value = auth.strip().partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise AuthError("malformed Authorization header: send Authorization: Bearer KEY")
+        bearer = value.strip()
+    if key is not None and bearer is not None and key != bearer:
+        raise AuthError("X-API-Key and Authorization name different keys: send one")
+    return key or bearer
 
 
 def caller_of(request: web.Request) -> Caller:
@@ -168,7 +173,12 @@ def _too_large(request: web.Request, limit: int) -> web.Response:
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     guard = request.app[GUARD_KEY]
     public = _is_public(request)
-    token = token_of(request)
+    try:
+        token = token_of(request)
+    except AuthError:
+        if not public:
+            raise
+        token = None  # health probes answer whatever else a request carries
     key = guard.keys.verify(token) if token else None
     if key is not None:
         request[API_KEY_ID] = key["id"]

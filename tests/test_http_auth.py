@@ -100,8 +100,20 @@ async def test_with_keys_every_request_needs_one(client: TestClient, tmp_path: P
     resp = await client.get("/api/v1/auth/keys", headers={"Authorization": f"bearer {admin_token}"})
     assert resp.status == 200
     assert {k["id"] for k in (await resp.json())["data"]["items"]} == {user["id"], admin["id"]}
-    # The documentation stays public.
+    # Credentials that contradict or do not parse are refused, never guessed at.
+    for headers in (
+        {"X-API-Key": admin_token, "Authorization": "Basic dXNlcjpwdw=="},
+        {"X-API-Key": admin_token, "Authorization": "Bearer"},
+        {"X-API-Key": admin_token, "Authorization": f"Bearer {user_token}"},
+        {"Authorization": admin_token},
+    ):
+        resp = await client.get("/api/v1/auth/keys", headers=headers)
+        assert (resp.status, (await resp.json())["code"]) == (401, 20001), headers
+    same = {"X-API-Key": admin_token, "Authorization": f"Bearer {admin_token}"}
+    assert (await client.get("/api/v1/auth/keys", headers=same)).status == 200
+    # The documentation and the health probes stay public.
     assert (await client.get("/openapi.json")).status == 200
+    assert (await client.get("/healthz", headers={"Authorization": "Basic x"})).status == 200
     # A key made over HTTP works at once and its secret is shown only there.
     resp = await client.post(
         "/api/v1/auth/keys", json={"name": "bot"}, headers={"X-API-Key": admin_token}
