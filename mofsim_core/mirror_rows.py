@@ -214,11 +214,12 @@ def log_from_row(row: dict[str, Any], *, json_decoded: bool = False) -> dict[str
 NEVER_NULL = ("created_at", "task_id")
 
 
-def order_clause(order: str) -> str:
-    """``"created_at desc"`` -> SQL, from a fixed list of columns (never raw input)."""
+def parse_order(order: Any) -> tuple[str, bool]:
+    """``"created_at desc"``, ``"created_at"`` or ``"-created_at"`` -> (column,
+    descending); the one reading of ``order`` for the mirror and the spool alike."""
     parts = order.strip().lower().split() if isinstance(order, str) else []
-    if parts and parts[0].startswith("-"):
-        parts = [parts[0][1:], "desc"] + parts[1:]
+    if len(parts) == 1 and parts[0].startswith("-"):
+        parts = [parts[0][1:], "desc"]
     if (
         not 1 <= len(parts) <= 2
         or parts[0] not in SORTABLE
@@ -228,9 +229,15 @@ def order_clause(order: str) -> str:
             f"invalid order {order!r}: use one of {', '.join(SORTABLE)}, then asc or desc",
             field="order",
         )
-    column = _PRIORITY_ORDER if parts[0] == "priority" else parts[0]
-    direction = parts[1].upper() if len(parts) == 2 else "ASC"
-    if parts[0] in NEVER_NULL:
+    return parts[0], parts[-1] == "desc"
+
+
+def order_clause(order: str) -> str:
+    """``"created_at desc"`` -> SQL, from a fixed list of columns (never raw input)."""
+    name, descending = parse_order(order)
+    column = _PRIORITY_ORDER if name == "priority" else name
+    direction = "DESC" if descending else "ASC"
+    if name in NEVER_NULL:
         # The common case (newest first) must walk the (created_at, task_id) index:
         # a NULLs-last term would force a sort of the whole table on every page.
         return f"{column} {direction}, task_id {direction}"

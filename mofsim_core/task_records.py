@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from mofsim_core.mirror_rows import parse_order
 from spool.errors import (
     MofsimError,
     TaskCancelled,
@@ -174,20 +175,7 @@ def list_from_spool(
 ) -> tuple[list[dict[str, Any]], int]:
     """A page of task records read from the spool itself (when the mirror does not
     answer), filtered and ordered as the mirror's ``list_tasks`` would."""
-    from mofsim_core.mirror import SORTABLE
-
-    parts = order.strip().lower().split()
-    if parts and parts[0].startswith("-"):
-        parts = [parts[0][1:], "desc"]
-    if (
-        not 1 <= len(parts) <= 2
-        or parts[0] not in SORTABLE
-        or parts[-1] not in (parts[0], "asc", "desc")
-    ):
-        raise ValidationError(
-            f"invalid order {order!r}: use one of {', '.join(SORTABLE)}, then asc or desc",
-            field="order",
-        )
+    key, descending = parse_order(order)
     records = [
         r
         for r in spool.records()
@@ -196,11 +184,10 @@ def list_from_spool(
         and (model is None or r["model"] == model)
         and (owner is None or r.get("owner") == owner)
     ]
-    key = parts[0]
     present = sorted(
         (r for r in records if r.get(key) is not None),
         key=lambda r: (str(r[key]) if key != "progress" else r[key], r["task_id"]),
-        reverse=len(parts) == 2 and parts[1] == "desc",
+        reverse=descending,
     )
     ordered = present + [r for r in records if r.get(key) is None]
     return ordered[offset : offset + limit], len(records)

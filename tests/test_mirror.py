@@ -599,3 +599,33 @@ def test_rebuild_keeps_the_owners(db: Mirror) -> None:
     db.rebuild([record("a1", owner="key_a"), record("b1", owner="key_b"), record("n1")])
     assert [t["task_id"] for t in db.list_tasks(owner="key_a")[0]] == ["a1"]
     assert db.get_task("n1")["owner"] is None  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "order, ok",
+    [
+        ("created_at desc", True),
+        ("-created_at", True),
+        ("  Priority   ASC ", True),
+        ("created_at created_at", False),
+        ("-created_at desc", False),
+        ("created_at desc desc", False),
+        ("", False),
+    ],
+)
+def test_the_mirror_and_the_spool_read_order_alike(
+    db: Mirror, tmp_path: Path, order: str, ok: bool
+) -> None:
+    from mofsim_core.task_records import list_from_spool
+    from spool import Spool
+
+    spool = Spool(tmp_path / "spool")
+    for list_ in (
+        lambda: db.list_tasks(order=order),
+        lambda: list_from_spool(spool, None, None, None, 20, 0, order),
+    ):
+        if ok:
+            list_()
+        else:
+            with pytest.raises(ValidationError):
+                list_()
