@@ -123,10 +123,11 @@ class KeyStore:
 
     def create(self, name: str | None = None, admin: bool = False) -> tuple[dict[str, Any], str]:
         """A new key: its public view and the token, which is never stored or shown again."""
-        if name is not None and (len(name) > 100 or not name.isprintable()):
-            raise ValidationError(
-                "key name must be printable, at most 100 characters", field="name"
-            )
+        if name is not None and len(name) > 100:
+            raise ValidationError("key name must be at most 100 characters", field="name")
+        if name is not None:
+            # Shown in terminals and logs: what cannot be printed is kept, escaped.
+            name = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in name)
         key_id = secrets.token_hex(_ID_LEN // 2)
         secret = secrets.token_urlsafe(32)
         salt = secrets.token_hex(16)

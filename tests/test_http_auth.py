@@ -125,6 +125,11 @@ async def test_with_keys_every_request_needs_one(client: TestClient, tmp_path: P
         "/api/v1/auth/keys", json={"admin": "yes"}, headers={"X-API-Key": admin_token}
     )
     assert (await resp.json())["error"]["field"] == "admin"
+    # A name is a label shown in terminals: what cannot be printed is kept, escaped.
+    resp = await client.post(
+        "/api/v1/auth/keys", json={"name": "ci\x1b[2J\n"}, headers={"X-API-Key": admin_token}
+    )
+    assert resp.status == 201 and (await resp.json())["data"]["name"] == "ci\\u001b[2J\\u000a"
     resp = await client.delete(
         f"/api/v1/auth/keys/{made['id']}", headers={"X-API-Key": admin_token}
     )
