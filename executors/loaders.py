@@ -15,7 +15,7 @@ import importlib.metadata
 import platform
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from executors.families import Family, get_family
 from executors.models import ModelSpec, custom_spec, normalize_precision
@@ -146,7 +146,6 @@ def _load_custom(
 def add_d3(calc: Calculator, device: str = "cpu") -> Calculator:
     """torch-dftd D3(BJ), PBE parameters, 40 Bohr cutoff, no three-body term, float32."""
     import torch
-    from ase.calculators.mixing import SumCalculator
     from ase.units import Bohr
     from torch_dftd.torch_dftd3_calculator import TorchDFTD3Calculator
 
@@ -158,9 +157,10 @@ def add_d3(calc: Calculator, device: str = "cpu") -> Calculator:
         abc=False,
         dtype=torch.float32,
     )
-    # SumCalculator derives from ASE's BaseCalculator, not Calculator; atoms and the
-    # optimizers treat both alike.
-    return cast("Calculator", SumCalculator([calc, d3]))
+    from executors.d3 import model_with_d3
+
+    # A SumCalculator that also resets and answers free_energy (MTK NPT asks for it).
+    return model_with_d3(calc, d3)
 
 
 def describe_versions(spec: ModelSpec) -> dict[str, Any]:

@@ -108,7 +108,7 @@ def test_custom_mace_with_built_in_d3_needs_force(tmp_path: Path) -> None:
     with pytest.raises(ValidationError):
         load_calculator(spec, with_d3=True, allow_pickle=True)
     calc = load_calculator(spec, with_d3=True, force_d3=True, allow_pickle=True)
-    assert type(calc).__name__ == "SumCalculator"
+    assert "SumCalculator" in [c.__name__ for c in type(calc).__mro__]
 
 
 def test_broken_custom_file_is_unavailable_with_reason(tmp_path: Path) -> None:
