@@ -144,10 +144,29 @@ def markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         "computed (their coordinates are not shipped).",
         "",
     ]
-    for _, _, label, name in PLOTS:
+    for section, key, label, name in PLOTS:
         if name in plots:
             lines += [f"## {label}", "", f"![{label}: model against DFT]({plots[name]})", ""]
+            lines += per_structure_table(camps, section, key)
     return "\n".join(lines)
+
+
+def per_structure_table(camps: list[dict[str, Any]], section: str, key: str) -> list[str]:
+    """structure | DFT | one value per campaign (blank where it has none)."""
+    values: dict[str, dict[int, float]] = {}
+    dft: dict[str, float] = {}
+    for k, c in enumerate(camps):
+        for pair in c[section][key]:
+            values.setdefault(pair["structure"], {})[k] = pair["model"]
+            dft[pair["structure"]] = pair["dft"]
+    out = [
+        "| structure | DFT | " + " | ".join(c["label"] for c in camps) + " |",
+        "|---|---|" + "---|" * len(camps),
+    ]
+    for name in sorted(values):
+        cells = [_fmt(values[name].get(k), 4) for k in range(len(camps))]
+        out.append(f"| {name} | {_fmt(dft[name], 4)} | " + " | ".join(cells) + " |")
+    return [*out, ""]
 
 
 def html_page(report: dict[str, Any], plots: dict[str, str]) -> str:
