@@ -88,11 +88,13 @@ def normalize_structure(value: Any) -> dict[str, Any]:
     """A structure reference: a dict with ``source``, or the shorthand strings
     ``builtin:NAME`` and a filesystem path."""
     if isinstance(value, str):
+        # Checked as the object it stands for, so that writing the job out and reading
+        # it back gives the same answer ("builtin:" with no name is refused both times).
         if value.startswith("builtin:"):
-            return {"source": "builtin", "name": value.split(":", 1)[1]}
+            return normalize_structure({"source": "builtin", "name": value.split(":", 1)[1]})
         if value.startswith("upload:"):
-            return {"source": "upload", "file_id": value.split(":", 1)[1]}
-        return {"source": "path", "path": value}
+            return normalize_structure({"source": "upload", "file_id": value.split(":", 1)[1]})
+        return normalize_structure({"source": "path", "path": value})
     if not isinstance(value, dict):
         raise ValidationError("structure must be an object or a string", field="structure")
     source = value.get("source")

@@ -11,7 +11,6 @@ import random
 import socket
 import stat
 import threading
-import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import replace
@@ -41,9 +40,12 @@ def validate(job: Job) -> Job:
     return replace(job, task_type=task_type)
 
 
-def admit_all(sp: Spool, validator: Callable[[Job], Job | None] | None = None) -> list[Job]:
+def admit_all(
+    sp: Spool, validator: Callable[[Job], Job | None] | None = None, within: float = 60.0
+) -> list[Job]:
     """Admit until nothing changes (adopted files come back under canonical names), in a
-    thread that must finish: an intake that blocks fails the test instead of hanging it."""
+    thread that must finish within ``within`` seconds: an intake that blocks (on a FIFO,
+    say) fails the test instead of hanging it."""
     jobs: list[Job] = []
 
     def run() -> None:
@@ -56,7 +58,7 @@ def admit_all(sp: Spool, validator: Callable[[Job], Job | None] | None = None) -
 
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
-    worker.join(60)
+    worker.join(within)
     assert not worker.is_alive(), "intake blocked"
     return jobs
 
@@ -210,7 +212,7 @@ def test_an_unexpected_error_rejects_that_file_only(tmp_path: Path) -> None:
 
 # -- fuzz --------------------------------------------------------------------------------
 
-FUZZ_FILES = 5000
+FUZZ_FILES = 10_000
 
 
 def _random_value(rng: random.Random, depth: int = 0) -> Any:
@@ -317,9 +319,8 @@ def test_fuzz_every_dropped_file_ends_queued_or_rejected(tmp_path: Path) -> None
     dropped = len(sp.queued())
     assert dropped == FUZZ_FILES
 
-    started = time.monotonic()
-    jobs = admit_all(sp, validate)
-    assert time.monotonic() - started < 30
+    # Generous: the bound catches a blocked read, not a slow machine.
+    jobs = admit_all(sp, validate, within=900)
 
     # Every file is accounted for: rejected with a reason, adopted (its original kept in
     # the new task's workspace, its job queued under a canonical name), or a canonical
