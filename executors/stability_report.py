@@ -39,10 +39,20 @@ def summarize(
     rmsd = [position_rmsd(frames[0], frame) for frame in frames]
     com = mm.com_drift_series(disp, masses)
     relaxed = stage_run.after_relax
-    final = metal_coordination(frames[-1])
+    errors: list[str] = []
+
+    def measured(atoms: Any) -> dict[str, float]:
+        # A run must not be lost to a structure CrystalNN cannot take (a collapsed cell).
+        try:
+            return metal_coordination(atoms)
+        except Exception as exc:  # noqa: BLE001 - pymatgen raises many kinds
+            errors.append(f"{type(exc).__name__}: {exc}")
+            return {}
+
+    final = measured(frames[-1])
     by_element = {
         "input": coordination_input,
-        "after_relaxation": None if relaxed is None else metal_coordination(relaxed),
+        "after_relaxation": None if relaxed is None else measured(relaxed),
         "final": final,
     }
     element, _ = coordination_change(coordination_input, final)
@@ -91,6 +101,7 @@ def summarize(
             **{k: _overall(v, frames[0]) for k, v in by_element.items()},
             "by_element": by_element,
             "judged_element": element,
+            "errors": errors,
             "reference": "input",
             "method": "CrystalNN (x_diff_weight 1.5, search_cutoff 4.5 A), mean per metal element",
         },
