@@ -102,7 +102,7 @@ class Pace:
     """How long to wait before looking again: ``fast`` while messages flow (a task ends,
     the next is handed over at once), ``slow`` after ``linger`` quiet seconds."""
 
-    def __init__(self, slow: float, fast: float = 0.002, linger: float = 1.0) -> None:
+    def __init__(self, slow: float, fast: float = 0.005, linger: float = 1.0) -> None:
         self.slow = slow
         self.fast = min(fast, slow)
         self.linger = linger
