@@ -15,6 +15,7 @@ with few steps; they are recorded in the campaign file and the report names them
 
 from __future__ import annotations
 
+import fcntl
 import json
 import re
 import time
@@ -109,12 +110,37 @@ def run_campaign(
     Entries refused at submission (a bound, a structure the model cannot take) are
     recorded with the reason and not submitted again unless ``retry_failed``."""
     from executors.models import resolve_model
-    from mofsim_core.task_service import submit_task
 
     key = resolve_model(model, spool.paths.models).key
     cid = campaign_id(key, with_d3, suite)
+    bench_dir(spool).mkdir(parents=True, exist_ok=True)
+    # Two runs of one campaign at once would each submit the missing entries.
+    with open(campaign_file(spool, cid).with_suffix(".lock"), "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValidationError(
+                f"campaign {cid} is being submitted by another process", field="campaign"
+            ) from None
+        return _run_locked(
+            spool, cid, key, suite, data_dir, with_d3, overrides or {}, retry_failed, on_submit
+        )
+
+
+def _run_locked(
+    spool: Spool,
+    cid: str,
+    key: str,
+    suite: str,
+    data_dir: Path,
+    with_d3: bool,
+    overrides: dict[str, dict[str, Any]],
+    retry_failed: bool,
+    on_submit: Callable[[str, dict[str, Any]], None] | None,
+) -> dict[str, Any]:
+    from mofsim_core.task_service import submit_task
+
     path = campaign_file(spool, cid)
-    overrides = overrides or {}
     if path.is_file():
         campaign = load_campaign(spool, cid)
         if overrides and overrides != campaign.get("overrides", {}):

@@ -3,6 +3,7 @@ running anything twice, then reported against the DFT references (CLI files and 
 
 from __future__ import annotations
 
+import fcntl
 import json
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,10 @@ def test_quick_campaign_on_emt_end_to_end(
             sp, model="emt", suite="quick", data_dir=mofsimbench_dir, overrides={"x": {"y": 1}}
         )
     assert err.value.field == "overrides"
+    with open(root / "bench" / f"{cid}.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(ValidationError, match="another process"):
+            run_campaign(sp, model="emt", suite="quick", data_dir=mofsimbench_dir)
 
     def finished() -> bool:
         return all(sp.record(t)["status"] in ("COMPLETED", "FAILED") for t in ids.values())
