@@ -87,7 +87,8 @@ def executor_view(ex: Any, control_request: str | None = None) -> dict[str, Any]
         # Every reader that shows a slot's name (top, system gpus) shows the pilot's job.
         where = f" on {pilot['node']}" if pilot.get("node") and state != "pending" else ""
         why = f" ({pilot['reason']})" if pilot.get("reason") else ""
-        view["name"] = f"Slurm job {pilot.get('job_id')}{where}, {pilot.get('state')}{why}"
+        job = f"Slurm job {pilot['job_id']}" if pilot.get("job_id") else "Slurm submission"
+        view["name"] = f"{job}{where}, {pilot.get('state')}{why}"
     return view
 
 

@@ -24,6 +24,7 @@ import contextlib
 import shlex
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,30 @@ from spool.errors import DeviceUnavailable, MofsimError
 MAX_SUBMIT_PER_TICK = 4
 
 
+@dataclass
+class RejectedSubmission:
+    """Not a pilot: what the slot snapshot shows while sbatch refuses to submit one
+    (an invalid partition, account or option), with Slurm's words."""
+
+    reason: str
+    slot: Slot = field(default_factory=lambda: Slot("slurm:rejected", "cpu", 0, "", None))
+    proc: None = None
+    alive: bool = False
+    ready: bool = False
+    current: None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    loaded_models: list[str] = field(default_factory=list)
+
+    @property
+    def slot_id(self) -> str:
+        return self.slot.slot_id
+
+    @property
+    def pilot(self) -> dict[str, Any]:
+        return {"job_id": None, "state": "REJECTED", "reason": self.reason, "node": None}
+
+
 class SlurmPilots:
     def __init__(self, sup: Any, settings: SlurmSettings) -> None:
         self.sup = sup
@@ -49,9 +74,17 @@ class SlurmPilots:
         self.name = pilot_channel.job_name(self.root)
         self.pilots: dict[str, PilotExecutor] = {}  # job id -> pilot
         self.error: str | None = None  # the last Slurm command that failed, and why
+        self.rejected: str | None = None  # why sbatch refused the last submission
         self._polled = 0.0
         self._submit_failed_at = 0.0
         self._too_long: set[str] = set()  # task ids already told no pilot fits them
+
+    def visible(self, executors: dict[str, Any]) -> list[Any]:
+        """The executors, and a line for a submission sbatch refused (the snapshot)."""
+        shown: list[Any] = list(executors.values())
+        if self.rejected is not None:
+            shown.append(RejectedSubmission(self.rejected))
+        return shown
 
     # -- start and stop ----------------------------------------------------------------
     async def start(self) -> None:
@@ -245,11 +278,11 @@ class SlurmPilots:
         try:
             job_id = slurm_cli.submit(self.script(), options)
         except DeviceUnavailable as exc:
-            self.error = exc.message
+            self.error = self.rejected = exc.message
             self._submit_failed_at = t0
             logger.warning("slurm: cannot submit a pilot: {}", exc.message)
             return False
-        self.error = None
+        self.error = self.rejected = None
         pilot = self._add(job_id, adopted=False, submitted_at=t0)
         logger.info("slurm: pilot {} submitted in {:.2f} s", job_id, time.time() - t0)
         asyncio.ensure_future(pilot.start())

@@ -174,7 +174,8 @@ class Supervisor:
                 self.wake.clear()
                 try:
                     self.tick()
-                    self.slot_state.update(self.executors, self.backend, self.model_control.busy)
+                    shown = self.pilots.visible(self.executors) if self.pilots else self.executors
+                    self.slot_state.update(shown, self.backend, self.model_control.busy)
                     self._publish_eta()
                     self.ops.tick(self)
                 except Exception as exc:

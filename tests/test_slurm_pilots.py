@@ -281,3 +281,19 @@ def test_pilots_take_no_task_their_time_limit_would_cut_and_leave_before_it(
         assert any("No Slurm pilot can run this task" in m for m in said)
     finally:
         d.stop()
+
+
+def test_a_submission_slurm_refuses_is_shown_with_its_reason(spool: Spool) -> None:
+    config = {**FAST, "min_pilots": 1, "partition": "nosuchpartition"}
+    d = Daemon(spool.root, "slurm", slurm=config).start()
+    try:
+        (shown,) = wait_for(
+            lambda: [s for s in _slots(spool) if s.get("pilot", {}).get("state") == "REJECTED"],
+            30,
+            "the refused submission in the snapshot",
+        )
+        assert "invalid partition" in shown["pilot"]["reason"].lower()
+        assert shown["name"].startswith("Slurm submission, REJECTED (sbatch failed")
+        assert shown["state"] == "down" and not _pilots(spool)
+    finally:
+        d.stop()
