@@ -57,7 +57,7 @@ def daemon(
         str | None,
         typer.Option(
             "--slots",
-            help="auto | cpu:N | simulate:N | GPU indices such as 0,1,3.",
+            help="auto | cpu:N | simulate:N | slurm | GPU indices such as 0,1,3.",
             show_default=False,
         ),
     ] = None,
