@@ -44,6 +44,13 @@ class SlurmSettings:
     # Slurm reports ended is taken for gone.
     poll_s: float = 2.0
     heartbeat_stale_s: float = 10.0
+    # An idle pilot that hears nothing from the daemon this long (the daemon is gone and
+    # not back: on_stop = "keep" without a restart, a crash) leaves; 0: never.
+    abandon_after_s: float = 900.0
+
+    @property
+    def ping_every_s(self) -> float:
+        return max(0.5, min(30.0, self.abandon_after_s / 4))
 
     def __post_init__(self) -> None:
         if self.on_stop not in ON_STOP:

@@ -45,6 +45,7 @@ class Pilot:
         large_structure_atoms: int = 2000,
         poll_s: float = 0.02,
         heartbeat_s: float = 1.0,
+        abandon_after_s: float = 0.0,
     ) -> None:
         self.spool_root = spool_root
         self.job_id = job_id
@@ -52,6 +53,10 @@ class Pilot:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.pace = pilot_channel.Pace(poll_s)
         self.heartbeat_s = heartbeat_s
+        # The daemon pings its pilots; one that hears nothing this long while idle takes
+        # the daemon for gone for good and frees its allocation (0: never).
+        self.abandon_after_s = abandon_after_s
+        self.last_word = time.monotonic()
         gpus = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
         self.gpus = gpus if gpus and gpus not in ("NoDevFiles", "-1") else ""
         kind: SlotKind = "nvml" if self.gpus else "cpu"
@@ -147,8 +152,17 @@ class Pilot:
         while not self.done.is_set():
             for cmd in inbox.read():
                 self.pace.touch()
+                self.last_word = time.monotonic()
                 self._handle(cmd)
             now = time.monotonic()
+            quiet = now - self.last_word
+            if self.abandon_after_s and self.current is None and quiet > self.abandon_after_s:
+                print(
+                    f"pilot {self.job_id}: no word from the daemon for {quiet:.0f} s; leaving",
+                    file=sys.stderr,
+                )
+                self.leaving = True
+                break
             if now - beat >= self.heartbeat_s:
                 self._heartbeat()
                 beat = now
@@ -172,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-atoms", type=int, default=DEFAULT_MAX_ATOMS)
     ap.add_argument("--large-structure-atoms", type=int, default=2000)
     ap.add_argument("--poll-s", type=float, default=0.02)
+    ap.add_argument("--abandon-after-s", type=float, default=0.0)
     args = ap.parse_args(argv)
     if not args.job_id:
         print("mofsimd.pilot_agent: no SLURM_JOB_ID; run it through sbatch", file=sys.stderr)
@@ -184,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         max_atoms=args.max_atoms,
         large_structure_atoms=args.large_structure_atoms,
         poll_s=args.poll_s,
+        abandon_after_s=args.abandon_after_s,
     )
     asyncio.run(pilot.run())
     return 0

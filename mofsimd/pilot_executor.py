@@ -60,6 +60,7 @@ class PilotExecutor:
     idle_since: float = field(default_factory=time.time)
     submitted_at: float = field(default_factory=time.time)
     first_ready_at: float | None = None
+    pinged_at: float = 0.0  # time.monotonic() of the last ping sent
     _last_claim: Path | None = None
     _reader: asyncio.Task[None] | None = None
     _pace: pilot_channel.Pace | None = None

@@ -130,6 +130,19 @@ class SlurmPilots:
         self._retire()
         if not self.sup.stopping:
             self._scale(queue)
+            self._ping()
+
+    def _ping(self) -> None:
+        """Tell the running pilots the daemon is here (see ``abandon_after_s``)."""
+        if not self.settings.abandon_after_s:
+            return
+        now = time.monotonic()
+        for pilot in self.pilots.values():
+            alive = pilot.alive and not pilot.leaving
+            if alive and now - pilot.pinged_at >= self.settings.ping_every_s:
+                pilot.pinged_at = now
+                with contextlib.suppress(OSError, RuntimeError):
+                    pilot.send({"type": "ping"})
 
     def _poll(self) -> None:
         self._polled = time.monotonic()
@@ -313,6 +326,8 @@ class SlurmPilots:
             str(cfg.max_atoms),
             "--large-structure-atoms",
             str(cfg.large_structure_atoms),
+            "--abandon-after-s",
+            str(s.abandon_after_s),
         ]
         lines.append(f"exec {python} -m mofsimd.pilot_agent {shlex.join(args)}")
         return "\n".join(lines) + "\n"

@@ -297,3 +297,29 @@ def test_a_submission_slurm_refuses_is_shown_with_its_reason(spool: Spool) -> No
         assert shown["state"] == "down" and not _pilots(spool)
     finally:
         d.stop()
+
+
+def test_a_pilot_its_daemon_abandoned_leaves_and_one_pinged_stays(spool: Spool) -> None:
+    config = {**FAST, "min_pilots": 1, "on_stop": "keep", "abandon_after_s": 4.0}
+    d = Daemon(spool.root, "slurm", slurm=config).start()
+    try:
+        wait_for(lambda: [s for s in _slots(spool) if s["state"] == "idle"], 60, "a ready pilot")
+        (job_id,) = _pilots(spool)
+        ready_at = pilot_channel.read_heartbeat(pilot_channel.pilot_dir(spool.root, job_id))
+        assert ready_at is not None
+        # Twice the abandon time with the daemon there: the pings keep it.
+        wait_for(
+            lambda: (
+                (
+                    pilot_channel.read_heartbeat(pilot_channel.pilot_dir(spool.root, job_id)) or {}
+                ).get("t", 0)
+                > ready_at["t"] + 8
+            ),
+            30,
+            "8 s of heartbeats",
+        )
+        assert _pilots(spool)[job_id].state == "RUNNING"
+    finally:
+        d.stop()
+    assert _pilots(spool)[job_id].state == "RUNNING"  # kept for a next daemon
+    _wait_states(spool, {"COMPLETED"})  # which does not come: it leaves by itself
