@@ -323,3 +323,24 @@ def test_a_pilot_its_daemon_abandoned_leaves_and_one_pinged_stays(spool: Spool) 
         d.stop()
     assert _pilots(spool)[job_id].state == "RUNNING"  # kept for a next daemon
     _wait_states(spool, {"COMPLETED"})  # which does not come: it leaves by itself
+
+
+def test_timeouts_and_cancels_end_tasks_on_a_pilot_which_serves_on(spool: Spool) -> None:
+    d = Daemon(spool.root, "slurm", slurm={**FAST, "max_pilots": 1}).start()
+    try:
+        timed = slow_job(options={"timeout": 3})
+        spool.submit(timed)
+        wait_for(lambda: status(spool, timed.task_id) == "TIMEOUT", 60, "the timeout")
+        cancelled = slow_job()
+        spool.submit(cancelled)
+        wait_for(lambda: status(spool, cancelled.task_id) == "RUNNING", 30, "the second task")
+        spool.request_cancel(cancelled.task_id)
+        wait_for(lambda: status(spool, cancelled.task_id) == "CANCELLED", 30, "the cancel")
+        after = quick_job()
+        spool.submit(after)
+        wait_for(lambda: status(spool, after.task_id) == "COMPLETED", 30, "a task after")
+        # One pilot did all three: its executor was replaced, the Slurm job stayed.
+        assert len(_pilots(spool)) == 1
+        assert len({_slot_of(spool, j.task_id) for j in (timed, cancelled, after)}) == 1
+    finally:
+        d.stop()
