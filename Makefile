@@ -6,7 +6,7 @@ LINT_VENV ?= .venv-lint
 LINT_STAMP := $(LINT_VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint docs bench-throughput bench-latency bench-chaos bench-slurm slurm-up clean
+.PHONY: install demo test lint docs bench-throughput bench-latency bench-chaos bench-slurm bench-estimates slurm-up clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -53,6 +53,11 @@ bench-chaos: $(STAMP)
 # Pilots on the local Slurm (make slurm-up first) against local cpu:N slots.
 bench-slurm: $(STAMP)
 	$(PY) bench/slurm_scale.py --jobs 500 --pilots 1,2,4
+
+# Held-out errors of the memory and time estimates (SevenNet-0; SLOT=gpu0 for a GPU).
+SLOT ?= cpu
+bench-estimates: $(STAMP)
+	$(PY) bench/estimates.py --slot $(SLOT)
 
 # A single-node Slurm on this machine for the Slurm backend (root; see scripts/slurm-up).
 slurm-up:

@@ -7,10 +7,11 @@ neighbour pairs within the model's cutoff, peak memory (MiB) and seconds per for
 The fit is ordinary and explainable: ``y = a + b*atoms + c*pairs`` by least squares on
 relative errors (big and small systems count alike), reweighted twice so that a point
 far off the line (a machine busy with something else) weighs less (Huber weights), with
-the slopes kept non-negative (a negative slope is dropped and the rest refitted).  The
-memory estimate adds a safety margin: the 90th percentile of the fit's relative
-residuals, at least ``MIN_MARGIN``.  A task that ran out of memory on a card leaves a
-floor: anything at least as large needs more than that card had.
+every coefficient kept non-negative (a negative one is dropped and the rest refitted;
+the best of those wins).  The memory estimate adds a safety margin: the 90th
+percentile of the fit's relative residuals, at least ``MIN_MARGIN``.  A task that ran
+out of memory on a card leaves a floor: anything at least as large needs more than that
+card had.
 
 Force calls per task come from its parameters (``call_bound``: steps, points, stages)
 times the median ratio of actual to bound of past tasks of the same type and protocol.
@@ -97,8 +98,9 @@ def fit_line(points: Iterable[tuple[Any, Any, Any]]) -> Line | None:
     ys = [y for _, _, y in pts]
     best: tuple[float, list[float]] | None = None
     # Intercept always; then the slopes, dropping one that comes out negative.
-    for cols in ((1, 2), (1,), (2,)):
-        rows = [[1.0, *[(a, p)[c - 1] for c in cols]] for a, p, _ in pts]
+    # Column 0 is the intercept; a fit with a negative one is tried again through zero.
+    for cols in ((0, 1, 2), (0, 1), (0, 2), (1, 2), (1,), (2,)):
+        rows = [[(1.0, a, p)[c] for c in cols] for a, p, _ in pts]
         weights = [1.0 / (y * y) for y in ys]  # relative errors
         coef: list[float] | None = None
         for _ in range(3):
@@ -113,17 +115,16 @@ def fit_line(points: Iterable[tuple[Any, Any, Any]]) -> Line | None:
             weights = [
                 (1.0 if r <= cut else cut / r) / (y * y) for r, y in zip(res, ys, strict=True)
             ]
-        if coef is None or any(v < 0 for v in coef[1:]):
+        if coef is None or any(v < 0 for v in coef):
             continue
         full = [0.0, 0.0, 0.0]
-        full[0] = coef[0]
-        for c, v in zip(cols, coef[1:], strict=True):
+        for c, v in zip(cols, coef, strict=True):
             full[c] = v
         err = _median([abs(_eval(full, a, p) - y) / y for a, p, y in pts])
         if best is None or err < best[0] - 1e-9:
             best = (err, full)
-        if cols == (1, 2):
-            break  # both slopes non-negative: the full model it is
+        if cols == (0, 1, 2):
+            break  # every coefficient non-negative: the full model it is
     if best is None:
         return None
     full = best[1]

@@ -122,3 +122,10 @@ def test_a_result_without_a_measurement_teaches_nothing(tmp_path: Path) -> None:
     assert costs.learn(result, "single-point-energy", {}) is True
     assert costs.keys() == ["m|Xeon|float32"]
     assert device_key("NVIDIA H200") == "NVIDIA H200"
+
+
+def test_a_negative_intercept_is_dropped_too() -> None:
+    # Time that grows faster than linearly looks like a negative intercept to a line.
+    pts = [(100.0, 4000.0, 1.0), (200.0, 8000.0, 3.0), (400.0, 16000.0, 8.0)]
+    line = fit_line(pts)
+    assert line is not None and line.a == 0.0 and line(100, 4000) > 0
