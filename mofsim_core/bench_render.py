@@ -15,6 +15,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+UNFINISHED = ("PENDING", "QUEUED", "ASSIGNED", "RUNNING", "NOT_SUBMITTED")
 PLOTS = (
     ("optimization", "volume_vs_dft", "Relaxed cell volume (Å³)", "parity_volume.png"),
     ("bulk_modulus", "pairs", "Bulk modulus B0 (GPa)", "parity_bulk_modulus.png"),
@@ -42,6 +43,15 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
         (
             "tasks completed / planned",
             [f"{c['states'].get('COMPLETED', 0)} / {c['entries']}" for c in camps],
+        ),
+        (
+            "tasks failed / refused / not finished",
+            [
+                f"{c['states'].get('FAILED', 0) + c['states'].get('TIMEOUT', 0)} / "
+                f"{c['states'].get('REFUSED', 0)} / "
+                f"{sum(v for k, v in c['states'].items() if k in UNFINISHED)}"
+                for c in camps
+            ],
         ),
         ("optimization: converged", [_pct(c["optimization"]["converged_fraction"]) for c in camps]),
         (

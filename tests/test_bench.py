@@ -134,6 +134,7 @@ def test_quick_campaign_on_emt_end_to_end(
     assert "| metric | emt (quick) |" in md
     rows = {line.split(" | ")[0].strip("| "): line for line in md.splitlines() if "|" in line}
     assert rows["bulk modulus: MAE (GPa) (n)"].endswith(" (1) |")
+    assert rows["tasks failed / refused / not finished"].endswith("| 0 / 12 / 0 |")
     summary = [line for line in md.split("## ")[0].splitlines() if line.startswith("|")]
     assert all(line.count("|") == 3 for line in summary)  # one column per campaign
     assert "| HKUST-1_primitive | 23.58 |" in md  # the per-structure table
