@@ -15,7 +15,14 @@ from typing import Annotated, Any
 
 import typer
 
-from mofsim_cli.options import JsonOpt, SpoolOpt, open_spool
+from mofsim_cli.options import (
+    ApiKeyOpt,
+    JsonOpt,
+    ServerOpt,
+    SpoolOpt,
+    from_command_line,
+    open_spool,
+)
 from mofsim_cli.output import command
 from spool.errors import ValidationError
 
@@ -140,11 +147,16 @@ def bench_report(
     ] = Path("mofsim-bench-report"),
     as_json: JsonOpt = False,
     spool: SpoolOpt = None,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """The paper's metrics against DFT, models side by side (Markdown, HTML, PNG)."""
     from mofsim_core.bench_render import render_files
     from mofsim_core.bench_report import compare
 
+    if server is not None and not from_command_line("spool"):
+        _remote_report(server, api_key, campaigns or [], out, as_json)
+        return
     sp = open_spool(spool)
     report = compare(sp, campaigns or None)
     written = render_files(report, out)
@@ -153,6 +165,25 @@ def bench_report(
         return
     typer.echo(written["markdown"].read_text())
     typer.echo(f"written: {', '.join(str(p) for p in written.values())}")
+
+
+def _remote_report(
+    server: str, api_key: str | None, campaigns: list[str], out: Path, as_json: bool
+) -> None:
+    """The server's report: report.md and report.html (plots inlined) in ``out``."""
+    from mofsim_cli.remote import translated
+    from mofsim_client import MOFSimClient
+
+    params = {"campaign": ",".join(campaigns)} if campaigns else None
+    with translated(), MOFSimClient(server, api_key=api_key) as client:
+        data = client.request("GET", "bench/report", params=params, timeout=600)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(data["markdown"])
+    (out / "report.html").write_text(data["html"])
+    if as_json:
+        typer.echo(json.dumps(data["report"]))
+        return
+    typer.echo(f"written: {out / 'report.md'}, {out / 'report.html'}")
 
 
 def register(app: typer.Typer) -> None:

@@ -152,3 +152,8 @@ def test_quick_campaign_on_emt_end_to_end(
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     missing = httpx.get(f"{live_server.url}/api/v1/bench/report?campaign=nope", timeout=60)
     assert missing.status_code == 404
+
+    remote = tmp_path / "remote"
+    _cli("bench", "report", "--out", str(remote), "--server", live_server.url)
+    assert "| metric | emt (quick) |" in (remote / "report.md").read_text()
+    assert "data:image/png;base64," in (remote / "report.html").read_text()
