@@ -118,8 +118,14 @@ class SlurmPilots:
             except DeviceUnavailable as exc:
                 logger.warning("slurm: cannot cancel pilots: {}", exc.message)
         elif self.settings.on_stop == "drain":
+            # Running pilots end their jobs themselves; ones still pending serve nobody.
+            waiting = [p.job_id for p in live if not p.alive]
             for pilot in live:
                 pilot.leave()
+            try:
+                slurm_cli.cancel(waiting)
+            except DeviceUnavailable as exc:
+                logger.warning("slurm: cannot cancel pending pilots: {}", exc.message)
         for pilot in self.pilots.values():
             await pilot.stop()
 

@@ -469,8 +469,8 @@ class Supervisor:
                 )
             else:
                 self._retry_or_fail(task, f"executor {ex.slot_id} died (exit code {code})")
-        if self.stopping:
-            return
+        if self.stopping or getattr(ex, "gone", False):
+            return  # a Slurm pilot whose job ended is not restarted: others are submitted
         ex.restarts += 1
         # A slot that dies straight after starting is not restarted in a hot loop.
         delay = 0.0 if time.time() - ex.started_at > 30 else min(30.0, 2.0 ** min(ex.restarts, 5))

@@ -344,3 +344,13 @@ def test_timeouts_and_cancels_end_tasks_on_a_pilot_which_serves_on(spool: Spool)
         assert len({_slot_of(spool, j.task_id) for j in (timed, cancelled, after)}) == 1
     finally:
         d.stop()
+
+
+def test_a_daemon_stopped_with_drain_lets_its_pilots_leave(spool: Spool) -> None:
+    config = {**FAST, "min_pilots": 1, "on_stop": "drain"}
+    d = Daemon(spool.root, "slurm", slurm=config).start()
+    try:
+        wait_for(lambda: [s for s in _slots(spool) if s["state"] == "idle"], 60, "a ready pilot")
+    finally:
+        d.stop()
+    _wait_states(spool, {"COMPLETED"})  # ended by itself, not cancelled
