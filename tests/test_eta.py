@@ -47,3 +47,44 @@ def test_readers_annotate_live_records_only(tmp_path: Path) -> None:
     assert "estimate" not in done
     fresh = board.annotate({"task_id": "new", "status": "QUEUED", "estimate": {"duration_s": 9}})
     assert fresh["estimated_start"] is None and fresh["estimated_duration_s"] == 9
+
+
+def test_mira_minutes_come_from_the_estimates() -> None:
+    from datetime import UTC, datetime
+
+    from mofsim_core.mira_shapes import mira_task
+
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    queued = mira_task(
+        {
+            "task_id": "q",
+            "status": "QUEUED",
+            "estimated_start": "2026-01-01T12:10:00Z",
+            "estimated_duration_s": 300.0,
+        },
+        now,
+    )
+    assert queued["estimated_time_minutes"] == 5.0
+    assert queued["estimated_remaining_minutes"] == 15.0  # 10 waiting, 5 running
+    running = mira_task(
+        {
+            "task_id": "r",
+            "status": "RUNNING",
+            "started_at": "2026-01-01T11:58:00Z",
+            "estimated_duration_s": 300.0,
+            "progress": 0.9,
+        },
+        now,
+    )
+    assert running["estimated_remaining_minutes"] == 3.0
+    # Without an estimate: the progress so far, as before.
+    plain = mira_task(
+        {
+            "task_id": "p",
+            "status": "RUNNING",
+            "started_at": "2026-01-01T11:58:00Z",
+            "progress": 0.5,
+        },
+        now,
+    )
+    assert plain["estimated_time_minutes"] is None and plain["estimated_remaining_minutes"] == 2.0
