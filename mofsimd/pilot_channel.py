@@ -99,8 +99,11 @@ class Tail:
 
 
 class Pace:
-    """How long to wait before looking again: ``fast`` while messages flow (a task ends,
-    the next is handed over at once), ``slow`` after ``linger`` quiet seconds."""
+    """How long to wait before looking again: 1 ms just after a message (a task ended,
+    the next is handed over within milliseconds), ``fast`` while messages flow, ``slow``
+    after ``linger`` quiet seconds."""
+
+    BURST_S = 0.05
 
     def __init__(self, slow: float, fast: float = 0.005, linger: float = 1.0) -> None:
         self.slow = slow
@@ -112,7 +115,10 @@ class Pace:
         self._active = time.monotonic()
 
     def wait(self) -> float:
-        return self.fast if time.monotonic() - self._active < self.linger else self.slow
+        quiet = time.monotonic() - self._active
+        if quiet < self.BURST_S:
+            return min(0.001, self.fast)
+        return self.fast if quiet < self.linger else self.slow
 
 
 def write_heartbeat(directory: Path, doc: dict[str, Any]) -> None:
