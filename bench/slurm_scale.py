@@ -5,14 +5,17 @@ jobs (EMT single points on a small cell by default) run
 
   (a) through 1, 2 and 4 pilots (``slots = "slurm"``, min_pilots = max_pilots = P),
       measured once every pilot is up and warm;
-  (b) through local ``cpu:P`` slots of a daemon on the same machine.
+  (b) through local ``cpu:P`` slots of a daemon on the same machine,
+
+both daemons running side by side and their batches taking turns, so that a machine
+whose load drifts weighs on both alike.
 
 Printed per P: jobs/s of both and their ratio (target >= 0.9 once pilots are up), then
 the median delay from a job file appearing to a pilot starting it while a pilot is idle
 (target < 100 ms), and the delay when no pilot runs: sbatch, Slurm's scheduling, the
 pilot's start-up and its first model load (reported, not a target).
 
-    python bench/slurm_scale.py [--jobs 500] [--pilots 1,2,4] [--model emt]
+    python bench/slurm_scale.py [--jobs 500] [--pilots 1,2,4] [--runs 3] [--model emt]
                                 [--delay-samples 20]
 """
 
@@ -109,23 +112,31 @@ def _delay(sp: Spool, model: str, structure: dict[str, Any], samples: int) -> li
     return delays
 
 
-def run(slots: str, pilots: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    sp = Spool(workdir / f"spool-{slots.replace(':', '')}-{pilots}")
+def compare(pilots: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Both daemons up and warm at once, then batches in turn (pilots, local, pilots...):
+    a machine whose load drifts weighs on both alike.  Median rates of ``args.runs``."""
+    remote = Spool(workdir / f"spool-slurm-{pilots}")
+    local = Spool(workdir / f"spool-cpu-{pilots}")
     structure = _structure()
     slurm = {**FAST, "min_pilots": pilots, "max_pilots": pilots}
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"slurm": [], "local": []}
     try:
-        with BackgroundDaemon(sp.root, slots, rescan_interval_s=1.0, slurm=slurm):
-            _warm(sp, args.model, structure, pilots)
-            out["rate"] = _rate(sp, args.model, structure, args.jobs)
-            if slots == "slurm" and pilots == 1:
-                out["idle_delay_ms"] = _delay(sp, args.model, structure, args.delay_samples)
+        with (
+            BackgroundDaemon(remote.root, "slurm", rescan_interval_s=1.0, slurm=slurm),
+            BackgroundDaemon(local.root, f"cpu:{pilots}", rescan_interval_s=1.0),
+        ):
+            _warm(remote, args.model, structure, pilots)
+            _warm(local, args.model, structure, pilots)
+            for _ in range(args.runs):
+                out["slurm"].append(_rate(remote, args.model, structure, args.jobs))
+                out["local"].append(_rate(local, args.model, structure, args.jobs))
+            if pilots == 1:
+                out["idle_delay_ms"] = _delay(remote, args.model, structure, args.delay_samples)
     finally:
-        if slots == "slurm":
-            live = [
-                i for i, j in slurm_cli.query(pilot_channel.job_name(sp.root)).items() if j.live
-            ]
-            slurm_cli.cancel(live)
+        live = [
+            i for i, j in slurm_cli.query(pilot_channel.job_name(remote.root)).items() if j.live
+        ]
+        slurm_cli.cancel(live)
     return out
 
 
@@ -158,19 +169,19 @@ def main() -> int:
     ap.add_argument("--pilots", default="1,2,4")
     ap.add_argument("--model", default="emt")
     ap.add_argument("--delay-samples", type=int, default=20)
+    ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     counts = [int(x) for x in args.pilots.split(",")]
     with tempfile.TemporaryDirectory(prefix="mofsim-slurm-bench-") as tmp:
         work = Path(tmp)
-        print(f"{args.jobs} {args.model} single points per run")
+        print(f"{args.jobs} {args.model} single points per run, median of {args.runs} runs")
         print(f"{'P':>3} {'pilots jobs/s':>14} {'cpu:P jobs/s':>13} {'ratio':>6}")
         delays: list[float] = []
         for p in counts:
-            remote = run("slurm", p, args, work)
-            local = run(f"cpu:{p}", p, args, work)
-            delays += remote.get("idle_delay_ms", [])
-            ratio = remote["rate"] / local["rate"]
-            print(f"{p:>3} {remote['rate']:>14.1f} {local['rate']:>13.1f} {ratio:>6.2f}")
+            got = compare(p, args, work)
+            delays += got.get("idle_delay_ms", [])
+            remote, local = statistics.median(got["slurm"]), statistics.median(got["local"])
+            print(f"{p:>3} {remote:>14.1f} {local:>13.1f} {remote / local:>6.2f}")
         if delays:
             print(
                 f"job file -> start on an idle pilot: median {statistics.median(delays):.0f} ms,"
