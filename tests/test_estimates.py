@@ -220,3 +220,23 @@ def test_a_queue_behind_a_running_task_shows_its_etas_in_status_and_top(tmp_path
             assert abs(_t(rows[third].estimated_start) - _t(c["estimated_start"])) < 5
         for tid in (first["task_id"], second, third):
             wait_for(lambda tid=tid: sp.record(tid)["status"] == "COMPLETED", 120, tid)
+
+
+def test_calibrate_measures_a_ladder_on_the_named_slot_and_stores_its_fit(tmp_path: Path) -> None:
+    root = tmp_path / "spool"
+    env = {"MOFSIM_SLOTS": "simulate:2"}
+    argv = ["models", "calibrate", "lj", "--slot", "sim1", "--max-atoms", "500", "--json"]
+    r = CliRunner().invoke(app, [*argv, "--spool", str(root)], env=env, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["fit"] == "lj|Simulated GPU|float32" and doc["device"] == "Simulated GPU 1"
+    assert [p["natoms"] for p in doc["points"]] == [106, 212, 424]
+    assert all(p["seconds_per_call"] > 0 and p["pairs"] > 0 for p in doc["points"])
+    stored = json.loads((root / "state" / "estimates.json").read_text())
+    assert len(stored["models"]["lj|Simulated GPU|float32"]["points"]) == len(
+        [p for p in doc["points"] if p["memory_mb"]]
+    )
+    bad = CliRunner().invoke(
+        app, ["models", "calibrate", "lj", "--slot", "gpu7", "--spool", str(root)], env=env
+    )
+    assert bad.exit_code == 1 and "error 40001: no slot 'gpu7'" in bad.output
