@@ -244,6 +244,7 @@ class Supervisor:
     def _admit_queue(self) -> list[QueuedJob]:
         out: list[QueuedJob] = []
         seen: set[str] = set()
+        devices: list[tuple[str, float]] | None = None  # read once a turn, when needed
         for q in self.spool.queued():
             seen.add(q.name)
             header = self._headers.get(q.name)
@@ -253,7 +254,8 @@ class Supervisor:
                     continue
                 try:
                     job = self.life.validate(job)
-                    self.costs.admit(job, self._devices())
+                    devices = self._devices() if devices is None else devices
+                    self.costs.admit(job, devices)
                 except MofsimError as exc:
                     self._fail_at_admission(q.path, job, exc)
                     continue
