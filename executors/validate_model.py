@@ -113,7 +113,8 @@ def convert(
 
     family = family_of(spec)
     if family.to_safe_form is None or family.load_safe_form is None:
-        return {"written": False, "reason": f"{family.label} uploads load weights-only as they are"}
+        # Nothing to write: executors read such uploads weights-only as they are.
+        return {"written": False, "as_uploaded": True}
     try:
         family.to_safe_form(calc, folder)
     except Unconvertible as exc:

@@ -280,6 +280,16 @@ def models_upload(
     out.hint(f"Validate it next: mofsim models validate {info.get('model_id')}")
 
 
+def _runs_from(safe: Any) -> str:
+    """Where executors will run a validated upload (see the README's Models)."""
+    if isinstance(safe, dict) and safe.get("written"):
+        return "its weights-only form"
+    if isinstance(safe, dict) and safe.get("as_uploaded"):
+        return "its file, read weights-only"
+    reason = safe.get("reason") if isinstance(safe, dict) else None
+    return "the sandbox" + (f" ({reason})" if reason else "")
+
+
 def _custom_rows(info: dict[str, Any]) -> list[tuple[str, Any]]:
     return [
         ("Model id", info.get("model_id")),
@@ -323,6 +333,7 @@ def models_validate(
         ("Tested on", check.get("tested_formula")),
         ("Energy (eV)", check.get("energy_eV")),
         ("Elements", " ".join(check.get("model_elements") or []) or None),
+        ("Runs from", _runs_from(check.get("safe_form")) if verdict.get("valid") else None),
         ("Seconds", check.get("wall_seconds")),
     ]
     if error:

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from executors.families import get_family
 from executors.models import (
     CUSTOM_PREFIX,
     ModelSpec,
@@ -79,7 +80,11 @@ def custom_public(meta: dict[str, Any], models_root: Path) -> dict[str, Any]:
     out["model_key"] = CUSTOM_PREFIX + model_id
     verdict = read_verdict(models_root, model_id)
     out["validated"] = model_trusted(models_root, model_id)
-    out["weights_only"] = trusted_form(models_root, model_id) is not None
+    # Executors read it without running code: its weights-only form, or its own file
+    # where the family's uploads are state dicts (ORB); else it runs in the sandbox.
+    family = get_family(str(meta.get("framework")))
+    as_uploaded = family is not None and family.load_safe_form is None
+    out["weights_only"] = as_uploaded or trusted_form(models_root, model_id) is not None
     out["validation"] = verdict.get("validation") if verdict else None
     return out
 
@@ -124,11 +129,7 @@ def list_model_entries(
             f"unknown family {family!r}; families: {', '.join(known)}", field="family"
         )
     loaded = loaded_slots(live_snapshot(spool))
-    specs = [
-        s
-        for s in list_models(spool.paths.models)
-        if not s.is_custom or _visible(s, caller)
-    ]
+    specs = [s for s in list_models(spool.paths.models) if not s.is_custom or _visible(s, caller)]
     if family is not None:
         specs = [s for s in specs if s.family == family.lower()]
     return [model_entry(s, loaded, spool) for s in specs]
@@ -137,11 +138,7 @@ def list_model_entries(
 def model_families(spool: Spool, caller: Caller = OWNER) -> list[dict[str, Any]]:
     """Each family, its package and whether it is installed, and its models (the
     caller's custom uploads included)."""
-    custom = [
-        s.key
-        for s in list_models(spool.paths.models)
-        if s.is_custom and _visible(s, caller)
-    ]
+    custom = [s.key for s in list_models(spool.paths.models) if s.is_custom and _visible(s, caller)]
     out = []
     for fam in families():
         if fam["family"] == "custom":

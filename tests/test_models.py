@@ -254,3 +254,18 @@ def test_uploaded_models_run_only_with_a_verdict_for_their_weights(tmp_path: Pat
     (checked / "model.model").write_bytes(b"weights, changed")
     with pytest.raises(ModelUnavailable, match="validat"):
         check_usable(resolve_model("custom:checked", tmp_path))
+
+
+def test_the_description_says_whether_executors_run_an_upload_without_unpickling(
+    tmp_path: Path,
+) -> None:
+    from mofsim_core.model_service import custom_public
+
+    def weights_only(framework: str) -> bool:
+        return bool(
+            custom_public({"model_id": "m", "framework": framework}, tmp_path)["weights_only"]
+        )
+
+    assert weights_only("orb")  # a state dict, read weights-only as uploaded
+    assert not weights_only("mace")  # no weights-only form written: the sandbox runs it
+    assert not weights_only("sevennet")
