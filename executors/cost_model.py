@@ -35,7 +35,7 @@ from typing import Any
 ESTIMATES_NAME = "estimates.json"
 MAX_POINTS = 200  # per model and device: the newest are kept
 MAX_RATIOS = 50  # force-call ratios per task type and protocol
-MIN_MARGIN = 0.10
+MIN_MARGIN = 0.15  # held-out structures stray up to ~13 % from a SevenNet-0 fit (bench)
 MIN_POINTS = 3  # fewer points make no fit
 
 _lock = threading.Lock()
