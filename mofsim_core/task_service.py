@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from executors.registry import canonical_task_type
+from mofsim_core.eta import EtaBoard
 from mofsim_core.model_service import visible_model
 from mofsim_core.output_files import output_file_urls
 from mofsim_core.owners import OWNER, Caller, check_task, structure_owner_visible
@@ -116,7 +117,8 @@ def submit_task(
     spool.submit(job, fresh_id=not (isinstance(body, dict) and body.get("task_id") is not None))
     record = queued_record(job)
     mirror_record(mirror, record)
-    return public_record(record, {job.task_id: queue_position(spool, job.task_id)})
+    out = public_record(record, {job.task_id: queue_position(spool, job.task_id)})
+    return EtaBoard.of(spool.root).annotate(out)
 
 
 def submit_batch(
@@ -171,9 +173,8 @@ def submit_batch(
     results: list[dict[str, Any]] = []
     for i in range(len(items)):
         if i in published:
-            results.append(
-                {"index": i, "accepted": True, "task": public_record(published[i], queue)}
-            )
+            task = EtaBoard.of(spool.root).annotate(public_record(published[i], queue))
+            results.append({"index": i, "accepted": True, "task": task})
         else:
             err = errors[i]
             results.append(
@@ -203,9 +204,10 @@ def get_task(spool: Spool, task_id: str, caller: Caller = OWNER) -> dict[str, An
     record = spool.record(task_id)
     if not caller.may_see(record.get("owner")):
         raise TaskNotFound(f"task {task_id} not found")
+    board = EtaBoard.of(spool.root)
     if record["status"] != "QUEUED":
-        return public_record(record)
-    return public_record(record, {task_id: queue_position(spool, task_id)})
+        return board.annotate(public_record(record))
+    return board.annotate(public_record(record, {task_id: queue_position(spool, task_id)}))
 
 
 def get_result(spool: Spool, task_id: str, caller: Caller = OWNER) -> dict[str, Any]:
@@ -261,6 +263,65 @@ def _canonical_model(model: str, spool: Spool) -> str:
         return model  # not a model this server knows: nothing matches, which is the answer
 
 
+_CLAIMED = (TaskState.ASSIGNED.value, TaskState.RUNNING.value)
+
+
+def _list_from_mirror(
+    spool: Spool,
+    mirror: Mirror,
+    states: list[str] | None,
+    kind: str | None,
+    model_key: str | None,
+    limit: int,
+    offset: int,
+    order: str,
+    owner: str | None,
+) -> tuple[list[dict[str, Any]], int]:
+    """The mirror's page and total.  A claimed task's row says ASSIGNED until the task
+    ends (the executor, not the daemon, records that it started), so a filter on one of
+    ASSIGNED and RUNNING asks for both and counts only the claimed tasks whose state in
+    the spool matches; the page is filtered the same way by ``list_tasks``."""
+    split = states is not None and sum(s in states for s in _CLAIMED) == 1
+    if not split or states is None:
+        return mirror.list_tasks(
+            status=states,
+            task_type=kind,
+            model=model_key,
+            limit=limit,
+            offset=offset,
+            order=order,
+            owner=owner,
+        )
+    wide = [*states, *(s for s in _CLAIMED if s not in states)]
+    rows, total = mirror.list_tasks(
+        status=wide,
+        task_type=kind,
+        model=model_key,
+        limit=limit,
+        offset=offset,
+        order=order,
+        owner=owner,
+    )
+    # Claimed tasks are few (one per slot, plus rows not yet caught up with their end).
+    claimed, _ = mirror.list_tasks(
+        status=list(_CLAIMED),
+        task_type=kind,
+        model=model_key,
+        limit=10_000,
+        offset=0,
+        order=order,
+        owner=owner,
+    )
+    for row in claimed:
+        try:
+            now = spool.record(str(row["task_id"])).get("status")
+        except MofsimError:
+            now = row.get("status")
+        if now not in states:
+            total -= 1
+    return rows, max(total, 0)
+
+
 def list_tasks(
     spool: Spool,
     mirror: Mirror | None,
@@ -285,14 +346,8 @@ def list_tasks(
     rows: list[dict[str, Any]] | None = None
     if mirror is not None:
         try:
-            rows, total = mirror.list_tasks(
-                status=states,
-                task_type=kind,
-                model=model_key,
-                limit=limit,
-                offset=offset,
-                order=order,
-                owner=owner,
+            rows, total = _list_from_mirror(
+                spool, mirror, states, kind, model_key, limit, offset, order, owner
             )
         except DatabaseError as exc:
             logger.warning("mirror unavailable, listing from the spool: {}", exc.message)
@@ -313,13 +368,15 @@ def list_tasks(
                 fresh = row  # gone from the spool: the mirror's row is all there is
             if fresh.get("status") != row.get("status"):
                 # Changed behind the mirror's back (e.g. cancelled from the CLI while
-                # queued): repair the row, and keep the page true to its filter.
+                # queued, or started): repair the row, and keep the page true to its
+                # filter.
                 mirror_task(spool, mirror, str(row["task_id"]))
-                if states is not None and fresh.get("status") not in states:
-                    continue
+            if states is not None and fresh.get("status") not in states:
+                continue
             row = fresh
         items.append(public_record(row, queue() if row.get("status") == "QUEUED" else None))
-    return items, total
+    board = EtaBoard.of(spool.root)
+    return [board.annotate(item) for item in items], total
 
 
 # --- log history ----------------------------------------------------------------------------
