@@ -523,3 +523,42 @@ def test_shapes_of_records_and_results() -> None:
         "avg_temperature": 299.0,
     }
     assert "trajectory" in mira_result(stab)["downloads"]
+
+
+@pytest.mark.asyncio
+async def test_a_running_task_is_listed_under_status_running(tmp_path: Path) -> None:
+    root = tmp_path / "spool"
+    daemon = Daemon(root).start()
+    try:
+        async with TestClient(TestServer(create_app(_config(root)))) as client:
+            sid = await _upload_cu(client, repeat=3)
+            body = {
+                "structure_id": sid,
+                "model_key": "emt",
+                "fmax": 1e-30,
+                "max_steps": 10_000_000,
+                "optimizer": "FIRE",
+            }
+            tid = (await _json(await client.post(f"{M}/tasks/optimization", json=body), 201))[
+                "task_id"
+            ]
+            # The first progress event means the optimizer is stepping.
+            async with client.get(f"/api/v1/tasks/{tid}/events") as resp:
+                async for line in resp.content:
+                    if line.startswith(b"event: progress"):
+                        break
+            for status in ("running", "RUNNING", "pending,running"):
+                page = await _json(await client.get(f"{M}/tasks?status={status}"), 200)
+                assert page["total"] == 1, (status, page)
+                assert [t["task_id"] for t in page["tasks"]] == [tid]
+                assert page["tasks"][0]["status"] == "running"
+            for status in ("pending", "assigned"):
+                page = await _json(await client.get(f"{M}/tasks?status={status}"), 200)
+                assert page["total"] == 0 and page["tasks"] == [], (status, page)
+            both = await _json(await client.get("/api/v1/tasks?status=running"), 200)
+            assert both["data"]["pagination"]["total"] == 1, both
+            assert [t["task_id"] for t in both["data"]["items"]] == [tid]
+            await client.post(f"{M}/tasks/{tid}/cancel")
+            await _await_end(client, tid)
+    finally:
+        daemon.stop()
