@@ -83,6 +83,11 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         headers = {"Allow": allow} if allow is not None else None
         response = error_response(request, http_error_to_mofsim(exc), headers=headers)
         status = response.status
+    except asyncio.CancelledError:
+        # The request ended before its answer (the client left, or the server stops):
+        # not a server error; 499 as proxies log it.
+        status = 499
+        raise
     except Exception:  # noqa: BLE001 - the client gets a code, the log gets the trace
         logger.exception("unhandled error in {} {} ({})", request.method, request.path, rid)
         response = error_response(request, InternalError("internal server error"))

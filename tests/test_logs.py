@@ -55,3 +55,31 @@ def test_archive_gzips_after_7_days_bundles_after_30_and_reads_back(tmp_path: Pa
         assert logs.read_day(tmp_path, "system", day) == [{"message": f"age {age}"}]
     assert logs.archive(tmp_path, today) == {"gzipped": [], "bundled": []}
     assert logs.read_day(tmp_path, "system", date(2020, 1, 1)) == []
+
+
+def test_a_request_that_ends_before_its_answer_is_logged_499_not_500() -> None:
+    import asyncio
+    from typing import Any
+
+    from aiohttp.test_utils import make_mocked_request
+
+    from mofsim_http.app import request_context
+
+    seen: list[Any] = []
+    sink = logger.add(
+        lambda m: seen.append(m.record["extra"].get("status")),
+        filter=lambda r: r["extra"].get("kind") == "access",
+    )
+
+    async def gone(request: Any) -> Any:
+        raise asyncio.CancelledError
+
+    try:
+        request = make_mocked_request("GET", "/api/v1/tasks/t/events")
+        try:
+            asyncio.run(request_context(request, gone))
+        except asyncio.CancelledError:
+            pass
+    finally:
+        logger.remove(sink)
+    assert seen == [499]
