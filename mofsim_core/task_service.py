@@ -281,37 +281,16 @@ def _list_from_mirror(
     ends (the executor, not the daemon, records that it started), so a filter on one of
     ASSIGNED and RUNNING asks for both and counts only the claimed tasks whose state in
     the spool matches; the page is filtered the same way by ``list_tasks``."""
+    query = functools.partial(
+        mirror.list_tasks, task_type=kind, model=model_key, order=order, owner=owner
+    )
     split = states is not None and sum(s in states for s in _CLAIMED) == 1
     if not split or states is None:
-        return mirror.list_tasks(
-            status=states,
-            task_type=kind,
-            model=model_key,
-            limit=limit,
-            offset=offset,
-            order=order,
-            owner=owner,
-        )
+        return query(status=states, limit=limit, offset=offset)
     wide = [*states, *(s for s in _CLAIMED if s not in states)]
-    rows, total = mirror.list_tasks(
-        status=wide,
-        task_type=kind,
-        model=model_key,
-        limit=limit,
-        offset=offset,
-        order=order,
-        owner=owner,
-    )
+    rows, total = query(status=wide, limit=limit, offset=offset)
     # Claimed tasks are few (one per slot, plus rows not yet caught up with their end).
-    claimed, _ = mirror.list_tasks(
-        status=list(_CLAIMED),
-        task_type=kind,
-        model=model_key,
-        limit=10_000,
-        offset=0,
-        order=order,
-        owner=owner,
-    )
+    claimed, _ = query(status=list(_CLAIMED), limit=10_000, offset=0)
     for row in claimed:
         try:
             now = spool.record(str(row["task_id"])).get("status")
