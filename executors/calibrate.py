@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     out = sys.stdout
     sys.stdout = sys.stderr  # model libraries print; the answer owns stdout
-    from spool.errors import MofsimError
+    from spool.errors import MofsimError, TaskError
 
     try:
         doc = calibrate(
@@ -126,6 +126,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     except MofsimError as exc:
         out.write(json.dumps({"error": exc.to_dict()}) + "\n")
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the model could not compute the ladder
+        bad = TaskError(
+            f"{args.model} could not compute {args.structure}: {type(exc).__name__}: {exc}"
+            " (give a structure the model covers with --structure)",
+            field="structure",
+        )
+        out.write(json.dumps({"error": bad.to_dict()}) + "\n")
         return 1
     out.write(json.dumps(doc, default=str) + "\n")
     return 0

@@ -240,3 +240,15 @@ def test_calibrate_measures_a_ladder_on_the_named_slot_and_stores_its_fit(tmp_pa
         app, ["models", "calibrate", "lj", "--slot", "gpu7", "--spool", str(root)], env=env
     )
     assert bad.exit_code == 1 and "error 40001: no slot 'gpu7'" in bad.output
+
+
+def test_calibrating_a_model_on_a_structure_it_cannot_compute_says_so(tmp_path: Path) -> None:
+    root = tmp_path / "spool"
+    argv = ["models", "calibrate", "emt", "--structure", "MOF-5", "--spool", str(root)]
+    r = CliRunner().invoke(app, argv, env={"MOFSIM_SLOTS": "cpu:1"})
+    assert r.exit_code == 1
+    assert (
+        "error 50001: emt could not compute MOF-5" in r.output
+        and "No EMT-potential for Zn" in r.output
+    )
+    assert "Traceback" not in r.output
