@@ -5,7 +5,8 @@ model over a suite of the benchmark's structures; the daemon runs them on whatev
 slots it has.  ``status`` shows how far each campaign is.  ``report`` writes the
 paper's metrics against the DFT references, one column per campaign, as Markdown and
 HTML with PNG parity plots.  All three work on a spool (the campaign files live in
-``SPOOL/bench``); the report is also served at ``GET /api/v1/bench/report``.
+``SPOOL/bench``) or through a server (``--server``): ``run`` then reads the CIFs here
+and sends them with the request, and the tasks are the API key's.
 """
 
 # No ``from __future__ import annotations`` here: Typer reads the annotations.
@@ -80,52 +81,107 @@ def bench_run(
     ] = False,
     as_json: JsonOpt = False,
     spool: SpoolOpt = None,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Submit the campaign, or continue it: entries that have a task keep it."""
-    from mofsim_core.bench_campaign import progress, run_campaign
+    from mofsim_core.bench_suites import StructureSource
 
     if data is None:
         raise ValidationError(
             "give the benchmark's structure folder with --data (or MOFSIM_BENCH_DATA)",
             field="data",
         )
-    sp = open_spool(spool, create=True)
-    submitted: list[str] = []
-    campaign = run_campaign(
-        sp,
-        model=model,
-        suite=suite,
-        data_dir=data.expanduser().resolve(),
-        with_d3=with_d3,
-        overrides=_overrides(overrides or []),
-        retry_failed=retry_failed,
-        on_submit=lambda key, rec: submitted.append(key) if rec.get("task_id") else None,
-    )
-    counts = progress(sp, campaign)
+    source = StructureSource.folder(data.expanduser().resolve())
+    settings = {
+        "model": model,
+        "suite": suite,
+        "with_d3": with_d3,
+        "overrides": _overrides(overrides or []),
+        "retry_failed": retry_failed,
+    }
+    if server is not None and not from_command_line("spool"):
+        row = _remote_run(server, api_key, settings, source, quiet=as_json)
+    else:
+        row = _local_run(open_spool(spool, create=True), settings, source, quiet=as_json)
     if as_json:
-        typer.echo(
-            json.dumps(
-                {"campaign_id": campaign["campaign_id"], "submitted": submitted, "states": counts}
-            )
-        )
+        typer.echo(json.dumps(row))
         return
     typer.echo(
-        f"campaign {campaign['campaign_id']}: {len(submitted)} task(s) submitted now, "
-        f"{len(campaign['entries'])} entries"
+        f"campaign {row['campaign_id']}: {len(row['submitted'])} task(s) submitted now, "
+        f"{row['entries']} entries"
     )
-    typer.echo("  " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    typer.echo("  " + ", ".join(f"{k} {v}" for k, v in sorted(row["states"].items())))
+
+
+def _local_run(sp: Any, settings: dict[str, Any], source: Any, *, quiet: bool) -> dict[str, Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from mofsim_cli.render import err_console
+    from mofsim_core.bench_campaign import run_campaign
+    from mofsim_core.bench_service import campaign_row
+    from mofsim_core.bench_suites import plan
+
+    total = len(plan(settings["suite"], source))
+    submitted: list[str] = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=err_console(), disable=quiet, transient=True) as bar:
+        task = bar.add_task("submitting", total=total)
+
+        def done(key: str, rec: dict[str, Any]) -> None:
+            if rec.get("task_id"):
+                submitted.append(key)
+            bar.update(task, description=key)
+
+        campaign = run_campaign(sp, source=source, on_submit=done, **settings)
+        bar.update(task, completed=total)
+    return {**campaign_row(sp, campaign), "submitted": submitted}
+
+
+def _remote_run(
+    server: str, api_key: str | None, settings: dict[str, Any], source: Any, *, quiet: bool
+) -> dict[str, Any]:
+    """The suite's CIFs travel with one request; the server submits the tasks."""
+    from contextlib import nullcontext
+
+    from mofsim_cli.remote import translated
+    from mofsim_cli.render import err_console
+    from mofsim_client import MOFSimClient
+    from mofsim_core.bench_suites import suite_paths
+
+    files = {p: source.read(p) for p in suite_paths(settings["suite"], source)}
+    status = f"submitting the {settings['suite']} suite ({len(files)} structures) to {server}"
+    waiting = nullcontext() if quiet else err_console().status(status)
+    with translated(), MOFSimClient(server, api_key=api_key) as client, waiting:
+        # Sending it again continues the campaign, so a retry cannot submit twice.
+        row: dict[str, Any] = client.request(
+            "POST",
+            "bench/campaigns",
+            json={**settings, "structures": files},
+            timeout=1800,
+            idempotent=True,
+        )
+    return row
 
 
 @command(bench_app, "status", PANEL)
-def bench_status(as_json: JsonOpt = False, spool: SpoolOpt = None) -> None:
-    """Every campaign in the spool and its entries by state."""
-    from mofsim_core.bench_campaign import list_campaigns, progress
+def bench_status(
+    as_json: JsonOpt = False,
+    spool: SpoolOpt = None,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """Every campaign and its entries by state (through a server: the key's own)."""
+    if server is not None and not from_command_line("spool"):
+        from mofsim_cli.remote import translated
+        from mofsim_client import MOFSimClient
 
-    sp = open_spool(spool)
-    rows = [
-        {"campaign_id": c["campaign_id"], "entries": len(c["entries"]), "states": progress(sp, c)}
-        for c in list_campaigns(sp)
-    ]
+        with translated(), MOFSimClient(server, api_key=api_key) as client:
+            rows = client.request("GET", "bench/campaigns")["items"]
+    else:
+        from mofsim_core.bench_service import campaign_rows
+
+        rows = campaign_rows(open_spool(spool))
     if as_json:
         typer.echo(json.dumps(rows))
         return

@@ -11,6 +11,10 @@ Tasks are ordinary ``protocol: mofsimbench`` jobs with the structure inline (the
 content travels with the job), so the daemon needs no access to the benchmark's
 folder.  ``overrides`` (per task type) replace protocol values, e.g. for a smoke run
 with few steps; they are recorded in the campaign file and the report names them.
+
+A campaign belongs to the key that started it (``owner``; None on the machine
+itself): a key's campaign ids end in ``.<key id>``, so two keys benchmarking the same
+model keep apart, and a user key sees only its own campaigns.
 """
 
 from __future__ import annotations
@@ -20,13 +24,18 @@ import json
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mofsim_core.bench_suites import Entry, plan
+from mofsim_core.bench_suites import Entry, StructureSource, plan
+from mofsim_core.owners import OWNER, Caller
 from spool import transitions
 from spool.errors import InvalidStructure, MofsimError, TaskNotFound, ValidationError
 from spool.store import Spool
+
+if TYPE_CHECKING:
+    from mofsim_core.mirror import Mirror
 
 RETRYABLE = ("FAILED", "TIMEOUT", "CANCELLED")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -36,8 +45,9 @@ def bench_dir(spool: Spool) -> Path:
     return spool.root / "bench"
 
 
-def campaign_id(model: str, with_d3: bool, suite: str) -> str:
-    return _UNSAFE.sub("_", f"{model}{'-d3' if with_d3 else ''}-{suite}")
+def campaign_id(model: str, with_d3: bool, suite: str, owner: str | None = None) -> str:
+    base = f"{model}{'-d3' if with_d3 else ''}-{suite}"
+    return _UNSAFE.sub("_", base + (f".{owner}" if owner else ""))
 
 
 def campaign_file(spool: Spool, cid: str) -> Path:
@@ -46,19 +56,21 @@ def campaign_file(spool: Spool, cid: str) -> Path:
     return bench_dir(spool) / f"{cid}.json"
 
 
-def load_campaign(spool: Spool, cid: str) -> dict[str, Any]:
+def load_campaign(spool: Spool, cid: str, caller: Caller = OWNER) -> dict[str, Any]:
+    """The campaign, or TaskNotFound when there is none the caller may see."""
     path = campaign_file(spool, cid)
-    if not path.is_file():
-        raise TaskNotFound(f"no campaign {cid!r} in {bench_dir(spool)}", field="campaign")
-    data: dict[str, Any] = json.loads(path.read_text())
+    data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    if not data or not caller.may_see(data.get("owner")):
+        raise TaskNotFound(f"no campaign {cid!r}", field="campaign")
     return data
 
 
-def list_campaigns(spool: Spool) -> list[dict[str, Any]]:
+def list_campaigns(spool: Spool, caller: Caller = OWNER) -> list[dict[str, Any]]:
     folder = bench_dir(spool)
     if not folder.is_dir():
         return []
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    found = (json.loads(p.read_text()) for p in sorted(folder.glob("*.json")))
+    return [c for c in found if caller.may_see(c.get("owner"))]
 
 
 def _save(spool: Spool, campaign: dict[str, Any]) -> None:
@@ -77,7 +89,7 @@ def task_state(spool: Spool, task_id: str | None) -> str | None:
 
 
 def _body(
-    entry: Entry, model: str, with_d3: bool, data_dir: Path, overrides: dict[str, Any]
+    entry: Entry, model: str, with_d3: bool, source: StructureSource, overrides: dict[str, Any]
 ) -> dict[str, Any]:
     params = {**entry.parameters(), "with_d3": with_d3, **overrides.get(entry.task_type, {})}
     return {
@@ -86,7 +98,7 @@ def _body(
         "structure": {
             "source": "inline",
             "format": "cif",
-            "content": (data_dir / entry.path).read_text(),
+            "content": source.read(entry.path),
             "name": entry.structure,
         },
         "parameters": params,
@@ -99,20 +111,22 @@ def run_campaign(
     *,
     model: str,
     suite: str,
-    data_dir: Path,
+    source: StructureSource,
     with_d3: bool = False,
     overrides: dict[str, dict[str, Any]] | None = None,
     retry_failed: bool = False,
     on_submit: Callable[[str, dict[str, Any]], None] | None = None,
+    caller: Caller = OWNER,
+    mirror: Mirror | None = None,
 ) -> dict[str, Any]:
     """Create or continue the campaign; returns the campaign document.
 
     Entries refused at submission (a bound, a structure the model cannot take) are
     recorded with the reason and not submitted again unless ``retry_failed``."""
-    from executors.models import resolve_model
+    from mofsim_core.model_service import visible_model
 
-    key = resolve_model(model, spool.paths.models).key
-    cid = campaign_id(key, with_d3, suite)
+    key = visible_model(spool, model, caller).key
+    cid = campaign_id(key, with_d3, suite, caller.owner)
     bench_dir(spool).mkdir(parents=True, exist_ok=True)
     # Two runs of one campaign at once would each submit the missing entries.
     with open(campaign_file(spool, cid).with_suffix(".lock"), "a") as lock:
@@ -122,27 +136,34 @@ def run_campaign(
             raise ValidationError(
                 f"campaign {cid} is being submitted by another process", field="campaign"
             ) from None
-        return _run_locked(
-            spool, cid, key, suite, data_dir, with_d3, overrides or {}, retry_failed, on_submit
-        )
+        settings = _Settings(key, suite, with_d3, overrides or {}, retry_failed, caller, mirror)
+        return _run_locked(spool, cid, settings, source, on_submit)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    model: str
+    suite: str
+    with_d3: bool
+    overrides: dict[str, dict[str, Any]]
+    retry_failed: bool
+    caller: Caller
+    mirror: Mirror | None
 
 
 def _run_locked(
     spool: Spool,
     cid: str,
-    key: str,
-    suite: str,
-    data_dir: Path,
-    with_d3: bool,
-    overrides: dict[str, dict[str, Any]],
-    retry_failed: bool,
+    s: _Settings,
+    source: StructureSource,
     on_submit: Callable[[str, dict[str, Any]], None] | None,
 ) -> dict[str, Any]:
     from mofsim_core.task_service import submit_task
 
+    overrides, retry_failed = s.overrides, s.retry_failed
     path = campaign_file(spool, cid)
     if path.is_file():
-        campaign = load_campaign(spool, cid)
+        campaign = load_campaign(spool, cid, s.caller)
         if overrides and overrides != campaign.get("overrides", {}):
             raise ValidationError(
                 f"campaign {cid} was started with other overrides "
@@ -152,14 +173,15 @@ def _run_locked(
     else:
         campaign = {
             "campaign_id": cid,
-            "model": key,
-            "with_d3": with_d3,
-            "suite": suite,
+            "model": s.model,
+            "with_d3": s.with_d3,
+            "suite": s.suite,
+            "owner": s.caller.owner,
             "overrides": overrides,
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "entries": {},
         }
-    entries = plan(suite, data_dir)
+    entries = plan(s.suite, source)
     recorded: dict[str, dict[str, Any]] = campaign["entries"]
     for entry in entries:
         rec = recorded.setdefault(
@@ -171,9 +193,9 @@ def _run_locked(
             continue
         if rec.get("refused") and not retry_failed:
             continue
-        body = _body(entry, key, with_d3, data_dir, campaign["overrides"])
+        body = _body(entry, s.model, s.with_d3, source, campaign["overrides"])
         try:
-            record = submit_task(spool, None, body)
+            record = submit_task(spool, s.mirror, body, caller=s.caller)
         except (ValidationError, InvalidStructure) as exc:
             # Refused for good (a bound, a structure the model cannot take); a full
             # queue or a full disk propagates: the rerun continues from here.

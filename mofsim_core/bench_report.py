@@ -25,6 +25,7 @@ from mofsim_core.bench_suites import (
     heat_capacity_references,
     reference_name,
 )
+from mofsim_core.owners import OWNER, Caller
 from spool.store import Spool
 
 CELL_MISMATCH = 0.25
@@ -125,12 +126,14 @@ def collect(spool: Spool, campaign: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def compare(spool: Spool, campaign_ids: list[str] | None = None) -> dict[str, Any]:
-    """The metrics of the named campaigns (all in the spool when none are named)."""
+def compare(
+    spool: Spool, campaign_ids: list[str] | None = None, caller: Caller = OWNER
+) -> dict[str, Any]:
+    """The metrics of the named campaigns (all the caller may see when none are named)."""
     if campaign_ids:
-        campaigns = [load_campaign(spool, cid) for cid in campaign_ids]
+        campaigns = [load_campaign(spool, cid, caller) for cid in campaign_ids]
     else:
-        campaigns = list_campaigns(spool)
+        campaigns = list_campaigns(spool, caller)
     return {
         "campaigns": [collect(spool, c) for c in campaigns],
         "references": {

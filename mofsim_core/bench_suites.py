@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import functools
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,21 +88,56 @@ def heat_capacity_references() -> dict[str, float]:
         return {row["structure"]: float(row["cv_300K_J_per_K_g"]) for row in csv.DictReader(fh)}
 
 
-def _smallest_with_reference(data_dir: Path, paths: list[str], n: int) -> list[str]:
+@dataclass(frozen=True)
+class StructureSource:
+    """Where a campaign's CIFs come from: the benchmark's folder on this machine, or the
+    files a client sent with its request.  ``size`` is None for a file that is not there
+    (sizes pick the quick suite's smallest cells, so both sources plan alike)."""
+
+    where: str
+    size: Callable[[str], int | None]
+    read: Callable[[str], str]
+
+    @classmethod
+    def folder(cls, data_dir: Path) -> StructureSource:
+        def size(rel: str) -> int | None:
+            path = data_dir / rel
+            return path.stat().st_size if path.is_file() else None
+
+        return cls(str(data_dir), size, lambda rel: (data_dir / rel).read_text())
+
+    @classmethod
+    def sent(cls, files: Mapping[str, str]) -> StructureSource:
+        known = {p for paths in structure_sets().values() for p in paths}
+        unknown = sorted(set(files) - known)
+        if unknown:
+            raise ValidationError(
+                f"{len(unknown)} file(s) are not structures of the benchmark "
+                f"(first: {unknown[0]}); name them as in its folder, e.g. main_set/MOF-5.cif",
+                field="structures",
+            )
+        return cls(
+            "the files sent",
+            lambda rel: len(files[rel].encode()) if rel in files else None,
+            lambda rel: files[rel],
+        )
+
+
+def _smallest_with_reference(source: StructureSource, paths: list[str], n: int) -> list[str]:
     """The ``n`` smallest CIF files (a proxy for the atom count) that have a reference."""
     refs = heat_capacity_references()
-    have = [p for p in paths if reference_name(Path(p).stem) in refs and (data_dir / p).is_file()]
-    return sorted(have, key=lambda p: ((data_dir / p).stat().st_size, p))[:n]
+    sized = [(source.size(p), p) for p in paths if reference_name(Path(p).stem) in refs]
+    return [p for size, p in sorted((s, p) for s, p in sized if s is not None)][:n]
 
 
-def plan(suite: str, data_dir: Path) -> list[Entry]:
-    """The entries of ``suite``; every structure file must exist under ``data_dir``."""
+def plan(suite: str, source: StructureSource) -> list[Entry]:
+    """The entries of ``suite``; every structure file must be in ``source``."""
     if suite not in SUITES:
         raise ValidationError(f"suite must be one of {', '.join(SUITES)}", field="suite")
     sets = structure_sets()
     core = sets["essential"] if suite == "quick" else sets["main_set"]
     if suite == "quick":
-        heat = _smallest_with_reference(data_dir, sets["hcmof"], QUICK_HEAT_CAPACITY)
+        heat = _smallest_with_reference(source, sets["hcmof"], QUICK_HEAT_CAPACITY)
     else:
         heat = list(sets["hcmof"])
     entries = [Entry(task, path) for task in CORE_TASKS for path in core]
@@ -109,11 +145,16 @@ def plan(suite: str, data_dir: Path) -> list[Entry]:
     if suite == "full":
         entries += [Entry("stability", path, "cu_paddlewheel") for path in sets["copper"]]
         entries += [Entry("stability", path, "temperature_ramp") for path in sets["essential"]]
-    missing = [e.path for e in entries if not (data_dir / e.path).is_file()]
+    missing = [e.path for e in entries if source.size(e.path) is None]
     if missing:
         raise ValidationError(
-            f"{len(missing)} structure file(s) of the {suite} suite are missing under "
-            f"{data_dir} (first: {missing[0]}); give the benchmark's structure folder",
+            f"{len(missing)} structure file(s) of the {suite} suite are missing in "
+            f"{source.where} (first: {missing[0]}); give the benchmark's structure folder",
             field="data",
         )
     return entries
+
+
+def suite_paths(suite: str, source: StructureSource) -> list[str]:
+    """The distinct structure files a suite needs, in plan order."""
+    return list(dict.fromkeys(e.path for e in plan(suite, source)))

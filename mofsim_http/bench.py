@@ -1,10 +1,14 @@
-"""The MOFSimBench report over HTTP (the work is ``mofsim_core.bench_report``'s).
+"""MOFSimBench over HTTP: campaigns and their report (the work is ``mofsim_core``'s).
 
-``GET /api/v1/bench/report`` answers the metrics of the campaigns in the spool with
-the Markdown and a self-contained HTML page (plots inlined); ``GET
-/api/v1/bench/report.html`` answers the page itself.  ``campaign`` (comma-separated
-ids) narrows it.  A report reads every campaign task's result, whoever submitted it,
-so it needs an admin key.
+- ``POST /api/v1/bench/campaigns`` starts or continues the caller's campaign; the body
+  carries the suite's CIF files, so the server needs no copy of the benchmark;
+- ``GET /api/v1/bench/campaigns`` lists the campaigns the caller may see;
+- ``GET /api/v1/bench/report`` answers the metrics with the Markdown and a
+  self-contained HTML page (plots inlined); ``GET /api/v1/bench/report.html`` answers
+  the page itself.  ``campaign`` (comma-separated ids) narrows it.
+
+A user key starts, lists and reports its own campaigns (whose tasks are its own); an
+admin key sees every campaign.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from typing import Any
 
 from aiohttp import web
 
-from mofsim_http.app import API_PREFIX, SPOOL_KEY
+from mofsim_http.app import API_PREFIX, MIRROR_KEY, SPOOL_KEY
+from mofsim_http.auth import caller_of
 from mofsim_http.describe import describe
 from mofsim_http.envelope import ok
+from mofsim_http.json_body import read_json
 from mofsim_http.openapi import returns
 from spool.errors import ValidationError
 
@@ -43,13 +49,11 @@ def _report(request: web.Request) -> dict[str, Any]:
     if raw is not None and not re.fullmatch(CAMPAIGNS, raw):
         raise ValidationError("campaign: comma-separated campaign ids", field="campaign")
     ids = raw.split(",") if raw else None
-    report = compare(request.app[SPOOL_KEY], ids)
+    report = compare(request.app[SPOOL_KEY], ids, caller_of(request))
     return {"report": report, **render_inline(report)}
 
 
-@describe(
-    summary="MOFSimBench report", tags=["bench"], query=QUERY, responses=RESPONSES, admin=True
-)
+@describe(summary="MOFSimBench report", tags=["bench"], query=QUERY, responses=RESPONSES)
 async def report_json(request: web.Request) -> web.Response:
     """The paper's metrics against DFT per campaign (bulk modulus and Cv MAE, volumes
     against the DFT-optimized cells, stability fractions), with the report as Markdown
@@ -63,7 +67,6 @@ async def report_json(request: web.Request) -> web.Response:
     tags=["bench"],
     query=QUERY,
     responses=RESPONSES,
-    admin=True,
 )
 async def report_html(request: web.Request) -> web.Response:
     """The same report as one HTML page."""
@@ -71,6 +74,66 @@ async def report_html(request: web.Request) -> web.Response:
     return web.Response(text=out["html"], content_type="text/html")
 
 
+CAMPAIGN_BODY = {
+    "type": "object",
+    "required": ["model", "structures"],
+    "properties": {
+        "model": {"type": "string", "minLength": 1, "description": "model key"},
+        "suite": {"type": "string", "enum": ["quick", "main", "full"], "default": "quick"},
+        "with_d3": {"type": "boolean", "default": False},
+        "overrides": {
+            "type": "object",
+            "additionalProperties": {"type": "object"},
+            "description": "protocol values per task type, recorded in the campaign",
+        },
+        "retry_failed": {"type": "boolean", "default": False},
+        "structures": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {"type": "string", "minLength": 1},
+            "description": "CIF text per path in the benchmark's folder "
+            "(e.g. main_set/MOF-5_primitive.cif): every file of the suite",
+        },
+    },
+    "additionalProperties": False,
+}
+
+
+@describe(
+    summary="Start or continue a MOFSimBench campaign",
+    tags=["bench"],
+    body=CAMPAIGN_BODY,
+    responses={
+        202: "the campaign, with the entries submitted by this request",
+        400: "a bad field, or a file of the suite missing",
+        404: "unknown model",
+        413: "body too large",
+    },
+)
+async def start_campaign(request: web.Request) -> web.Response:
+    """Submits one ``protocol: mofsimbench`` task per entry of the suite that has none
+    yet (with ``retry_failed``, also those that failed); sending the same request again
+    continues an interrupted campaign and runs nothing twice."""
+    from mofsim_core.bench_service import start_campaign as start
+
+    body = await read_json(request)
+    row = await asyncio.to_thread(
+        start, request.app[SPOOL_KEY], request.app[MIRROR_KEY], body, caller_of(request)
+    )
+    return ok(request, row, status=202, message=f"{len(row['submitted'])} task(s) submitted")
+
+
+@describe(summary="MOFSimBench campaigns", tags=["bench"])
+async def list_campaigns(request: web.Request) -> web.Response:
+    """Every campaign the caller may see, with its entries counted by state."""
+    from mofsim_core.bench_service import campaign_rows
+
+    rows = await asyncio.to_thread(campaign_rows, request.app[SPOOL_KEY], caller_of(request))
+    return ok(request, {"items": rows, "total": len(rows)})
+
+
 def setup(app: web.Application) -> None:
+    app.router.add_post(API_PREFIX + "/bench/campaigns", start_campaign)
+    app.router.add_get(API_PREFIX + "/bench/campaigns", list_campaigns)
     app.router.add_get(API_PREFIX + "/bench/report", report_json)
     app.router.add_get(API_PREFIX + "/bench/report.html", report_html)

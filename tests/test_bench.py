@@ -16,6 +16,7 @@ from mofsim_cli.main import app
 from mofsim_core.bench_campaign import campaign_id, load_campaign, run_campaign
 from mofsim_core.bench_report import compare
 from mofsim_core.bench_suites import (
+    StructureSource,
     bulk_modulus_references,
     heat_capacity_references,
     plan,
@@ -57,16 +58,23 @@ def test_shipped_references_cover_the_sets() -> None:
 
 
 def test_suites_plan_the_benchmark(mofsimbench_dir: Path) -> None:
-    quick, main, full = (plan(s, mofsimbench_dir) for s in ("quick", "main", "full"))
+    here = StructureSource.folder(mofsimbench_dir)
+    quick, main, full = (plan(s, here) for s in ("quick", "main", "full"))
     assert (len(quick), len(main), len(full)) == (16, 532, 549)
     assert len({e.key for e in full}) == 549
     variants = {e.variant for e in full if e.task_type == "stability"}
     assert variants == {"standard", "cu_paddlewheel", "temperature_ramp"}
     with pytest.raises(ValidationError) as err:
-        plan("quick", mofsimbench_dir / "nowhere")
+        plan("quick", StructureSource.folder(mofsimbench_dir / "nowhere"))
     assert err.value.field == "data"
     with pytest.raises(ValidationError):
-        plan("huge", mofsimbench_dir)
+        plan("huge", here)
+    # Files sent with a request plan the same suite as the folder they came from.
+    sent = StructureSource.sent({p: here.read(p) for p in {e.path for e in quick}})
+    assert plan("quick", sent) == quick
+    with pytest.raises(ValidationError) as err:
+        StructureSource.sent({"main_set/../../etc/passwd": "x"})
+    assert err.value.field == "structures"
 
 
 @pytest.fixture(scope="module")
@@ -100,13 +108,19 @@ def test_quick_campaign_on_emt_end_to_end(
     } == ids
     with pytest.raises(ValidationError) as err:
         run_campaign(
-            sp, model="emt", suite="quick", data_dir=mofsimbench_dir, overrides={"x": {"y": 1}}
+            sp,
+            model="emt",
+            suite="quick",
+            source=StructureSource.folder(mofsimbench_dir),
+            overrides={"x": {"y": 1}},
         )
     assert err.value.field == "overrides"
     with open(root / "bench" / f"{cid}.lock", "a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         with pytest.raises(ValidationError, match="another process"):
-            run_campaign(sp, model="emt", suite="quick", data_dir=mofsimbench_dir)
+            run_campaign(
+                sp, model="emt", suite="quick", source=StructureSource.folder(mofsimbench_dir)
+            )
 
     def finished() -> bool:
         return all(sp.record(t)["status"] in ("COMPLETED", "FAILED") for t in ids.values())
