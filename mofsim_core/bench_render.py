@@ -35,6 +35,11 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.0f} %"
 
 
+def _vs_dft(campaign: dict[str, Any]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = campaign["optimization"].get("vs_dft_structures") or []
+    return rows
+
+
 def summary_rows(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
     """(metric, one cell per campaign) for the side-by-side table."""
     camps = report["campaigns"]
@@ -65,6 +70,31 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
         (
             "optimization: volume vs DFT, mean error (%)",
             [_fmt(c["optimization"]["volume_mean_error_percent"]) for c in camps],
+        ),
+        (
+            "optimization: volume vs DFT, RMSE (Å³)",
+            [_fmt(c["optimization"].get("volume_rmse_A3")) for c in camps],
+        ),
+        (
+            "optimization: RMSD to the DFT structure, mean / median (Å) (n)",
+            [
+                f"{_fmt(c['optimization'].get('rmsd_vs_dft_mean_A'))} / "
+                f"{_fmt(c['optimization'].get('rmsd_vs_dft_median_A'))} "
+                f"({sum(r['rmsd_A'] is not None for r in _vs_dft(c))})"
+                for c in camps
+            ],
+        ),
+        (
+            "optimization: cell lengths / angles vs DFT, MAE (% / °)",
+            [
+                f"{_fmt(c['optimization'].get('cell_length_mae_percent'))} / "
+                f"{_fmt(c['optimization'].get('cell_angle_mae_deg'))}"
+                for c in camps
+            ],
+        ),
+        (
+            "optimization: RMSD from the input, mean (Å)",
+            [_fmt(c["optimization"].get("rmsd_from_input_mean_A")) for c in camps],
         ),
         (
             "bulk modulus: MAE (GPa) (n)",
@@ -149,16 +179,41 @@ def markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     limit = report["references"]["cell_mismatch_limit"]
     lines += [
         "",
-        f"Volumes are compared where the input cell is within {100 * limit:.0f} % of the "
-        "DFT-optimized cell's volume (the same cell); RMSD to the DFT structures is not "
-        "computed (their coordinates are not shipped).",
+        f"Relaxed structures are compared where the input cell is within {100 * limit:.0f} % "
+        "of the DFT-optimized cell's volume (the same cell).  The RMSD to the DFT-optimized "
+        "structure is MOFSimBench's (Cartesian, best rotation and translation, minimum "
+        "image, atoms paired row by row); where the rows come in another order, the atoms "
+        "of each element are paired by position (marked *).",
         "",
     ]
     for section, key, label, name in PLOTS:
         if name in plots:
             lines += [f"## {label}", "", f"![{label}: model against DFT]({plots[name]})", ""]
             lines += per_structure_table(camps, section, key)
+    if any(_vs_dft(c) for c in camps):
+        lines += ["## Relaxed structures against the DFT-optimized ones", ""]
+        lines += rmsd_table(camps)
     return "\n".join(lines)
+
+
+def rmsd_table(camps: list[dict[str, Any]]) -> list[str]:
+    """structure | per campaign: RMSD (A) to DFT and the volume error (%)."""
+    cells: dict[str, dict[int, str]] = {}
+    for k, c in enumerate(camps):
+        for row in _vs_dft(c):
+            mark = "*" if row.get("pairing") == "by position" else ""
+            cells.setdefault(row["structure"], {})[k] = (
+                f"{_fmt(row['rmsd_A'])} Å{mark}, {row['volume_error_percent']:+.1f} %"
+            )
+    out = [
+        "| structure | " + " | ".join(f"{c['label']}: RMSD, ΔV" for c in camps) + " |",
+        "|---|" + "---|" * len(camps),
+    ]
+    for name in sorted(cells):
+        out.append(
+            f"| {name} | " + " | ".join(cells[name].get(k, "–") for k in range(len(camps))) + " |"
+        )
+    return [*out, ""]
 
 
 def per_structure_table(camps: list[dict[str, Any]], section: str, key: str) -> list[str]:

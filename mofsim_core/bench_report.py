@@ -3,9 +3,11 @@
 Per campaign (one model, with or without D3):
 
 - optimization: converged fraction; the relaxed cell volume against the DFT-optimized
-  one (signed and absolute error in %, MAE).  A structure whose input cell differs from
-  the DFT cell by more than ``CELL_MISMATCH`` in volume is left out (the reference was
-  computed on another cell, e.g. a primitive one);
+  one (signed and absolute error in %, MAE, RMSE in A^3); against the DFT-optimized
+  structures themselves (``bench_dft``): the RMSD of the positions and the errors of
+  the cell lengths and angles; the RMSD from the input structure.  A structure whose
+  input cell differs from the DFT cell by more than ``CELL_MISMATCH`` in volume is left
+  out (the reference was computed on another cell, e.g. a primitive one);
 - bulk modulus: B0 against DFT, MAE in GPa;
 - heat capacity: Cv at 300 K against DFT, MAE in J/(K g);
 - stability: the stable fraction per protocol variant, and what decided the unstable
@@ -20,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from mofsim_core.bench_campaign import list_campaigns, load_campaign, task_state
+from mofsim_core.bench_dft import dft_structure_names
 from mofsim_core.bench_suites import (
     bulk_modulus_references,
     heat_capacity_references,
@@ -46,6 +49,47 @@ def _mae(pairs: list[dict[str, Any]], key: str = "error") -> float | None:
     return sum(abs(p[key]) for p in pairs) / len(pairs) if pairs else None
 
 
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _against_dft(spool: Spool, task_id: str, dft_name: str) -> dict[str, Any] | None:
+    """The relaxed structure of a task against its DFT-optimized one (None when either
+    is not there)."""
+    from ase import Atoms
+    from ase.io import read
+
+    from mofsim_core.bench_dft import compare as against
+    from mofsim_core.bench_dft import dft_structure
+    from mofsim_core.output_files import find_output
+    from spool.errors import MofsimError
+
+    reference = dft_structure(dft_name)
+    if reference is None:
+        return None
+    try:
+        relaxed = read(find_output(spool, task_id, "structure").path, index=-1)
+    except (MofsimError, OSError, ValueError):
+        return None
+    return against(relaxed, reference) if isinstance(relaxed, Atoms) else None
+
+
+def _structure_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Means over the structures compared with their DFT-optimized ones."""
+    import statistics
+
+    rmsd = [r["rmsd_A"] for r in rows if r["rmsd_A"] is not None]
+    lengths = [abs(e) for r in rows for e in r["length_errors_percent"] or []]
+    angles = [abs(e) for r in rows for e in r["angle_errors_deg"] or []]
+    return {
+        "vs_dft_structures": rows,
+        "rmsd_vs_dft_mean_A": _mean(rmsd),
+        "rmsd_vs_dft_median_A": statistics.median(rmsd) if rmsd else None,
+        "cell_length_mae_percent": _mean(lengths),
+        "cell_angle_mae_deg": _mean(angles),
+    }
+
+
 def campaign_label(campaign: dict[str, Any]) -> str:
     label = str(campaign["model"]) + (" + D3" if campaign.get("with_d3") else "")
     return f"{label} ({campaign['suite']})"
@@ -60,6 +104,8 @@ def collect(spool: Spool, campaign: dict[str, Any]) -> dict[str, Any]:
     heat: list[dict[str, Any]] = []
     stability: dict[str, dict[str, Any]] = {}
     opt_done = opt_converged = 0
+    from_input: list[float] = []
+    structures: list[dict[str, Any]] = []
     for rec in campaign["entries"].values():
         tid = rec.get("task_id")
         state = "REFUSED" if rec.get("refused") else task_state(spool, tid) or "NOT_SUBMITTED"
@@ -74,6 +120,8 @@ def collect(spool: Spool, campaign: dict[str, Any]) -> dict[str, Any]:
         if kind == "optimization":
             opt_done += 1
             opt_converged += bool(result.get("converged"))
+            if isinstance(result.get("rmsd_cartesian_A"), int | float):
+                from_input.append(float(result["rmsd_cartesian_A"]))
             ref = b_refs.get(ref_name)
             v_in, v_out = result.get("initial_volume_A3"), result.get("final_volume_A3")
             if ref and v_in and v_out:
@@ -81,6 +129,9 @@ def collect(spool: Spool, campaign: dict[str, Any]) -> dict[str, Any]:
                 if abs(v_in / v_dft - 1.0) <= CELL_MISMATCH:
                     err = 100.0 * (v_out - v_dft) / v_dft
                     opt.append({"structure": name, "model": v_out, "dft": v_dft, "error": err})
+                    against = _against_dft(spool, tid, str(ref["dft_structure"]))
+                    if against is not None:
+                        structures.append({"structure": name, **against})
         elif kind == "bulk-modulus":
             ref = b_refs.get(ref_name)
             b0 = result.get("bulk_modulus_GPa")
@@ -119,6 +170,11 @@ def collect(spool: Spool, campaign: dict[str, Any]) -> dict[str, Any]:
             "volume_vs_dft": opt,
             "volume_mae_percent": _mae(opt),
             "volume_mean_error_percent": (sum(p["error"] for p in opt) / len(opt) if opt else None),
+            "volume_rmse_A3": (
+                (sum((p["model"] - p["dft"]) ** 2 for p in opt) / len(opt)) ** 0.5 if opt else None
+            ),
+            "rmsd_from_input_mean_A": _mean(from_input),
+            **_structure_summary(structures),
         },
         "bulk_modulus": {"pairs": bulk, "mae_GPa": _mae(bulk)},
         "heat_capacity": {"pairs": heat, "mae_J_per_K_g": _mae(heat)},
@@ -139,6 +195,7 @@ def compare(
         "references": {
             "bulk_modulus": len(bulk_modulus_references()),
             "heat_capacity": len(heat_capacity_references()),
+            "dft_structures": len(dft_structure_names()),
             "cell_mismatch_limit": CELL_MISMATCH,
         },
     }

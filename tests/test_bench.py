@@ -140,6 +140,11 @@ def test_quick_campaign_on_emt_end_to_end(
     assert camp["heat_capacity"]["mae_J_per_K_g"] > 0
     (volume,) = camp["optimization"]["volume_vs_dft"]
     assert volume["dft"] == pytest.approx(4675.715)
+    # The relaxed HKUST-1 against its DFT-optimized structure, atom by atom.
+    (against,) = camp["optimization"]["vs_dft_structures"]
+    assert against["structure"] == "HKUST-1_primitive" and 0 < against["rmsd_A"] < 2.0
+    assert camp["optimization"]["rmsd_vs_dft_mean_A"] == pytest.approx(against["rmsd_A"])
+    assert against["volume_error_percent"] == pytest.approx(volume["error"], abs=0.05)
     assert camp["stability"]["standard"]["n"] == 1
 
     out = tmp_path / "report"
@@ -152,6 +157,8 @@ def test_quick_campaign_on_emt_end_to_end(
     summary = [line for line in md.split("## ")[0].splitlines() if line.startswith("|")]
     assert all(line.count("|") == 3 for line in summary)  # one column per campaign
     assert "| HKUST-1_primitive | 23.58 |" in md  # the per-structure table
+    assert rows["optimization: RMSD to the DFT structure, mean / median (Å) (n)"].endswith("(1) |")
+    assert "## Relaxed structures against the DFT-optimized ones" in md
     for name in ("parity_bulk_modulus.png", "parity_heat_capacity.png", "parity_volume.png"):
         assert (out / name).read_bytes().startswith(b"\x89PNG")
         assert f"]({name})" in md
