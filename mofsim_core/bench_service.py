@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from mofsim_core.bench_campaign import list_campaigns, progress, run_campaign
 from mofsim_core.bench_suites import SUITES, StructureSource
+from mofsim_core.model_service import visible_model
 from mofsim_core.owners import OWNER, Caller
 from spool.errors import ValidationError
 
@@ -71,6 +72,8 @@ def start_campaign(
         raise ValidationError("model is required: a model key, e.g. sevennet-0", field="model")
     if suite not in SUITES:
         raise ValidationError(f"suite must be one of {', '.join(SUITES)}", field="suite")
+    # Before the files: an unknown model is a 404 whatever else the request holds.
+    visible_model(spool, model, caller)
     source = StructureSource.sent(_structures(body))
     submitted: list[str] = []
     campaign = run_campaign(
