@@ -144,17 +144,16 @@ def _remote_run(
     """The suite's CIFs travel with one request; the server submits the tasks."""
     from contextlib import nullcontext
 
-    from mofsim_cli.remote import translated
     from mofsim_cli.render import err_console
-    from mofsim_client import MOFSimClient
     from mofsim_core.bench_suites import suite_paths
 
     files = {p: source.read(p) for p in suite_paths(settings["suite"], source)}
     status = f"submitting the {settings['suite']} suite ({len(files)} structures) to {server}"
-    waiting = nullcontext() if quiet else err_console().status(status)
-    with translated(), MOFSimClient(server, api_key=api_key) as client, waiting:
+    with nullcontext() if quiet else err_console().status(status):
         # Sending it again continues the campaign, so a retry cannot submit twice.
-        row: dict[str, Any] = client.request(
+        row: dict[str, Any] = _server_request(
+            server,
+            api_key,
             "POST",
             "bench/campaigns",
             json={**settings, "structures": files},
@@ -162,6 +161,15 @@ def _remote_run(
             idempotent=True,
         )
     return row
+
+
+def _server_request(server: str, api_key: str | None, method: str, path: str, **kw: Any) -> Any:
+    """One call to the server, its errors turned into the CLI's."""
+    from mofsim_cli.remote import translated
+    from mofsim_client import MOFSimClient
+
+    with translated(), MOFSimClient(server, api_key=api_key) as client:
+        return client.request(method, path, **kw)
 
 
 @command(bench_app, "status", PANEL)
@@ -173,11 +181,7 @@ def bench_status(
 ) -> None:
     """Every campaign and its entries by state (through a server: the key's own)."""
     if server is not None and not from_command_line("spool"):
-        from mofsim_cli.remote import translated
-        from mofsim_client import MOFSimClient
-
-        with translated(), MOFSimClient(server, api_key=api_key) as client:
-            rows = client.request("GET", "bench/campaigns")["items"]
+        rows = _server_request(server, api_key, "GET", "bench/campaigns")["items"]
     else:
         from mofsim_core.bench_service import campaign_rows
 
@@ -186,7 +190,7 @@ def bench_status(
         typer.echo(json.dumps(rows))
         return
     if not rows:
-        typer.echo("no campaign in this spool")
+        typer.echo("no campaign yet: start one with mofsim bench run")
     for row in rows:
         states = ", ".join(f"{k} {v}" for k, v in sorted(row["states"].items()))
         typer.echo(f"{row['campaign_id']}: {row['entries']} entries: {states}")
@@ -227,12 +231,8 @@ def _remote_report(
     server: str, api_key: str | None, campaigns: list[str], out: Path, as_json: bool
 ) -> None:
     """The server's report: report.md and report.html (plots inlined) in ``out``."""
-    from mofsim_cli.remote import translated
-    from mofsim_client import MOFSimClient
-
     params = {"campaign": ",".join(campaigns)} if campaigns else None
-    with translated(), MOFSimClient(server, api_key=api_key) as client:
-        data = client.request("GET", "bench/report", params=params, timeout=600)
+    data = _server_request(server, api_key, "GET", "bench/report", params=params, timeout=600)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(data["markdown"])
     (out / "report.html").write_text(data["html"])
