@@ -29,8 +29,10 @@ from rich.console import Console
 from rich.live import Live
 
 from mofsim_cli.render import out_console
-from mofsim_cli.top_data import LocalSource, LogFeed, TopSource, failure_text
-from mofsim_cli.top_view import Action, TopUI, screen, snapshot
+from mofsim_cli.top_data import LogFeed, TopSource, failure_text
+from mofsim_cli.top_local import LocalSource
+from mofsim_cli.top_ui import Action, TopUI
+from mofsim_cli.top_view import screen, snapshot
 from spool.errors import ValidationError
 
 TICK_S = 0.1  # longest wait for a key: also how soon a fetched state is drawn

@@ -26,15 +26,10 @@ import pytest
 from rich.console import Console
 
 from mofsim_cli.top import Poller, apply, decode_keys
-from mofsim_cli.top_data import (
-    LocalLogFeed,
-    LocalSource,
-    SlotRow,
-    TaskRow,
-    TopState,
-    tail_events,
-)
-from mofsim_cli.top_view import TopUI, bar, screen, snapshot
+from mofsim_cli.top_data import SlotRow, TaskRow, TopState
+from mofsim_cli.top_local import LocalLogFeed, LocalSource, tail_events
+from mofsim_cli.top_ui import TopUI
+from mofsim_cli.top_view import bar, screen, snapshot
 from mofsim_core.slot_state import snapshot_path, write_snapshot
 from spool import Job, Spool, transitions
 from spool.events import iso_now, read_events
