@@ -143,7 +143,7 @@ def make_history(spool: Spool, n: int, seed: int = 0) -> list[str]:
     results or errors, and their mirror rows.  Returns the task ids."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from mofsim_core.mirror import SqliteMirror
+    from mofsim_core.mirror_sqlite import SqliteMirror
 
     rng = random.Random(seed)
     states = rng.choices([s for s, _ in TERMINAL_MIX], [w for _, w in TERMINAL_MIX], k=n)

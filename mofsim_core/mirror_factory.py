@@ -70,7 +70,7 @@ def open_mirror(config_or_url: Config | str | None, spool_paths: SpoolPaths) -> 
     ``database_url`` and DatabaseError when the database cannot be opened."""
     url = database_url(config_or_url)
     if url is None:
-        from mofsim_core.mirror import SqliteMirror
+        from mofsim_core.mirror_sqlite import SqliteMirror
 
         return SqliteMirror(spool_paths.state_dir / SQLITE_NAME)
     from mofsim_core.mirror_pg import PostgresMirror

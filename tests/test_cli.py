@@ -537,7 +537,7 @@ def test_result_of_unfinished_failed_and_cancelled_tasks(tmp_path: Path) -> None
 
 def test_mirror_rebuild_counts_tasks_and_logs(tmp_path: Path) -> None:
     pytest.importorskip("sqlite_utils")
-    from mofsim_core.mirror import SqliteMirror
+    from mofsim_core.mirror_sqlite import SqliteMirror
 
     sp = Spool(tmp_path)
     a, b = make_task(sp), make_task(sp)

@@ -15,7 +15,7 @@ from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
 
 from mofsim_core.config import Config
-from mofsim_core.mirror import SqliteMirror
+from mofsim_core.mirror_sqlite import SqliteMirror
 from mofsim_http.app import create_app
 from spool import transitions
 from spool.job import Job

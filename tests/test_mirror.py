@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from mofsim_core import mirror as mirror_mod
-from mofsim_core.mirror import Mirror, SqliteMirror
+from mofsim_core.mirror import Mirror
+from mofsim_core.mirror_sqlite import SqliteMirror
 from spool.errors import DatabaseError, ValidationError
 from spool.states import ALL_STATES as TASK_STATES
 from tests.pg_helpers import pg_schema, raw_execute

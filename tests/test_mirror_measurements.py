@@ -53,7 +53,7 @@ def _rows(store: Store) -> list[tuple[Any, ...]]:
 
         with sqlite3.connect(m.path) as raw:  # type: ignore[attr-defined]
             return [tuple(r) for r in raw.execute(_SELECT)]
-    rows = m._run(lambda c: c.execute(_SELECT).fetchall())  # type: ignore[attr-defined]
+    rows = m._pg.run(lambda c: c.execute(_SELECT).fetchall())  # type: ignore[attr-defined]
     return [tuple(r.values()) for r in rows]
 
 

@@ -16,8 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 from mofsim_core.config import Config, load_config
-from mofsim_core.mirror import MIGRATIONS, Mirror, SqliteMirror
+from mofsim_core.mirror import MIGRATIONS, PG_MIGRATIONS, Mirror
 from mofsim_core.mirror_factory import database_url, mirror_location, open_mirror
+from mofsim_core.mirror_sqlite import SqliteMirror
 from mofsim_core.redact import mask_url
 from spool import Spool
 from spool.errors import DatabaseError, ValidationError
@@ -25,7 +26,7 @@ from tests.pg_helpers import TcpProxy, pg_schema, raw_execute, require_pg
 
 pytest.importorskip("psycopg")
 
-from mofsim_core.mirror_pg import PG_MIGRATIONS, PostgresMirror  # noqa: E402
+from mofsim_core.mirror_pg import PostgresMirror  # noqa: E402
 from tests.test_mirror import events, record  # noqa: E402
 
 

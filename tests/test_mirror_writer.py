@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from mofsim_core.mirror import Mirror, SqliteMirror
+from mofsim_core.mirror import Mirror
+from mofsim_core.mirror_sqlite import SqliteMirror
 from mofsimd.mirror_writer import MirrorWriter
 from spool import Job, Spool, transitions
 from spool.errors import DatabaseError
