@@ -29,7 +29,7 @@ from spool.errors import TaskError, ValidationError, error_from_code
 def _slot(slot_id: str | None, spool: Path) -> Any:
     """The configured slot named ``slot_id`` (the first one when None)."""
     from mofsim_core.config import load_config
-    from mofsim_core.devices import parse_slots
+    from mofsim_core.devices_factory import parse_slots
 
     backend = parse_slots(
         load_config().slots, state_file=spool / "state" / "simulated-devices.json"

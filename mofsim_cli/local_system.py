@@ -28,7 +28,7 @@ def gpu_inventory(spool: Spool) -> dict[str, Any]:
 
     def direct() -> tuple[DeviceBackend | None, str | None]:
         from mofsim_core.config import load_config
-        from mofsim_core.devices import parse_slots
+        from mofsim_core.devices_factory import parse_slots
 
         try:
             backend = parse_slots(

@@ -115,7 +115,7 @@ def _direct_backend(app: web.Application) -> Any:
     """The device backend of a server running without a daemon, made once."""
     holder = app[DIRECT_BACKEND_KEY]
     if "backend" not in holder:
-        from mofsim_core.devices import parse_slots
+        from mofsim_core.devices_factory import parse_slots
 
         try:
             holder["backend"] = parse_slots(

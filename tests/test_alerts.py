@@ -16,7 +16,7 @@ from mofsim_core.alerts import (
     read_active,
     read_history,
 )
-from mofsim_core.devices import SimulatedBackend
+from mofsim_core.devices_simulated import SimulatedBackend
 from mofsimd.alert_channels import AlertChannels
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,14 +13,11 @@ from typing import Any
 
 import pytest
 
-from mofsim_core import devices
-from mofsim_core.devices import (
-    CpuBackend,
-    NvmlBackend,
-    SimulatedBackend,
-    parse_meminfo,
-    parse_slots,
-)
+from mofsim_core import devices_nvml
+from mofsim_core.devices_cpu import CpuBackend, parse_meminfo
+from mofsim_core.devices_factory import parse_slots
+from mofsim_core.devices_nvml import NvmlBackend
+from mofsim_core.devices_simulated import SimulatedBackend
 from spool.errors import DeviceUnavailable, ValidationError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +78,7 @@ def test_simulated_rejects_bad_arguments() -> None:
 _INJECT = """
 import sys
 from pathlib import Path
-from mofsim_core.devices import SimulatedBackend
+from mofsim_core.devices_simulated import SimulatedBackend
 b = SimulatedBackend(2, state_file=Path(sys.argv[1]))
 b.lose(1)
 b.set_memory_used(0, 12000)
@@ -338,7 +335,7 @@ def test_parse_non_string_spec() -> None:
 
 
 def test_auto_falls_back_to_cpu_without_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(devices, "_load_nvml", lambda: FakeNvml(init_error=True))
+    monkeypatch.setattr(devices_nvml, "_load_nvml", lambda: FakeNvml(init_error=True))
     b = parse_slots("auto")
     assert isinstance(b, CpuBackend) and [s.slot_id for s in b.slots()] == ["cpu0"]
     with pytest.raises(DeviceUnavailable):
@@ -346,7 +343,7 @@ def test_auto_falls_back_to_cpu_without_nvml(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(DeviceUnavailable):
         parse_slots("gpu")
 
-    monkeypatch.setattr(devices, "_load_nvml", lambda: None)  # pynvml not installed
+    monkeypatch.setattr(devices_nvml, "_load_nvml", lambda: None)  # pynvml not installed
     assert isinstance(parse_slots("auto"), CpuBackend)
     with pytest.raises(DeviceUnavailable):
         parse_slots("0")
@@ -354,7 +351,7 @@ def test_auto_falls_back_to_cpu_without_nvml(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_auto_with_zero_gpus_uses_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     nv = FakeNvml(0)
-    monkeypatch.setattr(devices, "_load_nvml", lambda: nv)
+    monkeypatch.setattr(devices_nvml, "_load_nvml", lambda: nv)
     assert isinstance(parse_slots("auto"), CpuBackend)
     assert nv.shutdown_calls == 1
     with pytest.raises(DeviceUnavailable):
@@ -362,7 +359,7 @@ def test_auto_with_zero_gpus_uses_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_auto_with_gpus_uses_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(devices, "_load_nvml", lambda: FakeNvml(3))
+    monkeypatch.setattr(devices_nvml, "_load_nvml", lambda: FakeNvml(3))
     b = parse_slots("auto")
     assert isinstance(b, NvmlBackend) and len(b.slots()) == 3
     b = parse_slots("0, 2")
@@ -373,7 +370,7 @@ def test_auto_with_gpus_uses_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_auto_on_this_machine() -> None:
     """The real pynvml: a GPU machine gets its cards, any other machine one CPU slot."""
-    nvml = devices._load_nvml()
+    nvml = devices_nvml._load_nvml()
     has_gpu = False
     if nvml is not None:
         try:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from mofsim_core.alerts import read_active, read_history
-from mofsim_core.devices import SimulatedBackend
+from mofsim_core.devices_simulated import SimulatedBackend
 from mofsim_core.webhooks import deliveries, verify
 from spool import Spool
 from tests.daemon_helpers import Daemon, quick_job, status, wait_for
