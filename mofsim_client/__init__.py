@@ -43,20 +43,22 @@ from mofsim_client.errors import (
     WaitTimeoutError,
 )
 from mofsim_client.models import (
-    BulkModulusResult,
     CancelResult,
-    CellParameters,
-    HeatCapacityResult,
-    InteractionEnergyResult,
     LogEntry,
     ModelInfo,
-    OptimizationResult,
-    SinglePointResult,
-    StabilityResult,
     StructureInfo,
     SystemStatus,
     TaskEvent,
     TaskInfo,
+)
+from mofsim_client.results import (
+    BulkModulusResult,
+    CellParameters,
+    HeatCapacityResult,
+    InteractionEnergyResult,
+    OptimizationResult,
+    SinglePointResult,
+    StabilityResult,
     TaskResult,
 )
 from mofsim_client.server_models import (

@@ -23,10 +23,11 @@ from typing import Any
 import httpx
 
 from mofsim_client import _payload as pl
-from mofsim_client._http import AsyncTransport, Settings, decode
+from mofsim_client._http import Settings, decode
 from mofsim_client._server import AsyncServerMethods, seg
 from mofsim_client._shortcuts import AsyncSubmitShortcuts, Priority
 from mofsim_client._sse import Resume
+from mofsim_client._transport import AsyncTransport
 from mofsim_client.errors import MOFSimError, ServerUnavailableError, error_from_code
 from mofsim_client.models import (
     CancelResult,
@@ -36,9 +37,8 @@ from mofsim_client.models import (
     SystemStatus,
     TaskEvent,
     TaskInfo,
-    TaskResult,
-    result_from_dict,
 )
+from mofsim_client.results import TaskResult, result_from_dict
 from mofsim_client.task import AsyncTask
 
 

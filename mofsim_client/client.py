@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from mofsim_client import _payload as pl
-from mofsim_client._http import Settings, SyncTransport, decode
+from mofsim_client._http import Settings, decode
 from mofsim_client._server import ServerMethods, seg
 from mofsim_client._shortcuts import Priority, SubmitShortcuts
 from mofsim_client._sse import Resume
+from mofsim_client._transport import SyncTransport
 from mofsim_client.errors import MOFSimError, ServerUnavailableError, error_from_code
 from mofsim_client.models import (
     CancelResult,
@@ -35,9 +36,8 @@ from mofsim_client.models import (
     SystemStatus,
     TaskEvent,
     TaskInfo,
-    TaskResult,
-    result_from_dict,
 )
+from mofsim_client.results import TaskResult, result_from_dict
 from mofsim_client.task import Task
 
 if TYPE_CHECKING:

@@ -1,8 +1,8 @@
 """Typed views of the server's own state: where models are loaded and the requests to
 load them, devices, alerts, pages of task and system logs, and the retention plan.
 
-Built like the task and result models (``models.py``): ``from_dict`` takes the fields it
-knows, ignores the rest, and keeps the whole answer in ``.raw``.
+Built like the records of ``models.py`` and the results of ``results.py``: ``from_dict``
+takes the fields it knows, ignores the rest, and keeps the whole answer in ``.raw``.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-import mofsim_client._http as http_mod
+import mofsim_client._transport as transport_mod
 from mofsim_client import (
     AsyncMOFSimClient,
     AuthenticationError,
@@ -39,7 +39,8 @@ from mofsim_client import (
 from mofsim_client._http import Settings, normalize_base_url
 from mofsim_client._sse import SSEParser
 from mofsim_client.errors import CODE_CLASSES, class_for, error_from_response
-from mofsim_client.models import ModelInfo, result_from_dict
+from mofsim_client.models import ModelInfo
+from mofsim_client.results import result_from_dict
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -85,7 +86,7 @@ def client_for(handler: Handler, **kw: Any) -> MOFSimClient:
 def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Pauses the SDK would take, recorded instead of slept."""
     pauses: list[float] = []
-    monkeypatch.setattr(http_mod.time, "sleep", pauses.append)
+    monkeypatch.setattr(transport_mod.time, "sleep", pauses.append)
     return pauses
 
 
@@ -332,7 +333,7 @@ async def test_async_429_pauses_every_request_of_the_client(
         pauses.append(seconds)
         await real_sleep(0)
 
-    monkeypatch.setattr(http_mod.asyncio, "sleep", fake_sleep)
+    monkeypatch.setattr(transport_mod.asyncio, "sleep", fake_sleep)
     hits = 0
 
     async def handler(request: httpx.Request) -> httpx.Response:
