@@ -158,7 +158,7 @@ def _run_locked(
     source: StructureSource,
     on_submit: Callable[[str, dict[str, Any]], None] | None,
 ) -> dict[str, Any]:
-    from mofsim_core.task_service import submit_task
+    from mofsim_core.task_submit import submit_task
 
     overrides, retry_failed = s.overrides, s.retry_failed
     path = campaign_file(spool, cid)

@@ -2,10 +2,11 @@
 
 A MIRA client works unmodified against this server with
 ``MIRA_GATEWAY_URL=http://host:port/mira``.  Everything here is request parsing and
-response shaping around the same core functions ``/api/v1`` uses (``task_service``,
-``structure_service``, ``model_service``, ``files``); the shapes are in ``mira_shapes``.
-Bodies are bare (no envelope), states lowercase, errors ``{detail, error_code, field}``
-(the shared error middleware does that for every path under ``/mira/``).
+response shaping around the same core functions ``/api/v1`` uses (``task_submit``,
+``task_listing``, ``task_service``, ``structure_service``, ``model_service``, ``files``);
+the shapes are in ``mira_shapes``.  Bodies are bare (no envelope), states lowercase,
+errors ``{detail, error_code, field}`` (the shared error middleware does that for every
+path under ``/mira/``).
 
 This module holds tasks, results and health; ``mira_resources`` structures and models.
 """
@@ -21,13 +22,9 @@ from executors.registry import task_module, task_types
 from mofsim_core.mira_shapes import mira_result, mira_summary, mira_task
 from mofsim_core.output_files import find_output
 from mofsim_core.owners import OWNER, Caller, check_task
-from mofsim_core.task_service import (
-    cancel_task,
-    get_result,
-    get_task,
-    list_tasks,
-    submit_task,
-)
+from mofsim_core.task_listing import list_tasks
+from mofsim_core.task_service import cancel_task, get_result, get_task
+from mofsim_core.task_submit import submit_task
 from mofsim_core.version import package_version
 from mofsim_http import mira_resources
 from mofsim_http.app import MIRA_API_PREFIX, MIRROR_KEY, SPOOL_KEY

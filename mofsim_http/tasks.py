@@ -1,8 +1,8 @@
 """``/api/v1/tasks``: submit (one type per endpoint, or batch), status, result, cancel,
 list, log history and live event streams.
 
-Handlers only parse the request and shape the answer; the work is in
-``task_service`` (blocking, so it runs in a thread).
+Handlers only parse the request and shape the answer; the work is in ``task_submit``,
+``task_listing`` and ``task_service`` (blocking, so it runs in a thread).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 from aiohttp import web
 
 from executors.registry import task_module, task_types
-from mofsim_core import task_service as svc
+from mofsim_core import task_listing, task_records, task_service, task_submit
 from mofsim_core.mirror_rows import SORTABLE
-from mofsim_core.task_validation import NOTIFY_EVENTS
+from mofsim_core.task_options import NOTIFY_EVENTS
 from mofsim_http import sse
 from mofsim_http.app import CONFIG_KEY, MIRROR_KEY, SHUTDOWN_KEY, SPOOL_KEY
 from mofsim_http.auth import caller_of
@@ -91,14 +91,14 @@ TASK_RECORD_SCHEMA: dict[str, Any] = {
 }
 _PAGE_QUERY: dict[str, Any] = {
     "page": {"type": "integer", "minimum": 1, "maximum": 10**9, "description": "1-based page"},
-    "page_size": {"type": "integer", "minimum": 1, "maximum": svc.MAX_PAGE},
+    "page_size": {"type": "integer", "minimum": 1, "maximum": task_records.MAX_PAGE},
     "skip": {
         "type": "integer",
         "minimum": 0,
         "maximum": 10**9,
         "description": "MIRA style: items to skip",
     },
-    "limit": {"type": "integer", "minimum": 1, "maximum": svc.MAX_PAGE},
+    "limit": {"type": "integer", "minimum": 1, "maximum": task_records.MAX_PAGE},
 }
 
 
@@ -173,7 +173,7 @@ def submit_handler(task_type: str | None) -> Any:
         body = await read_json(request)
         spool, mirror = _services(request)
         record = await short_body(
-            request, svc.submit_task, spool, mirror, body, task_type, caller_of(request)
+            request, task_submit.submit_task, spool, mirror, body, task_type, caller_of(request)
         )
         return ok(request, record, status=202, message="Task queued")
 
@@ -191,7 +191,7 @@ def submit_handler(task_type: str | None) -> Any:
             "tasks": {
                 "type": "array",
                 "minItems": 1,
-                "maxItems": svc.MAX_BATCH,
+                "maxItems": task_submit.MAX_BATCH,
                 "items": submit_body_schema(None),
             }
         },
@@ -212,7 +212,7 @@ async def submit_batch(request: web.Request) -> web.Response:
         raise ValidationError("tasks is required: a list of submissions", field="tasks")
     spool, mirror = _services(request)
     report = await asyncio.to_thread(
-        svc.submit_batch, spool, mirror, items, None, caller_of(request)
+        task_submit.submit_batch, spool, mirror, items, None, caller_of(request)
     )
     message = (
         f"{report['accepted']} task(s) queued, {report['rejected']} rejected"
@@ -241,11 +241,11 @@ async def list_tasks(request: web.Request) -> web.Response:
     """Newest first; pages with ``page``/``page_size`` or ``skip``/``limit``.  A user
     key lists its own tasks, an admin key every task."""
     q = request.query
-    limit, offset = svc.page_args(q)
+    limit, offset = task_records.page_args(q)
     spool, mirror = _services(request)
     items, total = await quick(
         request,
-        svc.list_tasks,
+        task_listing.list_tasks,
         spool,
         mirror,
         status=q.get("status"),
@@ -256,7 +256,9 @@ async def list_tasks(request: web.Request) -> web.Response:
         order=q.get("order") or "created_at desc",
         caller=caller_of(request),
     )
-    return ok(request, {"items": items, "pagination": svc.pagination(total, limit, offset)})
+    return ok(
+        request, {"items": items, "pagination": task_records.pagination(total, limit, offset)}
+    )
 
 
 @describe(
@@ -266,7 +268,7 @@ async def list_tasks(request: web.Request) -> web.Response:
 async def get_task(request: web.Request) -> web.Response:
     spool, _ = _services(request)
     record = await quick(
-        request, svc.get_task, spool, request.match_info["task_id"], caller_of(request)
+        request, task_service.get_task, spool, request.match_info["task_id"], caller_of(request)
     )
     return ok(request, record)
 
@@ -283,7 +285,7 @@ async def get_task(request: web.Request) -> web.Response:
 async def get_result(request: web.Request) -> web.Response:
     spool, _ = _services(request)
     result = await quick(
-        request, svc.get_result, spool, request.match_info["task_id"], caller_of(request)
+        request, task_service.get_result, spool, request.match_info["task_id"], caller_of(request)
     )
     return ok(request, result)
 
@@ -302,7 +304,12 @@ async def cancel_task(request: web.Request) -> web.Response:
     killed if they do not within the daemon's grace period."""
     spool, mirror = _services(request)
     data = await quick(
-        request, svc.cancel_task, spool, mirror, request.match_info["task_id"], caller_of(request)
+        request,
+        task_service.cancel_task,
+        spool,
+        mirror,
+        request.match_info["task_id"],
+        caller_of(request),
     )
     return ok(request, data, message=data["message"])
 
@@ -328,7 +335,7 @@ _LOG_QUERY: dict[str, Any] = {
         "type": "object",
         "properties": {
             **_LOG_QUERY,
-            "limit": {"type": "integer", "minimum": 1, "maximum": svc.MAX_PAGE},
+            "limit": {"type": "integer", "minimum": 1, "maximum": task_records.MAX_PAGE},
             "offset": {"type": "integer", "minimum": 0, "maximum": 10**9},
             "since": {"type": "string", "description": "an event id or an ISO-8601 time"},
         },
@@ -342,19 +349,19 @@ async def task_logs(request: web.Request) -> web.StreamResponse:
         return await _stream(request)
     q = request.query
     # Always offset/limit paging here (an absent one takes its default).
-    limit, offset = svc.page_args(
+    limit, offset = task_records.page_args(
         {"limit": q.get("limit"), "offset": q.get("offset")}, default_size=100
     )
     spool, _ = _services(request)
     data = await asyncio.to_thread(
-        svc.task_logs,
+        task_service.task_logs,
         spool,
         request.match_info["task_id"],
         level=q.get("level"),
         limit=limit,
         offset=offset,
         since=q.get("since"),
-        kinds=svc.parse_kinds(q.get("types")),
+        kinds=task_service.parse_kinds(q.get("types")),
         caller=caller_of(request),
     )
     return ok(request, data)
@@ -385,7 +392,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
         shutdown=request.app[SHUTDOWN_KEY],
         heartbeat_s=request.app[CONFIG_KEY].sse_heartbeat_s,
         level=level,
-        kinds=svc.parse_kinds(q.get("types")),
+        kinds=task_service.parse_kinds(q.get("types")),
         caller=caller_of(request),
     )
 

@@ -16,10 +16,10 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 from loguru import logger
 
-from mofsim_core import task_service as svc
 from mofsim_core.api_keys import KeyStore
 from mofsim_core.config import Config
 from mofsim_core.owners import Caller
+from mofsim_core.task_listing import list_tasks
 from mofsim_http.app import MIRROR_KEY, SPOOL_KEY, create_app
 from spool import Job, Spool, transitions
 from tests.daemon_helpers import cu_xyz
@@ -174,9 +174,9 @@ async def test_a_batch_is_owned_and_lists_filter_from_the_spool_too(
     assert body["data"]["pagination"]["total"] == 3
     # Without the mirror the spool is read, with the same filter.
     spool = Spool(tmp_path / "spool")
-    assert svc.list_tasks(spool, None, caller=Caller(keys.b_id, admin=False))[1] == 3
-    assert svc.list_tasks(spool, None, caller=Caller(keys.a_id, admin=False))[1] == 0
-    assert svc.list_tasks(spool, None)[1] == 3
+    assert list_tasks(spool, None, caller=Caller(keys.b_id, admin=False))[1] == 3
+    assert list_tasks(spool, None, caller=Caller(keys.a_id, admin=False))[1] == 0
+    assert list_tasks(spool, None)[1] == 3
 
 
 @pytest.mark.asyncio

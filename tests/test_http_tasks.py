@@ -16,8 +16,10 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
-from mofsim_core import task_service as svc
 from mofsim_core.config import Config
+from mofsim_core.task_listing import list_tasks
+from mofsim_core.task_records import queued_record
+from mofsim_core.task_submit import MAX_BATCH, submit_batch
 from mofsim_http.app import SPOOL_KEY, create_app
 from spool import Job, Spool
 from tests.daemon_helpers import Daemon, cu_xyz
@@ -242,9 +244,9 @@ async def test_list_pagination_both_styles_and_filters(client: TestClient) -> No
         resp = await client.get(f"/api/v1/tasks?{query}")
         assert resp.status == 400 and (await resp.json())["error"]["field"] == field, query
     # Without the mirror the spool answers the same.
-    items, total = svc.list_tasks(spool_of(client), None, limit=2, offset=2)
+    items, total = list_tasks(spool_of(client), None, limit=2, offset=2)
     assert total == 5 and [t["task_id"] for t in items] == newest_first[2:4]
-    items, total = svc.list_tasks(spool_of(client), None, status="cancelled")
+    items, total = list_tasks(spool_of(client), None, status="cancelled")
     assert total == 1
 
 
@@ -296,7 +298,7 @@ async def test_batch_reports_per_item(client: TestClient) -> None:
     resp = await client.post("/api/v1/tasks/batch", json={"tasks": []})
     assert (await resp.json())["error"]["field"] == "tasks"
     with pytest.raises(Exception) as exc:  # over the limit, checked before any item
-        svc.submit_batch(spool_of(client), None, [good] * (svc.MAX_BATCH + 1))
+        submit_batch(spool_of(client), None, [good] * (MAX_BATCH + 1))
     assert getattr(exc.value, "field", None) == "tasks"
     assert len(spool_of(client).queued()) == 2
 
@@ -415,7 +417,7 @@ def test_queued_record_is_what_the_spool_says(tmp_path: Path) -> None:
             }
         )
         spool.submit(job)
-        assert svc.queued_record(job) == spool.record(job.task_id)
+        assert queued_record(job) == spool.record(job.task_id)
 
 
 @pytest.mark.asyncio
