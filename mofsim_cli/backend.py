@@ -212,7 +212,7 @@ class LocalBackend:
         return structure_view(StructureIndex(self._catalogue_spool()).get(file_id))
 
     def delete_structure(self, file_id: str) -> dict[str, Any]:
-        from mofsim_core.structure_service import delete_structure
+        from mofsim_core.structure_deletion import delete_structure
 
         sp = self._spool()
         mirror = _open_mirror(sp)

@@ -1,4 +1,4 @@
-"""Uploaded structures: accept, store, list, describe, preview and delete them.
+"""Uploaded structures: accept, store, list, describe and preview them.
 
 Core functions shared by both API dialects; no aiohttp here.  An upload is parsed and
 checked (``executors.structure_io``: a periodic cell, no overlapping atoms) before it is
@@ -8,6 +8,7 @@ the client's file name is sanitized and stored for display only, never used as a
 Parsing is CPU work: the HTTP layer calls these functions in a worker thread.
 Each upload records the API key that made it (``owner``, see ``mofsim_core.owners``);
 lists and lookups take the ``Caller`` and show a user key its own uploads only.
+Deleting an upload, and the tasks that use it, is ``mofsim_core.structure_deletion``.
 """
 
 from __future__ import annotations
@@ -15,33 +16,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import threading
 import time
 import unicodedata
 import uuid
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
 from mofsim_core.owners import OWNER, Caller, check_structure
-from spool.errors import (
-    InvalidStructure,
-    MofsimError,
-    PayloadTooLarge,
-    StructureNotFound,
-    TaskNotFound,
-    TaskTerminal,
-    UnsupportedFormat,
-)
+from spool.errors import InvalidStructure, PayloadTooLarge, StructureNotFound, UnsupportedFormat
 from spool.events import iso_from_ms
-from spool.states import TERMINAL_DIRS
-from spool.store import Spool, read_job_data
+from spool.store import Spool
 from spool.transitions import atomic_write
-
-if TYPE_CHECKING:
-    from mofsim_core.mirror import Mirror
 
 FILE_ID_PREFIX = "struct_"
 _FILE_ID_RE = re.compile(r"^struct_[0-9a-f]{16}\Z")
@@ -293,112 +281,6 @@ def preview_structure(
     }
 
 
-# --- deleting a structure and its tasks ----------------------------------------------------
-
-
-def tasks_using(spool: Spool, file_id: str) -> list[tuple[str, str, Path]]:
-    """``(task_id, state, job file)`` of every task whose structure is this upload;
-    state is QUEUED, CLAIMED or terminal.  Reads each job file once."""
-    paths = spool.paths
-    dirs: list[tuple[str, Path]] = [("QUEUED", d) for _, d in paths.priority_dirs()]
-    dirs += [("CLAIMED", paths.claimed / s) for s in _listdir(paths.claimed)]
-    dirs += [(state, paths.root / d) for state, d in TERMINAL_DIRS.items()]
-    found: list[tuple[str, str, Path]] = []
-    for state, d in dirs:
-        for name in _listdir(d):
-            if not name.endswith(".json") or name.startswith("."):
-                continue
-            try:
-                job = read_job_data(d / name)  # never blocks on a FIFO dropped in the queue
-            except (OSError, MofsimError):
-                continue
-            if not isinstance(job, dict):
-                continue
-            ref = job.get("structure")
-            if (
-                isinstance(ref, dict)
-                and ref.get("file_id") == file_id
-                and ref.get("source", "upload") == "upload"
-                and isinstance(job.get("task_id"), str)
-            ):
-                found.append((job["task_id"], state, d / name))
-    return found
-
-
-def delete_task_files(
-    spool: Spool, task_id: str, job_path: Path, mirror: Mirror | None = None
-) -> None:
-    """Remove a terminal task: its workspace first (a workspace holding the
-    hand-submitted original without a job file would be republished by the recovery
-    sweep), then the job file, then its mirror rows."""
-    shutil.rmtree(spool.paths.workspace(task_id), ignore_errors=True)
-    job_path.unlink(missing_ok=True)
-    spool.paths.cancel_marker(task_id).unlink(missing_ok=True)
-    if mirror is not None:
-        try:
-            mirror.delete_task(task_id)
-        except MofsimError:
-            pass  # the mirror is rebuildable; the spool no longer has the task
-
-
-def delete_structure(
-    spool: Spool,
-    index: StructureIndex | None,
-    file_id: str,
-    mirror: Mirror | None = None,
-    *,
-    actor: str = "local",
-) -> dict[str, Any]:
-    """Delete an upload and the tasks that use it: queued ones are cancelled and
-    deleted, finished ones deleted (spool files and mirror rows), running ones get a
-    cancel request (they end CANCELLED and stay listed).  Results go with it: callers
-    let only the machine's owner or an admin key do this, and it is audited as done
-    by ``actor``."""
-    from mofsim_core.logs import audit
-
-    check_file_id(file_id)
-    folder = spool.paths.structures / file_id
-    if not folder.is_dir():
-        raise StructureNotFound(f"structure {file_id!r} not found", field="structure_id")
-    # The structure goes first, so a task submitted meanwhile fails instead of running.
-    shutil.rmtree(folder)
-    if index is not None:
-        index.forget(file_id)
-    deleted: list[str] = []
-    cancelling: list[str] = []
-    for task_id, state, path in tasks_using(spool, file_id):
-        if state in ("QUEUED", "CLAIMED"):
-            try:
-                after = spool.request_cancel(task_id)
-            except (TaskNotFound, TaskTerminal):
-                after = None  # finished meanwhile: look it up again below
-            if after == "CANCELLING":
-                cancelling.append(task_id)
-                continue
-            loc = spool.locate(task_id)
-            if loc is None or loc.state not in TERMINAL_DIRS:
-                if loc is not None:
-                    cancelling.append(task_id)
-                continue
-            path = loc.path
-        delete_task_files(spool, task_id, path, mirror)
-        deleted.append(task_id)
-    audit(
-        "structure.deleted",
-        file_id=file_id,
-        by=actor,
-        deleted_task_ids=deleted,
-        cancelled_task_ids=cancelling,
-    )
-    return {
-        "file_id": file_id,
-        "deleted": True,
-        "deleted_tasks": len(deleted),
-        "deleted_task_ids": deleted,
-        "cancelled_running_task_ids": cancelling,
-    }
-
-
 def builtin_structures() -> list[dict[str, Any]]:
     """The built-in frameworks (``executors.builtin_structures.builtin_info``), each
     with the reference a task uses: ``{"source": "builtin", "name": ...}``."""
@@ -408,10 +290,3 @@ def builtin_structures() -> list[dict[str, Any]]:
     for info in builtin_info():
         out.append({**info, "structure": {"source": "builtin", "name": info["name"]}})
     return out
-
-
-def _listdir(d: Path) -> list[str]:
-    try:
-        return sorted(os.listdir(d))
-    except FileNotFoundError:
-        return []

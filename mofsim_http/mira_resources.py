@@ -18,7 +18,8 @@ from mofsim_core.model_service import (
     model_families,
     model_status,
 )
-from mofsim_core.structure_service import StructureIndex, delete_structure, preview_structure
+from mofsim_core.structure_deletion import delete_structure
+from mofsim_core.structure_service import StructureIndex, preview_structure
 from mofsim_core.task_records import query_int
 from mofsim_http.app import MIRA_API_PREFIX, MIRROR_KEY, SPOOL_KEY
 from mofsim_http.auth import caller_of

@@ -1,7 +1,8 @@
 """``/api/v1/structures``: upload (every form of both seeds), list, detail, preview,
 delete, built-ins.
 
-Handlers only parse requests and shape answers; the work is in ``structure_service``.
+Handlers only parse requests and shape answers; the work is in ``structure_service``
+and ``structure_deletion``.
 Also home of two request helpers other route modules use: ``read_upload_form`` (a
 multipart, url-encoded or JSON upload, size-limited while it streams) and
 ``page_args``/``page_body`` (``page``/``page_size`` or ``skip``/``limit`` pagination).
@@ -20,10 +21,10 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from mofsim_core.structure_deletion import delete_structure
 from mofsim_core.structure_service import (
     StructureIndex,
     builtin_structures,
-    delete_structure,
     preview_structure,
     store_structure,
     structure_view,

@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 
-from mofsim_core import task_validation
-from mofsim_core.structure_service import delete_structure, store_structure
+from mofsim_core import task_structure
+from mofsim_core.structure_deletion import delete_structure
+from mofsim_core.structure_service import store_structure
 from mofsim_core.task_records import queue_position, queue_positions
-from mofsim_core.task_validation import StructureChecks, build_job
+from mofsim_core.task_structure import StructureChecks
+from mofsim_core.task_validation import build_job
 from spool import Job, Spool
 from spool.errors import InvalidStructure, StructureNotFound
 from tests.daemon_helpers import cu_xyz
@@ -22,13 +24,13 @@ CU = {"source": "inline", "format": "extxyz", "content": cu_xyz(), "name": "Cu"}
 def counted(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """The structures actually parsed and checked (the cache's misses)."""
     seen: list[dict[str, Any]] = []
-    real = task_validation._check_structure
+    real = task_structure._check_structure
 
     def check(spool: Spool, ref: dict[str, Any], *args: Any) -> None:
         seen.append(ref)
         real(spool, ref, *args)
 
-    monkeypatch.setattr(task_validation, "_check_structure", check)
+    monkeypatch.setattr(task_structure, "_check_structure", check)
     return seen
 
 

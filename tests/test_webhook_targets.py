@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mofsim_core.task_validation import validate_options
+from mofsim_core.task_options import validate_options
 from mofsim_core.webhook_targets import TargetPolicy
 from spool.errors import ValidationError
 from spool.limits import Limits
