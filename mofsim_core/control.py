@@ -1,7 +1,7 @@
-"""Model load/unload requests: from whoever writes the spool to the executors.
+"""Model load/unload requests carried out: the daemon's side, up to the executors.
 
 The HTTP server never talks to executors.  It drops a request file into
-``<spool>/control/models/`` (``<created_ms>-<request_id>.json``, atomic); the watcher
+``<spool>/control/models/`` (``mofsim_core.model_requests``); the watcher
 wakes the supervisor, whose scheduling pass calls ``ModelControl.process``.  That sends
 ``{"type": "load"|"unload", "model": ...}`` to idle executors (``executors.worker``
 answers each with ``{"type": "loaded", "ok", "loaded", "error"}``), keeps those slots
@@ -17,9 +17,7 @@ answer within ``command_timeout`` is killed (and restarted by the supervisor).
 from __future__ import annotations
 
 import json
-import os
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,31 +26,13 @@ from typing import Any
 from loguru import logger
 
 from executors.verdicts import model_trusted
+from mofsim_core.model_requests import ACTIONS, list_json, read_json, requests_dir, results_dir
 from spool.errors import ModelUnavailable, MofsimError, ValidationError, code_of
 from spool.events import iso_from_ms
 from spool.layout import SpoolPaths, is_safe_token
 from spool.transitions import atomic_write
 
-ACTIONS = ("load", "unload")
 RESULTS_KEPT = 500
-_REQUEST_ID_PREFIX = "mreq_"
-
-
-def requests_dir(paths: SpoolPaths) -> Path:
-    d = paths.root / "control" / "models"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
-def results_dir(paths: SpoolPaths) -> Path:
-    d = requests_dir(paths) / "results"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
-def model_control_dirs(paths: SpoolPaths) -> list[Path]:
-    """Directories whose arrivals must wake the supervisor (created if missing)."""
-    return [requests_dir(paths)]
 
 
 def custom_model_validated(models_root: Path, model_id: str) -> bool:
@@ -76,77 +56,6 @@ def resolve_for_control(model: str, models_root: Path) -> str:
                 field="model",
             )
     return spec.key
-
-
-# --- the writer's side (HTTP server, CLI, scripts) ---------------------------------------
-
-
-def submit_request(
-    paths: SpoolPaths, action: str, model: str, *, slot: str | None = None, with_d3: bool = False
-) -> dict[str, Any]:
-    """Publish a request; returns it with ``status: pending``."""
-    if action not in ACTIONS:
-        raise ValidationError(f"action must be one of {', '.join(ACTIONS)}", field="action")
-    if not isinstance(model, str) or not model.strip():
-        raise ValidationError("model is required", field="model")
-    if slot is not None and (not isinstance(slot, str) or not is_safe_token(slot)):
-        raise ValidationError(f"invalid slot {slot!r}", field="slot")
-    created_ms = int(time.time() * 1000)
-    doc: dict[str, Any] = {
-        "request_id": _REQUEST_ID_PREFIX + uuid.uuid4().hex[:16],
-        "action": action,
-        "model": model,
-        "slot": slot,
-        "with_d3": bool(with_d3),
-        "created_at": iso_from_ms(created_ms),
-    }
-    name = f"{created_ms:013d}-{doc['request_id']}.json"
-    atomic_write(paths, requests_dir(paths) / name, json.dumps(doc))
-    return {**doc, "status": "pending"}
-
-
-def read_request(paths: SpoolPaths, request_id: str) -> dict[str, Any] | None:
-    """The outcome of a request, or the request itself with ``status: pending`` while
-    the daemon has not finished it; None when unknown."""
-    if not is_safe_token(request_id):
-        return None
-    done = _read_json(results_dir(paths) / f"{request_id}.json")
-    if isinstance(done, dict):
-        return done
-    suffix = f"-{request_id}.json"
-    for name in _listdir(requests_dir(paths)):
-        if name.endswith(suffix):
-            pending = _read_json(requests_dir(paths) / name)
-            if isinstance(pending, dict):
-                return {**pending, "status": "pending"}
-    return None
-
-
-def list_requests(
-    paths: SpoolPaths, model: str | None = None, limit: int = 20
-) -> list[dict[str, Any]]:
-    """Pending requests, then finished ones, newest first; optionally of one model
-    (compared by the key the daemon resolved, or as written)."""
-    out: list[dict[str, Any]] = []
-    for name in reversed(_listdir(requests_dir(paths))):
-        if name.endswith(".json") and not name.startswith("."):
-            doc = _read_json(requests_dir(paths) / name)
-            if isinstance(doc, dict):
-                out.append({**doc, "status": "pending"})
-    rdir = results_dir(paths)
-    done = []
-    for name in _listdir(rdir):
-        doc = _read_json(rdir / name)
-        if isinstance(doc, dict):
-            done.append(doc)
-    done.sort(key=lambda d: str(d.get("finished_at") or ""), reverse=True)
-    out.extend(done)
-    if model is not None:
-        out = [d for d in out if model in (d.get("model"), d.get("model_key"))]
-    return out[:limit]
-
-
-# --- the daemon's side ---------------------------------------------------------------------
 
 
 @dataclass
@@ -196,7 +105,7 @@ class ModelControl:
         self._reap(executors)
         names = [
             n
-            for n in _listdir(requests_dir(self.paths))
+            for n in list_json(requests_dir(self.paths))
             if n.endswith(".json") and not n.startswith(".")
         ]
         for name in names:
@@ -271,7 +180,7 @@ class ModelControl:
     # -- requests ----------------------------------------------------------------------
     def _begin(self, path: Path, executors: Mapping[str, Any]) -> _Active | None:
         now = self.clock()
-        req = _read_json(path)
+        req = read_json(path)
         if not isinstance(req, dict):
             req = {"request_id": path.stem.split("-", 1)[-1]}
             self._fail_now(path, req, "request file is not a JSON object")
@@ -411,7 +320,7 @@ def _failure(message: str, code: int | None = None) -> dict[str, Any]:
 
 
 def _prune(directory: Path, keep: int) -> None:
-    names = _listdir(directory)
+    names = list_json(directory)
     if len(names) <= keep:
         return
     dated = []
@@ -422,17 +331,3 @@ def _prune(directory: Path, keep: int) -> None:
             continue
     for _, n in sorted(dated)[: len(dated) - keep]:
         (directory / n).unlink(missing_ok=True)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _listdir(d: Path) -> list[str]:
-    try:
-        return sorted(n for n in os.listdir(d) if n.endswith(".json"))
-    except FileNotFoundError:
-        return []

@@ -27,7 +27,7 @@ from executors.models import CUSTOM_PREFIX, custom_frameworks, custom_spec, norm
 from executors.safe_form import collect_form, form_dir
 from executors.sandbox import Outcome, make_scratch, remove_scratch, run_sandboxed
 from executors.verdicts import file_digest, remove_verdict, write_verdict
-from mofsim_core.control import submit_request
+from mofsim_core.model_requests import submit_request
 from mofsim_core.model_service import custom_meta, custom_public, live_snapshot, loaded_slots
 from mofsim_core.owners import OWNER, Caller, check_model
 from mofsim_core.slot_state import daemon_status

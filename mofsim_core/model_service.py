@@ -2,8 +2,9 @@
 
 Core functions shared by both dialects; no aiohttp here.  Nothing in this module loads
 a model or unpickles a file: "loaded where" comes from the daemon's slot snapshot
-(``mofsim_core.slot_state``) and load/unload are request files the daemon carries out
-(``mofsim_core.control``).  Custom model uploads live in ``custom_models``.
+(``mofsim_core.slot_state``) and load/unload are request files
+(``mofsim_core.model_requests``) the daemon carries out (``mofsim_core.control``).
+Custom model uploads live in ``custom_models``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from executors.models import (
     resolve_model,
 )
 from executors.verdicts import model_trusted, read_verdict, trusted_form
-from mofsim_core.control import custom_model_validated, list_requests, submit_request
+from mofsim_core.control import custom_model_validated
+from mofsim_core.model_requests import list_requests, submit_request
 from mofsim_core.owners import OWNER, Caller
 from mofsim_core.slot_state import daemon_status, read_snapshot
 from spool.errors import DeviceUnavailable, ModelNotFound, ModelUnavailable, ValidationError

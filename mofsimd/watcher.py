@@ -24,7 +24,7 @@ from typing import Any
 
 from loguru import logger
 
-from mofsim_core.control import model_control_dirs
+from mofsim_core.model_requests import model_control_dirs
 from spool.layout import SpoolPaths
 
 IN_CLOSE_WRITE = 0x00000008

@@ -1,5 +1,6 @@
-"""Model load/unload requests (mofsim_core.control) and the slot snapshot (mofsim_core.slot_state):
-the protocol with executor doubles and a fake clock, then through a real daemon."""
+"""Model load/unload requests (mofsim_core.model_requests, mofsim_core.control) and the
+slot snapshot (mofsim_core.slot_state): the protocol with executor doubles and a fake
+clock, then through a real daemon."""
 
 from __future__ import annotations
 
@@ -13,14 +14,10 @@ from typing import Any
 
 import pytest
 
-from mofsim_core.control import (
-    ModelControl,
-    list_requests,
-    read_request,
-    requests_dir,
-    submit_request,
-)
-from mofsim_core.devices import CpuBackend, Slot
+from mofsim_core.control import ModelControl
+from mofsim_core.devices import Slot
+from mofsim_core.devices_cpu import CpuBackend
+from mofsim_core.model_requests import list_requests, read_request, requests_dir, submit_request
 from mofsim_core.slot_state import (
     SlotStateWriter,
     daemon_status,
