@@ -8,7 +8,8 @@ the shapes are in ``mira_shapes``.  Bodies are bare (no envelope), states lowerc
 errors ``{detail, error_code, field}`` (the shared error middleware does that for every
 path under ``/mira/``).
 
-This module holds tasks, results and health; ``mira_resources`` structures and models.
+This module holds tasks, results and health (their schemas are in ``mira_schemas``);
+``mira_resources`` structures and models.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from executors.registry import task_module, task_types
+from executors.registry import task_types
 from mofsim_core.mira_shapes import mira_result, mira_summary, mira_task
 from mofsim_core.output_files import find_output
 from mofsim_core.owners import OWNER, Caller, check_task
@@ -34,76 +35,35 @@ from mofsim_http.envelope import ok
 from mofsim_http.files import file_response
 from mofsim_http.json_body import read_json_object
 from mofsim_http.mira_resources import int_query
+from mofsim_http.mira_schemas import (
+    CANCEL_SCHEMA,
+    DEFAULT_LIMIT,
+    DOWNLOAD_KINDS,
+    HEALTH_EXAMPLE,
+    HEALTH_SCHEMA,
+    LIST_QUERY,
+    MAX_LIMIT,
+    RESULT_SCHEMA,
+    SUMMARY_SCHEMA,
+    TAGS,
+    TASK_EXAMPLE,
+    TASK_PAGE_SCHEMA,
+    TASK_SCHEMA,
+    UNKNOWN_TASK,
+    submit_body_schema,
+)
 from mofsim_http.openapi import path_params, returns
-from mofsim_http.openapi_components import MODEL_KEY, STRUCTURE_ID, state_list_schema
 from mofsim_http.request_pool import quick, short_body
 from spool.errors import ValidationError
 from spool.events import iso_now
 from spool.states import TaskState
 
 MIRA_ROOT = "/mira"
-TAGS = ["MIRA"]
 # MIRA's vocabulary has "pending" for everything that has not started yet.
 STATUS_FILTERS = {"pending": [TaskState.PENDING, TaskState.QUEUED, TaskState.ASSIGNED]}
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
-# A user key's request for another key's task answers as for a task that does not exist.
-_UNKNOWN = "unknown task (or another key's)"
-
-_ID = {"type": "string"}
-TASK_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "task_id": _ID,
-        "task_type": {"$ref": "#/components/schemas/TaskType"},
-        "status": {"$ref": "#/components/schemas/MiraTaskState"},
-        "model_key": {"type": "string"},
-        "structure_id": {"type": ["string", "null"]},
-        "structure_name": {"type": ["string", "null"]},
-        "created_at": {"type": "string"},
-        "started_at": {"type": ["string", "null"]},
-        "completed_at": {"type": ["string", "null"]},
-        "progress": {"type": "number", "description": "percent, 0-100"},
-        "current_step": {"type": ["integer", "null"]},
-        "total_steps": {"type": ["integer", "null"]},
-        "estimated_remaining_minutes": {"type": ["number", "null"]},
-        "estimated_time_minutes": {"type": ["number", "null"]},
-        "estimated_start": {"type": ["string", "null"]},
-        "error_message": {"type": ["string", "null"]},
-        "error_code": {"type": ["integer", "null"]},
-    },
-}
-TASK_EXAMPLE = {
-    "task_id": "task_7c9e66797425",
-    "task_type": "optimization",
-    "status": "running",
-    "model_key": "sevennet-0",
-    "structure_id": "struct_550e8400e29b41d4",
-    "created_at": "2025-12-30T10:35:00Z",
-    "started_at": "2025-12-30T10:35:15Z",
-    "progress": 42,
-    "current_step": 210,
-    "total_steps": 500,
-    "estimated_remaining_minutes": 3,
-}
 
 
 # --- tasks -------------------------------------------------------------------------------------
-
-
-def submit_body_schema(task_type: str) -> dict[str, Any]:
-    """The guide's flat body: ``structure_id``, ``model_key`` and the task's parameters
-    side by side (plus the spec's options, also flat)."""
-    params = task_module(task_type).SCHEMA.to_schema()["properties"]
-    props: dict[str, Any] = {
-        "structure_id": {**STRUCTURE_ID, "description": "an uploaded structure's id"},
-        "model_key": {**MODEL_KEY, "description": "a model key (GET /models)"},
-        **params,
-        "priority": {"type": "string", "enum": ["CRITICAL", "HIGH", "NORMAL", "LOW"]},
-        "timeout": {"type": "number", "exclusiveMinimum": 0, "description": "seconds"},
-        "notify_url": {"type": "string", "format": "uri"},
-    }
-    return {"type": "object", "required": ["structure_id", "model_key"], "properties": props}
 
 
 def _submit_handler(task_type: str) -> Any:
@@ -148,21 +108,6 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     return await read_json_object(request)
 
 
-LIST_QUERY = {
-    "type": "object",
-    "properties": {
-        "status": state_list_schema(
-            "pending (not started yet), queued, "
-            "assigned, running, completed, failed, cancelled or timeout; "
-            "comma-separated for several"
-        ),
-        "task_type": {"$ref": "#/components/schemas/TaskTypeName"},
-        "skip": {"type": "integer", "minimum": 0, "maximum": 10**9},
-        "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
-    },
-}
-
-
 def _states(value: str | None) -> list[str] | None:
     if not value:
         return None
@@ -173,17 +118,7 @@ def _states(value: str | None) -> list[str] | None:
     return out
 
 
-@returns(
-    schema={
-        "type": "object",
-        "properties": {
-            "total": {"type": "integer"},
-            "skip": {"type": "integer"},
-            "limit": {"type": "integer"},
-            "tasks": {"type": "array", "items": TASK_SCHEMA},
-        },
-    }
-)
+@returns(schema=TASK_PAGE_SCHEMA)
 @describe(
     summary="List tasks",
     tags=TAGS,
@@ -213,7 +148,7 @@ async def list_handler(request: web.Request) -> web.Response:
 
 
 @returns(schema=TASK_SCHEMA, example=TASK_EXAMPLE)
-@describe(summary="Task status", tags=TAGS, responses={200: "the task", 404: _UNKNOWN})
+@describe(summary="Task status", tags=TAGS, responses={200: "the task", 404: UNKNOWN_TASK})
 async def status_handler(request: web.Request) -> web.Response:
     """Poll this until `status` is completed (or failed); a failed task carries
     `error_message` and `error_code`."""
@@ -223,18 +158,13 @@ async def status_handler(request: web.Request) -> web.Response:
     return ok(request, mira_task(record))
 
 
-@returns(
-    schema={
-        "type": "object",
-        "properties": {"message": {"type": "string"}, "task_id": _ID, "status": {"type": "string"}},
-    }
-)
+@returns(schema=CANCEL_SCHEMA)
 @describe(
     summary="Cancel a task",
     tags=TAGS,
     responses={
         200: "cancelled, or cancel requested for a running task",
-        404: _UNKNOWN,
+        404: UNKNOWN_TASK,
         409: "the task has already finished",
     },
 )
@@ -294,20 +224,13 @@ def full_result(spool: Any, task_id: str, caller: Caller = OWNER) -> dict[str, A
     return mira_result(doc, record, structure)
 
 
-@returns(
-    schema={
-        "type": "object",
-        "description": "identity and timing, then every value "
-        "of the result: our names (energy_eV, ...) and the guide's (final_energy, "
-        "num_steps, ...)",
-    }
-)
+@returns(schema=RESULT_SCHEMA)
 @describe(
     summary="Task result",
     tags=TAGS,
     responses={
         200: "the result",
-        404: _UNKNOWN,
+        404: UNKNOWN_TASK,
         409: "not finished yet (50003), or failed/cancelled/timed out",
     },
 )
@@ -319,24 +242,11 @@ async def result_handler(request: web.Request) -> web.Response:
     return ok(request, data)
 
 
-@returns(
-    schema={
-        "type": "object",
-        "properties": {
-            "task_id": _ID,
-            "task_type": {"type": "string"},
-            "status": {"type": "string"},
-            "model_key": {"type": "string"},
-            "key_metrics": {"type": "object"},
-            "computation_time_seconds": {"type": ["number", "null"]},
-            "completed_at": {"type": ["string", "null"]},
-        },
-    }
-)
+@returns(schema=SUMMARY_SCHEMA)
 @describe(
     summary="Result summary",
     tags=TAGS,
-    responses={200: "the key numbers", 404: _UNKNOWN, 409: "no result"},
+    responses={200: "the key numbers", 404: UNKNOWN_TASK, 409: "no result"},
 )
 async def summary_handler(request: web.Request) -> web.Response:
     """`key_metrics` holds the few numbers that characterise the result."""
@@ -348,9 +258,6 @@ async def summary_handler(request: web.Request) -> web.Response:
         caller_of(request),
     )
     return ok(request, mira_summary(doc))
-
-
-DOWNLOAD_KINDS = ("structure", "trajectory", "log")
 
 
 @path_params(file_type={"type": "string", "enum": list(DOWNLOAD_KINDS)})
@@ -382,17 +289,7 @@ async def download_handler(request: web.Request) -> web.StreamResponse:
 # --- health ------------------------------------------------------------------------------------
 
 
-@returns(
-    schema={
-        "type": "object",
-        "properties": {
-            "status": {"type": "string"},
-            "version": {"type": "string"},
-            "timestamp": {"type": "string"},
-        },
-    },
-    example={"status": "healthy", "version": "0.1.0", "timestamp": "2025-12-30T10:30:00Z"},
-)
+@returns(schema=HEALTH_SCHEMA, example=HEALTH_EXAMPLE)
 @describe(summary="Health (MIRA shape)", tags=TAGS, public=True, responses={200: "healthy"})
 async def health_handler(request: web.Request) -> web.Response:
     """The spool directory answers: the server can accept work."""

@@ -2,7 +2,8 @@
 list, log history and live event streams.
 
 Handlers only parse the request and shape the answer; the work is in ``task_submit``,
-``task_listing`` and ``task_service`` (blocking, so it runs in a thread).
+``task_listing`` and ``task_service`` (blocking, so it runs in a thread).  The schemas
+the OpenAPI document shows for them are in ``task_schemas``.
 """
 
 from __future__ import annotations
@@ -12,10 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from executors.registry import task_module, task_types
+from executors.registry import task_types
 from mofsim_core import task_listing, task_records, task_service, task_submit
-from mofsim_core.mirror_rows import SORTABLE
-from mofsim_core.task_options import NOTIFY_EVENTS
 from mofsim_http import sse
 from mofsim_http.app import CONFIG_KEY, MIRROR_KEY, SHUTDOWN_KEY, SPOOL_KEY
 from mofsim_http.auth import caller_of
@@ -23,136 +22,21 @@ from mofsim_http.describe import describe
 from mofsim_http.envelope import ok
 from mofsim_http.json_body import read_json
 from mofsim_http.openapi import returns
-from mofsim_http.openapi_components import (
-    MODEL_KEY,
-    STRUCTURE_ID,
-    order_schema,
-    state_list_schema,
-)
 from mofsim_http.request_pool import quick, short_body
+from mofsim_http.task_schemas import (
+    BATCH_BODY,
+    EVENTS_QUERY,
+    ID_ERRORS,
+    LIST_QUERY,
+    LOG_LEVELS,
+    LOGS_QUERY,
+    SUBMIT_ERRORS,
+    TASK_RECORD_SCHEMA,
+    submit_body_schema,
+)
 from spool.errors import ValidationError
-from spool.layout import SAFE_TOKEN
 
 PREFIX = "/api/v1/tasks"
-
-_SUBMIT_ERRORS = {
-    400: "a field is invalid (its name is in error.field)",
-    404: "model or structure not found",
-    409: "model unavailable",
-    413: "body too large",
-    415: "unsupported structure format",
-    422: "structure unparsable or unphysical",
-}
-# A user key's request for another key's task answers as for a task that does not exist.
-_ID_ERRORS = {404: "no such task (or another key's)"}
-
-OPTIONS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "priority": {
-            "description": "CRITICAL, HIGH, NORMAL (default) or LOW; or 0-3",
-            "oneOf": [{"type": "string"}, {"type": "integer", "minimum": 0, "maximum": 3}],
-        },
-        "timeout": {"type": "number", "exclusiveMinimum": 0, "description": "seconds"},
-        "notify_url": {"type": "string", "format": "uri"},
-        "notify_events": {
-            "type": "array",
-            "items": {"type": "string", "enum": list(NOTIFY_EVENTS)},
-        },
-        "notify_secret": {"type": "string", "maxLength": 512},
-        "retry_times": {"type": "integer", "minimum": 0, "maximum": 20},
-        "retry_interval_seconds": {"type": "number", "minimum": 0, "maximum": 86400},
-        "name": {"type": "string"},
-        "description": {"type": "string"},
-        "tags": {"type": "array", "items": {"type": "string"}},
-    },
-}
-TASK_RECORD_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["task_id", "task_type", "model", "status", "priority"],
-    "properties": {
-        "task_id": {"type": "string"},
-        "task_type": {"$ref": "#/components/schemas/TaskType"},
-        "model": {"type": "string"},
-        "status": {"$ref": "#/components/schemas/TaskState"},
-        "priority": {"type": "string"},
-        "queue_position": {"type": ["integer", "null"]},
-        "created_at": {"type": ["string", "null"]},
-        "started_at": {"type": ["string", "null"]},
-        "completed_at": {"type": ["string", "null"]},
-        "progress": {"type": ["number", "null"]},
-        "estimated_start": {
-            "type": ["string", "null"],
-            "description": "when the task should start (queue ahead, free slots, estimates)",
-        },
-        "estimated_duration_s": {"type": ["number", "null"]},
-    },
-}
-_PAGE_QUERY: dict[str, Any] = {
-    "page": {"type": "integer", "minimum": 1, "maximum": 10**9, "description": "1-based page"},
-    "page_size": {"type": "integer", "minimum": 1, "maximum": task_records.MAX_PAGE},
-    "skip": {
-        "type": "integer",
-        "minimum": 0,
-        "maximum": 10**9,
-        "description": "MIRA style: items to skip",
-    },
-    "limit": {"type": "integer", "minimum": 1, "maximum": task_records.MAX_PAGE},
-}
-
-
-def _names_of(task_type: str) -> list[str]:
-    return list(task_types()[task_type].names)
-
-
-def submit_body_schema(task_type: str | None) -> dict[str, Any]:
-    parameters: dict[str, Any] = (
-        {"$ref": f"#/components/schemas/Parameters-{task_type}"}
-        if task_type
-        else {"type": "object", "description": "the task type's parameters"}
-    )
-    named: dict[str, Any] = (
-        {"type": "string", "enum": _names_of(task_type)}
-        if task_type
-        else {"$ref": "#/components/schemas/TaskTypeName"}
-    )
-    named["description"] = "optional; must match the path" if task_type else "the task type"
-    schema: dict[str, Any] = {
-        "type": "object",
-        "description": "The spec's submission (5.2). MIRA's flat shape is accepted too: "
-        "structure_id, model_key and the parameters at the top level.",
-        "properties": {
-            "task_type": named,
-            "model": {**MODEL_KEY, "description": "a model key (GET /api/v1/models)"},
-            "model_key": {**MODEL_KEY, "description": "MIRA's name for model"},
-            "structure": {"$ref": "#/components/schemas/StructureRef"},
-            "structure_id": {**STRUCTURE_ID, "description": "MIRA: an uploaded structure"},
-            "parameters": parameters,
-            "options": OPTIONS_SCHEMA,
-            "task_id": {
-                "type": "string",
-                "pattern": f"^{SAFE_TOKEN.pattern}$",
-                "description": "optional; chosen by the client",
-            },
-            # The flat shape: each option may also be given at the top level.
-            **OPTIONS_SCHEMA["properties"],
-        },
-        # A model and a structure are needed, each by one of its two names.
-        "allOf": [
-            {"oneOf": [{"required": ["model"]}, {"required": ["model_key"]}]},
-            {"oneOf": [{"required": ["structure"]}, {"required": ["structure_id"]}]},
-        ],
-    }
-    if task_type:
-        # The flat shape's parameters are those of this task type, and nothing else is.
-        flat = task_module(task_type).SCHEMA.to_schema()["properties"]
-        schema["properties"] = {**flat, **schema["properties"]}
-        schema["additionalProperties"] = False
-    else:
-        # Which other top-level keys are parameters depends on task_type.
-        schema["required"] = ["task_type"]
-    return schema
 
 
 def _services(request: web.Request) -> tuple[Any, Any]:
@@ -164,7 +48,7 @@ def submit_handler(task_type: str | None) -> Any:
         summary=f"Submit a {task_type} task" if task_type else "Submit a task",
         tags=["tasks"],
         body=submit_body_schema(task_type),
-        responses={202: "queued: the task record", **_SUBMIT_ERRORS},
+        responses={202: "queued: the task record", **SUBMIT_ERRORS},
     )
     @returns(schema=TASK_RECORD_SCHEMA, status=202)
     async def submit(request: web.Request) -> web.Response:
@@ -184,18 +68,7 @@ def submit_handler(task_type: str | None) -> Any:
 @describe(
     summary="Submit up to 1000 tasks",
     tags=["tasks"],
-    body={
-        "type": "object",
-        "required": ["tasks"],
-        "properties": {
-            "tasks": {
-                "type": "array",
-                "minItems": 1,
-                "maxItems": task_submit.MAX_BATCH,
-                "items": submit_body_schema(None),
-            }
-        },
-    },
+    body=BATCH_BODY,
     responses={
         202: "the valid tasks were queued; a report per item",
         400: "the list is malformed, or no item is valid",
@@ -225,16 +98,7 @@ async def submit_batch(request: web.Request) -> web.Response:
 @describe(
     summary="List tasks",
     tags=["tasks"],
-    query={
-        "type": "object",
-        "properties": {
-            "status": state_list_schema("a state or a comma-separated list"),
-            "task_type": {"$ref": "#/components/schemas/TaskTypeName"},
-            "model": {"type": "string"},
-            "order": order_schema(SORTABLE, "e.g. created_at desc (default)"),
-            **_PAGE_QUERY,
-        },
-    },
+    query=LIST_QUERY,
     responses={200: "data: {items, pagination}", 400: "invalid filter"},
 )
 async def list_tasks(request: web.Request) -> web.Response:
@@ -261,9 +125,7 @@ async def list_tasks(request: web.Request) -> web.Response:
     )
 
 
-@describe(
-    summary="A task's state", tags=["tasks"], responses={200: "the task record", **_ID_ERRORS}
-)
+@describe(summary="A task's state", tags=["tasks"], responses={200: "the task record", **ID_ERRORS})
 @returns(schema=TASK_RECORD_SCHEMA)
 async def get_task(request: web.Request) -> web.Response:
     spool, _ = _services(request)
@@ -278,7 +140,7 @@ async def get_task(request: web.Request) -> web.Response:
     tags=["tasks"],
     responses={
         200: "the result (spec 5.3)",
-        **_ID_ERRORS,
+        **ID_ERRORS,
         409: "not finished (50003), failed (50001), timed out (50002) or cancelled (50004)",
     },
 )
@@ -295,7 +157,7 @@ async def get_result(request: web.Request) -> web.Response:
     tags=["tasks"],
     responses={
         200: "CANCELLED (was queued) or CANCELLING (stops at its next step)",
-        **_ID_ERRORS,
+        **ID_ERRORS,
         409: "the task already finished (50005)",
     },
 )
@@ -314,33 +176,11 @@ async def cancel_task(request: web.Request) -> web.Response:
     return ok(request, data, message=data["message"])
 
 
-_LOG_QUERY: dict[str, Any] = {
-    "level": {
-        "type": "string",
-        "enum": ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
-        "description": "minimum level",
-    },
-    "types": {
-        "type": "string",
-        "pattern": r"^\s*(?:log|status|progress)?\s*(?:,\s*(?:log|status|progress)?\s*)*$",
-        "description": "comma-separated: log, status, progress",
-    },
-}
-
-
 @describe(
     summary="A task's log history (SSE with Accept: text/event-stream)",
     tags=["tasks"],
-    query={
-        "type": "object",
-        "properties": {
-            **_LOG_QUERY,
-            "limit": {"type": "integer", "minimum": 1, "maximum": task_records.MAX_PAGE},
-            "offset": {"type": "integer", "minimum": 0, "maximum": 10**9},
-            "since": {"type": "string", "description": "an event id or an ISO-8601 time"},
-        },
-    },
-    responses={200: "data: {items, pagination, last_id}", **_ID_ERRORS},
+    query=LOGS_QUERY,
+    responses={200: "data: {items, pagination, last_id}", **ID_ERRORS},
 )
 async def task_logs(request: web.Request) -> web.StreamResponse:
     """Each item is the spec's 6.3 log record plus ``event`` (log, status, progress) and
@@ -371,8 +211,8 @@ async def task_logs(request: web.Request) -> web.StreamResponse:
     summary="A task's events, live (SSE)",
     tags=["tasks"],
     sse=True,
-    query={"type": "object", "properties": _LOG_QUERY},
-    responses={200: "text/event-stream: log, status, progress, then end", **_ID_ERRORS},
+    query=EVENTS_QUERY,
+    responses={200: "text/event-stream: log, status, progress, then end", **ID_ERRORS},
 )
 async def task_events(request: web.Request) -> web.StreamResponse:
     """``event:`` log/status/progress, ``id:`` resumable with ``Last-Event-ID``; a
@@ -383,7 +223,7 @@ async def task_events(request: web.Request) -> web.StreamResponse:
 async def _stream(request: web.Request) -> web.StreamResponse:
     q = request.query
     level = q.get("level")
-    if level is not None and level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    if level is not None and level.upper() not in LOG_LEVELS:
         raise ValidationError(f"unknown log level {level!r}", field="level")
     return await sse.stream_task(
         request,
