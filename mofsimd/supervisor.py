@@ -3,7 +3,8 @@
 One asyncio loop.  Wake-ups come from inotify (watchdog), from executor messages and
 from a periodic rescan; each wake-up admits new files, plans assignments, enforces
 timeouts and cancels.  The spool stays the source of truth: everything here can be
-rebuilt from it after a crash.
+rebuilt from it after a crash.  How a running task ends (executor messages and exits,
+limits, retries) is ``mofsimd.task_outcomes``, a mixin of the supervisor.
 """
 
 from __future__ import annotations
@@ -15,24 +16,26 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
 from mofsim_core.config import Config
 from mofsim_core.control import ModelControl
-from mofsim_core.devices import DeviceBackend, parse_slots
+from mofsim_core.devices import DeviceBackend
+from mofsim_core.devices_factory import parse_slots
 from mofsim_core.slot_state import SlotStateWriter
 from mofsimd import lifecycle, sdnotify
-from mofsimd.cost_tracker import CostTracker, is_out_of_memory, largest_other
-from mofsimd.executor_pool import Executor, Message, RunningTask
+from mofsimd.cost_tracker import CostTracker
+from mofsimd.executor_pool import Executor, RunningTask
 from mofsimd.operations import Operations
 from mofsimd.orphans import OrphanClaims
 from mofsimd.pending import is_storage_error
 from mofsimd.scheduler import FreeSlot, QueuedJob, expected_duration, plan
+from mofsimd.task_outcomes import TaskOutcomes
 from mofsimd.watcher import SpoolWatcher
 from spool import transitions
-from spool.errors import InvalidJobFile, MofsimError, TaskCancelled, TaskError, TaskTimeout, code_of
+from spool.errors import InvalidJobFile, MofsimError
 from spool.intake import admit
 from spool.job import Job
 from spool.recovery import sweep
@@ -42,7 +45,7 @@ if TYPE_CHECKING:
     from mofsimd.slurm_pool import SlurmPilots
 
 
-class Supervisor:
+class Supervisor(TaskOutcomes):
     def __init__(
         self,
         config: Config,
@@ -325,108 +328,7 @@ class Supervisor:
         for task_id in self.orphans.resolve():
             self.life.mirror_task(task_id, with_logs=True)
 
-    # -- limits: timeouts and forced cancels -------------------------------------------
-    def _enforce_limits(self) -> None:
-        now = time.time()
-        for ex in self.executors.values():
-            task = ex.current
-            if task is None:
-                continue
-            if task.cancel_seen_at is None and self.spool.cancel_requested(task.task_id):
-                task.cancel_seen_at = now
-                logger.info("cancel requested for running task {}", task.task_id)
-            if now - task.started > task.timeout:
-                self._kill_current(
-                    ex, "TIMEOUT", f"task exceeded its timeout of {task.timeout:g} s"
-                )
-            elif task.cancel_seen_at and now - task.cancel_seen_at > self.config.cancel_grace_s:
-                self._kill_current(
-                    ex, "CANCELLED", "cancelled by request (forced after the grace period)"
-                )
-
-    def _kill_current(self, ex: Executor, state: str, message: str) -> None:
-        task = ex.current
-        if task is None:
-            return
-        ex.current = None
-        ex.kill()
-        self.life.finish(
-            task,
-            state,
-            code=code_of(TaskTimeout if state == "TIMEOUT" else TaskCancelled),
-            message=message,
-            slot=ex.slot_id,
-        )
-        self.wake.set()
-
-    # -- executor callbacks ------------------------------------------------------------
-    def _on_message(self, ex: Executor, msg: Message) -> None:
-        task = ex.current
-        if msg.get("type") == "started" and task is not None:
-            if task.task_id == msg.get("task_id"):
-                task.started_seen = True
-            self.ops.on_state(task.task_id, "RUNNING")
-        if msg.get("type") == "finished":
-            if task is None or task.task_id != msg.get("task_id"):
-                return  # already ended by a timeout or a forced cancel
-            ex.current = None
-            if msg.get("status") == "BUSY":
-                # An orphaned executor holds this claim: it is running the task already.
-                self.orphans.add(task.claimed_path)
-            else:
-                self._finished(ex, task, msg)
-        self.wake.set()
-
-    def _finished(self, ex: Executor, task: RunningTask, msg: Message) -> None:
-        status = str(msg.get("status"))
-        error: dict[str, Any] = msg.get("error") or {}
-        if status == "COMPLETED":
-            self.costs.completed(task.task_id, task.claimed_path)
-            self.life.finish(task, "COMPLETED", slot=ex.slot_id)
-        elif status == "CANCELLED":
-            self.life.finish(
-                task,
-                "CANCELLED",
-                code=code_of(TaskCancelled),
-                message="cancelled by request",
-                slot=ex.slot_id,
-            )
-        elif msg.get("transient"):
-            if is_out_of_memory(error):
-                self._out_of_memory(ex, task)
-            self._retry_or_fail(
-                task,
-                str(error.get("message", "transient failure")),
-                code=int(error.get("code", code_of(TaskError))),
-            )
-        else:
-            self.life.finish(
-                task,
-                "FAILED",
-                code=int(error.get("code", code_of(TaskError))),
-                message=str(error.get("message", "task failed")),
-                slot=ex.slot_id,
-                error=error,
-            )
-
     # -- cost estimates ----------------------------------------------------------------
-    def _devices(self) -> list[tuple[str, float]]:
-        """Every device's name and total memory, as the backend reports them now."""
-        names = {s.slot_id: s.name for s in self.backend.slots()}
-        return [
-            (names.get(d.slot_id, d.name), float(d.memory_total_mb))
-            for d in self.backend.status()
-            if d.memory_total_mb
-        ]
-
-    def _out_of_memory(self, ex: Executor, task: RunningTask) -> None:
-        """The card was too small: the cost model learns it, and the retry waits for a
-        larger card when there is one."""
-        status = {d.slot_id: d for d in self.backend.status()}.get(ex.slot_id)
-        total = float(status.memory_total_mb) if status and status.memory_total_mb else None
-        larger = largest_other(self._devices(), total)
-        self.costs.out_of_memory(task.task_id, task.claimed_path, ex.slot.name, total, larger)
-
     def _publish_eta(self) -> None:
         running = [
             (ex.current.task_id, ex.current.started)
@@ -439,49 +341,3 @@ class Supervisor:
             running,
             [(j.task_id, self.not_before.get(j.task_id, 0.0)) for j in queue],
         )
-
-    def _retry_or_fail(self, task: RunningTask, reason: str, code: int | None = None) -> None:
-        attempts = task.attempts + 1
-        if attempts >= self.config.max_attempts:
-            self.life.finish(
-                task,
-                "FAILED",
-                code=code or code_of(TaskError),
-                message=f"{reason} (gave up after {attempts} attempts)",
-            )
-            return
-        delay = min(
-            self.config.retry_backoff_max_s, self.config.retry_backoff_s * 2 ** (attempts - 1)
-        )
-        self.not_before[task.task_id] = time.time() + delay
-        self.life.requeue(task, attempts, f"{reason}; retrying in {delay:g} s")
-
-    def _on_exit(self, ex: Executor, code: int | None) -> None:
-        task = ex.current
-        ex.current = None
-        if task is not None:
-            if self.spool.cancel_requested(task.task_id):
-                self.life.finish(
-                    task, "CANCELLED", code=code_of(TaskCancelled), message="cancelled by request"
-                )
-            elif not task.started_seen:
-                # It died before it began this task: whatever killed it, not the task.
-                self.life.requeue(
-                    task, None, f"executor {ex.slot_id} died before starting it (exit {code})"
-                )
-            else:
-                self._retry_or_fail(task, f"executor {ex.slot_id} died (exit code {code})")
-        if self.stopping or getattr(ex, "gone", False):
-            return  # a Slurm pilot whose job ended is not restarted: others are submitted
-        ex.restarts += 1
-        # A slot that dies straight after starting is not restarted in a hot loop.
-        delay = 0.0 if time.time() - ex.started_at > 30 else min(30.0, 2.0 ** min(ex.restarts, 5))
-        logger.warning("executor {} exited ({}); restarting in {:g} s", ex.slot_id, code, delay)
-        assert self._loop is not None
-        self._loop.call_later(delay, lambda: asyncio.ensure_future(self._restart(ex)))
-
-    async def _restart(self, ex: Executor) -> None:
-        if not self.stopping:
-            await ex.start()
-            self.life.executor_restarted(ex)
-            self.wake.set()

@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 
 from executors.cost_model import CostModel, fit_key
 from mofsim_cli.main import app
-from mofsim_core import task_service as svc
 from mofsim_core.estimates import snapshot_devices
+from mofsim_core.task_service import get_task
+from mofsim_core.task_submit import submit_task
 from mofsim_core.task_validation import build_job
 from spool import Job, Spool
 from spool.errors import DeviceUnavailable
@@ -99,7 +100,7 @@ def test_a_framework_no_card_holds_is_refused_and_one_that_fits_runs_with_an_eta
         assert small.estimate is not None
         assert small.estimate["natoms"] == 106 and small.estimate["device"] == "Simulated GPU"
         assert 318 < small.estimate["memory_mb"] < 1000
-        record = svc.submit_task(sp, None, _body(_xyz("MOF-5", (1, 1, 1))))
+        record = submit_task(sp, None, _body(_xyz("MOF-5", (1, 1, 1))))
         assert record["estimated_duration_s"] is not None
         task_id = record["task_id"]
         wait_for(lambda: sp.record(task_id)["status"] == "COMPLETED", 120, "small task")
@@ -177,8 +178,8 @@ def test_an_out_of_memory_failure_asks_for_a_larger_card(tmp_path: Path) -> None
 
 
 def test_a_queue_behind_a_running_task_shows_its_etas_in_status_and_top(tmp_path: Path) -> None:
-    from mofsim_cli.top_data import LocalSource
-    from mofsim_core.devices import CpuBackend
+    from mofsim_cli.top_local import LocalSource
+    from mofsim_core.devices_cpu import CpuBackend
     from mofsim_core.eta import EtaBoard
 
     sp = Spool(tmp_path / "spool")
@@ -197,14 +198,14 @@ def test_a_queue_behind_a_running_task_shows_its_etas_in_status_and_top(tmp_path
     }
     with Daemon(sp.root, slots="cpu:1"):
         wait_for(lambda: snapshot_devices(sp.root), 30, "slot snapshot")
-        first = svc.submit_task(sp, None, body)
+        first = submit_task(sp, None, body)
         assert first["estimated_duration_s"] == pytest.approx(200 * 0.0106, abs=0.1)
         wait_for(lambda: sp.record(first["task_id"])["status"] == "RUNNING", 60, "running")
-        second = svc.submit_task(sp, None, body)["task_id"]
-        third = svc.submit_task(sp, None, body)["task_id"]
+        second = submit_task(sp, None, body)["task_id"]
+        third = submit_task(sp, None, body)["task_id"]
         board = EtaBoard.of(sp.root)
         wait_for(lambda: third in board.tasks(), 30, "the board")
-        b, c = svc.get_task(sp, second), svc.get_task(sp, third)
+        b, c = get_task(sp, second), get_task(sp, third)
         assert b["estimated_start"] is not None and b["estimated_start"] < c["estimated_start"]
         assert c["estimated_duration_s"] == pytest.approx(200 * 0.0106, abs=0.1)
         # The CLI's status and mofsim top say the same.

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from mofsim_core.config import Config
-from mofsim_core.mirror import SqliteMirror
+from mofsim_core.mirror_sqlite import SqliteMirror
 from mofsim_http.app import create_app
 from spool.store import Spool
 from tests.daemon_helpers import Daemon, quick_job, slow_job
@@ -178,7 +178,7 @@ async def test_alerts_empty_without_an_engine_then_real_from_its_store(
             assert data == {kind: [], "total": 0, "engine": "not running on this spool"}
     # The daemon's engine writes its store in state/alerts: the endpoints read it.
     from mofsim_core.alerts import AlertStore, Snapshot, evaluate, load_rules
-    from mofsim_core.devices import SimulatedBackend
+    from mofsim_core.devices_simulated import SimulatedBackend
 
     backend = SimulatedBackend(2)
     backend.set_temperature(1, 91.0)

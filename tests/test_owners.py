@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from loguru import logger
 
-from mofsim_core.mirror import SqliteMirror
+from mofsim_core.mirror_sqlite import SqliteMirror
 from mofsim_core.owners import OWNER, Caller, check_task, task_owner
-from mofsim_core.structure_service import StructureIndex, delete_structure, store_structure
+from mofsim_core.structure_deletion import delete_structure
+from mofsim_core.structure_service import StructureIndex, store_structure
 from spool import Job, Spool
 from spool.errors import StructureNotFound, TaskNotFound
 from tests.daemon_helpers import cu_xyz
