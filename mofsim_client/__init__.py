@@ -11,6 +11,7 @@
 is imported only when an ``Atoms`` object is passed as a structure.
 """
 
+from mofsim_client._bench import benchmark_files
 from mofsim_client._http import DEFAULT_SERVER, VERSION, Settings
 from mofsim_client.aclient import AsyncMOFSimClient
 from mofsim_client.client import MOFSimClient
@@ -130,5 +131,6 @@ __all__ = [
     "UnsupportedFormatError",
     "ValidationError",
     "WaitTimeoutError",
+    "benchmark_files",
     "__version__",
 ]

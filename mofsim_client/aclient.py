@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from mofsim_client import _payload as pl
+from mofsim_client._bench import AsyncBenchMethods
 from mofsim_client._http import Settings, decode
 from mofsim_client._server import AsyncServerMethods, seg
 from mofsim_client._shortcuts import AsyncSubmitShortcuts, Priority
@@ -42,7 +43,7 @@ from mofsim_client.results import TaskResult, result_from_dict
 from mofsim_client.task import AsyncTask
 
 
-class AsyncMOFSimClient(AsyncSubmitShortcuts, AsyncServerMethods):
+class AsyncMOFSimClient(AsyncSubmitShortcuts, AsyncServerMethods, AsyncBenchMethods):
     """See ``MOFSimClient`` for the arguments.  Use ``async with``, or ``await
     client.aclose()``."""
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from mofsim_client import _payload as pl
+from mofsim_client._bench import BenchMethods
 from mofsim_client._http import Settings, decode
 from mofsim_client._server import ServerMethods, seg
 from mofsim_client._shortcuts import Priority, SubmitShortcuts
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     from mofsim_client.aclient import AsyncMOFSimClient
 
 
-class MOFSimClient(SubmitShortcuts, ServerMethods):
+class MOFSimClient(SubmitShortcuts, ServerMethods, BenchMethods):
     """A client of one MOFSim server.
 
     ``base_url`` defaults to ``MOFSIM_SERVER`` (else http://127.0.0.1:8000),

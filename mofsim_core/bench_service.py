@@ -4,7 +4,9 @@ campaign rows a listing shows.
 ``start_campaign`` is what ``POST /api/v1/bench/campaigns`` runs: the client sends the
 suite's CIF files with the request (``structures``, keyed by their path in the
 benchmark's folder, e.g. ``main_set/MOF-5_primitive.cif``), so the server needs no copy
-of the benchmark.  The tasks are the caller's, like any it submits.
+of the benchmark.  Files that are not the benchmark's are left aside and named in the
+answer (``unknown_files``), so a client may send its whole folder.  The tasks are the
+caller's, like any it submits.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mofsim_core.bench_campaign import list_campaigns, progress, run_campaign
-from mofsim_core.bench_suites import SUITES, StructureSource
+from mofsim_core.bench_suites import SUITES, StructureSource, unknown_files
 from mofsim_core.model_service import visible_model
 from mofsim_core.owners import OWNER, Caller
 from spool.errors import ValidationError
@@ -74,7 +76,8 @@ def start_campaign(
         raise ValidationError(f"suite must be one of {', '.join(SUITES)}", field="suite")
     # Before the files: an unknown model is a 404 whatever else the request holds.
     visible_model(spool, model, caller)
-    source = StructureSource.sent(_structures(body))
+    files = _structures(body)
+    source = StructureSource.sent(files)
     submitted: list[str] = []
     campaign = run_campaign(
         spool,
@@ -88,7 +91,8 @@ def start_campaign(
         caller=caller,
         mirror=mirror,
     )
-    return {**campaign_row(spool, campaign), "submitted": submitted}
+    unknown = unknown_files(files)
+    return {**campaign_row(spool, campaign), "submitted": submitted, "unknown_files": unknown}
 
 
 def campaign_row(spool: Spool, campaign: dict[str, Any]) -> dict[str, Any]:

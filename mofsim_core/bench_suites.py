@@ -92,11 +92,13 @@ def heat_capacity_references() -> dict[str, float]:
 class StructureSource:
     """Where a campaign's CIFs come from: the benchmark's folder on this machine, or the
     files a client sent with its request.  ``size`` is None for a file that is not there
-    (sizes pick the quick suite's smallest cells, so both sources plan alike)."""
+    (sizes pick the quick suite's smallest cells, so both sources plan alike); ``field``
+    is what a missing file is blamed on."""
 
     where: str
     size: Callable[[str], int | None]
     read: Callable[[str], str]
+    field: str = "data"
 
     @classmethod
     def folder(cls, data_dir: Path) -> StructureSource:
@@ -108,19 +110,24 @@ class StructureSource:
 
     @classmethod
     def sent(cls, files: Mapping[str, str]) -> StructureSource:
-        known = {p for paths in structure_sets().values() for p in paths}
-        unknown = sorted(set(files) - known)
-        if unknown:
-            raise ValidationError(
-                f"{len(unknown)} file(s) are not structures of the benchmark "
-                f"(first: {unknown[0]}); name them as in its folder, e.g. main_set/MOF-5.cif",
-                field="structures",
-            )
+        """Only the benchmark's own files count, so a client may send its whole folder;
+        ``unknown_files`` says which were left aside."""
+        known = benchmark_paths()
         return cls(
             "the files sent",
-            lambda rel: len(files[rel].encode()) if rel in files else None,
+            lambda rel: len(files[rel].encode()) if rel in known and rel in files else None,
             lambda rel: files[rel],
+            field="structures",
         )
+
+
+def benchmark_paths() -> frozenset[str]:
+    """Every structure file of the benchmark's sets, as paths in its folder."""
+    return frozenset(p for paths in structure_sets().values() for p in paths)
+
+
+def unknown_files(files: Mapping[str, str]) -> list[str]:
+    return sorted(set(files) - benchmark_paths())
 
 
 def _smallest_with_reference(source: StructureSource, paths: list[str], n: int) -> list[str]:
@@ -150,7 +157,7 @@ def plan(suite: str, source: StructureSource) -> list[Entry]:
         raise ValidationError(
             f"{len(missing)} structure file(s) of the {suite} suite are missing in "
             f"{source.where} (first: {missing[0]}); give the benchmark's structure folder",
-            field="data",
+            field=source.field,
         )
     return entries
 

@@ -90,10 +90,10 @@ CAMPAIGN_BODY = {
         "structures": {
             "type": "object",
             "minProperties": 1,
-            "propertyNames": {"pattern": r"^(main_set|hcmof|copper)/[A-Za-z0-9_.+-]+\.cif$"},
             "additionalProperties": {"type": "string", "minLength": 1},
             "description": "CIF text per path in the benchmark's folder "
-            "(e.g. main_set/MOF-5_primitive.cif): every file of the suite",
+            "(e.g. main_set/MOF-5_primitive.cif): every file of the suite; files that "
+            "are not the benchmark's are left aside (unknown_files in the answer)",
         },
     },
     "additionalProperties": False,

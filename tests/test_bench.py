@@ -21,6 +21,7 @@ from mofsim_core.bench_suites import (
     heat_capacity_references,
     plan,
     structure_sets,
+    unknown_files,
 )
 from spool.errors import ValidationError
 from spool.store import Spool
@@ -70,10 +71,14 @@ def test_suites_plan_the_benchmark(mofsimbench_dir: Path) -> None:
     with pytest.raises(ValidationError):
         plan("huge", here)
     # Files sent with a request plan the same suite as the folder they came from.
-    sent = StructureSource.sent({p: here.read(p) for p in {e.path for e in quick}})
+    # Files that are not the benchmark's are left aside, whatever their size.
+    files = {p: here.read(p) for p in {e.path for e in quick}}
+    odd = {"main_set/../../etc/passwd": "x", "hcmof/tiny.cif": "data_x"}
+    sent = StructureSource.sent({**files, **odd})
     assert plan("quick", sent) == quick
+    assert unknown_files({**files, **odd}) == sorted(odd)
     with pytest.raises(ValidationError) as err:
-        StructureSource.sent({"main_set/../../etc/passwd": "x"})
+        plan("quick", StructureSource.sent(odd))
     assert err.value.field == "structures"
 
 

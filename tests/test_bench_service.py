@@ -63,10 +63,13 @@ async def test_a_campaign_through_the_api_belongs_to_its_key(
     quick_files: dict[str, str],
     tmp_path: Path,
 ) -> None:
-    body = {"model": "emt", "suite": "quick", "structures": quick_files}
+    # A whole folder may be sent: what is not the benchmark's is left aside and named.
+    extra = {"main_set/README.cif": "data_notes"}
+    body = {"model": "emt", "suite": "quick", "structures": {**quick_files, **extra}}
     status, doc = await call(client, "POST", f"{API}/bench/campaigns", tokens["alice"], json=body)
     assert status == 202, doc
     row = doc["data"]
+    assert row["unknown_files"] == ["main_set/README.cif"]
     cid = row["campaign_id"]
     assert cid == f"emt-quick.{tokens['alice_id']}"
     # EMT has no Zn, Zr, ...: four entries run, twelve are refused with the reason.
@@ -112,7 +115,7 @@ async def test_a_campaign_through_the_api_belongs_to_its_key(
         ({"overrides": {"stability": 3}}, 400, "overrides"),
         ({"colour": "blue"}, 400, "colour"),
         ({"model": "no-such-model"}, 404, "model"),
-        ({"drop": "main_set/MOF-5_primitive.cif"}, 400, "data"),
+        ({"drop": "main_set/MOF-5_primitive.cif"}, 400, "structures"),
     ],
 )
 @pytest.mark.asyncio
