@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mofsim_client.errors import ValidationError
+from mofsim_client.errors import MOFSimError, ValidationError, error_from_code
 
 # The server's task types and their aliases (the SDK imports nothing of the server's; a
 # test keeps these equal to its registry).
@@ -302,3 +302,17 @@ def list_params(
     if model:
         params["model"] = model
     return params
+
+
+def batch_error(entry: dict[str, Any], items: list[dict[str, Any]]) -> MOFSimError:
+    """The error of an item a batch submission refused, naming the item's task id."""
+    error = entry.get("error") or {}
+    index = entry.get("index")
+    task_id = items[index]["task_id"] if isinstance(index, int) else None
+    return error_from_code(
+        error.get("code"),
+        str(error.get("message") or "rejected"),
+        field=error.get("field"),
+        error_type=error.get("type"),
+        task_id=task_id,
+    )

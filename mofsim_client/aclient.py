@@ -29,7 +29,7 @@ from mofsim_client._server import AsyncServerMethods, seg
 from mofsim_client._shortcuts import AsyncSubmitShortcuts, Priority
 from mofsim_client._sse import Resume
 from mofsim_client._transport import AsyncTransport
-from mofsim_client.errors import MOFSimError, ServerUnavailableError, error_from_code
+from mofsim_client.errors import MOFSimError, ServerUnavailableError
 from mofsim_client.models import (
     CancelResult,
     LogEntry,
@@ -137,16 +137,7 @@ class AsyncMOFSimClient(AsyncSubmitShortcuts, AsyncServerMethods, AsyncBenchMeth
         if entry.get("accepted"):
             info = TaskInfo.from_dict(entry.get("task") or {})
             return AsyncTask(self, info.task_id, info)
-        error = entry.get("error") or {}
-        index = entry.get("index")
-        task_id = items[index]["task_id"] if isinstance(index, int) else None
-        return error_from_code(
-            error.get("code"),
-            str(error.get("message") or "rejected"),
-            field=error.get("field"),
-            error_type=error.get("type"),
-            task_id=task_id,
-        )
+        return pl.batch_error(entry, items)
 
     # --- tasks --------------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from mofsim_client._server import ServerMethods, seg
 from mofsim_client._shortcuts import Priority, SubmitShortcuts
 from mofsim_client._sse import Resume
 from mofsim_client._transport import SyncTransport
-from mofsim_client.errors import MOFSimError, ServerUnavailableError, error_from_code
+from mofsim_client.errors import MOFSimError, ServerUnavailableError
 from mofsim_client.models import (
     CancelResult,
     LogEntry,
@@ -168,16 +168,7 @@ class MOFSimClient(SubmitShortcuts, ServerMethods, BenchMethods):
         if entry.get("accepted"):
             info = TaskInfo.from_dict(entry.get("task") or {})
             return Task(self, info.task_id, info)
-        error = entry.get("error") or {}
-        index = entry.get("index")
-        task_id = items[index]["task_id"] if isinstance(index, int) else None
-        return error_from_code(
-            error.get("code"),
-            str(error.get("message") or "rejected"),
-            field=error.get("field"),
-            error_type=error.get("type"),
-            task_id=task_id,
-        )
+        return pl.batch_error(entry, items)
 
     # --- tasks --------------------------------------------------------------------------------
 
