@@ -6,7 +6,7 @@ LINT_VENV ?= .venv-lint
 LINT_STAMP := $(LINT_VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint docs bench-throughput bench-latency bench-chaos bench-slurm bench-estimates slurm-up clean
+.PHONY: install demo test lint docs bench-throughput bench-latency bench-chaos bench-slurm bench-estimates bench-eta slurm-up clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -58,6 +58,9 @@ bench-slurm: $(STAMP)
 SLOT ?= cpu
 bench-estimates: $(STAMP)
 	$(PY) bench/estimates.py --slot $(SLOT)
+
+bench-eta: $(STAMP)
+	$(PY) bench/eta.py
 
 # A single-node Slurm on this machine for the Slurm backend (root; see scripts/slurm-up).
 slurm-up:
