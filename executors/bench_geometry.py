@@ -1,11 +1,11 @@
 """The two structural measures MOFSimBench's analysis uses, computed its way.
 
 - ``position_rmsd``: Cartesian RMSD of a structure from a reference (the input
-  structure), after the best rigid rotation and translation (Kabsch, ASE's
-  ``minimize_rotation_and_translation``), each difference taken to its minimum image in
-  the reference cell, and averaged over all 3N components (so it is the per-atom RMSD
-  divided by sqrt(3)).  Unlike ``executors.geometry.rmsd_min_image`` it counts a change
-  of the cell (expansion under NPT, a relaxed cell) as displacement.
+  structure): ASE's ``minimize_rotation_and_translation`` takes each difference to its
+  minimum image in the reference cell and removes the net translation (between periodic
+  cells it fits no rotation), then the RMSD is averaged over all 3N components (so it
+  is the per-atom RMSD divided by sqrt(3)).  Unlike ``executors.geometry.rmsd_min_image``
+  it counts a change of the cell (expansion under NPT, a relaxed cell) as displacement.
 - ``metal_coordination``: pymatgen's ``CrystalNN`` (x_diff_weight 1.5, search cutoff
   4.5 A) coordination number of every metal atom, averaged per metal element.
 

@@ -131,7 +131,7 @@ def _local_run(sp: Any, settings: dict[str, Any], source: Any, *, quiet: bool) -
         def done(key: str, rec: dict[str, Any]) -> None:
             if rec.get("task_id"):
                 submitted.append(key)
-            bar.update(task, description=key)
+            bar.update(task, advance=1, description=key)
 
         campaign = run_campaign(sp, source=source, on_submit=done, **settings)
         bar.update(task, completed=total)

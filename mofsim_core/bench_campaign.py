@@ -31,7 +31,13 @@ from typing import TYPE_CHECKING, Any
 from mofsim_core.bench_suites import Entry, StructureSource, plan
 from mofsim_core.owners import OWNER, Caller
 from spool import transitions
-from spool.errors import InvalidStructure, MofsimError, TaskNotFound, ValidationError
+from spool.errors import (
+    InvalidStructure,
+    MofsimError,
+    RateLimited,
+    TaskNotFound,
+    ValidationError,
+)
 from spool.store import Spool
 
 if TYPE_CHECKING:
@@ -133,8 +139,11 @@ def run_campaign(
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ValidationError(
-                f"campaign {cid} is being submitted by another process", field="campaign"
+            # Busy, not wrong: a client that retries once the first request is through
+            # finds the campaign submitted.
+            raise RateLimited(
+                f"campaign {cid} is being submitted by another process; retry in a few seconds",
+                field="campaign",
             ) from None
         settings = _Settings(key, suite, with_d3, overrides or {}, retry_failed, caller, mirror)
         return _run_locked(spool, cid, settings, source, on_submit)

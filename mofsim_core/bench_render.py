@@ -181,9 +181,9 @@ def markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         "",
         f"Relaxed structures are compared where the input cell is within {100 * limit:.0f} % "
         "of the DFT-optimized cell's volume (the same cell).  The RMSD to the DFT-optimized "
-        "structure is MOFSimBench's (Cartesian, best rotation and translation, minimum "
-        "image, atoms paired row by row); where the rows come in another order, the atoms "
-        "of each element are paired by position (marked *).",
+        "structure is MOFSimBench's (Cartesian, minimum image, net translation removed, "
+        "atoms paired row by row); where the rows come in another order, the atoms of "
+        "each element are paired by position (marked *).",
         "",
     ]
     for section, key, label, name in PLOTS:

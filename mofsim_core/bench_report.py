@@ -19,6 +19,7 @@ side.  Rendering is ``bench_render``'s.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from mofsim_core.bench_campaign import list_campaigns, load_campaign, task_state
@@ -29,9 +30,11 @@ from mofsim_core.bench_suites import (
     reference_name,
 )
 from mofsim_core.owners import OWNER, Caller
+from spool.errors import ValidationError
 from spool.store import Spool
 
 CELL_MISMATCH = 0.25
+MAX_CAMPAIGNS = 20
 
 
 def _result(spool: Spool, task_id: str) -> dict[str, Any] | None:
@@ -55,23 +58,38 @@ def _mean(values: list[float]) -> float | None:
 
 def _against_dft(spool: Spool, task_id: str, dft_name: str) -> dict[str, Any] | None:
     """The relaxed structure of a task against its DFT-optimized one (None when either
-    is not there)."""
+    is not there, or the relaxed one is no periodic structure)."""
+    from mofsim_core.output_files import find_output
+    from spool.errors import MofsimError
+
+    try:
+        path = find_output(spool, task_id, "structure").path
+        st = path.stat()
+    except (MofsimError, OSError):
+        return None
+    return _compared(str(path), st.st_mtime_ns, st.st_size, dft_name)
+
+
+# Reading a CIF costs far more than comparing it: a report asked for again reads only
+# what changed (a finished task's structure never does).
+@functools.lru_cache(maxsize=4096)
+def _compared(path: str, mtime_ns: int, size: int, dft_name: str) -> dict[str, Any] | None:
     from ase import Atoms
     from ase.io import read
 
     from mofsim_core.bench_dft import compare as against
     from mofsim_core.bench_dft import dft_structure
-    from mofsim_core.output_files import find_output
-    from spool.errors import MofsimError
 
     reference = dft_structure(dft_name)
     if reference is None:
         return None
     try:
-        relaxed = read(find_output(spool, task_id, "structure").path, index=-1)
-    except (MofsimError, OSError, ValueError):
+        relaxed = read(path, index=-1)
+        if not isinstance(relaxed, Atoms) or relaxed.cell.rank != 3 or not len(relaxed):
+            return None
+        return against(relaxed, reference)
+    except (OSError, ValueError):
         return None
-    return against(relaxed, reference) if isinstance(relaxed, Atoms) else None
 
 
 def _structure_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -187,7 +205,12 @@ def compare(
 ) -> dict[str, Any]:
     """The metrics of the named campaigns (all the caller may see when none are named)."""
     if campaign_ids:
-        campaigns = [load_campaign(spool, cid, caller) for cid in campaign_ids]
+        unique = list(dict.fromkeys(campaign_ids))
+        if len(unique) > MAX_CAMPAIGNS:
+            raise ValidationError(
+                f"a report compares at most {MAX_CAMPAIGNS} campaigns", field="campaign"
+            )
+        campaigns = [load_campaign(spool, cid, caller) for cid in unique]
     else:
         campaigns = list_campaigns(spool, caller)
     return {

@@ -34,7 +34,9 @@ def _bool(body: dict[str, Any], field: str) -> bool:
 
 
 def _overrides(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    value = body.get("overrides") or {}
+    value = body.get("overrides")
+    if value is None:
+        return {}
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, dict) for k, v in value.items()
     ):

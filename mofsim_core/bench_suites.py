@@ -5,7 +5,7 @@ is a list of entries, each one task of the benchmark on one structure:
 
 - ``quick``: the four ``essential`` frameworks (MOF-5, IRMOF-10, UiO-66, HKUST-1) for
   optimization, bulk modulus and stability, and the four smallest ``hcmof`` cells with
-  a DFT reference for heat capacity;
+  a DFT reference (``QUICK_HEAT_CAPACITY``) for heat capacity;
 - ``main``: the 100 ``main_set`` frameworks for optimization, bulk modulus and
   stability, and the 232 ``hcmof`` cells for heat capacity;
 - ``full``: ``main`` plus the 13 ``copper`` paddlewheel MOFs in the Cu-paddlewheel
@@ -31,7 +31,14 @@ from spool.errors import ValidationError
 DATA = Path(__file__).resolve().parent / "benchdata"
 SUITES = ("quick", "main", "full")
 CORE_TASKS = ("optimization", "bulk-modulus", "stability")
-QUICK_HEAT_CAPACITY = 4
+# The four smallest hcmof files with a DFT reference in the benchmark's folder: fixed,
+# so that a quick campaign is the same whatever files a client sends.
+QUICK_HEAT_CAPACITY = (
+    "hcmof/RSM0004.cif",
+    "hcmof/RSM0009.cif",
+    "hcmof/RSM0011.cif",
+    "hcmof/RSM0010.cif",
+)
 
 
 @dataclass(frozen=True)
@@ -91,22 +98,20 @@ def heat_capacity_references() -> dict[str, float]:
 @dataclass(frozen=True)
 class StructureSource:
     """Where a campaign's CIFs come from: the benchmark's folder on this machine, or the
-    files a client sent with its request.  ``size`` is None for a file that is not there
-    (sizes pick the quick suite's smallest cells, so both sources plan alike); ``field``
-    is what a missing file is blamed on."""
+    files a client sent with its request; ``field`` is what a missing file is blamed on."""
 
     where: str
-    size: Callable[[str], int | None]
+    has: Callable[[str], bool]
     read: Callable[[str], str]
     field: str = "data"
 
     @classmethod
     def folder(cls, data_dir: Path) -> StructureSource:
-        def size(rel: str) -> int | None:
-            path = data_dir / rel
-            return path.stat().st_size if path.is_file() else None
-
-        return cls(str(data_dir), size, lambda rel: (data_dir / rel).read_text())
+        return cls(
+            str(data_dir),
+            lambda rel: (data_dir / rel).is_file(),
+            lambda rel: (data_dir / rel).read_text(),
+        )
 
     @classmethod
     def sent(cls, files: Mapping[str, str]) -> StructureSource:
@@ -115,7 +120,7 @@ class StructureSource:
         known = benchmark_paths()
         return cls(
             "the files sent",
-            lambda rel: len(files[rel].encode()) if rel in known and rel in files else None,
+            lambda rel: rel in known and rel in files,
             lambda rel: files[rel],
             field="structures",
         )
@@ -130,29 +135,19 @@ def unknown_files(files: Mapping[str, str]) -> list[str]:
     return sorted(set(files) - benchmark_paths())
 
 
-def _smallest_with_reference(source: StructureSource, paths: list[str], n: int) -> list[str]:
-    """The ``n`` smallest CIF files (a proxy for the atom count) that have a reference."""
-    refs = heat_capacity_references()
-    sized = [(source.size(p), p) for p in paths if reference_name(Path(p).stem) in refs]
-    return [p for size, p in sorted((s, p) for s, p in sized if s is not None)][:n]
-
-
 def plan(suite: str, source: StructureSource) -> list[Entry]:
     """The entries of ``suite``; every structure file must be in ``source``."""
     if suite not in SUITES:
         raise ValidationError(f"suite must be one of {', '.join(SUITES)}", field="suite")
     sets = structure_sets()
     core = sets["essential"] if suite == "quick" else sets["main_set"]
-    if suite == "quick":
-        heat = _smallest_with_reference(source, sets["hcmof"], QUICK_HEAT_CAPACITY)
-    else:
-        heat = list(sets["hcmof"])
+    heat = list(QUICK_HEAT_CAPACITY) if suite == "quick" else list(sets["hcmof"])
     entries = [Entry(task, path) for task in CORE_TASKS for path in core]
     entries += [Entry("heat-capacity", path) for path in heat]
     if suite == "full":
         entries += [Entry("stability", path, "cu_paddlewheel") for path in sets["copper"]]
         entries += [Entry("stability", path, "temperature_ramp") for path in sets["essential"]]
-    missing = [e.path for e in entries if source.size(e.path) is None]
+    missing = [e.path for e in entries if not source.has(e.path)]
     if missing:
         raise ValidationError(
             f"{len(missing)} structure file(s) of the {suite} suite are missing in "

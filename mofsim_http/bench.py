@@ -25,8 +25,9 @@ from mofsim_http.describe import describe
 from mofsim_http.envelope import ok
 from mofsim_http.json_body import read_json
 from mofsim_http.openapi import returns
-from spool.errors import ValidationError
+from spool.errors import RateLimited, ValidationError
 
+BUSY_RETRY_S = 5
 CAMPAIGNS = r"[A-Za-z0-9_.-]+(,[A-Za-z0-9_.-]+)*"
 QUERY = {
     "type": "object",
@@ -109,6 +110,7 @@ CAMPAIGN_BODY = {
         400: "a bad field, or a file of the suite missing",
         404: "unknown model",
         413: "body too large",
+        429: "another request is submitting this campaign (Retry-After)",
     },
 )
 async def start_campaign(request: web.Request) -> web.Response:
@@ -118,9 +120,14 @@ async def start_campaign(request: web.Request) -> web.Response:
     from mofsim_core.bench_service import start_campaign as start
 
     body = await read_json(request)
-    row = await asyncio.to_thread(
-        start, request.app[SPOOL_KEY], request.app[MIRROR_KEY], body, caller_of(request)
-    )
+    try:
+        row = await asyncio.to_thread(
+            start, request.app[SPOOL_KEY], request.app[MIRROR_KEY], body, caller_of(request)
+        )
+    except RateLimited as exc:
+        # Another request is submitting this campaign (a client's retry, say).
+        exc.headers = {"Retry-After": str(BUSY_RETRY_S)}  # type: ignore[attr-defined]
+        raise
     return ok(request, row, status=202, message=f"{len(row['submitted'])} task(s) submitted")
 
 

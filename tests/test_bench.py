@@ -62,6 +62,11 @@ def test_suites_plan_the_benchmark(mofsimbench_dir: Path) -> None:
     here = StructureSource.folder(mofsimbench_dir)
     quick, main, full = (plan(s, here) for s in ("quick", "main", "full"))
     assert (len(quick), len(main), len(full)) == (16, 532, 549)
+    # The quick suite's heat capacity: the four smallest cells with a DFT reference.
+    refs = heat_capacity_references()
+    with_refs = [p for p in structure_sets()["hcmof"] if Path(p).stem in refs]
+    by_size = sorted(with_refs, key=lambda p: ((mofsimbench_dir / p).stat().st_size, p))
+    assert [e.path for e in quick if e.task_type == "heat-capacity"] == by_size[:4]
     assert len({e.key for e in full}) == 549
     variants = {e.variant for e in full if e.task_type == "stability"}
     assert variants == {"standard", "cu_paddlewheel", "temperature_ramp"}

@@ -77,6 +77,28 @@ def test_pairing_undoes_a_shuffle_and_the_rmsd_is_the_benchmarks() -> None:
     assert compare(far, dft)["rmsd_A"] == pytest.approx(expected)
 
 
+def test_rows_in_order_keep_the_benchmarks_pairing_even_when_atoms_moved_far() -> None:
+    dft = dft_structure("opt_MOF-5_primitive")
+    assert dft is not None
+    rng = np.random.default_rng(5)
+    moved = dft.copy()
+    moved.positions += rng.normal(0.0, 1.0, moved.positions.shape)
+    # A badly relaxed structure: pairing by position would swap atoms and flatter it.
+    got = compare(moved, dft)
+    assert got["pairing"] == "as listed"
+    assert got["rmsd_A"] == pytest.approx(position_rmsd(dft, moved))
+
+    # The same rows, the origin moved by a third of the cell: the shift is taken out.
+    near = dft.copy()
+    near.positions += rng.normal(0.0, 0.05, near.positions.shape)
+    far = near.copy()
+    far.translate(far.cell.sum(axis=0) / 3)
+    far.wrap()
+    got = compare(far, dft)
+    assert got["pairing"] == "as listed"
+    assert got["rmsd_A"] == pytest.approx(position_rmsd(dft, near), rel=1e-3)
+
+
 def test_cell_errors_and_other_atoms() -> None:
     dft = dft_structure("opt_MOF-5_primitive")
     assert dft is not None

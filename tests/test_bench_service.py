@@ -4,6 +4,7 @@ against a live one.  The suite's CIFs travel with the request; the tasks are the
 
 from __future__ import annotations
 
+import fcntl
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -103,6 +104,21 @@ async def test_a_campaign_through_the_api_belongs_to_its_key(
     assert doc["data"]["report"]["campaigns"] == []
     _, doc = await call(client, "GET", f"{API}/bench/report", tokens["ops"])
     assert [c["campaign_id"] for c in doc["data"]["report"]["campaigns"]] == [cid]
+    # One campaign named twice is reported once; a report compares at most 20.
+    url = f"{API}/bench/report?campaign={cid},{cid}"
+    _, doc = await call(client, "GET", url, tokens["alice"])
+    assert len(doc["data"]["report"]["campaigns"]) == 1
+    many = ",".join(f"c{i}" for i in range(21))
+    status, doc = await call(client, "GET", f"{API}/bench/report?campaign={many}", tokens["ops"])
+    assert status == 400 and doc["error"]["field"] == "campaign"
+
+    # While another request submits the campaign, a second one is told to come back.
+    with open(tmp_path / "spool" / "bench" / f"{cid}.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        resp = await client.post(
+            f"{API}/bench/campaigns", headers={"X-API-Key": tokens["alice"]}, json=body
+        )
+        assert resp.status == 429 and resp.headers["Retry-After"] == "5"
 
 
 @pytest.mark.parametrize(
@@ -116,6 +132,7 @@ async def test_a_campaign_through_the_api_belongs_to_its_key(
         ({"colour": "blue"}, 400, "colour"),
         ({"model": "no-such-model"}, 404, "model"),
         ({"drop": "main_set/MOF-5_primitive.cif"}, 400, "structures"),
+        ({"drop": "hcmof/RSM0004.cif"}, 400, "structures"),
     ],
 )
 @pytest.mark.asyncio

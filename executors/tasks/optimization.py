@@ -223,7 +223,7 @@ def run(ctx: TaskContext) -> dict[str, Any]:
         ),
         "cell_parameters": cell_parameters(atoms) if periodic else None,
         "rmsd_from_initial": rmsd_min_image(initial, atoms),
-        # MOFSimBench's measure: Cartesian, rotation and translation removed, over 3N.
+        # MOFSimBench's measure: Cartesian, minimum image, translation removed, over 3N.
         "rmsd_cartesian_A": position_rmsd(initial, atoms),
         "natoms": len(atoms),
         "formula": atoms.get_chemical_formula(),
