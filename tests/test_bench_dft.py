@@ -27,6 +27,23 @@ def test_every_reference_structure_is_shipped_with_its_dft_volume() -> None:
     assert dft_structure("opt_no_such_structure") is None
 
 
+def test_the_shipped_coordinates_hold_chemistry_a_slipped_digit_would_break() -> None:
+    # DFT-optimized C-H bonds are 1.08-1.13 A; a wrong digit in the third decimal of an H
+    # coordinate moves it by about 0.02 A in a 20 A cell and leaves this range.
+    from ase.neighborlist import neighbor_list
+
+    bonds = []
+    for name in dft_structure_names():
+        atoms = dft_structure(name)
+        assert atoms is not None
+        i, j, d = neighbor_list("ijd", atoms, 1.25)
+        symbols = np.array(atoms.get_chemical_symbols())
+        ch = (symbols[i] == "H") & (symbols[j] == "C")
+        bonds.extend(d[ch].tolist())
+    assert len(bonds) > 5000
+    assert 1.075 < min(bonds) and max(bonds) < 1.135
+
+
 @pytest.mark.filterwarnings("ignore:crystal system")
 def test_the_dft_structures_hold_the_atoms_of_the_inputs(mofsimbench_dir: Path) -> None:
     refs = bulk_modulus_references()
