@@ -44,6 +44,11 @@ class DeviceStatus:
     available: bool
     error: str | None = None
 
+    @classmethod
+    def unavailable(cls, slot: Slot, error: str) -> DeviceStatus:
+        """A card that cannot be read or used: nothing measured, the reason kept."""
+        return cls(slot.slot_id, slot.name, None, None, None, None, None, False, error)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

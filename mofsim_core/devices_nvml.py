@@ -90,17 +90,7 @@ class NvmlBackend:
                 lambda: float(nv.nvmlDeviceGetTemperature(handle, nv.NVML_TEMPERATURE_GPU))
             )
         except Exception as exc:  # one sick card must not hide the others
-            return DeviceStatus(
-                slot.slot_id,
-                slot.name,
-                None,
-                None,
-                None,
-                None,
-                None,
-                available=False,
-                error=f"{type(exc).__name__}: {exc}",
-            )
+            return DeviceStatus.unavailable(slot, f"{type(exc).__name__}: {exc}")
         return DeviceStatus(
             slot.slot_id,
             slot.name,

@@ -49,19 +49,7 @@ class SimulatedBackend:
         out = []
         for slot, st in zip(self._slots, self._state, strict=True):
             if st["lost"]:
-                out.append(
-                    DeviceStatus(
-                        slot.slot_id,
-                        slot.name,
-                        None,
-                        None,
-                        None,
-                        None,
-                        None,
-                        available=False,
-                        error="GPU is lost (simulated)",
-                    )
-                )
+                out.append(DeviceStatus.unavailable(slot, "GPU is lost (simulated)"))
                 continue
             used = min(int(st["memory_used_mb"]), self.memory_total_mb)
             out.append(
