@@ -11,8 +11,10 @@ and sends them with the request, and the tasks are the API key's.
 
 # No ``from __future__ import annotations`` here: Typer reads the annotations.
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -26,6 +28,11 @@ from mofsim_cli.options import (
 )
 from mofsim_cli.output import command
 from spool.errors import ValidationError
+
+if TYPE_CHECKING:
+    from mofsim_client import MOFSimClient
+    from mofsim_core.bench_suites import StructureSource
+    from spool.store import Spool
 
 PANEL = "Benchmark"
 bench_app = typer.Typer(
@@ -114,7 +121,9 @@ def bench_run(
     typer.echo("  " + ", ".join(f"{k} {v}" for k, v in sorted(row["states"].items())))
 
 
-def _local_run(sp: Any, settings: dict[str, Any], source: Any, *, quiet: bool) -> dict[str, Any]:
+def _local_run(
+    sp: "Spool", settings: dict[str, Any], source: "StructureSource", *, quiet: bool
+) -> dict[str, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from mofsim_cli.render import err_console
@@ -139,9 +148,14 @@ def _local_run(sp: Any, settings: dict[str, Any], source: Any, *, quiet: bool) -
 
 
 def _remote_run(
-    server: str, api_key: str | None, settings: dict[str, Any], source: Any, *, quiet: bool
+    server: str,
+    api_key: str | None,
+    settings: dict[str, Any],
+    source: "StructureSource",
+    *,
+    quiet: bool,
 ) -> dict[str, Any]:
-    """The suite's CIFs travel with one request; the server submits the tasks."""
+    """Only the suite's CIFs travel, with one request; the server submits the tasks."""
     from contextlib import nullcontext
 
     from mofsim_cli.render import err_console
@@ -149,27 +163,21 @@ def _remote_run(
 
     files = {p: source.read(p) for p in suite_paths(settings["suite"], source)}
     status = f"submitting the {settings['suite']} suite ({len(files)} structures) to {server}"
-    with nullcontext() if quiet else err_console().status(status):
-        # Sending it again continues the campaign, so a retry cannot submit twice.
-        row: dict[str, Any] = _server_request(
-            server,
-            api_key,
-            "POST",
-            "bench/campaigns",
-            json={**settings, "structures": files},
-            timeout=1800,
-            idempotent=True,
-        )
-    return row
+    with (
+        _server(server, api_key) as client,
+        nullcontext() if quiet else err_console().status(status),
+    ):
+        return client.start_bench_campaign(structures=files, **settings)
 
 
-def _server_request(server: str, api_key: str | None, method: str, path: str, **kw: Any) -> Any:
-    """One call to the server, its errors turned into the CLI's."""
+@contextmanager
+def _server(server: str, api_key: str | None) -> Iterator["MOFSimClient"]:
+    """The SDK's client, its errors turned into the CLI's."""
     from mofsim_cli.remote import translated
     from mofsim_client import MOFSimClient
 
     with translated(), MOFSimClient(server, api_key=api_key) as client:
-        return client.request(method, path, **kw)
+        yield client
 
 
 @command(bench_app, "status", PANEL)
@@ -181,7 +189,8 @@ def bench_status(
 ) -> None:
     """Every campaign and its entries by state (through a server: the key's own)."""
     if server is not None and not from_command_line("spool"):
-        rows = _server_request(server, api_key, "GET", "bench/campaigns")["items"]
+        with _server(server, api_key) as client:
+            rows = client.list_bench_campaigns()
     else:
         from mofsim_core.bench_service import campaign_rows
 
@@ -231,8 +240,8 @@ def _remote_report(
     server: str, api_key: str | None, campaigns: list[str], out: Path, as_json: bool
 ) -> None:
     """The server's report: report.md and report.html (plots inlined) in ``out``."""
-    params = {"campaign": ",".join(campaigns)} if campaigns else None
-    data = _server_request(server, api_key, "GET", "bench/report", params=params, timeout=600)
+    with _server(server, api_key) as client:
+        data = client.get_bench_report(campaigns)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(data["markdown"])
     (out / "report.html").write_text(data["html"])
