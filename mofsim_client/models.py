@@ -207,3 +207,28 @@ class TaskEvent(_Model):
         if self.id is not None and self.id.isdigit():
             entry.id = int(self.id)
         return entry
+
+
+_MOVED_TO_RESULTS = frozenset(
+    {
+        "TaskResult",
+        "CellParameters",
+        "OptimizationResult",
+        "StabilityResult",
+        "BulkModulusResult",
+        "HeatCapacityResult",
+        "InteractionEnergyResult",
+        "SinglePointResult",
+        "result_from_dict",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    # The result classes lived here before they got a module of their own; code that
+    # imported them from here keeps working (imported lazily: results imports this).
+    if name in _MOVED_TO_RESULTS:
+        from mofsim_client import results
+
+        return getattr(results, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

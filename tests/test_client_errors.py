@@ -562,6 +562,11 @@ def test_results_are_typed_and_tolerate_unknown_keys() -> None:
     bm = result_from_dict({"bulk_modulus_GPa": 12.5}, "bulk-modulus")
     assert isinstance(bm, BulkModulusResult) and bm.bulk_modulus_GPa == 12.5
     assert asyncio.run(_await(r)) is r  # code written for the async client also runs
+    from mofsim_client import models
+
+    assert models.OptimizationResult is OptimizationResult  # the classes' old home
+    with pytest.raises(AttributeError):
+        _ = models.NoSuchResult
     info = TaskInfo.from_dict(
         {
             "task_id": "t",
