@@ -7,6 +7,11 @@ lost or short of memory get no work (memory guard).  A job with an estimated pea
 memory goes only to a card whose free memory covers it, the smallest such card first
 (the big ones stay free for big jobs); a job that fits no free card waits, and the jobs
 behind it may take the cards it cannot use.
+
+Spare slots (spec 2.1: GPU 7 kept for model warm-up and as a standby) take no work while
+the compute slots are whole: models may be preloaded on them, and they stand in for a
+compute slot that is lost or offline, one for one, or take a job too large for every
+compute card.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class FreeSlot:
     order: int = 0
     memory_total_mb: float | None = None
     time_left_s: float | None = None  # None: no end in sight (a local slot)
+    spare: bool = False
 
 
 @dataclass
@@ -94,25 +100,52 @@ def choose_slot(job: QueuedJob, slots: list[FreeSlot]) -> FreeSlot | None:
 
 
 def plan(
-    queue: list[QueuedJob], free: list[FreeSlot], *, now: float, min_free_memory_mb: float = 0.0
+    queue: list[QueuedJob],
+    free: list[FreeSlot],
+    *,
+    now: float,
+    min_free_memory_mb: float = 0.0,
+    standby: int = 0,
+    largest_compute_mb: float | None = None,
 ) -> Plan:
-    """Assign jobs in priority/FIFO order to the best free slot each."""
+    """Assign jobs in priority/FIFO order to the best free slot each.
+
+    ``standby``: how many spare slots may stand in now (compute slots lost or offline,
+    less the spares already at work); ``largest_compute_mb``: the largest compute
+    card's total memory, above which a job may go to a spare card that holds it."""
     result = Plan()
-    slots = []
+    slots: list[FreeSlot] = []
+    spares: list[FreeSlot] = []
     for s in free:
         if usable(s, min_free_memory_mb):
-            slots.append(s)
+            (spares if s.spare else slots).append(s)
         else:
             result.held_back.append(s.slot_id)
     ordered = sorted(queue, key=lambda j: (j.priority, j.name))
     for job in ordered:
-        if not slots:
+        if not slots and not spares:
             break
         if job.not_before > now:
             continue
-        slot = choose_slot(job, slots)
-        if slot is None:
+        slot = choose_slot(job, slots) if slots else None
+        if slot is not None:
+            slots.remove(slot)
+        elif spares and (standby > 0 or _too_large(job, largest_compute_mb)):
+            slot = choose_slot(job, spares)
+            if slot is None:
+                continue
+            spares.remove(slot)
+            if not _too_large(job, largest_compute_mb):
+                standby -= 1
+        else:
             continue  # no free card holds it: it waits, smaller jobs may go on
         result.assignments.append((job, slot))
-        slots.remove(slot)
     return result
+
+
+def _too_large(job: QueuedJob, largest_compute_mb: float | None) -> bool:
+    return (
+        job.memory_mb is not None
+        and largest_compute_mb is not None
+        and job.memory_mb > largest_compute_mb
+    )

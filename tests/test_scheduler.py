@@ -78,3 +78,34 @@ def test_an_estimated_job_takes_the_smallest_card_that_holds_it_and_waits_otherw
     warm_big = FreeSlot("b", ("m",), free_memory_mb=70_000, memory_total_mb=80_000)
     p = plan([q("plain", model="m")], [small, warm_big], now=0)
     assert p.assignments[0][1].slot_id == "b"
+
+
+def test_a_spare_slot_takes_no_work_while_the_compute_slots_are_whole() -> None:
+    spare = FreeSlot("gpu7", ("sevennet-0",), spare=True, order=1)
+    p = plan([q("a"), q("b")], [FreeSlot("gpu0", order=0), spare], now=0)
+    assert [(j.task_id, s.slot_id) for j, s in p.assignments] == [("a", "gpu0")]
+    # Nothing but the spare is free: the queue waits for a compute slot.
+    assert plan([q("a")], [spare], now=0).assignments == []
+
+
+def test_a_spare_slot_stands_in_for_each_lost_compute_slot() -> None:
+    spares = [FreeSlot("gpu6", spare=True, order=6), FreeSlot("gpu7", spare=True, order=7)]
+    lost = FreeSlot("gpu0", available=False, order=0)
+    p = plan([q("a"), q("b"), q("c")], [lost, *spares], now=0, standby=1)
+    assert [(j.task_id, s.slot_id) for j, s in p.assignments] == [("a", "gpu6")]
+    p = plan([q("a"), q("b"), q("c")], spares, now=0, standby=2)
+    assert [j.task_id for j, _ in p.assignments] == ["a", "b"]
+
+
+def test_a_job_too_large_for_every_compute_card_may_use_a_larger_spare() -> None:
+    compute = FreeSlot("gpu0", free_memory_mb=20_000, memory_total_mb=24_000, order=0)
+    spare = FreeSlot("gpu7", free_memory_mb=70_000, memory_total_mb=80_000, spare=True)
+    queue = [q("huge", memory_mb=50_000), q("small", memory_mb=1_000)]
+    p = plan(queue, [compute, spare], now=0, largest_compute_mb=24_000)
+    assert sorted((j.task_id, s.slot_id) for j, s in p.assignments) == [
+        ("huge", "gpu7"),
+        ("small", "gpu0"),
+    ]
+    # A job that a compute card could hold waits for one instead.
+    p = plan([q("mid", memory_mb=20_000)], [spare], now=0, largest_compute_mb=24_000)
+    assert p.assignments == []
