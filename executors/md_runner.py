@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from executors.md_metrics import RunningSlope, RunningStats
 from executors.md_stages import stage_work
+from spool.errors import TaskDiverged
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -291,6 +292,7 @@ def _run_md(
             recorder.time_fs = t_start + step * stage["timestep_fs"]
             t_ps = recorder.time_fs / 1000.0
             epot = float(atoms.get_potential_energy())
+            _check_finite(atoms, epot, label, step, stage["steps"])
             e_cons = (
                 float(conserved())
                 if conserved is not None
@@ -307,7 +309,16 @@ def _run_md(
                 )
 
         dyn.attach(record, interval=1)
-        dyn.run(stage["steps"])
+        try:
+            dyn.run(stage["steps"])
+        except TaskDiverged:
+            raise
+        except Exception as exc:
+            # A cell or positions gone to NaN or infinity crash the next force call
+            # (ASE's neighbour list: "cannot convert float NaN to integer") before any
+            # observer sees the step: that is a diverged run, not a bug.
+            _check_finite(atoms, None, label, int(dyn.nsteps) + 1, stage["steps"], cause=exc)
+            raise
         monitor.finish()
     finally:
         atoms.set_constraint(kept)
@@ -323,6 +334,41 @@ def _run_md(
         "potential_energy_drift_meV_per_atom_per_ps": _mev_per_atom(drift_pot.slope, len(atoms)),
         "avg_step_time_ms": monitor.timer.avg_ms,
     }
+
+
+def _check_finite(
+    atoms: Atoms,
+    energy: float | None,
+    label: str,
+    step: int,
+    steps: int,
+    cause: BaseException | None = None,
+) -> None:
+    """Raise ``TaskDiverged`` naming the stage and step when the energy, positions,
+    cell or momenta are no longer finite numbers."""
+    import numpy as np
+
+    bad = [
+        name
+        for name, values in (
+            ("energy", [] if energy is None else [energy]),
+            ("positions", atoms.positions),
+            ("cell", atoms.cell.array),
+            ("velocities", atoms.get_momenta()),
+        )
+        if not np.all(np.isfinite(values))
+    ]
+    if not bad:
+        return
+    what = ", ".join(bad)
+    err = TaskDiverged(
+        f"MD diverged in stage {label} at step {step} of {steps}: "
+        f"the {what} became NaN or infinite",
+        detail="the structure or the model produced an unphysical trajectory",
+    )
+    if cause is not None:
+        raise err from cause
+    raise err
 
 
 def _mev_per_atom(slope_ev_per_ps: float | None, n_atoms: int) -> float | None:

@@ -13,7 +13,7 @@ from ase.calculators.emt import EMT
 from executors.api import NullObserver
 from executors.md_runner import relax_structure, run_stages
 from executors.md_stages import normalize_stages
-from spool.errors import TaskCancelled
+from spool.errors import TaskCancelled, TaskDiverged
 
 
 def _cu(a: float = 3.6) -> Atoms:
@@ -143,3 +143,49 @@ def test_a_stage_can_ask_for_fresh_velocities(redraw: bool) -> None:
     first_npt = next(s for s in run.samples if s["stage"] == 1)
     # Carried over, the cold NVT velocities stay cold; redrawn, they start near 3000 K.
     assert (first_npt["temperature"] > 1000.0) is redraw
+
+
+class _StressBlowsUp(EMT):  # type: ignore[misc]
+    """EMT whose stress turns to NaN after ``after`` force calls: the NPT barostat then
+    puts NaN into the cell, and EMT's own neighbour list fails on it, as a model's would."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after = after
+        self.calls = 0
+
+    def calculate(self, *args: Any, **kwargs: Any) -> None:
+        super().calculate(*args, **kwargs)
+        self.calls += 1
+        if self.calls > self.after and "stress" in self.results:
+            self.results["stress"] = np.full(6, np.nan)
+
+
+def test_a_nan_cell_in_npt_fails_as_diverged_naming_stage_and_step() -> None:
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.calc = _StressBlowsUp(after=15)
+    stages = normalize_stages(
+        [{"type": "nvt", "steps": 10, "timestep_fs": 2.0}, {"type": "npt", "steps": 30}]
+    )
+    with pytest.raises(TaskDiverged) as info:
+        run_stages(atoms, stages, NullObserver(), seed=0, frame_interval=5)
+    assert info.value.code == 50006
+    assert "stage 1:npt" in info.value.message
+    assert "cell" in info.value.message
+    step = int(info.value.message.split(" at step ")[1].split()[0])
+    assert 1 <= step <= 30
+
+
+def test_non_finite_positions_stop_the_run_at_once() -> None:
+    atoms = _cu()
+    stages = normalize_stages([{"type": "nvt", "steps": 20, "timestep_fs": 2.0}])
+    seen: list[int] = []
+
+    def poison(frame: Atoms) -> None:
+        seen.append(int(frame.info["step"]))
+        if frame.info["step"] == 5:
+            atoms.positions[0, 0] = np.inf
+
+    with pytest.raises(TaskDiverged, match=r"stage 0:nvt at step \d+ of 20: the .*positions"):
+        run_stages(atoms, stages, NullObserver(), seed=0, frame_interval=5, on_frame=poison)
+    assert max(seen) == 5
