@@ -48,11 +48,13 @@ DEFAULT_RULES: dict[str, Rule] = {
             "disk_space_low", "WARNING", 50.0, "free disk space of the spool below threshold (GB)"
         ),
         Rule("api_latency_high", "WARNING", 5.0, "API P99 latency above threshold (s)"),
+        # No threshold of its own: the daemon's heartbeat_timeout_s, which also takes the
+        # slot out of service, unless alerts.toml sets one.
         Rule(
             "worker_heartbeat_lost",
             "CRITICAL",
-            60.0,
-            "an executor has not answered for longer than threshold (s)",
+            None,
+            "worker offline: no executor heartbeat for longer than threshold (s)",
         ),
         # Beyond spec 7.2: the mirror database being down must not go unnoticed (issue 6).
         Rule("database_unavailable", "CRITICAL", None, "the mirror database cannot be written"),
@@ -91,6 +93,7 @@ class Snapshot:
     disk_free_gb: float | None = None
     api_p99_s: float | None = None
     heartbeat_age_s: dict[str, float] = field(default_factory=dict)  # slot -> seconds
+    heartbeat_timeout_s: float = 60.0  # the daemon's; a rule threshold overrides it
     database_down: str | None = None  # the reason, while the mirror cannot be written
 
 
@@ -116,17 +119,36 @@ class Alert:
 
 Finding = tuple[str, str, dict[str, Any]]  # subject, message, details
 
+# Slot kinds whose index is a GPU's device index (spec 7.3: "gpu_id": 3).
+GPU_KINDS = ("nvml", "simulate")
+
+
+def gpu_index(device: dict[str, Any] | None) -> int | None:
+    """The integer GPU index of a device entry (``kind`` and ``index`` added to
+    ``DeviceStatus.to_dict()`` by the daemon); None for a CPU slot or when unknown."""
+    if device is None or device.get("kind") not in GPU_KINDS:
+        return None
+    index = device.get("index")
+    return index if isinstance(index, int) and not isinstance(index, bool) else None
+
+
+def _where(snap: Snapshot, slot: str) -> dict[str, Any]:
+    """``gpu_id`` (integer, null for CPU slots) and ``slot`` (its id) of alert details."""
+    device = next((d for d in snap.devices if d.get("slot_id") == slot), None)
+    return {"gpu_id": gpu_index(device), "slot": slot}
+
 
 def _devices(snap: Snapshot, rule: Rule) -> list[Finding]:
     out: list[Finding] = []
     for d in snap.devices:
         sid = str(d.get("slot_id"))
+        where = {"gpu_id": gpu_index(d), "slot": sid}
         if rule.type == "gpu_unavailable" and not d.get("available", True):
             out.append(
                 (
                     sid,
                     f"{sid} unavailable: {d.get('error') or 'device lost'}",
-                    {"gpu_id": sid, "error": d.get("error")},
+                    {**where, "error": d.get("error")},
                 )
             )
         free = d.get("memory_free_mb")
@@ -142,7 +164,7 @@ def _devices(snap: Snapshot, rule: Rule) -> list[Finding]:
                     sid,
                     f"{sid} free GPU memory low: {free / 1024:.1f} GB",
                     {
-                        "gpu_id": sid,
+                        **where,
                         "available_memory_gb": round(free / 1024, 2),
                         "total_memory_gb": round(d["memory_total_mb"] / 1024, 2),
                     },
@@ -158,7 +180,7 @@ def _devices(snap: Snapshot, rule: Rule) -> list[Finding]:
                 (
                     sid,
                     f"{sid} temperature high: {temp:.0f} C",
-                    {"gpu_id": sid, "temperature_c": temp},
+                    {**where, "temperature_c": temp},
                 )
             )
     return out
@@ -195,10 +217,15 @@ def _findings(snap: Snapshot, rule: Rule) -> list[Finding]:
             )
         ]
     if rule.type == "worker_heartbeat_lost":
+        limit = t if rule.threshold is not None else snap.heartbeat_timeout_s
         return [
-            (s, f"executor {s} silent for {age:.0f} s", {"slot": s, "age_s": age})
+            (
+                s,
+                f"worker offline: executor {s} sent no heartbeat for {age:.0f} s",
+                {**_where(snap, s), "age_s": round(age, 1), "threshold_s": limit},
+            )
             for s, age in snap.heartbeat_age_s.items()
-            if age > t
+            if age > limit
         ]
     return []
 

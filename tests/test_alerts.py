@@ -23,7 +23,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def card_snapshot(backend: SimulatedBackend) -> Snapshot:
-    return Snapshot(devices=[d.to_dict() for d in backend.status()])
+    # As the daemon gives them: each device with its slot's kind and index.
+    slots = {s.slot_id: s for s in backend.slots()}
+    return Snapshot(
+        devices=[
+            d.to_dict() | {"kind": slots[d.slot_id].kind, "index": slots[d.slot_id].index}
+            for d in backend.status()
+        ]
+    )
 
 
 CASES = {
@@ -47,6 +54,10 @@ def test_device_rules_fire_and_resolve_on_simulated_faults(tmp_path: Path, rule:
     fired, resolved = evaluate(rules, card_snapshot(backend), store)
     assert [a.type for a in fired] == [rule] and resolved == []
     assert fired[0].level == DEFAULT_RULES[rule].level
+    # Spec 7.3: the device's integer index, the slot beside it.
+    slot_id = backend.slots()[fired[0].details["gpu_id"]].slot_id
+    assert fired[0].details["slot"] == slot_id == fired[0].subject
+    assert isinstance(fired[0].details["gpu_id"], int)
     assert evaluate(rules, card_snapshot(backend), store) == ([], [])  # no refiring
     assert [a["type"] for a in read_active(tmp_path)] == [rule]
     heal(backend)
@@ -82,6 +93,35 @@ def test_other_rules_fire_and_resolve(tmp_path: Path, rule: str) -> None:
     assert [a.type for a in fired] == [rule]
     _, resolved = evaluate(DEFAULT_RULES, good, store)
     assert [a.type for a in resolved] == [rule]
+
+
+def test_gpu_id_is_the_integer_index_and_null_for_a_cpu_slot(tmp_path: Path) -> None:
+    snap = Snapshot(
+        devices=[
+            {"slot_id": "gpu3", "kind": "nvml", "index": 3, "available": False, "error": "lost"},
+            {"slot_id": "cpu0", "kind": "cpu", "index": 0, "available": False, "error": "x"},
+        ],
+        heartbeat_age_s={"gpu3": 100.0, "cpu0": 100.0},
+    )
+    fired, _ = evaluate(DEFAULT_RULES, snap, AlertStore(tmp_path))
+    where = {(a.type, a.subject): (a.details["gpu_id"], a.details["slot"]) for a in fired}
+    assert where == {
+        ("gpu_unavailable", "gpu3"): (3, "gpu3"),
+        ("gpu_unavailable", "cpu0"): (None, "cpu0"),
+        ("worker_heartbeat_lost", "gpu3"): (3, "gpu3"),
+        ("worker_heartbeat_lost", "cpu0"): (None, "cpu0"),
+    }
+
+
+def test_heartbeat_rule_follows_the_daemon_timeout_unless_it_sets_its_own(
+    tmp_path: Path,
+) -> None:
+    snap = Snapshot(heartbeat_age_s={"cpu0": 10.0}, heartbeat_timeout_s=5.0)
+    fired, _ = evaluate(DEFAULT_RULES, snap, AlertStore(tmp_path / "a"))
+    assert [a.details["threshold_s"] for a in fired] == [5.0]
+    conf = tmp_path / "alerts.toml"
+    conf.write_text("[rules.worker_heartbeat_lost]\nthreshold = 30\n")
+    assert evaluate(load_rules(conf), snap, AlertStore(tmp_path / "b")) == ([], [])
 
 
 def test_thresholds_and_switches_come_from_the_config(tmp_path: Path) -> None:
