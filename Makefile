@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	# The CPU build of torch first, so that no other requirement pulls a different one.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[all,dev]"
+	# CHGNet without its requirements: nvidia-ml-py3 would replace the pynvml module that
+	# the NVML device backend and torch use (executors/families/chgnet.py).
+	$(PY) -m pip install -q --no-deps chgnet==0.4.2
 	touch $(STAMP)
 
 install: $(STAMP)

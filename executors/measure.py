@@ -41,6 +41,10 @@ CUTOFFS = {
     "orb-v2": 6.0,
     "orb-d3-v2": 6.0,
     "orb-v3-conservative-inf-omat": 6.0,
+    "chgnet": 5.0,
+    "chgnet-0.2.0": 5.0,
+    "chgnet-r2scan": 5.0,
+    "m3gnet": 5.0,
     "emt": 5.0,
     "lj": 3.0,
 }

@@ -53,16 +53,17 @@ def probe_url(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
     return outcome[0]
 
 
-def ensure_downloadable(spec: ModelSpec, url: str, place: Path) -> None:
-    """ModelUnavailable, naming where the file belongs, unless ``url`` can be fetched."""
+def ensure_downloadable(spec: ModelSpec, url: str, place: Path, remedy: str | None = None) -> None:
+    """ModelUnavailable, naming where the file belongs (or ``remedy``, what to do
+    instead), unless ``url`` can be fetched."""
     if os.environ.get("MOFSIM_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
         reason = "offline mode (MOFSIM_OFFLINE) is set"
     else:
         reason = probe_url(url) or ""
     if reason:
+        remedy = remedy or f"place the file from {url} at {place} or upload it as a custom model"
         raise ModelUnavailable(
-            f"weights for {spec.key} are not cached and cannot be downloaded: {reason}; "
-            f"place the file from {url} at {place} or upload it as a custom model",
+            f"weights for {spec.key} are not cached and cannot be downloaded: {reason}; " + remedy,
             field="model",
         )
 

@@ -57,7 +57,7 @@ def test_unknown_key_names_the_closest_models() -> None:
     assert "mace-mp" in info.value.message
     assert info.value.code == 30001 and info.value.field == "model"
     with pytest.raises(ModelNotFound) as info:
-        resolve_model("chgnet")
+        resolve_model("grace-2l")
     assert "known models" in info.value.message or "did you mean" in info.value.message
     with pytest.raises(ModelNotFound):
         resolve_model("")
