@@ -17,8 +17,6 @@ from spool.store import Spool
 if TYPE_CHECKING:
     from mofsim_core.devices import DeviceBackend
 
-NO_ALERT_ENGINE = "not running on this spool"
-
 
 def gpu_inventory(spool: Spool) -> dict[str, Any]:
     """Every slot with its device, loaded models and current task."""
@@ -54,14 +52,11 @@ def queue_stats(spool: Spool) -> dict[str, Any]:
     return stats(spool)
 
 
-def alerts(spool: Spool, kind: str, limit: int = 100) -> dict[str, Any]:
-    """``active`` alerts, or the ``history`` (newest first), from the daemon's alert
-    engine; empty lists, with ``engine`` saying why, while no daemon evaluates alerts
-    on this spool."""
-    from mofsim_core.alerts import read_active, read_history
+def alerts(spool: Spool, kind: str, filters: dict[str, str] | None = None) -> dict[str, Any]:
+    """A page of the ``active`` alerts or of the ``history`` (newest first) of the
+    daemon's alert engine, filtered (``level``, ``type``, ``since``, ``until``...):
+    ``{items, pagination, engine}``; empty, with ``engine`` saying why, while no daemon
+    evaluates alerts on this spool."""
+    from mofsim_core.alert_listing import list_alerts
 
-    directory = spool.paths.state_dir / "alerts"
-    if not directory.is_dir():
-        return {kind: [], "total": 0, "engine": NO_ALERT_ENGINE}
-    items = read_active(directory) if kind == "active" else read_history(directory, limit=limit)
-    return {kind: items, "total": len(items), "engine": "running"}
+    return list_alerts(spool.paths.state_dir / "alerts", kind, filters or {})

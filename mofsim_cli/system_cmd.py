@@ -248,6 +248,19 @@ def system_config(
 def system_alerts(
     active: Annotated[bool, typer.Option("--active", help="Alerts firing now (default).")] = False,
     history: Annotated[bool, typer.Option("--history", help="Past alerts, newest first.")] = False,
+    level: Annotated[
+        str | None, typer.Option("--level", help="CRITICAL, WARNING or INFO (or a list).")
+    ] = None,
+    rule: Annotated[
+        str | None, typer.Option("--type", help="A rule type, e.g. gpu_memory_low (or a list).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="From this time (2025-12-30T10:00:00Z).")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Up to this time.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, max=1000, help="At most this many.")
+    ] = None,
     as_json: JsonOpt = False,
     output: OutputOpt = None,
     spool: SpoolOpt = None,
@@ -258,10 +271,12 @@ def system_alerts(
     if active and history:
         raise ValidationError("--active and --history exclude each other", field="history")
     kind = "history" if history else "active"
+    given = {"level": level, "type": rule, "since": since, "until": until, "limit": limit}
+    filters = {name: str(value) for name, value in given.items() if value is not None}
     out, conn = output_and_backend(as_json, output, spool, server, api_key)
     with conn as b:
-        data = b.alerts(kind)
-    items = data.get(kind) or []
+        data = b.alerts(kind, filters)
+    items = data.get("items") or []
     if not items:
         engine = data.get("engine")
         why = "" if engine in (None, "running") else f" (alert engine {engine})"

@@ -50,10 +50,32 @@ def log_params(
     return params
 
 
-def alert_params(kind: str, limit: int | None) -> tuple[str, dict[str, Any]]:
+def alert_params(
+    kind: str, limit: int | None, offset: int | None = None, **filters: Any
+) -> tuple[str, dict[str, Any]]:
+    """The path and query of an alert list: ``level``, ``type`` (a name or a list of
+    them), ``subject``, ``since``/``until`` (datetimes or RFC 3339 strings), ``resolved``;
+    ``limit``/``offset`` page it."""
     if kind not in ALERT_KINDS:
         raise ValidationError(f"kind must be one of {', '.join(ALERT_KINDS)}", field="kind")
-    return f"system/alerts/{kind}", ({"limit": limit} if limit is not None else {})
+    params: dict[str, Any] = {}
+    if limit is not None:
+        params["limit"] = limit
+    if offset:
+        params.setdefault("limit", 100 if kind == "history" else 1000)
+        params["skip"] = offset
+    for name, value in filters.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, dt.datetime):
+            aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+            value = aware.isoformat().replace("+00:00", "Z")
+        elif isinstance(value, (list, tuple, set)):
+            value = ",".join(str(v) for v in value)
+        params[name] = value
+    return f"system/alerts/{kind}", params
 
 
 def system_log_params(
@@ -167,10 +189,35 @@ class ServerMethods:
         and the limits derived from it, ``effective``."""
         return as_dict(self.request("GET", "system/config"))
 
-    def get_alerts(self, kind: str = "active", limit: int | None = None) -> AlertList:
-        """The alert engine's ``active`` alerts, its ``history`` (newest first, at most
-        ``limit``) or its ``rules``."""
-        path, params = alert_params(kind, limit)
+    def get_alerts(
+        self,
+        kind: str = "active",
+        limit: int | None = None,
+        *,
+        offset: int | None = None,
+        level: str | list[str] | None = None,
+        type: str | list[str] | None = None,
+        subject: str | None = None,
+        since: dt.datetime | str | None = None,
+        until: dt.datetime | str | None = None,
+        resolved: bool | None = None,
+    ) -> AlertList:
+        """The alert engine's ``active`` alerts, its ``history`` (newest first, a page of
+        ``limit``, 100 by default, from ``offset``) or its ``rules``, filtered by
+        ``level``, rule ``type``, ``subject``, time (``since``/``until``: when an entry
+        fired, or resolved for a resolution) and, in the history, ``resolved``.
+        ``.total`` counts every match."""
+        path, params = alert_params(
+            kind,
+            limit,
+            offset,
+            level=level,
+            type=type,
+            subject=subject,
+            since=since,
+            until=until,
+            resolved=resolved,
+        )
         return AlertList.of(kind, self.request("GET", path, params=params))
 
     def get_system_logs(
@@ -265,8 +312,30 @@ class AsyncServerMethods:
     async def get_config(self) -> dict[str, Any]:
         return as_dict(await self.request("GET", "system/config"))
 
-    async def get_alerts(self, kind: str = "active", limit: int | None = None) -> AlertList:
-        path, params = alert_params(kind, limit)
+    async def get_alerts(
+        self,
+        kind: str = "active",
+        limit: int | None = None,
+        *,
+        offset: int | None = None,
+        level: str | list[str] | None = None,
+        type: str | list[str] | None = None,
+        subject: str | None = None,
+        since: dt.datetime | str | None = None,
+        until: dt.datetime | str | None = None,
+        resolved: bool | None = None,
+    ) -> AlertList:
+        path, params = alert_params(
+            kind,
+            limit,
+            offset,
+            level=level,
+            type=type,
+            subject=subject,
+            since=since,
+            until=until,
+            resolved=resolved,
+        )
         return AlertList.of(kind, await self.request("GET", path, params=params))
 
     async def get_system_logs(

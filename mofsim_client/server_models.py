@@ -84,25 +84,32 @@ class Alert(_Model):
 
 @dataclass
 class AlertList(_Model):
-    """``get_alerts(kind)``: the active alerts, the history (newest first) or the rules.
-    ``engine`` is ``running``, or says why no engine evaluates alerts (the lists are
-    then empty).  Rules are plain dicts (``type``, ``level``, ``threshold``...)."""
+    """``get_alerts(kind)``: a page of the active alerts, the history (newest first) or
+    the rules; ``total`` counts every match, ``pagination`` is the server's.  ``engine``
+    is ``running``, or says why no engine evaluates alerts (the lists are then empty).
+    Rules are plain dicts (``type``, ``level``, ``threshold``...)."""
 
     kind: str = "active"
     items: list[dict[str, Any]] = field(default_factory=list, repr=False)
     total: int | None = None
+    pagination: dict[str, Any] = field(default_factory=dict, repr=False)
     engine: str | None = None
     error: str | None = None
 
     @classmethod
     def of(cls, kind: str, data: Any) -> AlertList:
-        doc = dict(data) if isinstance(data, dict) else {kind: data}
-        total = doc.get("total")
+        doc = dict(data) if isinstance(data, dict) else {"items": data}
+        raw_pagination = doc.get("pagination")
+        pagination: dict[str, Any] = raw_pagination if isinstance(raw_pagination, dict) else {}
+        # ``{kind: [...], total}``: the answer of servers before alert lists were paged.
+        items = doc.get("items", doc.get(kind))
+        total = pagination.get("total", doc.get("total"))
         return cls(
             raw=doc,
             kind=kind,
-            items=_dicts(doc.get(kind)),
+            items=_dicts(items),
             total=total if isinstance(total, int) else None,
+            pagination=pagination,
             engine=doc.get("engine"),
             error=doc.get("error"),
         )

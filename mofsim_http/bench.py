@@ -25,6 +25,7 @@ from mofsim_http.describe import describe
 from mofsim_http.envelope import ok
 from mofsim_http.json_body import read_json
 from mofsim_http.openapi import returns
+from mofsim_http.paging import page_of, page_query
 from spool.errors import RateLimited, ValidationError
 
 BUSY_RETRY_S = 5
@@ -131,13 +132,13 @@ async def start_campaign(request: web.Request) -> web.Response:
     return ok(request, row, status=202, message=f"{len(row['submitted'])} task(s) submitted")
 
 
-@describe(summary="MOFSimBench campaigns", tags=["bench"])
+@describe(summary="MOFSimBench campaigns", tags=["bench"], query=page_query())
 async def list_campaigns(request: web.Request) -> web.Response:
     """Every campaign the caller may see, with its entries counted by state."""
     from mofsim_core.bench_service import campaign_rows
 
     rows = await asyncio.to_thread(campaign_rows, request.app[SPOOL_KEY], caller_of(request))
-    return ok(request, {"items": rows, "total": len(rows)})
+    return ok(request, page_of(request.query, rows))
 
 
 def setup(app: web.Application) -> None:

@@ -21,6 +21,7 @@ from mofsim_http.auth import caller_of
 from mofsim_http.describe import describe
 from mofsim_http.envelope import ok
 from mofsim_http.json_body import read_json
+from mofsim_http.paging import page_of, page_query
 from spool.errors import TaskNotFound, ValidationError
 
 KEEP_BODY = {"type": "object", "properties": {"keep": {"type": "boolean", "default": True}}}
@@ -68,6 +69,7 @@ async def delete_task(request: web.Request) -> web.Response:
 @describe(
     summary="Webhook delivery attempts of a task",
     tags=["tasks"],
+    query=page_query(),
     responses={404: "no such task (or another key's)"},
 )
 async def task_webhooks(request: web.Request) -> web.Response:
@@ -77,7 +79,7 @@ async def task_webhooks(request: web.Request) -> web.Response:
         raise TaskNotFound(f"task {task_id} not found")
     await asyncio.to_thread(check_task, spool, caller_of(request), task_id)
     items = deliveries(spool.paths.state_dir / "webhooks", task_id)
-    return ok(request, {"task_id": task_id, "items": items})
+    return ok(request, page_of(request.query, items, task_id=task_id))
 
 
 @describe(summary="What the retention policy would do now (dry run)", tags=["system"], admin=True)

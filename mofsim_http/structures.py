@@ -3,9 +3,9 @@ delete, built-ins.
 
 Handlers only parse requests and shape answers; the work is in ``structure_service``
 and ``structure_deletion``.
-Also home of two request helpers other route modules use: ``read_upload_form`` (a
-multipart, url-encoded or JSON upload, size-limited while it streams) and
-``page_args``/``page_body`` (``page``/``page_size`` or ``skip``/``limit`` pagination).
+Also home of a request helper other route modules use: ``read_upload_form`` (a
+multipart, url-encoded or JSON upload, size-limited while it streams).  Lists page as
+every list does (``paging``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from mofsim_core import task_records
 from mofsim_core.structure_deletion import delete_structure
 from mofsim_core.structure_service import (
     StructureIndex,
@@ -34,14 +35,14 @@ from mofsim_http.auth import caller_of
 from mofsim_http.describe import describe
 from mofsim_http.envelope import ok
 from mofsim_http.json_body import read_json_object
+from mofsim_http.paging import page_of, page_query
 from spool.errors import PayloadTooLarge, UnsupportedFormat, ValidationError
 
 STRUCTURE_INDEX_KEY = web.AppKey("structure_index", StructureIndex)
 # A user key's request for another key's upload answers as for one that does not exist.
 _NOT_FOUND = "not found (or another key's)"
 MAX_TEXT_FIELD = 1024 * 1024  # name, format, description, config: never large
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
 
 
 # --- request helpers -------------------------------------------------------------------------
@@ -198,38 +199,6 @@ def _int_arg(
     return value
 
 
-def page_args(
-    request: web.Request, default_size: int = DEFAULT_PAGE_SIZE, max_size: int = MAX_PAGE_SIZE
-) -> tuple[int, int, int]:
-    """``(offset, limit, page)`` from ``page``/``page_size`` or ``skip``/``limit``."""
-    if "skip" in request.query or "limit" in request.query:
-        limit = _int_arg(request, "limit", default_size, 1, max_size) or default_size
-        offset = _int_arg(request, "skip", 0, 0) or 0
-        return offset, limit, offset // limit + 1
-    size = _int_arg(request, "page_size", default_size, 1, max_size) or default_size
-    page = _int_arg(request, "page", 1, 1) or 1
-    return (page - 1) * size, size, page
-
-
-def page_body(items: list[Any], total: int, page: int, page_size: int) -> dict[str, Any]:
-    pages = (total + page_size - 1) // page_size if page_size else 0
-    return {
-        "items": items,
-        "pagination": {"page": page, "page_size": page_size, "total": total, "total_pages": pages},
-    }
-
-
-PAGE_QUERY = {
-    "type": "object",
-    "properties": {
-        "page": {"type": "integer", "minimum": 1},
-        "page_size": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
-        "skip": {"type": "integer", "minimum": 0},
-        "limit": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
-    },
-}
-
-
 # --- core access for both dialects ------------------------------------------------------------
 
 
@@ -321,22 +290,28 @@ async def upload_file(request: web.Request) -> web.Response:
     return ok(request, structure_view(meta), status=201, message="Structure uploaded")
 
 
-@describe(summary="List uploaded structures", tags=["structures"], query=PAGE_QUERY)
+@describe(
+    summary="List uploaded structures",
+    tags=["structures"],
+    query=page_query(default_size=DEFAULT_PAGE_SIZE),
+)
 async def list_structures(request: web.Request) -> web.Response:
     """Newest first, paginated; a user key lists its own uploads."""
-    offset, limit, page = page_args(request, default_size=100)
+    limit, offset = task_records.page_args(request.query, default_size=DEFAULT_PAGE_SIZE)
     items, total = await asyncio.to_thread(
         structure_index(request.app).list, offset, limit, caller_of(request)
     )
-    return ok(request, page_body(items, total, page, limit))
+    return ok(
+        request, {"items": items, "pagination": task_records.pagination(total, limit, offset)}
+    )
 
 
-@describe(summary="Built-in structures", tags=["structures"])
+@describe(summary="Built-in structures", tags=["structures"], query=page_query())
 async def list_builtin(request: web.Request) -> web.Response:
     """Frameworks generated from published crystallographic data; use them as
     ``{"source": "builtin", "name": ...}``."""
     items = await asyncio.to_thread(builtin_structures)
-    return ok(request, {"items": items, "total": len(items)})
+    return ok(request, page_of(request.query, items))
 
 
 @describe(summary="Structure detail", tags=["structures"], responses={404: _NOT_FOUND})

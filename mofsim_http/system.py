@@ -1,10 +1,8 @@
-"""Health, readiness, device inventory, queue statistics, configuration, alerts.
+"""Health, readiness, device inventory, queue statistics, configuration.
 
 Everything is read from the spool, the mirror and the daemon's slot snapshot
 (``mofsim_core.slot_state``); a server running without a daemon reads its devices
-directly.  Alerts come from the daemon's alert engine (``mofsim_core.alerts``, its store in
-``<spool>/state/alerts/``); while no daemon evaluates them the endpoints answer empty
-lists and say so (``engine``) rather than list rules that nothing checks.
+directly.  The alert lists are in ``alerts_api``.
 """
 
 from __future__ import annotations
@@ -14,8 +12,6 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -26,6 +22,7 @@ from mofsim_core.owners import hide_foreign_tasks
 from mofsim_core.queue_stats import queue_stats as spool_queue_stats
 from mofsim_core.slot_state import daemon_status
 from mofsim_core.version import package_version
+from mofsim_http import alerts_api
 from mofsim_http.app import (
     API_PREFIX,
     CONFIG_KEY,
@@ -37,12 +34,11 @@ from mofsim_http.app import (
 from mofsim_http.auth import caller_of
 from mofsim_http.describe import describe
 from mofsim_http.envelope import is_mira, ok, request_id_of
-from spool.errors import MofsimError, ValidationError
+from spool.errors import MofsimError
 from spool.events import iso_from_ms, iso_now
 from spool.store import Spool
 
 DIRECT_BACKEND_KEY = web.AppKey("direct_device_backend", dict)
-ALERT_ENGINE = "not running on this spool"
 
 
 def _stale_after(config: Config) -> float:
@@ -175,46 +171,6 @@ def system_config(app: web.Application) -> dict[str, Any]:
     }
 
 
-def alerts_dir(spool: Spool) -> Path:
-    """Where the daemon's alert engine keeps ``active.json`` and ``history.jsonl``."""
-    return spool.paths.state_dir / "alerts"
-
-
-def alert_rules_file(config: Config) -> Path:
-    extra = config.extra if isinstance(config.extra, dict) else {}
-    if extra.get("alert_rules"):
-        return Path(str(extra["alert_rules"])).expanduser()
-    return Path(__file__).resolve().parents[1] / "etc" / "alerts.toml"
-
-
-def alerts(app: web.Application, kind: str, limit: int = 100) -> dict[str, Any]:
-    """``rules``, ``active`` or ``history`` (newest first, at most ``limit``) of the
-    alert engine (``mofsim_core.alerts``), read from its store; empty lists with ``engine``
-    saying so while no daemon runs the engine on this spool."""
-    from mofsim_core.alerts import load_rules, read_active, read_history
-
-    directory = alerts_dir(app[SPOOL_KEY])
-    if not directory.is_dir():
-        return {kind: [], "total": 0, "engine": ALERT_ENGINE}
-    items: list[dict[str, Any]]
-    if kind == "rules":
-        try:
-            rules = load_rules(alert_rules_file(app[CONFIG_KEY]))
-        except (OSError, ValueError) as exc:
-            return {
-                kind: [],
-                "total": 0,
-                "engine": "running",
-                "error": f"alert rules unreadable: {exc}",
-            }
-        items = [asdict(r) for r in rules.values()]
-    elif kind == "active":
-        items = read_active(directory)
-    else:
-        items = read_history(directory, limit=limit)
-    return {kind: items, "total": len(items), "engine": "running"}
-
-
 # --- handlers --------------------------------------------------------------------------------
 
 
@@ -286,31 +242,6 @@ async def config(request: web.Request) -> web.Response:
     return ok(request, system_config(request.app))
 
 
-def _alerts_handler(kind: str) -> Any:
-    limit_query = {
-        "type": "object",
-        "properties": {"limit": {"type": "integer", "minimum": 1, "maximum": 10000}},
-    }
-    query = limit_query if kind == "history" else None
-
-    @describe(summary=f"Alerts: {kind}", tags=["alerts"], query=query)
-    async def handler(request: web.Request) -> web.Response:
-        """From the daemon's alert engine; empty, with ``engine`` saying why, while no
-        daemon evaluates alerts on this spool."""
-        limit = 100
-        if kind == "history" and request.query.get("limit"):
-            try:
-                limit = int(request.query["limit"])
-            except ValueError as exc:
-                raise ValidationError("limit must be an integer", field="limit") from exc
-            if not 1 <= limit <= 10000:
-                raise ValidationError("limit must be between 1 and 10000", field="limit")
-        return ok(request, alerts(request.app, kind, limit))
-
-    handler.__name__ = f"alerts_{kind}"
-    return handler
-
-
 def setup(app: web.Application) -> None:
     app[DIRECT_BACKEND_KEY] = {}
     app.on_cleanup.append(_close_direct_backend)
@@ -322,7 +253,5 @@ def setup(app: web.Application) -> None:
     r.add_get(API_PREFIX + "/system/gpus", gpus)
     r.add_get(API_PREFIX + "/system/queue", queue)
     r.add_get(API_PREFIX + "/system/config", config)
-    for kind in ("rules", "history", "active"):
-        handler = _alerts_handler(kind)
-        r.add_get(f"{API_PREFIX}/system/alerts/{kind}", handler)
-        r.add_get(f"{API_PREFIX}/alerts/{kind}", handler)
+    # The alert lists are routes of the system too; their own module reads the store.
+    alerts_api.setup(app)

@@ -21,11 +21,11 @@ from typing import Any
 from aiohttp import web
 
 from mofsim_core.logs import log_dir_of
-from mofsim_core.task_records import query_int
 from mofsim_http.app import API_PREFIX, CONFIG_KEY, SHUTDOWN_KEY
 from mofsim_http.describe import describe
 from mofsim_http.envelope import ok
 from mofsim_http.openapi_components import any_case
+from mofsim_http.paging import page_of, page_properties
 from spool.errors import ValidationError
 from spool.events import LEVEL_RANK
 
@@ -40,6 +40,7 @@ QUERY = {
     },
 }
 MAX_LINES = 10000
+DAY_PAGE = 1000
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 DAY_QUERY = {
     "type": "object",
@@ -51,8 +52,14 @@ DAY_QUERY = {
         },
         "kind": {"type": "string", "enum": ["system", "access", "audit"], "default": "system"},
         "level": LEVEL_QUERY,
-        "offset": {"type": "integer", "minimum": 0, "maximum": 10**9, "default": 0},
-        "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LINES, "default": 1000},
+        "offset": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 10**9,
+            "default": 0,
+            "description": "the same as skip",
+        },
+        **page_properties(MAX_LINES, DAY_PAGE),
     },
 }
 
@@ -80,22 +87,14 @@ async def day_log(request: web.Request) -> web.Response:
     level = (request.query.get("level") or "DEBUG").upper()
     if level not in LEVEL_RANK:
         raise ValidationError(f"level must be one of {', '.join(LEVEL_RANK)}", field="level")
-    offset = query_int(request.query, "offset", 0, 0, 10**9)
-    limit = query_int(request.query, "limit", 1000, 1, MAX_LINES)
     records = await asyncio.to_thread(read_day, log_dir_of(request.app[CONFIG_KEY]), kind, day)
     floor = LEVEL_RANK[level]
     if floor > LEVEL_RANK["DEBUG"]:
         records = [r for r in records if LEVEL_RANK.get(str(r.get("level")), 1) >= floor]
-    return ok(
-        request,
-        {
-            "date": day.isoformat(),
-            "kind": kind,
-            "total": len(records),
-            "offset": offset,
-            "items": records[offset : offset + limit],
-        },
+    page = page_of(
+        request.query, records, default_size=DAY_PAGE, max_size=MAX_LINES, date=day.isoformat()
     )
+    return ok(request, {**page, "kind": kind})
 
 
 def _file(log_dir: Path, day: date) -> Path:

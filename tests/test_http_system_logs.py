@@ -104,7 +104,7 @@ async def test_a_month_old_day_is_read_back_from_its_archive(tmp_path: Path) -> 
         resp = await client.get(url, headers={"X-API-Key": admin})
         body = await resp.json()
         assert resp.status == 200, body
-        assert body["data"]["total"] == 2  # the line cut short is skipped
+        assert body["data"]["pagination"]["total"] == 2  # the line cut short is skipped
         assert [r["message"] for r in body["data"]["items"]] == ["key created", "task data deleted"]
         resp = await client.get(url + "&level=WARNING&limit=1", headers={"X-API-Key": admin})
         assert [r["message"] for r in (await resp.json())["data"]["items"]] == ["task data deleted"]
