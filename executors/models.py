@@ -6,13 +6,16 @@ importing any ML package.  Loading lives in ``executors.loaders``.
 Custom models sit in a models directory, one folder per model id::
 
     models_root/<model_id>/meta.json    {"name", "framework": <a family's name>,
-                                          "with_d3", "config": {"precision": ...},
+                                          "with_d3", "d3_included",
+                                          "config": {"precision": ...},
                                           "file": "model.<ext>", ...}
     models_root/<model_id>/model.<ext>  the weights
 
-``with_d3`` in ``meta.json`` states that the weights already include D3 dispersion
-(trained on D3-corrected data), so a second D3 term is refused unless forced; an
-explicit ``"d3_trained"`` key wins over it.  Optional keys: ``description``,
+``with_d3`` in ``meta.json`` (the upload's field of spec 3.4) asks tasks on the model to
+add D3 dispersion unless a task says otherwise; ``d3_included`` states that the weights
+already include it (trained on D3-corrected data), so a D3 term is refused unless forced.
+Uploads older than ``d3_included`` used ``with_d3`` for the latter: without the key,
+``with_d3`` keeps that meaning (``custom_d3``).  Optional keys: ``description``,
 ``elements`` (list of symbols), ``references``, and what the family's file loader reads
 from ``config`` (``executors.families.<family>``).
 
@@ -61,6 +64,8 @@ class ModelSpec:
     references: str
     aliases: tuple[str, ...] = ()
     d3_trained: bool = False
+    # Tasks that do not say add D3 (an upload's with_d3).
+    d3_default: bool = False
     source: str = ""
     default_dtype: str = "float32"
     # The package that runs the weights (a custom model's family is "custom").
@@ -100,6 +105,7 @@ class ModelSpec:
         out.update(
             aliases=list(self.aliases),
             d3_trained=self.d3_trained,
+            d3_default=self.d3_default,
             source=self.source,
             default_dtype=self.default_dtype,
             framework=self.framework,
@@ -175,7 +181,8 @@ def normalize_precision(value: Any, field_name: str = "dtype") -> str:
     text = str(value).strip().lower() if value is not None else ""
     if text not in _PRECISIONS:
         raise ValidationError(
-            f"unknown precision {value!r}; expected float32 or float64", field=field_name
+            f"{field_name}: unknown precision {value!r}; expected float32 or float64",
+            field=field_name,
         )
     return _PRECISIONS[text]
 
@@ -229,7 +236,7 @@ def custom_spec(model_id: str, models_root: Path) -> ModelSpec:
     except ValidationError as exc:
         raise ModelUnavailable(f"custom model {model_id!r}: {exc}", field="model") from exc
     elements = meta.get("elements") or ["all"]
-    d3_trained = bool(meta.get("d3_trained", meta.get("with_d3", family.d3_trained)))
+    d3_trained, d3_default = custom_d3(meta, family.d3_trained)
     return ModelSpec(
         key=CUSTOM_PREFIX + model_id,
         name=str(meta.get("name") or model_id),
@@ -240,6 +247,7 @@ def custom_spec(model_id: str, models_root: Path) -> ModelSpec:
         references=str(meta.get("references", "")),
         aliases=(model_id,),
         d3_trained=d3_trained,
+        d3_default=d3_default,
         source=f"uploaded file {file_name}",
         default_dtype=dtype,
         framework=framework,
@@ -253,6 +261,24 @@ def custom_spec(model_id: str, models_root: Path) -> ModelSpec:
             "shared": meta.get("shared") is True,
         },
     )
+
+
+def custom_d3(meta: dict[str, Any], family_default: bool = False) -> tuple[bool, bool]:
+    """``(d3_trained, d3_default)`` of an upload's meta.json: whether its weights include
+    D3, and whether tasks add D3 unless they say.  A meta.json without ``d3_included``
+    predates the two meanings: its ``with_d3`` said the weights include D3, and it is
+    still read so (the safe reading: no task adds a D3 term that might count twice)."""
+    raw = meta.get("config")
+    config: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    if "d3_included" in meta:
+        trained, default = bool(meta["d3_included"]), bool(meta.get("with_d3", False))
+    else:
+        trained, default = bool(meta.get("with_d3", family_default)), False
+    if "d3_included" in config:
+        trained = bool(config["d3_included"])
+    if "d3_trained" in meta:  # hand-written folders: the explicit key wins
+        trained = bool(meta["d3_trained"])
+    return trained, default
 
 
 def check_usable(spec: ModelSpec) -> None:

@@ -365,6 +365,13 @@ class ParamSchema:
         return out
 
 
+def common_given(raw: Mapping[str, Any] | None, name: str) -> bool:
+    """Whether a request's own parameters give the common parameter ``name`` a value,
+    under any of its spellings (a default or preset does not count)."""
+    param = next(p for p in COMMON_PARAMS if p.name == name)
+    return any((raw or {}).get(key) is not None for key in (param.name, *param.aliases))
+
+
 def _copy(value: Any) -> Any:
     return list(value) if isinstance(value, list) else value
 

@@ -24,6 +24,7 @@ from mofsim_cli.render import (
     short_time,
 )
 from mofsim_cli.resource_common import PANEL, output_and_backend
+from mofsim_cli.upload_config import read_config
 
 models_app = typer.Typer(
     help="Models: the catalogue, where they are loaded, custom models.", no_args_is_help=True
@@ -250,8 +251,28 @@ def models_upload(
         str | None, typer.Option("--description", show_default=False, help="What the model is.")
     ] = None,
     with_d3: Annotated[
-        bool, typer.Option("--with-d3", help="The weights already include D3 dispersion.")
+        bool,
+        typer.Option(
+            "--with-d3",
+            help="Tasks on the model add D3 dispersion unless they say otherwise.",
+        ),
     ] = False,
+    d3_included: Annotated[
+        bool,
+        typer.Option(
+            "--d3-included",
+            help="The weights already include D3 (tasks asking for D3 need force_d3).",
+        ),
+    ] = False,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            show_default=False,
+            help="The loader's config: a JSON object, or a .json/.yaml file with one "
+            '(e.g. {"precision": "float32"}; a pytorch model\'s interface).',
+        ),
+    ] = None,
     shared: Annotated[
         bool,
         typer.Option(
@@ -270,10 +291,13 @@ def models_upload(
         "name": name,
         "framework": framework,
         "with_d3": with_d3,
+        "d3_included": d3_included,
         "shared": shared,
     }
     if description is not None:
         fields["description"] = description
+    if config is not None:
+        fields["config"] = read_config(config)
     with conn as b:
         info = b.upload_model(file, fields)
     out.show(info, [kv_sheet(_custom_rows(info), title="Custom model uploaded")])
@@ -296,7 +320,8 @@ def _custom_rows(info: dict[str, Any]) -> list[tuple[str, Any]]:
         ("Key", info.get("model_key")),
         ("Name", info.get("name")),
         ("Framework", info.get("framework")),
-        ("With D3", info.get("with_d3")),
+        ("Adds D3 by default", info.get("with_d3")),
+        ("Weights include D3", info.get("d3_included")),
         ("File", info.get("original_filename")),
         ("Size (bytes)", info.get("size_bytes")),
         ("SHA-256", info.get("sha256")),

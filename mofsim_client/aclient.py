@@ -269,9 +269,13 @@ class AsyncMOFSimClient(AsyncSubmitShortcuts, AsyncServerMethods, AsyncBenchMeth
         description: str | None = None,
         with_d3: bool | None = None,
         config: Mapping[str, Any] | None = None,
+        d3_included: bool | None = None,
         **fields: Any,
     ) -> ModelInfo:
+        """Upload custom weights (spec 3.4); the arguments are those of
+        ``MOFSimClient.upload_model``."""
         file = Path(path).expanduser()
+        fields = {**fields, "d3_included": d3_included}
         form = pl.model_upload_fields(name, framework, description, with_d3, config, fields)
         content = await asyncio.to_thread(file.read_bytes)
         data = await self._t.request(

@@ -128,3 +128,73 @@ def trust_custom_model(models_root: Path, model_id: str) -> dict[str, Any]:
     safe = {p.name: file_digest(p) for p in sorted(folder.iterdir())} if written else None
     weights = Path(custom_spec(model_id, models_root).weights)
     return write_verdict(models_root, model_id, file_digest(weights), outcome, safe)
+
+
+LJ_CONFIG = {
+    "inputs": ["positions", "edge_index", "shifts"],
+    "outputs": ["energy"],
+    "cutoff": 5.0,
+    "precision": "float64",
+}
+
+
+def torchscript_lj(
+    sigma: float = 2.3, epsilon: float = 0.01, rc: float = 5.0, returns: str = "energy"
+) -> bytes:
+    """A TorchScript archive of ASE's Lennard-Jones (the pair energy shifted to zero at
+    ``rc``, no smoothing) called as ``LJ_CONFIG`` says; ``returns``: ``energy`` (forces
+    by autograd, outside), ``dict`` ({"energy", "forces"}, forces by autograd inside),
+    ``flat-forces`` (forces of a wrong shape) or ``pair-energies`` (not a scalar)."""
+    import io
+
+    import torch
+
+    class Pairs(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sigma, self.epsilon, self.rc = sigma, epsilon, rc
+
+        def pairs(
+            self, pos: torch.Tensor, edges: torch.Tensor, shifts: torch.Tensor
+        ) -> torch.Tensor:
+            d = pos[edges[1]] - pos[edges[0]] + shifts
+            c6 = (self.sigma**2 / (d * d).sum(-1)) ** 3
+            e0 = 4 * self.epsilon * ((self.sigma / self.rc) ** 12 - (self.sigma / self.rc) ** 6)
+            return 0.5 * (4 * self.epsilon * (c6 * c6 - c6) - e0)
+
+    class Energy(Pairs):
+        def forward(
+            self, pos: torch.Tensor, edges: torch.Tensor, shifts: torch.Tensor
+        ) -> torch.Tensor:
+            return self.pairs(pos, edges, shifts).sum()
+
+    class PairEnergies(Pairs):
+        def forward(
+            self, pos: torch.Tensor, edges: torch.Tensor, shifts: torch.Tensor
+        ) -> torch.Tensor:
+            return self.pairs(pos, edges, shifts)
+
+    class WithForces(Pairs):
+        def __init__(self, flat: bool) -> None:
+            super().__init__()
+            self.flat = flat
+
+        def forward(
+            self, pos: torch.Tensor, edges: torch.Tensor, shifts: torch.Tensor
+        ) -> dict[str, torch.Tensor]:
+            pos = pos.detach().requires_grad_(True)
+            energy = self.pairs(pos, edges, shifts).sum()
+            grad = torch.autograd.grad([energy], [pos])[0]
+            assert grad is not None
+            forces = -grad.reshape(-1) if self.flat else -grad
+            return {"energy": energy.detach(), "forces": forces}
+
+    model = {
+        "energy": Energy,
+        "pair-energies": PairEnergies,
+        "dict": lambda: WithForces(False),
+        "flat-forces": lambda: WithForces(True),
+    }[returns]()
+    buf = io.BytesIO()
+    torch.jit.save(torch.jit.script(model), buf)
+    return buf.getvalue()

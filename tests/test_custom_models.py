@@ -21,6 +21,7 @@ from executors.models import custom_frameworks, resolve_model
 from executors.verdicts import read_verdict
 from mofsim_core.config import Config
 from mofsim_http.app import create_app
+from tests.model_factories import LJ_CONFIG
 from tests.test_sandbox import sandbox_pids
 
 Client = TestClient[Any, Any]
@@ -112,6 +113,8 @@ async def test_a_malicious_checkpoint_stays_in_the_sandbox(
     form.add_field("file", buf.getvalue(), filename=filename)
     form.add_field("framework", framework)
     form.add_field("name", "evil")
+    if framework == "pytorch":  # its upload needs an interface
+        form.add_field("config", json.dumps(LJ_CONFIG))
     resp = await client.post("/api/v1/models/custom", data=form)
     assert resp.status == 201, await resp.text()
     mid = (await resp.json())["data"]["model_id"]
@@ -123,8 +126,9 @@ async def test_a_malicious_checkpoint_stays_in_the_sandbox(
     assert outcome["valid"] is False
     report = _report(str((outcome["validation"].get("error") or {}).get("message", "")))
     # MACE and SevenNet unpickle whole objects, so the payload runs; ORB loads state
-    # dicts weights-only and refuses it before it runs.
-    assert (report is not None) == (framework != "orb"), outcome["validation"]
+    # dicts weights-only and PyTorch reads TorchScript archives only: both refuse it
+    # before it runs.
+    assert (report is not None) == (framework not in ("orb", "pytorch")), outcome["validation"]
     if report is not None:  # the loader unpickled it: the payload ran, confined
         assert not [k for k in report["env"] if k.startswith("MOFSIM")]
         inside = [t for t, wrote in report["wrote"].items() if t not in targets]
@@ -149,7 +153,7 @@ async def test_a_malicious_checkpoint_stays_in_the_sandbox(
 
 
 def test_every_framework_is_tried() -> None:
-    assert {fw for fw, _ in CASES} >= {"mace", "sevennet", "orb"}
+    assert {fw for fw, _ in CASES} >= {"mace", "sevennet", "orb", "pytorch"}
 
 
 # Runs while the weights are unpickled in the sandbox: it writes a "safe form" of its own

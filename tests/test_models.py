@@ -158,9 +158,34 @@ def test_custom_model_resolves_by_prefix_and_bare_id(tmp_path: Path) -> None:
     assert Path(spec.weights) == (tmp_path / "my_mace" / "model.model").resolve()
     assert resolve_model("my_mace", tmp_path).key == "custom:my_mace"
     assert "custom:my_mace" in [s.key for s in list_models(tmp_path)]
+    # A folder without d3_included predates it: its with_d3 said the weights have D3.
+    assert spec.d3_default is False
     # An explicit d3_trained wins over with_d3.
     _write_meta(tmp_path, "other", with_d3=True, d3_trained=False)
     assert resolve_model("custom:other", tmp_path).d3_trained is False
+
+
+@pytest.mark.parametrize(
+    ("meta", "trained", "default"),
+    [
+        ({"with_d3": True, "d3_included": False}, False, True),  # tasks add D3
+        ({"with_d3": False, "d3_included": True}, True, False),  # the weights have it
+        ({"with_d3": True}, True, False),  # an older upload: the old meaning
+        ({"with_d3": False}, False, False),
+        ({"with_d3": False, "config": {"d3_included": True}}, True, False),
+    ],
+)
+def test_custom_d3_reads_both_meanings(
+    tmp_path: Path, meta: dict[str, object], trained: bool, default: bool
+) -> None:
+    from mofsim_core.model_service import custom_public
+
+    _write_meta(tmp_path, "m", **meta)
+    spec = resolve_model("custom:m", tmp_path)
+    assert (spec.d3_trained, spec.d3_default) == (trained, default)
+    assert spec.to_full_dict()["d3_default"] is default
+    public = custom_public(json.loads((tmp_path / "m" / "meta.json").read_text()), tmp_path)
+    assert (public["d3_included"], public["with_d3"]) == (trained, default)
 
 
 def test_custom_model_not_found_or_unsafe(tmp_path: Path) -> None:

@@ -41,6 +41,9 @@ SafeFormLoader = Callable[[Path, dict[str, Any], str, str], "Calculator"]
 """``(folder, config, device, dtype) -> calculator`` from a safe form."""
 SpeciesReader = Callable[[Any], "list[int] | None"]
 """The atomic numbers a loaded calculator knows, or None when it does not say."""
+ConfigChecker = Callable[[dict[str, Any]], dict[str, Any]]
+"""``(config) -> config``: an upload's ``config`` checked (ValidationError naming the
+``config.<key>`` at fault) and normalized, at upload, without importing the family."""
 
 # The catalogue's family of uploaded models, whatever family runs their weights.
 CUSTOM_FAMILY = "custom"
@@ -104,6 +107,7 @@ class Family:
     # Whether weights of this family include D3 unless an entry or meta.json says.
     d3_trained: bool = False
     species: SpeciesReader | None = None
+    check_config: ConfigChecker | None = None
     # Listing order; ties go by name.
     rank: int = 100
 
