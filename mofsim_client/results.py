@@ -12,7 +12,7 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from mofsim_client.models import M, _Model
+from mofsim_client._base import M, _Model
 
 
 async def _same(value: Any) -> Any:

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from mofsim_client.models import LogEntry, _Model
+from mofsim_client._base import _Model
+from mofsim_client.models import LogEntry
 
 ALERT_KINDS = ("active", "history", "rules")
 
