@@ -41,6 +41,7 @@ from mofsim_cli.render import (
     submitted_line,
     tasks_sheet,
 )
+from spool.states import TERMINAL_STATES
 
 app = typer.Typer(
     name="mofsim",
@@ -126,6 +127,15 @@ def submit(
         float | None,
         typer.Option("--timeout", help="Seconds the task may run.", show_default=False),
     ] = None,
+    expected_duration: Annotated[
+        float | None,
+        typer.Option(
+            "--expected-duration",
+            help="Seconds the task is expected to run (a Slurm pilot takes it only with"
+            " that much time left; the timeout otherwise).",
+            show_default=False,
+        ),
+    ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Follow the task to its end and print the result.")
     ] = False,
@@ -146,6 +156,7 @@ def submit(
         params=parse_params(param),
         priority=priority,
         timeout=timeout,
+        expected_duration=expected_duration,
     )
     with connect(spool, server, api_key) as b:
         view = b.submit(sub)
@@ -237,7 +248,11 @@ def cancel(
     out = make_output(as_json, output)
     with connect(spool, server, api_key) as b:
         state = b.cancel(task_id)
-    out.show({"task_id": task_id, "status": state}, [cancel_line(task_id, state)])
+    pending = state not in TERMINAL_STATES
+    out.show(
+        {"task_id": task_id, "status": state, "cancel_requested": pending},
+        [cancel_line(task_id, state)],
+    )
 
 
 @command(app, "list", "Tasks")

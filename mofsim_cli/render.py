@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from spool.events import Event
+from spool.states import TERMINAL_STATES
 
 STATE_STYLES = {
     "PENDING": "dim",
@@ -35,7 +36,6 @@ STATE_STYLES = {
     "FAILED": "bold red",
     "CANCELLED": "magenta",
     "TIMEOUT": "bold red",
-    "CANCELLING": "magenta",
 }
 LEVEL_STYLES = {
     "DEBUG": "dim",
@@ -331,8 +331,8 @@ def cancel_line(task_id: str, state: str) -> Text:
     line = Text()
     line.append_text(state_text(state))
     line.append(f" {task_id}")
-    if state == "CANCELLING":
-        line.append("  (the executor stops at its next step)", style="dim")
+    if state not in TERMINAL_STATES:
+        line.append("  (cancel requested: the executor stops at its next step)", style="dim")
     return line
 
 

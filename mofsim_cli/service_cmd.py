@@ -149,12 +149,15 @@ def serve(
     raise typer.Exit(launch.serve(replace(cfg, http=cfg.http or launch.DEFAULT_BIND)))
 
 
-def _key_store(config: Path | None, spool: Path | None) -> Any:
+def _key_store(config: Path | None, spool: Path | None) -> tuple[Any, str]:
+    """The server's key store, and the name its audit records give this user."""
+    from mofsim_cli.backend import cli_actor
     from mofsim_core.api_keys import KeyStore
     from spool.store import Spool
 
     cfg = _server_config(config, spool)
-    return KeyStore(cfg.api_keys_path, Spool(cfg.spool_path, create=True).paths)
+    store = KeyStore(cfg.api_keys_path, Spool(cfg.spool_path, create=True).paths)
+    return store, cli_actor(cfg.spool_path, cfg)
 
 
 @command(keys_app, "create", "Server")
@@ -173,7 +176,8 @@ def keys_create(
 ) -> None:
     """Create an API key and print it (the only time it is shown)."""
     out = make_output(as_json, output)
-    entry, token = _key_store(config, spool).create(name, admin)
+    store, actor = _key_store(config, spool)
+    entry, token = store.create(name, admin, actor=actor)
     # The key alone on stdout, so that KEY=$(mofsim keys create) works.
     out.show({**entry, "key": token}, [Text(token)])
     out.hint(
@@ -193,7 +197,7 @@ def keys_list(
 ) -> None:
     """List API keys (never their secrets)."""
     out = make_output(as_json, output)
-    entries = _key_store(config, spool).entries()
+    entries = _key_store(config, spool)[0].entries()
     if not entries:
         out.empty(entries, "no API keys (create one with: mofsim keys create --admin)")
         return
@@ -227,7 +231,8 @@ def keys_revoke(
     config: ConfigOpt = None,
 ) -> None:
     """Revoke an API key: requests carrying it are refused from now on."""
-    entry = _key_store(config, spool).revoke(key_id)
+    store, actor = _key_store(config, spool)
+    entry = store.revoke(key_id, actor=actor)
     make_output(as_json, output).show(entry, [Text(f"revoked {entry['id']}")])
 
 

@@ -18,6 +18,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mofsim_core.task_options import check_expected_duration
 from spool.errors import StructureNotFound, ValidationError
 from spool.job import Job, normalize_priority, priority_name
 from spool.limits import Limits
@@ -165,6 +166,7 @@ def build_job(
     params: dict[str, Any],
     priority: str,
     timeout: float | None,
+    expected_duration: float | None = None,
     limits: Limits | None = None,
 ) -> Job:
     """Validate everything, cheapest checks first, against ``limits`` (the
@@ -179,6 +181,8 @@ def build_job(
         )
     limits = limits or Limits()
     limits.check_timeout(timeout)
+    if expected_duration is not None:
+        expected_duration = check_expected_duration(expected_duration, limits)
     normalized = check_parameters(task_type, params)
     limits.check_steps(normalized)
     spec = resolve_model(model, task_type, spool_root / "models")
@@ -193,6 +197,8 @@ def build_job(
     options: dict[str, Any] = {"priority": priority_name(level)}
     if timeout is not None:
         options["timeout"] = timeout
+    if expected_duration is not None:
+        options["expected_duration"] = expected_duration
     return Job.from_dict(
         {
             "task_type": task_type,

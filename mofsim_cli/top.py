@@ -34,6 +34,7 @@ from mofsim_cli.top_local import LocalSource
 from mofsim_cli.top_ui import Action, TopUI
 from mofsim_cli.top_view import screen, snapshot
 from spool.errors import ValidationError
+from spool.states import TERMINAL_STATES
 
 TICK_S = 0.1  # longest wait for a key: also how soon a fetched state is drawn
 ESC_WAIT_S = 0.03  # the rest of an escape sequence arrives within this
@@ -168,7 +169,8 @@ class Poller(threading.Thread):
             except Exception as exc:  # noqa: BLE001
                 self.out.put(("say", f"cancel {task_id} failed: {failure_text(exc)}", "red"))
             else:
-                self.out.put(("say", f"{task_id}: {state}", "magenta"))
+                said = state if state in TERMINAL_STATES else "cancel requested"
+                self.out.put(("say", f"{task_id}: {said}", "magenta"))
 
     def _poll_log(self) -> None:
         task_id = self.follow

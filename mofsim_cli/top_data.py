@@ -88,7 +88,8 @@ class TopSource(Protocol):
     def fetch(self) -> TopState: ...
 
     def cancel(self, task_id: str) -> str:
-        """Request a cancel; the task's state after the request (CANCELLED/CANCELLING)."""
+        """Request a cancel; the task's state after it (CANCELLED, or the state it is
+        still in while the executor gets to its next step)."""
         ...
 
     def log_feed(self, task_id: str) -> LogFeed: ...

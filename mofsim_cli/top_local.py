@@ -115,7 +115,12 @@ class LocalSource:
         self._jobs.clear()
 
     def cancel(self, task_id: str) -> str:
-        return self.spool.request_cancel(task_id)
+        import getpass
+
+        from mofsim_core.task_service import cancel_task
+
+        out = cancel_task(self.spool, None, task_id, actor=f"cli:{getpass.getuser()}")
+        return str(out["status"])
 
     def log_feed(self, task_id: str) -> LocalLogFeed:
         if self.spool.locate(task_id) is None:

@@ -45,7 +45,7 @@ class RemoteSource:
         return [task_row(t.raw) for t in listed]
 
     def cancel(self, task_id: str) -> str:
-        return str(self.client.cancel_task(task_id).status or "CANCELLING")
+        return str(self.client.cancel_task(task_id).status or "RUNNING")
 
     def log_feed(self, task_id: str) -> RemoteLogFeed:
         self.client.get_task_info(task_id)  # a mistyped id fails here, not in the pane

@@ -33,6 +33,7 @@ TASK_TYPE_ALIASES = {"single-point": "single-point-energy", "singlepoint": "sing
 OPTION_KEYS = (
     "priority",
     "timeout",
+    "expected_duration",
     "notify_url",
     "notify_events",
     "notify_secret",

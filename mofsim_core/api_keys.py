@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from mofsim_core.logs import audit
 from spool.errors import StorageError, ValidationError
 from spool.events import iso_now
 from spool.layout import SpoolPaths
@@ -121,8 +122,11 @@ class KeyStore:
         os.chmod(self.path, 0o600)
         self._stamp = None
 
-    def create(self, name: str | None = None, admin: bool = False) -> tuple[dict[str, Any], str]:
-        """A new key: its public view and the token, which is never stored or shown again."""
+    def create(
+        self, name: str | None = None, admin: bool = False, *, actor: str = "local"
+    ) -> tuple[dict[str, Any], str]:
+        """A new key: its public view and the token, which is never stored or shown again.
+        Audited as done by ``actor``."""
         if name is not None and len(name) > 100:
             raise ValidationError("key name must be at most 100 characters", field="name")
         if name is not None:
@@ -142,16 +146,25 @@ class KeyStore:
         }
         with self._locked() as keys:
             keys.append(entry)
+        audit("key.created", key_id=key_id, name=name, admin=bool(admin), by=actor)
         return public_view(entry), f"{KEY_PREFIX}{key_id}_{secret}"
 
-    def revoke(self, key_id: str) -> dict[str, Any]:
+    def revoke(self, key_id: str, *, actor: str = "local") -> dict[str, Any]:
+        """Audited as done by ``actor`` (a key already revoked stays as it was)."""
         key_id = key_id.removeprefix(KEY_PREFIX)
         with self._locked() as keys:
             for entry in keys:
                 if entry["id"] == key_id:
-                    if not entry.get("revoked_at"):
+                    was = entry.get("revoked_at")
+                    if not was:
                         entry["revoked_at"] = iso_now()
-                    return public_view(entry)
+                    view = public_view(entry)
+                    break
+            else:
+                view = None
+        if view is not None:
+            audit("key.revoked", key_id=key_id, already=bool(was), by=actor)
+            return view
         from spool.errors import NotFoundError
 
         raise NotFoundError(f"no API key with id {key_id!r}", field="key_id")

@@ -13,6 +13,7 @@ reads a day back from whichever form it is in.  Task logs live in each task's
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -92,7 +93,9 @@ def configure(log_dir: Path | None, level: str = "INFO", *, console: bool = True
 
     Records bound with ``kind="access"`` or ``kind="audit"`` go to those files; all
     others are system records."""
+    global _audit_sink, _fully_configured
     logger.remove()
+    _audit_sink, _fully_configured = None, True
     level = level.upper()
     if console:
         logger.add(
@@ -111,6 +114,35 @@ def configure(log_dir: Path | None, level: str = "INFO", *, console: bool = True
             )
 
 
+# configure() ran: every kind already goes to its files.
+_fully_configured = False
+# audit_into()'s sink: (its directory, loguru's handler id).
+_audit_sink: tuple[Path, int] | None = None
+
+
+def audit_into(log_dir: Path) -> None:
+    """For a process without the daemon's or the server's logging (the CLI on a spool):
+    audit records go to ``log_dir``'s day files, where the server reads them, and no
+    longer to stderr.  Nothing else changes; a process that logs all kinds to files
+    already is left as it is."""
+    global _audit_sink
+    if _fully_configured or (_audit_sink is not None and _audit_sink[0] == log_dir):
+        return
+    if _audit_sink is not None:
+        logger.remove(_audit_sink[1])
+    else:
+        with contextlib.suppress(ValueError):
+            logger.remove(0)  # loguru's own stderr handler would print each audit record
+            # The process's own stderr: sys.stderr may be a stand-in for the moment.
+            logger.add(
+                sys.__stderr__ or sys.stderr,
+                level="DEBUG",
+                filter=lambda r: r["extra"].get("kind") != "audit",
+            )
+    sink = logger.add(DailyJsonSink(log_dir, "audit"), level="DEBUG", filter=_kind_filter("audit"))
+    _audit_sink = (log_dir, sink)
+
+
 def _kind_filter(kind: str) -> Any:
     def accept(record: Any) -> bool:
         return bool(record["extra"].get("kind", "system") == kind)
@@ -119,7 +151,11 @@ def _kind_filter(kind: str) -> Any:
 
 
 def audit(action: str, **details: Any) -> None:
-    """Who did what to which task, model or key: kept forever like every log."""
+    """Who did what to which task, model or key: kept forever like every log.  Within
+    an API request, the record names the request's id."""
+    from mofsim_core.request_ids import current_request_id
+
+    details.setdefault("request_id", current_request_id())
     logger.bind(kind="audit", logger="audit", action=action, **details).info(action)
 
 

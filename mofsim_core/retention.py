@@ -146,7 +146,10 @@ def plan(spool: Spool, policy: Policy, now: float | None = None) -> Plan:
     return result
 
 
-def apply(spool: Spool, policy: Policy, now: float | None = None) -> Plan:
+def apply(spool: Spool, policy: Policy, now: float | None = None, *, actor: str = "local") -> Plan:
+    """Do what ``plan`` says; a run that changed anything is audited as ``actor``'s."""
+    from mofsim_core.logs import audit
+
     todo = plan(spool, policy, now)
     for action in todo.actions:
         workspace = spool.paths.workspace(action.task_id)
@@ -176,6 +179,14 @@ def apply(spool: Spool, policy: Policy, now: float | None = None) -> Plan:
                 f"Retention extended by {policy.keep_days:g} days ({action.detail} before)",
                 logger="retention",
             )
+    if todo.actions:
+        audit(
+            "retention.applied",
+            by=actor,
+            compressed=[a.task_id for a in todo.by_kind("compress")],
+            reminded=[a.task_id for a in todo.by_kind("remind")],
+            extended=[a.task_id for a in todo.by_kind("extend")],
+        )
     return todo
 
 

@@ -1,5 +1,6 @@
 """A task's options (spec 5.2 and 4.6: priority, timeout, notifications, retries, name,
-description, tags), each checked against the server's limits.
+description, tags; and expected_duration, the run time a Slurm pilot must have left for
+the task), each checked against the server's limits.
 
 ``task_validation`` gathers them from a submission (``options`` or the top level of a
 flat MIRA body) and hands them here; the webhook targets a ``notify_url`` may name are
@@ -21,6 +22,7 @@ from spool.limits import Limits
 OPTION_FIELDS = (
     "priority",
     "timeout",
+    "expected_duration",
     "notify_url",
     "notify_events",
     "notify_secret",
@@ -56,6 +58,8 @@ def validate_options(options: dict[str, Any], limits: Limits | None = None) -> d
     if "timeout" in out:
         out["timeout"] = _number(out["timeout"], "options.timeout", low=0, exclusive=True)
         limits.check_timeout(out["timeout"])
+    if "expected_duration" in out:
+        out["expected_duration"] = check_expected_duration(out["expected_duration"], limits)
     if "notify_url" in out:
         url = out["notify_url"]
         parts = urlsplit(url) if isinstance(url, str) else None
@@ -108,6 +112,20 @@ def validate_options(options: dict[str, Any], limits: Limits | None = None) -> d
     ):
         raise ValidationError("tags must be a list of strings", field="options.tags")
     return out
+
+
+def check_expected_duration(value: Any, limits: Limits | None = None) -> float:
+    """Seconds the task is expected to run: positive, and no longer than any task may
+    run on this server (``max_timeout_s``)."""
+    field = "options.expected_duration"
+    seconds = _number(value, field, low=0, exclusive=True)
+    bound = (limits or Limits()).max_timeout_s
+    if seconds > bound:
+        raise ValidationError(
+            f"expected_duration {seconds:g} s is over this server's limit of {bound:g} s",
+            field=field,
+        )
+    return seconds
 
 
 def _number(

@@ -9,9 +9,12 @@ as if the task did not exist.  Submitting is ``task_submit``; lists are
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from mofsim_core.eta import EtaBoard
+from mofsim_core.logs import audit
 from mofsim_core.output_files import output_file_urls
 from mofsim_core.owners import OWNER, Caller, check_task
 from mofsim_core.result_document import result_document
@@ -24,6 +27,7 @@ from mofsim_core.task_records import (
 )
 from spool.errors import TaskNotFound, ValidationError
 from spool.events import Event, filter_events, ms_from_iso, read_events
+from spool.states import TERMINAL_STATES
 from spool.store import Spool
 
 if TYPE_CHECKING:
@@ -39,6 +43,10 @@ __all__ = [
 ]
 
 EVENT_KINDS = ("log", "status", "progress")
+# How long a cancel of a running task waits for it to stop before answering.
+CANCEL_WAIT_S = 2.0
+# Never set: its wait is an interruptible pause between looks at the spool.
+_pause = threading.Event()
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -64,18 +72,52 @@ def get_result(spool: Spool, task_id: str, caller: Caller = OWNER) -> dict[str, 
 
 
 def cancel_task(
-    spool: Spool, mirror: Mirror | None, task_id: str, caller: Caller = OWNER
+    spool: Spool,
+    mirror: Mirror | None,
+    task_id: str,
+    caller: Caller = OWNER,
+    *,
+    actor: str | None = None,
+    wait_s: float = CANCEL_WAIT_S,
 ) -> dict[str, Any]:
     """QUEUED: cancelled now.  ASSIGNED/RUNNING: the executor stops at its next step
-    (killed after the daemon's grace period).  Terminal: TaskTerminal (50005)."""
+    (killed after the daemon's grace period); the answer waits up to ``wait_s`` for the
+    task to end and says the state it is in then: CANCELLED (or whatever end it reached
+    first), or still RUNNING/ASSIGNED with ``cancel_requested``.  Terminal:
+    TaskTerminal (50005).  Audited: who, which task, its state when asked."""
     check_task(spool, caller, task_id)
-    state = spool.request_cancel(task_id)
-    if state == "CANCELLED":
+    before = spool.record(task_id)["status"]
+    now = spool.request_cancel(task_id)
+    audit("task.cancel", task_id=task_id, by=actor or caller.actor(), state=before)
+    if now != "CANCELLED":
+        ended = await_end(spool, task_id, wait_s)
+        now = ended or str(spool.record(task_id)["status"])
+    if now in TERMINAL_STATES:
         mirror_task(spool, mirror, task_id)
+    pending = now not in TERMINAL_STATES
+    if now == "CANCELLED":
         message = "Task cancelled"
-    else:
+    elif pending:
         message = "Cancel requested; the task stops at its next step"
-    return {"task_id": task_id, "status": state, "message": message}
+    else:
+        message = f"The task ended as {now} before the cancel took effect"
+    return {"task_id": task_id, "status": now, "cancel_requested": pending, "message": message}
+
+
+def await_end(spool: Spool, task_id: str, wait_s: float) -> str | None:
+    """The task's terminal state as soon as it reaches one, or None after ``wait_s``.
+    Checks a few file names, more often at first: a cooperative stop takes one step."""
+    deadline = time.monotonic() + max(0.0, wait_s)
+    pause = 0.01
+    while True:
+        loc = spool.locate(task_id)
+        if loc is None or loc.state in TERMINAL_STATES:
+            return loc.state if loc is not None else None
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        _pause.wait(min(pause, left))
+        pause = min(pause * 2, 0.1)
 
 
 # --- log history ----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from mofsim_core.eta import EtaBoard
 from mofsim_core.model_service import visible_model
 from mofsim_core.owners import OWNER, Caller, structure_owner_visible
+from mofsim_core.request_ids import current_request_id
 from mofsim_core.task_records import (
     mirror_record,
     public_record,
@@ -43,7 +44,8 @@ def _owned_job(spool: Spool, body: Any, task_type: str | None, caller: Caller) -
     if ref.get("source") == "upload" and isinstance(ref.get("file_id"), str):
         field = "structure_id" if "structure_id" in body else "structure.file_id"
         structure_owner_visible(spool, caller, ref["file_id"], field)
-    return dataclasses.replace(job, owner=caller.owner)
+    # A batch's tasks all keep the id of the one request that submitted them.
+    return dataclasses.replace(job, owner=caller.owner, request_id=current_request_id())
 
 
 def _check_model_visible(spool: Spool, body: Any, caller: Caller) -> None:

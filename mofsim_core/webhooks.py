@@ -33,7 +33,7 @@ from loguru import logger
 
 from mofsim_core.webhook_targets import TargetPolicy, pinned_transport
 from spool.errors import ValidationError
-from spool.events import append_event, iso_now, read_events
+from spool.events import append_event, iso_now, ms_from_iso, read_events
 
 EVENTS = (
     "task.started",
@@ -138,9 +138,7 @@ class Delivery:
 def build_body(event: str, record: dict[str, Any], base_url: str = "") -> dict[str, Any]:
     """The spec 4.6 body from a task record."""
     result = (record.get("result") or {}).get("result") or {}
-    summary: dict[str, Any] = {
-        "duration_seconds": (record.get("result") or {}).get("duration_seconds")
-    }
+    summary: dict[str, Any] = {"duration_seconds": _duration(record)}
     for key in ("converged", "final_energy_eV", "energy_eV", "B0_GPa", "verdict"):
         if key in result:
             summary[key] = result[key]
@@ -155,7 +153,22 @@ def build_body(event: str, record: dict[str, Any], base_url: str = "") -> dict[s
         "timestamp": iso_now(),
         "result_url": f"{base_url}/api/v1/tasks/{record['task_id']}/result",
         "summary": summary,
+        "request_id": record.get("request_id"),
     }
+
+
+def _duration(record: dict[str, Any]) -> float | None:
+    """The run's seconds: the result's own count when it has one, else from the task's
+    start to its end (or to now while it runs); None for a task that never started."""
+    measured = (record.get("result") or {}).get("duration_seconds")
+    if isinstance(measured, int | float) and not isinstance(measured, bool):
+        return float(measured)
+    started = record.get("started_at")
+    if not isinstance(started, str):
+        return None
+    ended = record.get("completed_at")
+    end_ms = ms_from_iso(ended) if isinstance(ended, str) else time.time() * 1000
+    return round(max(0.0, end_ms - ms_from_iso(started)) / 1000, 3)
 
 
 class WebhookDispatcher:

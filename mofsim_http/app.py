@@ -22,12 +22,12 @@ from mofsim_core.api_keys import KeyStore
 from mofsim_core.config import Config
 from mofsim_core.mirror import Mirror
 from mofsim_core.output_files import API_PREFIX as API_PREFIX  # the routes take it from here
+from mofsim_core.request_ids import accept_request_id, bind_request_id, unbind_request_id
 from mofsim_http.envelope import (
     API_KEY_ID,
     REQUEST_ID,
     error_response,
     http_error_to_mofsim,
-    new_request_id,
 )
 from spool.errors import InternalError, MofsimError
 from spool.store import Spool
@@ -63,10 +63,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    rid = request.headers.get("X-Request-ID") or new_request_id()
-    if len(rid) > 128 or not rid.isprintable():
-        rid = new_request_id()
+    rid = accept_request_id(request.headers.get("X-Request-ID"))
     request[REQUEST_ID] = rid
+    # The core functions this request calls (in the request pool's threads too) see it.
+    bound = bind_request_id(rid)
     t0 = time.perf_counter()
     status = 500
     try:
@@ -95,6 +95,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     finally:
         elapsed = (time.perf_counter() - t0) * 1000
         _access_log(request, rid, status, elapsed)
+        unbind_request_id(bound)
     if not response.prepared:
         response.headers["X-Request-ID"] = rid
     return response

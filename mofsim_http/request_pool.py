@@ -8,11 +8,11 @@ list than the default pool (a thread per core plus four), and no endpoint was sl
 it; ``bench/api_latency.py --request-threads default,6`` makes that comparison, and the
 README records its figures.
 
-So the short work of one request (read a task, list a page, submit or cancel one task)
-runs first come, first served on a small pool of its own, ``http_request_threads``
-wide.  Work that may take long (batches, uploads, previews, downloads, log days, model
-operations, SSE polling) stays on the event loop's default pool, where it never queues
-ahead of a status read.
+So the short work of one request (read a task, list a page, submit one task) runs
+first come, first served on a small pool of its own, ``http_request_threads`` wide.
+Work that may take long (batches, uploads, previews, downloads, log days, model
+operations, SSE polling, a cancel that waits for its task to stop) stays on the event
+loop's default pool, where it never queues ahead of a status read.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from mofsim_http.openapi_components import (
     state_list_schema,
 )
 from spool.layout import SAFE_TOKEN
+from spool.limits import DEFAULT_MAX_TIMEOUT_S
 
 SUBMIT_ERRORS = {
     400: "a field is invalid (its name is in error.field)",
@@ -40,7 +41,19 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "description": "CRITICAL, HIGH, NORMAL (default) or LOW; or 0-3",
             "oneOf": [{"type": "string"}, {"type": "integer", "minimum": 0, "maximum": 3}],
         },
-        "timeout": {"type": "number", "exclusiveMinimum": 0, "description": "seconds"},
+        "timeout": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": DEFAULT_MAX_TIMEOUT_S,
+            "description": "seconds, at most the server's max_timeout_s (30 days by default)",
+        },
+        "expected_duration": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": DEFAULT_MAX_TIMEOUT_S,
+            "description": "seconds the task is expected to run (a Slurm pilot takes it only "
+            "with that much time left), at most the server's max_timeout_s",
+        },
         "notify_url": {"type": "string", "format": "uri"},
         "notify_events": {
             "type": "array",
@@ -73,6 +86,10 @@ TASK_RECORD_SCHEMA: dict[str, Any] = {
             "description": "when the task should start (queue ahead, free slots, estimates)",
         },
         "estimated_duration_s": {"type": ["number", "null"]},
+        "request_id": {
+            "type": ["string", "null"],
+            "description": "the X-Request-ID of the request that submitted the task",
+        },
     },
 }
 _PAGE_QUERY: dict[str, Any] = {

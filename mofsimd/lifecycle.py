@@ -129,7 +129,7 @@ class Lifecycle:
     # -- transitions -------------------------------------------------------------------
     def assigned(self, job: Job, ex: Executor) -> None:
         try:
-            self.spool.events(job.task_id).status(
+            self.spool.events(job.task_id, request_id=job.request_id).status(
                 "ASSIGNED",
                 f"Task assigned to {ex.slot_id}",
                 slot=ex.slot_id,
@@ -140,6 +140,9 @@ class Lifecycle:
             # Only a log line is lost; the executor meets the full disk itself and says so.
             self.steps.storage_failed(f"ASSIGNED event of {job.task_id}", exc)
         self.mirror_task(job.task_id)
+        logger.bind(task_id=job.task_id, request_id=job.request_id).info(
+            "task {} assigned to {}", job.task_id, ex.slot_id
+        )
 
     def finish(
         self,
@@ -182,14 +185,18 @@ class Lifecycle:
             text = f"Task {state.lower()}" + (
                 f": {message}" if message and state != "COMPLETED" else ""
             )
-            self.spool.events(task.task_id).status(state, text, level=level, slot=slot, code=code)
+            self.spool.events(task.task_id, request_id=task.request_id).status(
+                state, text, level=level, slot=slot, code=code
+            )
             marker = paths.cancel_marker(task.task_id)
             if marker.exists():
                 marker.unlink(missing_ok=True)
             self.mirror_task(task.task_id, with_logs=True)
             if self.on_transition is not None:
                 self.on_transition(task.task_id, state)
-            logger.info("task {} {}", task.task_id, state)
+            logger.bind(task_id=task.task_id, request_id=task.request_id).info(
+                "task {} {}", task.task_id, state
+            )
             return True
 
         self.steps.run(task.task_id, f"end as {state}", [outcome, rename, announce])
@@ -211,7 +218,7 @@ class Lifecycle:
 
         def announce() -> bool:
             extra = {} if attempts is None else {"attempts": attempts}
-            self.spool.events(task.task_id).status(
+            self.spool.events(task.task_id, request_id=task.request_id).status(
                 "QUEUED", f"Task requeued: {reason}", level="WARNING", **extra
             )
             self.mirror_task(task.task_id)

@@ -140,12 +140,21 @@ class EventWriter:
     """Appends events for one task; used by the supervisor and inside executors."""
 
     def __init__(
-        self, path: Path, task_id: str, *, gpu_id: int | None = None, logger: str = "task"
+        self,
+        path: Path,
+        task_id: str,
+        *,
+        gpu_id: int | None = None,
+        logger: str = "task",
+        request_id: str | None = None,
     ) -> None:
         self.path = path
         self.task_id = task_id
         self.gpu_id = gpu_id
         self.logger = logger
+        # The submitting request's id, in every line's extra: a request is followed from
+        # the access log through the task's log.
+        self.request_id = request_id
 
     def emit(
         self,
@@ -156,6 +165,8 @@ class EventWriter:
         logger: str | None = None,
         **extra: Any,
     ) -> dict[str, Any]:
+        if self.request_id is not None:
+            extra.setdefault("request_id", self.request_id)
         record = make_event(
             self.task_id,
             message,

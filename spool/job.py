@@ -30,6 +30,15 @@ PRIORITY_DIRS = {0: "0-critical", 1: "1-high", 2: "2-normal", 3: "3-low"}
 
 STRUCTURE_SOURCES = ("builtin", "upload", "inline", "path")
 _TASK_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+# A request id as a client may choose it (X-Request-ID): a token, no spaces or quotes.
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/+=-]{0,127}")
+
+
+def safe_request_id(value: Any) -> str | None:
+    """``value`` when it may serve as a request id, else None."""
+    if isinstance(value, str) and _REQUEST_ID_RE.fullmatch(value):
+        return value
+    return None
 
 
 def new_task_id() -> str:
@@ -141,6 +150,9 @@ class Job:
     # What the job was estimated to cost when submitted (memory, duration, force calls;
     # ``mofsim_core.estimates``); None without a cost model for its model and device.
     estimate: dict[str, Any] | None = None
+    # The X-Request-ID of the API request that submitted the job (a batch's, for each of
+    # its tasks); None from the CLI or a dropped file.
+    request_id: str | None = None
 
     @property
     def priority(self) -> int:
@@ -228,6 +240,9 @@ class Job:
         estimate = data.get("estimate")
         if isinstance(estimate, dict):
             kwargs["estimate"] = estimate
+        request_id = safe_request_id(data.get("request_id"))
+        if request_id is not None:
+            kwargs["request_id"] = request_id
         return cls(**kwargs)
 
     @classmethod

@@ -99,7 +99,7 @@ class Spool:
         except OSError as exc:  # a full disk answers with the storage code, not a crash
             raise StorageError(f"cannot create the task workspace: {exc.strerror or exc}") from exc
         try:
-            self.events(job.task_id).status(
+            self.events(job.task_id, request_id=job.request_id).status(
                 "QUEUED",
                 f"Task queued ({priority_name(job.priority)})",
                 priority=priority_name(job.priority),
@@ -111,8 +111,12 @@ class Spool:
         self.queue_counter.published(published.parent)
         return published
 
-    def events(self, task_id: str, gpu_id: int | None = None) -> EventWriter:
-        return EventWriter(self.paths.events_file(task_id), task_id, gpu_id=gpu_id)
+    def events(
+        self, task_id: str, gpu_id: int | None = None, request_id: str | None = None
+    ) -> EventWriter:
+        return EventWriter(
+            self.paths.events_file(task_id), task_id, gpu_id=gpu_id, request_id=request_id
+        )
 
     def request_cancel(self, task_id: str) -> str:
         """QUEUED tasks are cancelled here and now; running ones get a marker that the
@@ -252,6 +256,7 @@ class Spool:
             "structure": structure_ref_for_record(job.structure),
             "owner": job.owner,
             "estimate": job.estimate,
+            "request_id": job.request_id,
         }
         if state == "COMPLETED":
             record["result"] = _read_json(self.paths.result_file(task_id))

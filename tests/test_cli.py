@@ -242,6 +242,18 @@ def test_submit_cif_embeds_the_file_with_params_priority_timeout(
     assert len(listed) == 2
 
 
+def test_submit_expected_duration_goes_into_the_options(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    args = ("submit", "single-point-energy", "builtin:HKUST-1", "-m", "emt", "--json")
+    r = cli(*args, "--expected-duration", "300", spool=spool)
+    assert r.exit_code == 0, r.output
+    job = Spool(spool).load_job(json.loads(r.stdout)["task_id"])
+    assert job.options == {"priority": "NORMAL", "expected_duration": 300.0}
+    r = cli(*args, "--expected-duration", "0", spool=spool)
+    assert r.exit_code == 1
+    assert json.loads(r.stdout)["error"]["field"] == "options.expected_duration"
+
+
 def test_submit_human_output_and_numeric_priority(tmp_path: Path) -> None:
     pytest.importorskip("executors.structure_io")
     r = cli(
@@ -445,14 +457,30 @@ def test_cancel_queued_running_and_terminal(tmp_path: Path) -> None:
     start(sp, running)
     finish(sp, done, result=RESULT_BODY)
     r = cli("cancel", queued.task_id, "--json", spool=tmp_path)
-    assert json.loads(r.stdout) == {"task_id": queued.task_id, "status": "CANCELLED"}
+    assert json.loads(r.stdout) == {
+        "task_id": queued.task_id,
+        "status": "CANCELLED",
+        "cancel_requested": False,
+    }
     loc = sp.locate(queued.task_id)
     assert loc is not None and loc.state == "CANCELLED"
+    # No daemon runs here: after its short wait the answer is the state the task is in.
     r = cli("cancel", running.task_id, spool=tmp_path)
-    assert r.exit_code == 0 and "CANCELLING" in r.stdout
+    assert r.exit_code == 0 and "RUNNING" in r.stdout and "cancel requested" in r.stdout
     assert sp.cancel_requested(running.task_id)
     r = cli("cancel", done.task_id, spool=tmp_path)
     assert r.exit_code == 1 and r.stderr.startswith("error 50005: ")
+    # Both cancels are in the spool's audit log, where the server shows them.
+    audit = [
+        json.loads(line)
+        for f in sorted((tmp_path / "state" / "logs").glob("audit-*.jsonl"))
+        for line in f.read_text().splitlines()
+    ]
+    assert [(a["message"], a["task_id"], a["extra"]["state"]) for a in audit] == [
+        ("task.cancel", queued.task_id, "QUEUED"),
+        ("task.cancel", running.task_id, "RUNNING"),
+    ]
+    assert all(a["extra"]["by"].startswith("cli:") for a in audit)
 
 
 # -- logs ------------------------------------------------------------------------------

@@ -140,6 +140,25 @@ async def test_validation_errors_name_the_field(client: TestClient, endpoint: st
 
 
 @pytest.mark.asyncio
+async def test_expected_duration_is_an_option_within_the_timeout_bound(
+    client: TestClient,
+) -> None:
+    status, body = await submit(
+        client, "single-point", body_for("single-point", options={"expected_duration": 600})
+    )
+    assert status == 202 and body["data"]["options"]["expected_duration"] == 600
+    job = spool_of(client).load_job(body["data"]["task_id"])
+    assert job.options["expected_duration"] == 600  # what a Slurm pilot reads
+    limit = Config().limits.max_timeout_s
+    for bad in (0, -5, "soon", True, limit * 2):
+        status, body = await submit(
+            client, "single-point", body_for("single-point", options={"expected_duration": bad})
+        )
+        assert (status, body["code"]) == (400, 40001), (bad, body)
+        assert body["error"]["field"] == "options.expected_duration"
+
+
+@pytest.mark.asyncio
 async def test_body_shapes(client: TestClient) -> None:
     resp = await client.post(
         "/api/v1/tasks/optimization",
@@ -452,7 +471,9 @@ async def test_cancel_running_task_is_cooperative(live: TestClient) -> None:
 
     await asyncio.wait_for(read_until(lambda d: d.get("event") == "progress"), 60)
     cancel = await live.post(f"/api/v1/tasks/{task_id}/cancel")
-    assert (await cancel.json())["data"]["status"] == "CANCELLING"
+    # The answer waits for the step that sees the request: the task's real end state.
+    answer = (await cancel.json())["data"]
+    assert (answer["status"], answer["cancel_requested"]) == ("CANCELLED", False)
     await asyncio.wait_for(read_until(lambda d: "event" not in d), 60)
     assert seen[-1] == "end:CANCELLED"
     record = (await (await live.get(f"/api/v1/tasks/{task_id}")).json())["data"]
