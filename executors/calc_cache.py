@@ -2,12 +2,14 @@
 
 One executor process serves one device; loading a model costs seconds (and GPU memory),
 so calculators stay loaded between jobs, keyed by (model key, device, dtype, D3 flag).
-``loaded_keys()`` is what the scheduler reads for model affinity.
+``loaded_keys()`` is what the scheduler reads for model affinity; ``loaded_memory()``
+what each loaded model took when it was loaded (the executor reports both).
 """
 
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import threading
 import time
@@ -81,6 +83,7 @@ class CalculatorCache:
             self.misses += 1
             while len(self._entries) >= self.max_size:
                 self._evict_oldest()
+            before = memory_in_use_mb(device)
             start = time.perf_counter()
             calc = self._loader(
                 spec,
@@ -91,9 +94,19 @@ class CalculatorCache:
                 models_root=models_root,
             )
             seconds = time.perf_counter() - start
+            after = memory_in_use_mb(device)
+            taken = (
+                round(max(0.0, after - before), 1)
+                if before is not None and after is not None
+                else None
+            )
             now = time.time()
             self._entries[key] = CacheEntry(
-                calc, seconds, now, now, info={"memory_mb": parameter_megabytes(calc)}
+                calc,
+                seconds,
+                now,
+                now,
+                info={"memory_mb": parameter_megabytes(calc), "memory_usage_mb": taken},
             )
             self.load_times[key] = seconds
             return calc
@@ -102,6 +115,21 @@ class CalculatorCache:
         """Model keys currently loaded, most recently used first, without repeats."""
         with self._lock:
             return list(dict.fromkeys(k[0] for k in reversed(self._entries)))
+
+    def loaded_memory(self) -> dict[str, float | None]:
+        """Per loaded model key, the memory its loads took (MB, summed over its entries);
+        None where it could not be measured."""
+        out: dict[str, float | None] = {}
+        with self._lock:
+            for (model_key, *_), entry in self._entries.items():
+                taken = entry.info.get("memory_usage_mb")
+                if model_key in out and out[model_key] is None:
+                    continue  # one part unmeasured: the sum is unknown
+                if taken is None:
+                    out[model_key] = None
+                else:
+                    out[model_key] = round((out.get(model_key) or 0.0) + float(taken), 1)
+        return out
 
     def unload(self, model_key: str) -> int:
         """Drop every entry of ``model_key`` (any device, dtype, D3 flag); how many."""
@@ -177,6 +205,26 @@ def free_memory() -> None:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def memory_in_use_mb(device: str) -> float | None:
+    """What this process holds now, in MB: CUDA memory allocated on a GPU device, the
+    resident set on the CPU; None where it cannot be read.  Measured around a load, the
+    difference is what the loaded model takes there."""
+    if str(device).startswith("cuda"):
+        torch = sys.modules.get("torch")
+        if torch is None:
+            return 0.0  # torch not imported yet: nothing of ours is on the card
+        try:
+            return float(torch.cuda.memory_allocated(torch.device(device))) / 2**20
+        except Exception:  # noqa: BLE001 - no CUDA runtime: unmeasured, not an error
+            return None
+    try:
+        with open("/proc/self/statm") as f:
+            resident_pages = int(f.read().split()[1])
+        return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def parameter_megabytes(calc: Any) -> float | None:

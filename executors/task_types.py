@@ -25,7 +25,9 @@ class TaskType:
     included); ``summary``: one line for listings and the API document;
     ``periodic``: the task needs a full periodic cell; ``mira_result_aliases``: the
     MIRA guide's key -> ours in this task's result; ``key_metrics``: the few result
-    keys a MIRA summary shows (MIRA names where it has them)."""
+    keys a MIRA summary shows (MIRA names where it has them); ``mira_capabilities``:
+    the words of the guide's ``supported_tasks`` (energy, forces, stress,
+    optimization, md) a model that runs this task type offers."""
 
     name: str
     summary: str
@@ -33,6 +35,7 @@ class TaskType:
     periodic: bool = False
     mira_result_aliases: Mapping[str, str] = field(default_factory=dict)
     key_metrics: tuple[str, ...] = ()
+    mira_capabilities: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in (self.name, *self.aliases):

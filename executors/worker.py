@@ -8,7 +8,8 @@ stdout; everything a person reads goes to the task's ``events.jsonl``.
 Commands:  ``{"type": "run", "task_id": ..., "path": <claimed job file>}``,
 ``{"type": "load", "model": ...}``, ``{"type": "unload", "model": ...}``,
 ``{"type": "shutdown"}``.
-Replies:   ``ready``, ``started``, ``finished`` (status, error, transient), ``loaded``.
+Replies:   ``ready``, ``started``, ``finished`` (status, error, transient), ``loaded``,
+and ``heartbeat`` every few seconds from a thread of its own (``executors.liveness``).
 
 While it runs a task the executor holds the claim's lock (``spool.claim_lock``), and on
 Linux it dies with the process that started it (``PR_SET_PDEATHSIG``): a daemon killed
@@ -22,13 +23,14 @@ import argparse
 import errno
 import json
 import os
-import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
 from typing import IO, Any
 
+from executors.liveness import die_with_parent, start_heartbeat
 from spool import transitions
 from spool.claim_lock import ClaimLock
 from spool.errors import MofsimError, StorageError, TaskCancelled, TaskError, code_of
@@ -114,10 +116,15 @@ class Worker:
         self.cache = CalculatorCache(max_size=cache_size)
         self._versions: dict[str, dict[str, Any]] = {}  # package metadata reads are slow
         self.out = out or sys.stdout
+        self._out_lock = threading.Lock()  # heartbeats share the replies' stream
 
     def reply(self, **msg: Any) -> None:
-        self.out.write(json.dumps(msg, default=str) + "\n")
-        self.out.flush()
+        if "loaded" in msg:  # what each loaded model took, wherever the list goes
+            msg.setdefault("loaded_memory_mb", self.cache.loaded_memory())
+        line = json.dumps(msg, default=str) + "\n"
+        with self._out_lock:
+            self.out.write(line)
+            self.out.flush()
 
     def loaded(self) -> list[str]:
         return list(self.cache.loaded_keys())
@@ -147,6 +154,11 @@ class Worker:
                 self.reply(type="loaded", ok=True, loaded=self.loaded())
 
     def run_claimed(self, task_id: str, path: Path) -> None:
+        if not path.exists():
+            # Handed over while this process was stopped, and sent back to the queue by
+            # the daemon meanwhile: the task is no longer this slot's.
+            self.reply(type="finished", task_id=task_id, status="GONE", loaded=self.loaded())
+            return
         lock = ClaimLock(path)
         try:
             mine = lock.acquire()
@@ -196,6 +208,7 @@ class Worker:
         try:
             job = read_job(path)
             events.logger = f"task.{job.task_type}"
+            events.request_id = job.request_id
             result = self._execute(job, events)
             result["duration_seconds"] = round(time.time() - t0, 3)
             transitions.atomic_write_json(self.paths, self.paths.result_file(task_id), result)
@@ -235,6 +248,7 @@ class Worker:
         from executors.loaders import describe_versions
         from executors.measure import TaskMeter
         from executors.models import check_usable, resolve_model
+        from executors.params import common_given
         from executors.registry import task_module
         from executors.structure_checks import check_for_task
         from executors.structure_io import load_structure
@@ -249,7 +263,10 @@ class Worker:
             params, job.parameters, len(atoms), self.large_structure_atoms
         )
         dtype = str(params.get("dtype") or self.dtype)
-        with_d3 = bool(params.get("with_d3", False))
+        # A task that says nothing of D3 gets the model's default (an upload's with_d3).
+        d3_said = common_given(job.parameters, "with_d3")
+        with_d3 = bool(params.get("with_d3", False)) if d3_said else spec.d3_default
+        params["with_d3"] = with_d3
         force_d3 = bool(params.get("force_d3", False))
         events.status(
             "RUNNING",
@@ -335,27 +352,6 @@ def large_structure_defaults(
     return {**params, "optimizer": "LBFGS"}, note
 
 
-def die_with_parent() -> None:
-    """Ask the kernel for SIGKILL when the daemon that started this process dies.
-
-    The daemon says who it is in ``MOFSIM_PARENT_PID``: if it died before the request
-    took effect, the parent is already someone else and this process leaves at once."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0) != 0:
-            return
-    except (OSError, AttributeError):
-        return
-    expected = os.environ.get("MOFSIM_PARENT_PID", "")
-    if expected.isdigit() and os.getppid() != int(expected):
-        os._exit(1)
-
-
 def main(argv: list[str] | None = None) -> int:
     die_with_parent()
     ap = argparse.ArgumentParser(prog="executors.worker")
@@ -367,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--max-atoms", type=int, default=DEFAULT_MAX_ATOMS)
     ap.add_argument("--large-structure-atoms", type=int, default=2000)
+    ap.add_argument("--heartbeat-s", type=float, default=5.0)
     args = ap.parse_args(argv)
     # Replies own stdout; stray prints from model libraries go to stderr instead.
     out = sys.stdout
@@ -382,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         large_structure_atoms=args.large_structure_atoms,
         out=out,
     )
+    start_heartbeat(worker.reply, args.heartbeat_s)
     worker.serve(sys.stdin)
     return 0
 

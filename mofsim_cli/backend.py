@@ -47,6 +47,20 @@ def open_backend(spool: Path | None, server: str | None, api_key: str | None) ->
     return LocalBackend(spool)
 
 
+def cli_actor(spool_root: Path, config: Any = None) -> str:
+    """``cli:<user>``, once the spool's audit log (as ``config``, the configuration
+    by default, places it) is where this process's audit records go."""
+    import dataclasses
+    import getpass
+
+    from mofsim_core.config import load_config
+    from mofsim_core.logs import audit_into, log_dir_of
+
+    config = dataclasses.replace(config or load_config(), spool=str(spool_root))
+    audit_into(log_dir_of(config))
+    return f"cli:{getpass.getuser()}"
+
+
 def remote_only(what: str) -> ValidationError:
     return ValidationError(
         f"mofsim {what} asks the HTTP server: give --server URL (or set MOFSIM_SERVER)",
@@ -67,6 +81,11 @@ class LocalBackend:
         from mofsim_cli.options import open_spool
 
         return open_spool(self.root, create=create)
+
+    def _actor(self) -> str:
+        """The name the audit log gives this command's user; the records go to the
+        spool's log files, where the server shows them, not to the terminal."""
+        return cli_actor(self.root)
 
     def _catalogue_spool(self) -> Spool:
         # The catalogue and the daemon's snapshot are read from a spool that may not
@@ -92,6 +111,7 @@ class LocalBackend:
             params=sub.params,
             priority=sub.priority,
             timeout=sub.timeout,
+            expected_duration=sub.expected_duration,
             limits=limits,
         )
         sp = Spool(self.root, create=True, limits=limits)
@@ -123,7 +143,11 @@ class LocalBackend:
         return Follower(self._spool(), task_id)
 
     def cancel(self, task_id: str) -> str:
-        return self._spool().request_cancel(task_id)
+        from mofsim_core.task_service import cancel_task
+
+        # No mirror: the daemon's catches up with a cancelled queued task by itself.
+        out = cancel_task(self._spool(), None, task_id, actor=self._actor())
+        return str(out["status"])
 
     def list_tasks(self, state: str | None, limit: int) -> list[dict[str, Any]]:
         from mofsim_cli.views import sorted_records
@@ -150,7 +174,7 @@ class LocalBackend:
     def model_action(self, key: str, action: str, slot: str | None) -> dict[str, Any]:
         from mofsim_core.model_service import request_model_action
 
-        return request_model_action(self._spool(), key, action, slot=slot)
+        return request_model_action(self._spool(), key, action, slot=slot, actor=self._actor())
 
     def upload_model(self, path: Path, fields: dict[str, Any]) -> dict[str, Any]:
         from mofsim_core.custom_models import save_custom_model
@@ -161,7 +185,7 @@ class LocalBackend:
         copy = sp.paths.tmp / f".upload-{uuid.uuid4().hex}.part"
         shutil.copyfile(source, copy)
         try:
-            return save_custom_model(sp, copy, source.name, fields)
+            return save_custom_model(sp, copy, source.name, fields, actor=self._actor())
         finally:
             copy.unlink(missing_ok=True)
 
@@ -177,12 +201,14 @@ class LocalBackend:
                 "model_validation_timeout_s", VALIDATION_TIMEOUT_S
             )
         )
-        return asyncio.run(validate_custom_model(self._spool(), model_id, timeout=timeout))
+        return asyncio.run(
+            validate_custom_model(self._spool(), model_id, timeout=timeout, actor=self._actor())
+        )
 
     def delete_model(self, model_id: str) -> dict[str, Any]:
         from mofsim_core.custom_models import delete_custom_model
 
-        return delete_custom_model(self._spool(), model_id)
+        return delete_custom_model(self._spool(), model_id, actor=self._actor())
 
     # --- structures ------------------------------------------------------------------------
 
@@ -217,7 +243,7 @@ class LocalBackend:
         sp = self._spool()
         mirror = _open_mirror(sp)
         try:
-            return delete_structure(sp, None, file_id, mirror)
+            return delete_structure(sp, None, file_id, mirror, actor=self._actor())
         finally:
             if mirror is not None:
                 mirror.close()
@@ -245,10 +271,10 @@ class LocalBackend:
 
         return queue_stats(self._spool())
 
-    def alerts(self, kind: str) -> dict[str, Any]:
+    def alerts(self, kind: str, filters: dict[str, str] | None = None) -> dict[str, Any]:
         from mofsim_cli.local_system import alerts
 
-        return alerts(self._catalogue_spool(), kind)
+        return alerts(self._catalogue_spool(), kind, filters)
 
     # --- retention -------------------------------------------------------------------------
 
@@ -258,7 +284,11 @@ class LocalBackend:
 
         policy = retention.Policy.from_config(load_config())
         sp = self._spool()
-        plan = (retention.apply if apply else retention.plan)(sp, policy)
+        plan = (
+            retention.apply(sp, policy, actor=self._actor())
+            if apply
+            else retention.plan(sp, policy)
+        )
         return {
             "policy": policy.to_dict(),
             "applied": apply,
@@ -271,12 +301,10 @@ class LocalBackend:
         return {"task_id": task_id, **retention.set_keep(self._spool(), task_id, keep)}
 
     def delete_data(self, task_id: str) -> dict[str, Any]:
-        import getpass
-
         from mofsim_core import retention
 
         sp = self._spool()
-        out = retention.delete_task_data(sp, task_id, actor=f"cli:{getpass.getuser()}")
+        out = retention.delete_task_data(sp, task_id, actor=self._actor())
         mirror = _open_mirror(sp)
         if mirror is not None:
             try:

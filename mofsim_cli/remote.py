@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from executors.registry import canonical_task_type
 from mofsim_cli.backend_protocol import Submission, upload_file
 from mofsim_cli.views import LIST_KEYS, failure_of, result_view_of, task_view
+from mofsim_core.task_options import check_expected_duration
 from spool.errors import (
     ERROR_CODES,
     EndpointNotFound,
@@ -169,6 +170,9 @@ class RemoteBackend:
                 "--timeout must be a positive number of seconds", field="options.timeout"
             )
         ref = structure_ref(sub.structure)
+        options: dict[str, Any] = {}
+        if sub.expected_duration is not None:
+            options["expected_duration"] = check_expected_duration(sub.expected_duration)
         task = self._call(
             self.client.submit,
             task_type,
@@ -177,6 +181,7 @@ class RemoteBackend:
             priority=priority,
             timeout=sub.timeout,
             parameters=sub.params,
+            options=options,
         )
         return task_view(task.info.raw)
 
@@ -311,8 +316,10 @@ class RemoteBackend:
     def config(self) -> dict[str, Any]:
         return self._call(self.client.get_config)
 
-    def alerts(self, kind: str) -> dict[str, Any]:
-        return self._call(self.client.get_alerts, kind).raw
+    def alerts(self, kind: str, filters: dict[str, str] | None = None) -> dict[str, Any]:
+        named: dict[str, Any] = dict(filters or {})
+        limit = int(named.pop("limit")) if "limit" in named else None
+        return self._call(self.client.get_alerts, kind, limit, **named).raw
 
     # --- retention -------------------------------------------------------------------------
 

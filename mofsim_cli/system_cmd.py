@@ -92,7 +92,7 @@ def gpus_blocks(inv: dict[str, Any]) -> list[Block]:
                 g.get("slot_id"),
                 g.get("device") or "",
                 g.get("name") or "",
-                g.get("state") or "",
+                (g.get("state") or "") + (" (spare)" if g.get("spare") else ""),
                 fmt_value(g.get("utilization_percent")),
                 _mb(g.get("memory_used_mb"), g.get("memory_total_mb")),
                 fmt_value(g.get("temperature_c")),

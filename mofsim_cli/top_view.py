@@ -121,7 +121,12 @@ def slots_panel(state: TopState, now: float) -> Panel:
         )
         state_cell = Text(
             s.state or "-",
-            style={"busy": "bold blue", "idle": "green", "down": "bold red"}.get(s.state or "", ""),
+            style={
+                "busy": "bold blue",
+                "idle": "green",
+                "down": "bold red",
+                "offline": "bold red",
+            }.get(s.state or "", ""),
         )
         if not s.available:
             state_cell = Text(f"unavailable: {s.error or 'device lost'}", style="bold red")

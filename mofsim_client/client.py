@@ -321,16 +321,11 @@ class MOFSimClient(SubmitShortcuts, ServerMethods, BenchMethods):
         d3_included: bool | None = None,
         **fields: Any,
     ) -> ModelInfo:
-        """Upload custom weights (spec 3.4); validate them before use with
-        ``validate_model``.
-
-        ``with_d3``: tasks on the model add D3(BJ) dispersion unless their own
-        ``parameters.with_d3`` says otherwise.  ``d3_included``: the weights already
-        include D3 (trained on D3-corrected data), so tasks asking for D3 are refused
-        unless they set ``force_d3``.  ``config``: what the framework's loader reads,
-        e.g. ``{"precision": "float32"}``; a ``framework="pytorch"`` upload (a
-        ``torch.jit.save`` archive) needs its interface there: ``inputs``, ``outputs``
-        and optionally ``units``, ``cutoff``, ``stress``, ``elements``."""
+        """Upload custom weights (spec 3.4), to validate with ``validate_model``.
+        ``with_d3``: its tasks add D3 unless they say otherwise; ``d3_included``: the
+        weights include D3 (a task asking for D3 then needs ``force_d3``); ``config``:
+        what the loader reads, and for ``framework="pytorch"`` (a TorchScript archive)
+        its interface (``inputs``, ``outputs``, ``units``...; see the docs)."""
         file = Path(path).expanduser()
         fields = {**fields, "d3_included": d3_included}
         form = pl.model_upload_fields(name, framework, description, with_d3, config, fields)

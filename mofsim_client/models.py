@@ -8,28 +8,14 @@ Field names follow the server's JSON keys, units included (``final_energy_eV``).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
+
+# Re-exported: code may import the base from here, where it lived before.
+from mofsim_client._base import M as M
+from mofsim_client._base import _Model as _Model
 
 TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"})
-
-M = TypeVar("M", bound="_Model")
-
-
-@dataclass
-class _Model:
-    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    @classmethod
-    def _known(cls) -> set[str]:
-        return {f.name for f in dataclasses.fields(cls)} - {"raw"}
-
-    @classmethod
-    def from_dict(cls: type[M], data: dict[str, Any] | None) -> M:
-        data = dict(data or {})
-        known = cls._known()
-        return cls(raw=data, **{k: v for k, v in data.items() if k in known})
 
 
 # --- tasks ----------------------------------------------------------------------------------
@@ -58,6 +44,7 @@ class TaskInfo(_Model):
     parameters: dict[str, Any] | None = None
     options: dict[str, Any] | None = None
     result_url: str | None = None
+    request_id: str | None = None  # the X-Request-ID of the submitting request
 
     @property
     def is_terminal(self) -> bool:
@@ -76,9 +63,13 @@ class TaskInfo(_Model):
 
 @dataclass
 class CancelResult(_Model):
+    """``status``: CANCELLED, or the state the task is still in (RUNNING, ASSIGNED)
+    while it gets to its next step, ``cancel_requested`` then true."""
+
     task_id: str = ""
     status: str | None = None
     message: str | None = None
+    cancel_requested: bool | None = None
 
 
 # --- resources ------------------------------------------------------------------------------
@@ -95,7 +86,9 @@ class ModelInfo(_Model):
     elements: list[str] | None = field(default=None, repr=False)
     framework: str | None = None
     d3_trained: bool | None = None
+    # Custom models: tasks add D3 unless they say (with_d3); the weights include it.
     with_d3: bool | None = None
+    d3_included: bool | None = None
     loaded: bool | None = None
     loaded_on: list[str] | None = None
     model_id: str | None = None  # custom models

@@ -45,10 +45,16 @@ class Config:
     # SIGTERM: how long running tasks may finish before they are requeued.
     shutdown_grace_s: float = 60.0
     rescan_interval_s: float = 2.0
+    # Seconds without a heartbeat from an executor before its slot counts as offline:
+    # a CRITICAL alert, no new task, an assigned task not yet begun goes back to the queue.
+    heartbeat_timeout_s: float = 60.0
     calculator_cache_size: int = 2
     dtype: str = "float32"
     # Slots whose device reports less free memory than this are not given work.
     min_free_memory_mb: int = 2048
+    # Spare slots ("gpu7", or GPU indices "7"): for model warm-up, and standing in for a
+    # lost or offline compute slot (spec 2.1); empty: every slot computes.
+    spare_slots: str = ""
     database_url: str | None = None  # None: embedded SQLite in the spool's state/
     log_level: str = "INFO"
     # HTTP: request bodies above this are refused (413) before they are read.

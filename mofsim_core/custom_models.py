@@ -23,10 +23,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from executors.families import get_family
 from executors.models import CUSTOM_PREFIX, custom_frameworks, custom_spec, normalize_precision
 from executors.safe_form import collect_form, form_dir
 from executors.sandbox import Outcome, make_scratch, remove_scratch, run_sandboxed
 from executors.verdicts import file_digest, remove_verdict, write_verdict
+from mofsim_core.logs import audit
 from mofsim_core.model_requests import submit_request
 from mofsim_core.model_service import custom_meta, custom_public, live_snapshot, loaded_slots
 from mofsim_core.owners import OWNER, Caller, check_model
@@ -81,16 +83,45 @@ def _parse_elements(value: Any) -> list[str] | None:
     return list(dict.fromkeys(items))
 
 
+def _precision_of(config: dict[str, Any]) -> dict[str, Any]:
+    """``precision`` normalized; ``dtype`` is another name for it."""
+    if "dtype" in config:
+        dtype = normalize_precision(config.pop("dtype"), "config.dtype")
+        if "precision" in config and normalize_precision(config["precision"]) != dtype:
+            raise ValidationError(
+                "config.dtype and config.precision disagree", field="config.precision"
+            )
+        config["precision"] = dtype
+    if "precision" in config:
+        config["precision"] = normalize_precision(config["precision"], "config.precision")
+    return config
+
+
+def _d3_included(fields: dict[str, Any], config: dict[str, Any]) -> bool:
+    """Whether the weights include D3: the form's ``d3_included`` or ``config.d3_included``
+    (kept out of the config the family's loader reads)."""
+    form = fields.get("d3_included")
+    in_config = config.pop("d3_included", None)
+    value = _parse_bool(form, "d3_included") if form not in (None, "") else None
+    if in_config is not None:
+        from_config = _parse_bool(in_config, "config.d3_included")
+        if value is not None and value != from_config:
+            raise ValidationError(
+                "d3_included and config.d3_included disagree", field="d3_included"
+            )
+        value = from_config
+    return bool(value)
+
+
 def custom_fields(fields: dict[str, Any], filename: str | None) -> dict[str, Any]:
     """Check the upload form of spec 3.4 (name, framework, description, with_d3,
-    config, elements) against the file's name; returns the meta.json fields."""
+    config, elements; also d3_included and shared) against the file's name; returns
+    the meta.json fields."""
     framework = str(fields.get("framework") or "").strip().lower()
     frameworks = custom_frameworks()
     if framework not in frameworks:
         raise ValidationError(
-            f"framework must be one of {', '.join(frameworks)} (a generic PyTorch "
-            "model needs an interface this build does not have)",
-            field="framework",
+            f"framework must be one of {', '.join(frameworks)}", field="framework"
         )
     safe = sanitize_filename(filename) or ""
     suffix = Path(safe).suffix.lower()
@@ -108,22 +139,35 @@ def custom_fields(fields: dict[str, Any], filename: str | None) -> dict[str, Any
             raise ValidationError(f"config is not valid JSON: {exc}", field="config") from exc
     if not isinstance(config, dict):
         raise ValidationError("config must be a JSON object", field="config")
-    if "precision" in config:
-        config["precision"] = normalize_precision(config["precision"], "config.precision")
+    config = _precision_of(dict(config))
+    d3_included = _d3_included(fields, config)
+    family = get_family(framework)
+    if family is not None and family.check_config is not None:
+        config = family.check_config(config)
+    with_d3 = _parse_bool(fields.get("with_d3", False), "with_d3")
+    if with_d3 and d3_included:
+        raise ValidationError(
+            "with_d3 adds D3 dispersion to tasks on this model, but d3_included says its "
+            "weights include D3 already; give one of them",
+            field="with_d3",
+        )
     name = "".join(ch for ch in str(fields.get("name") or "") if ch.isprintable()).strip()
     description = str(fields.get("description") or "").strip()
     out: dict[str, Any] = {
         "name": name[:200] or Path(safe).stem or "custom model",
         "framework": framework,
         "description": description[:2000],
-        "with_d3": _parse_bool(fields.get("with_d3", False), "with_d3"),
+        # Tasks add D3 unless they say otherwise; d3_included: the weights have it.
+        "with_d3": with_d3,
+        "d3_included": d3_included,
         # Visible to and usable by every key; otherwise only the uploader's key (and admins).
         "shared": _parse_bool(fields.get("shared", False), "shared"),
         "config": config,
         "file": "model" + suffix,
         "original_filename": safe,
     }
-    elements = _parse_elements(fields.get("elements"))
+    given = fields.get("elements")
+    elements = _parse_elements(config.pop("elements", None) if given in (None, "") else given)
     if elements:
         out["elements"] = elements
     return out
@@ -135,10 +179,12 @@ def save_custom_model(
     filename: str | None,
     fields: dict[str, Any],
     owner: str | None = None,
+    *,
+    actor: str | None = None,
 ) -> dict[str, Any]:
     """Keep an uploaded weights file (already on disk, in the spool's tmp/) as a new
     custom model owned by the key ``owner``, not yet validated; returns its public
-    description."""
+    description.  Audited as done by ``actor`` (the owner by default)."""
     try:
         meta = custom_fields(fields, filename)
         with open(upload, "rb") as fh:
@@ -172,6 +218,15 @@ def save_custom_model(
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
+    audit(
+        "model.uploaded",
+        model_id=model_id,
+        framework=meta.get("framework"),
+        size_bytes=meta["size_bytes"],
+        sha256=meta["sha256"],
+        shared=meta.get("shared"),
+        by=actor or owner or "local",
+    )
     return custom_public(meta, spool.paths.models)
 
 
@@ -211,8 +266,6 @@ def delete_custom_model(spool: Spool, model_id: str, *, actor: str = "local") ->
     """Remove an upload; executors that hold it keep their copy until evicted or
     unloaded (an unload request is sent when a daemon is running).  Callers let only
     the machine's owner or an admin key do this; it is audited as done by ``actor``."""
-    from mofsim_core.logs import audit
-
     info = get_custom_model(spool, model_id)
     model_id = str(info["model_id"])
     unload = None
@@ -232,7 +285,7 @@ def delete_custom_model(spool: Spool, model_id: str, *, actor: str = "local") ->
 
 
 async def validate_custom_model(
-    spool: Spool, model_id: str, *, timeout: float = VALIDATION_TIMEOUT_S
+    spool: Spool, model_id: str, *, timeout: float = VALIDATION_TIMEOUT_S, actor: str = "local"
 ) -> dict[str, Any]:
     """Load the model and compute one single point in a child process (never in the
     server), within ``timeout`` seconds; the outcome is recorded as the model's verdict
@@ -258,6 +311,14 @@ async def validate_custom_model(
     if valid and not meta.get("elements") and isinstance(found, list) and found:
         meta["elements"] = [str(e) for e in found][:200]  # the catalogue shows them
         atomic_write(spool.paths, folder / "meta.json", json.dumps(meta, indent=2))
+    audit(
+        "model.validated",
+        model_id=model_id,
+        model_key=info["model_key"],
+        valid=valid,
+        sha256=sha256,
+        by=actor,
+    )
     return {
         "model_id": model_id,
         "model_key": info["model_key"],

@@ -63,3 +63,26 @@ def parse_slots(spec: str, *, state_file: Path | None = None) -> DeviceBackend:
         " or GPU indices like 0,1",
         field="slots",
     )
+
+
+def spare_slot_ids(spec: str, slot_ids: list[str]) -> frozenset[str]:
+    """The spare slots a ``spare_slots`` setting names, as slot ids: ``gpu7`` or a device
+    index ``7``, comma separated.  A name that is no slot, or leaving no slot to
+    compute, is a ValidationError on the field ``spare_slots``."""
+    text = spec.strip().lower().replace(" ", "") if isinstance(spec, str) else ""
+    if not text:
+        return frozenset()
+    spare = set()
+    for name in text.split(","):
+        sid = name
+        if name.isdigit():  # a device index: an NVML card, or a simulated one
+            sid = next((s for s in (f"gpu{name}", f"sim{name}") if s in slot_ids), name)
+        if sid not in slot_ids:
+            raise ValidationError(
+                f"spare slot {name!r} is not one of the slots {', '.join(slot_ids)}",
+                field="spare_slots",
+            )
+        spare.add(sid)
+    if len(spare) >= len(slot_ids):
+        raise ValidationError("spare_slots leaves no slot to compute", field="spare_slots")
+    return frozenset(spare)

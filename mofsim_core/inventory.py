@@ -71,6 +71,7 @@ def _from_snapshot(slot: dict[str, Any]) -> dict[str, Any]:
         "name": slot.get("name"),
         "device": slot.get("device"),
         "state": slot.get("state"),
+        "spare": bool(slot.get("spare")),
         **{k: dev.get(k) for k in DEVICE_FIELDS},
         "loaded_models": slot.get("loaded_models") or [],
         "current_task": slot.get("current_task"),

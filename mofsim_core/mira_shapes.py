@@ -1,14 +1,18 @@
 """The MIRA guide's response shapes, built from the records both dialects share.
 
 Pure functions: a task record or a spec-5.3 result document in, the MIRA body out
-(lowercase states, ``model_key``/``structure_id``, the guide's flat result keys next to
-ours, ``key_metrics`` for summaries).  Nothing here reads files.
+(the guide's four statuses with our state beside, ``model_key``/``structure_id``, the
+guide's flat result keys next to ours, ``key_metrics`` for summaries).  Nothing here reads files.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+from spool.errors import TaskCancelled, TaskTimeout, code_name, code_of
+from spool.states import TaskState
 
 if TYPE_CHECKING:
     from executors.task_types import TaskType
@@ -25,7 +29,70 @@ def _spec(task_type: Any) -> TaskType | None:
 
 
 def mira_state(state: Any) -> str | None:
+    """The guide's status (pending, running, completed, failed) of one of our states."""
+    parsed = TaskState.parse(str(state)) if state is not None else None
+    return parsed.mira if parsed is not None else None
+
+
+def mira_detail(state: Any) -> str | None:
+    """The state itself, lowercase (queued, assigned, cancelled, timeout, ...)."""
     return str(state).lower() if state is not None else None
+
+
+def _percent(state: Any, fraction: Any) -> int:
+    """Whole percent, as the guide's ``"progress": 42``; rounded down, so a running task
+    never shows 100."""
+    if state == "COMPLETED":
+        return 100
+    if isinstance(fraction, int | float) and not isinstance(fraction, bool):
+        return max(0, min(100, math.floor(100.0 * fraction + 1e-9)))
+    return 0
+
+
+# A client that polls until "failed" learns from the message why: the guide's four
+# statuses fold cancelled and timed-out tasks into failed.
+_ENDED = {"CANCELLED": ("task cancelled", "cancel"), "TIMEOUT": ("task timed out", "time")}
+
+
+def _error_fields(state: Any, error: Any) -> dict[str, Any]:
+    """``error_message``, ``error_code`` (the table's name, e.g. MODEL_UNAVAILABLE) and
+    ``error_code_numeric`` of a task that did not complete; empty for one that did."""
+    if not isinstance(error, dict) and state not in ("FAILED", *_ENDED):
+        return {}
+    recorded = error if isinstance(error, dict) else {}
+    message = recorded.get("message") or recorded.get("detail")
+    if state in _ENDED:
+        prefix, word = _ENDED[str(state)]
+        if not message:
+            message = prefix
+        elif word not in str(message).lower():
+            message = f"{prefix}: {message}"
+    elif not message:
+        message = f"task {mira_detail(state)}"
+    code = recorded.get("code")
+    if not isinstance(code, int) and state == "TIMEOUT":
+        code = code_of(TaskTimeout)
+    elif not isinstance(code, int) and state == "CANCELLED":
+        code = code_of(TaskCancelled)
+    numeric = code if isinstance(code, int) and not isinstance(code, bool) else None
+    return {
+        "error_message": message,
+        "error_code": code_name(numeric) if numeric is not None else None,
+        "error_code_numeric": numeric,
+    }
+
+
+# The guide's words for what a model does, in its order.
+MIRA_CAPABILITIES = ("energy", "forces", "stress", "optimization", "md")
+
+
+def mira_supported_tasks(task_types: Any) -> list[str]:
+    """A model's ``supported_tasks`` in the guide's words (a model that runs single
+    points gives energy, forces and stress; stability runs md), then our task types,
+    which are what ``/tasks/{task_type}`` takes."""
+    ours = [str(t) for t in task_types or []]
+    offered = {c for t in ours if (spec := _spec(t)) is not None for c in spec.mira_capabilities}
+    return [c for c in MIRA_CAPABILITIES if c in offered] + [t for t in ours if t not in offered]
 
 
 def structure_id_of(record: dict[str, Any]) -> str | None:
@@ -102,6 +169,7 @@ def mira_task(record: dict[str, Any], now: datetime | None = None) -> dict[str, 
         "task_id": record.get("task_id"),
         "task_type": record.get("task_type"),
         "status": mira_state(state),
+        "state": mira_detail(state),
         "model_key": record.get("model"),
         "structure_id": structure_id_of(record),
         "structure_name": record.get("structure_name"),
@@ -109,7 +177,7 @@ def mira_task(record: dict[str, Any], now: datetime | None = None) -> dict[str, 
         "created_at": record.get("created_at"),
         "started_at": record.get("started_at"),
         "completed_at": record.get("completed_at"),
-        "progress": (round(100.0 * fraction, 1) if isinstance(fraction, int | float) else 0),
+        "progress": _percent(state, fraction),
         "current_step": detail.get("step") if isinstance(detail, dict) else None,
         "total_steps": _total_steps(record.get("task_type"), params),
         "estimated_remaining_minutes": _remaining(record, fraction, now),
@@ -119,12 +187,7 @@ def mira_task(record: dict[str, Any], now: datetime | None = None) -> dict[str, 
     }
     if "queue_position" in record:
         out["queue_position"] = record["queue_position"]
-    error = record.get("error")
-    if isinstance(error, dict):
-        out["error_message"] = error.get("message") or error.get("detail")
-        out["error_code"] = error.get("code")
-    elif state in ("FAILED", "TIMEOUT", "CANCELLED"):
-        out["error_message"] = f"task {mira_state(state)}"
+    out.update(_error_fields(state, record.get("error")))
     return out
 
 
@@ -154,6 +217,7 @@ def mira_result(
         "task_id": doc.get("task_id"),
         "task_type": task_type,
         "status": mira_state(doc.get("status")),
+        "state": mira_detail(doc.get("status")),
         "model_key": doc.get("model"),
         "structure_id": structure_id_of(record or {}),
         "structure_name": doc.get("structure_name"),

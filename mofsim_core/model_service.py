@@ -17,6 +17,7 @@ from executors.families import get_family
 from executors.models import (
     CUSTOM_PREFIX,
     ModelSpec,
+    custom_d3,
     families,
     family_names,
     list_models,
@@ -24,6 +25,7 @@ from executors.models import (
 )
 from executors.verdicts import model_trusted, read_verdict, trusted_form
 from mofsim_core.control import custom_model_validated
+from mofsim_core.logs import audit
 from mofsim_core.model_requests import list_requests, submit_request
 from mofsim_core.owners import OWNER, Caller
 from mofsim_core.slot_state import daemon_status, read_snapshot
@@ -37,9 +39,15 @@ def loaded_slots(snapshot: dict[str, Any] | None) -> dict[str, list[dict[str, An
     """model key -> the slots holding it (from a slot snapshot)."""
     out: dict[str, list[dict[str, Any]]] = {}
     for s in (snapshot or {}).get("slots", []):
+        memory = s.get("loaded_memory_mb") or {}
         for key in s.get("loaded_models") or []:
             out.setdefault(str(key), []).append(
-                {"slot_id": s.get("slot_id"), "device": s.get("device"), "state": s.get("state")}
+                {
+                    "slot_id": s.get("slot_id"),
+                    "device": s.get("device"),
+                    "state": s.get("state"),
+                    "memory_usage_mb": memory.get(key),
+                }
             )
     return out
 
@@ -78,13 +86,16 @@ def custom_public(meta: dict[str, Any], models_root: Path) -> dict[str, Any]:
         "shared",
     )
     out = {k: meta.get(k) for k in keys}
+    family = get_family(str(meta.get("framework")))
+    # with_d3: tasks add D3 unless they say; d3_included: the weights have it (an older
+    # upload's with_d3 meant the latter, custom_d3 reads it so).
+    out["d3_included"], out["with_d3"] = custom_d3(meta, bool(family and family.d3_trained))
     model_id = str(meta.get("model_id"))
     out["model_key"] = CUSTOM_PREFIX + model_id
     verdict = read_verdict(models_root, model_id)
     out["validated"] = model_trusted(models_root, model_id)
     # Executors read it without running code: its weights-only form, or its own file
     # where the family's uploads are state dicts (ORB); else it runs in the sandbox.
-    family = get_family(str(meta.get("framework")))
     as_uploaded = family is not None and family.load_safe_form is None
     out["weights_only"] = as_uploaded or trusted_form(models_root, model_id) is not None
     out["validation"] = verdict.get("validation") if verdict else None
@@ -183,8 +194,9 @@ def model_status(spool: Spool, key: str, caller: Caller = OWNER) -> dict[str, An
         "model_key": spec.key,
         "loaded": bool(slots),
         "device": slots[0]["device"] if slots else None,
-        # The executors do not report per-model memory yet.
-        "memory_usage_mb": None,
+        # Measured by the executor around the load (CUDA memory on a GPU, its resident
+        # set on the CPU), on the same slot as ``device``.
+        "memory_usage_mb": slots[0]["memory_usage_mb"] if slots else None,
         "slots": slots,
         "daemon_running": daemon["alive"],
         "requests": requests,
@@ -199,8 +211,10 @@ def request_model_action(
     slot: str | None = None,
     gpu_id: int | None = None,
     with_d3: bool = False,
+    actor: str = "local",
 ) -> dict[str, Any]:
-    """Ask the daemon to load (or unload) a model; returns the pending request."""
+    """Ask the daemon to load (or unload) a model; returns the pending request.
+    Audited as done by ``actor``."""
     spec = (
         check_model_usable(spool, key)
         if action == "load"
@@ -226,6 +240,14 @@ def request_model_action(
     if slot is not None and daemon["snapshot_current"] and slot not in slot_ids:
         raise ValidationError(f"unknown slot {slot!r}; slots: {', '.join(slot_ids)}", field="slot")
     req = submit_request(spool.paths, action, spec.key, slot=slot, with_d3=with_d3)
+    audit(
+        f"model.{action}",
+        model_key=spec.key,
+        slot=slot,
+        with_d3=with_d3,
+        control_request=req["request_id"],
+        by=actor,
+    )
     return {**req, "model_key": spec.key}
 
 

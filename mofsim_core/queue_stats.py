@@ -109,7 +109,7 @@ def queue_stats(spool: Spool, mirror_counts: dict[str, int] | None = None) -> di
             "busy": states.count("busy"),
             "idle": states.count("idle"),
             "loading": states.count("loading"),
-            "down": states.count("down") + states.count("starting"),
+            "down": states.count("down") + states.count("starting") + states.count("offline"),
         },
         "daemon_running": daemon["alive"],
     }

@@ -43,6 +43,8 @@ def executor_view(ex: Any, control_request: str | None = None) -> dict[str, Any]
     task = ex.current
     if not alive:
         state = "down"
+    elif getattr(ex, "offline", False):
+        state = "offline"  # alive but silent: no heartbeat for heartbeat_timeout_s
     elif control_request is not None:
         state = "loading"
     elif task is not None:
@@ -63,14 +65,18 @@ def executor_view(ex: Any, control_request: str | None = None) -> dict[str, Any]
         "name": slot.name,
         "device": slot_device(slot.kind, slot.index),
         "state": state,
+        "spare": bool(getattr(ex, "spare", False)),
         "executor": {
             "pid": proc.pid if proc is not None else None,
             "alive": alive,
             "ready": bool(ex.ready),
             "restarts": int(ex.restarts),
             "started_at": ex.started_at or None,
+            "last_heartbeat_at": getattr(ex, "last_beat", None) or None,
         },
         "loaded_models": list(ex.loaded_models),
+        # Slurm placeholders and older executors have no measurements.
+        "loaded_memory_mb": dict(getattr(ex, "loaded_memory_mb", None) or {}),
         "current_task": None
         if task is None
         else {

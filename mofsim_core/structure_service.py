@@ -31,6 +31,11 @@ from spool.events import iso_from_ms
 from spool.store import Spool
 from spool.transitions import atomic_write
 
+# Symmetry tolerance (A) for the reported space group: CIFs give coordinates to 3-4
+# decimals, so a tighter one calls a cubic framework triclinic; 0.01 A is the usual
+# choice for experimental structures (pymatgen's default too).
+SYMPREC = 1e-2
+
 FILE_ID_PREFIX = "struct_"
 _FILE_ID_RE = re.compile(r"^struct_[0-9a-f]{16}\Z")
 # Stored extension per canonical format; each maps back through format_from_filename.
@@ -107,7 +112,7 @@ def describe_atoms(atoms: Any) -> dict[str, Any]:
         cell = (atoms.cell.array, atoms.get_scaled_positions(), atoms.numbers)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # its error-handling notice
-            summary["spacegroup"] = spglib.get_spacegroup(cell, symprec=1e-3)
+            summary["spacegroup"] = spglib.get_spacegroup(cell, symprec=SYMPREC)
     except Exception:  # noqa: BLE001 - optional extra: absent package or odd cell
         summary["spacegroup"] = None
     return summary

@@ -102,6 +102,7 @@ def queued_record(job: Job) -> dict[str, Any]:
         "structure": structure_ref_for_record(job.structure),
         "owner": job.owner,
         "estimate": job.estimate,
+        "request_id": job.request_id,
     }
 
 
@@ -211,15 +212,19 @@ def query_int(query: Mapping[str, Any], name: str, default: int, low: int, high:
     return value
 
 
-def page_args(query: Mapping[str, Any], default_size: int = 20) -> tuple[int, int]:
+def page_args(
+    query: Mapping[str, Any], default_size: int = 20, max_size: int = MAX_PAGE
+) -> tuple[int, int]:
     """``(limit, offset)`` from ``skip``/``limit`` (or ``offset``/``limit``) when either
     is given, else from ``page`` (1-based) and ``page_size``."""
-    if any(k in query for k in ("skip", "limit", "offset")):
-        limit = query_int(query, "limit", default_size, 1, MAX_PAGE)
-        skip_name = "skip" if "skip" in query else "offset"
-        return limit, query_int(query, skip_name, 0, 0, 10**9)
-    size = query_int(query, "page_size", default_size, 1, MAX_PAGE)
+    # Both pairs are checked, whichever is used: a bad value is never passed over.
+    size = query_int(query, "page_size", default_size, 1, max_size)
     page = query_int(query, "page", 1, 1, 10**9)
+    if any(k in query for k in ("skip", "limit", "offset")):
+        limit = query_int(query, "limit", default_size, 1, max_size)
+        skip = query_int(query, "skip", 0, 0, 10**9)
+        offset = query_int(query, "offset", 0, 0, 10**9)
+        return limit, skip if "skip" in query else offset
     return size, (page - 1) * size
 
 

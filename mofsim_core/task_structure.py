@@ -163,3 +163,19 @@ def structure_ref(body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
             field="structure.source",
         )
     return ref, from_id
+
+
+def with_upload_name(spool: Spool, ref: dict[str, Any]) -> dict[str, Any]:
+    """An upload reference carrying the upload's name, so the task shows that name from
+    its submission on (the executor reports the same name once it runs), not the id."""
+    if ref.get("source") != "upload" or ref.get("name"):
+        return ref
+    from executors.structure_io import upload_dir
+
+    try:
+        folder = upload_dir(spool.root, str(ref.get("file_id")))
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError, MofsimError):
+        return ref
+    name = meta.get("name") if isinstance(meta, dict) else None
+    return {**ref, "name": name} if isinstance(name, str) and name else ref

@@ -13,7 +13,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from mofsim_core.task_options import META_FIELDS, OPTION_FIELDS, validate_options
-from mofsim_core.task_structure import SHARED_CHECKS, StructureChecks, structure_ref
+from mofsim_core.task_structure import (
+    SHARED_CHECKS,
+    StructureChecks,
+    structure_ref,
+    with_upload_name,
+)
 from spool.errors import MofsimError, ValidationError
 from spool.job import Job
 from spool.limits import Limits
@@ -46,14 +51,27 @@ def _parameters(body: Mapping[str, Any]) -> tuple[dict[str, Any], set[str]]:
         raise ValidationError("parameters must be an object", field="parameters")
     params = dict(given)
     flat = {str(k): v for k, v in body.items() if k not in ENVELOPE_FIELDS}
-    for key, value in flat.items():
-        if key in params and params[key] != value:
-            raise ValidationError(
-                f"{key} is given both at the top level and in parameters, with different values",
-                field=key,
-            )
-        params[key] = value
+    params.update(flat)
     return params, set(flat) - set(given)
+
+
+# What both shapes of a submission share: everything else is either inside parameters
+# and options (the spec's shape) or at the top level (MIRA's flat shape).
+SHAPE_FREE = frozenset({"task_type", "model", "model_key", "structure", "structure_id", "task_id"})
+
+
+def _one_shape(body: Mapping[str, Any]) -> None:
+    """The spec's shape or the flat one, not a mix: a key given in both places would
+    leave the server to guess which one the client meant."""
+    nested = [k for k in ("parameters", "options") if k in body]
+    flat = sorted(k for k in body if k not in SHAPE_FREE and k not in ("parameters", "options"))
+    if nested and flat:
+        raise ValidationError(
+            f"{flat[0]} is at the top level of a body that has {nested[0]}: give parameters "
+            "and options as objects (the spec's shape) or all at the top level (MIRA's), "
+            "not both",
+            field=flat[0],
+        )
 
 
 def _options(body: Mapping[str, Any], limits: Limits) -> dict[str, Any]:
@@ -65,11 +83,6 @@ def _options(body: Mapping[str, Any], limits: Limits) -> dict[str, Any]:
     options = dict(given)
     for key in (*OPTION_FIELDS, *META_FIELDS):
         if key in body and body[key] is not None:
-            if key in options and options[key] != body[key]:
-                raise ValidationError(
-                    f"{key} is given both at the top level and in options, with different values",
-                    field=key,
-                )
             options[key] = body[key]
     return validate_options(options, limits)
 
@@ -113,6 +126,7 @@ def build_job(
         raise
     if not spec.supports(task_type):
         raise ValidationError(f"model {spec.key} does not support {task_type}", field=field)
+    _one_shape(body)
     params, flat = _parameters(body)
     try:
         normalized = validate_parameters(task_type, params)
@@ -135,7 +149,7 @@ def build_job(
     data: dict[str, Any] = {
         "task_type": task_type,
         "model": spec.key,
-        "structure": ref,
+        "structure": with_upload_name(spool, ref),
         "parameters": params,
         "options": options,
     }

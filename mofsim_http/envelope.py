@@ -3,18 +3,19 @@
 ``/api/v1`` (the spec): every body is the envelope ``{success, code, message, data,
 timestamp, request_id}``; errors carry ``error: {type, detail, field}`` and a 5-digit
 code from ``spool.errors.ERROR_CODES``.
-``/mira/api/v1`` (the MIRA guide): bare bodies; errors are ``{detail, error_code, field}``
-with the HTTP status of the same table.
+``/mira/api/v1`` (the MIRA guide): bare bodies; errors are ``{detail, error_code, field,
+code}`` with the guide's names and statuses (``mira_errors``).
 """
 
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 from aiohttp import web
 
+from mofsim_core.request_ids import new_request_id
+from mofsim_http.mira_errors import mira_error
 from spool.errors import MofsimError
 from spool.events import iso_now
 
@@ -24,10 +25,6 @@ MIRA_PREFIX = "/mira"
 REQUEST_ID = web.RequestKey("request_id", str)
 API_KEY_ID = web.RequestKey("api_key_id", str)
 API_KEY = web.RequestKey("api_key", dict)
-
-
-def new_request_id() -> str:
-    return "req_" + uuid.uuid4().hex[:16]
 
 
 def is_mira(request: web.Request) -> bool:
@@ -75,8 +72,9 @@ def error_response(
     request: web.Request, exc: MofsimError, headers: dict[str, str] | None = None
 ) -> web.Response:
     status = exc.http_status
+    body: dict[str, Any]
     if is_mira(request):
-        body: dict[str, Any] = {"detail": exc.message, "error_code": exc.code, "field": exc.field}
+        status, body = mira_error(exc, request.path)
     else:
         body = {
             "success": False,

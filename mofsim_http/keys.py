@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from mofsim_http.auth import GUARD_KEY
+from mofsim_http.auth import GUARD_KEY, caller_of
 from mofsim_http.describe import describe
 from mofsim_http.envelope import API_KEY, ok
 from mofsim_http.json_body import read_json
+from mofsim_http.paging import page_of, page_query
 from spool.errors import AuthError, ValidationError
 
 _KEY_BODY = {
@@ -28,12 +29,13 @@ _KEY_BODY = {
     summary="List API keys",
     tags=["auth"],
     admin=True,
+    query=page_query(),
     responses={200: "the keys (never their secrets)"},
 )
 async def list_keys_handler(request: web.Request) -> web.Response:
     """Every key ever created, revoked ones included, without hashes."""
     _require_key(request)
-    return ok(request, {"items": request.app[GUARD_KEY].keys.entries()})
+    return ok(request, page_of(request.query, request.app[GUARD_KEY].keys.entries()))
 
 
 @describe(
@@ -59,7 +61,7 @@ async def create_key_handler(request: web.Request) -> web.Response:
     unknown = sorted(set(body) - {"name", "admin"})
     if unknown:
         raise ValidationError(f"unknown field(s): {', '.join(unknown)}", field=unknown[0])
-    entry, token = request.app[GUARD_KEY].keys.create(name, admin)
+    entry, token = request.app[GUARD_KEY].keys.create(name, admin, actor=_actor(request))
     return ok(request, {**entry, "key": token}, status=201, message="Created")
 
 
@@ -71,8 +73,12 @@ async def create_key_handler(request: web.Request) -> web.Response:
 )
 async def revoke_key_handler(request: web.Request) -> web.Response:
     _require_key(request)
-    entry = request.app[GUARD_KEY].keys.revoke(request.match_info["key_id"])
+    entry = request.app[GUARD_KEY].keys.revoke(request.match_info["key_id"], actor=_actor(request))
     return ok(request, entry, message="Revoked")
+
+
+def _actor(request: web.Request) -> str:
+    return caller_of(request).actor(f"anonymous@{request.remote}")
 
 
 def _require_key(request: web.Request) -> None:

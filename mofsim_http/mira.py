@@ -4,8 +4,9 @@ A MIRA client works unmodified against this server with
 ``MIRA_GATEWAY_URL=http://host:port/mira``.  Everything here is request parsing and
 response shaping around the same core functions ``/api/v1`` uses (``task_submit``,
 ``task_listing``, ``task_service``, ``structure_service``, ``model_service``, ``files``);
-the shapes are in ``mira_shapes``.  Bodies are bare (no envelope), states lowercase,
-errors ``{detail, error_code, field}`` (the shared error middleware does that for every
+the shapes are in ``mira_shapes``.  Bodies are bare (no envelope), statuses the guide's
+four (``state`` beside holds ours), errors ``{detail, error_code, field, code}`` with the
+guide's HTTP statuses (``mira_errors``; the shared error middleware does that for every
 path under ``/mira/``).
 
 This module holds tasks, results and health (their schemas are in ``mira_schemas``);
@@ -26,7 +27,6 @@ from mofsim_core.owners import OWNER, Caller, check_task
 from mofsim_core.task_listing import list_tasks
 from mofsim_core.task_service import cancel_task, get_result, get_task
 from mofsim_core.task_submit import submit_task
-from mofsim_core.version import package_version
 from mofsim_http import mira_resources
 from mofsim_http.app import MIRA_API_PREFIX, MIRROR_KEY, SPOOL_KEY
 from mofsim_http.auth import caller_of
@@ -54,13 +54,12 @@ from mofsim_http.mira_schemas import (
 )
 from mofsim_http.openapi import path_params, returns
 from mofsim_http.request_pool import quick, short_body
+from mofsim_http.system import health_info
 from spool.errors import ValidationError
 from spool.events import iso_now
-from spool.states import TaskState
+from spool.states import MIRA_STATUSES, TaskState, states_of_mira_status
 
 MIRA_ROOT = "/mira"
-# MIRA's vocabulary has "pending" for everything that has not started yet.
-STATUS_FILTERS = {"pending": [TaskState.PENDING, TaskState.QUEUED, TaskState.ASSIGNED]}
 
 
 # --- tasks -------------------------------------------------------------------------------------
@@ -73,10 +72,11 @@ def _submit_handler(task_type: str) -> Any:
         tags=TAGS,
         body=submit_body_schema(task_type),
         responses={
-            201: "queued",
+            201: "queued (status pending)",
             400: "invalid parameter",
             404: "unknown structure or model",
             422: "structure unusable for this task or model",
+            503: "model cannot be loaded, or the queue is full",
         },
     )
     async def submit(request: web.Request) -> web.Response:
@@ -91,10 +91,9 @@ def _submit_handler(task_type: str) -> Any:
             task_type,
             caller_of(request),
         )
-        out = mira_task(record)
-        # From the job's estimate; None without a cost model: unknown, not guessed.
-        out["estimated_time_minutes"] = out.get("estimated_time_minutes")
-        return ok(request, out, status=201)
+        # estimated_time_minutes comes from the job's estimate; None without a cost
+        # model: unknown, not guessed.
+        return ok(request, mira_task(record), status=201)
 
     submit.__name__ = f"submit_{task_type.replace('-', '_')}"
     submit.__doc__ = (
@@ -109,12 +108,46 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 
 
 def _states(value: str | None) -> list[str] | None:
+    """The guide's four statuses (``failed`` also takes cancelled and timed-out tasks)
+    or our states by name, comma-separated."""
     if not value:
         return None
     out: list[str] = []
     for part in value.split(","):
         name = part.strip().lower()
-        out.extend(STATUS_FILTERS.get(name, [name]))
+        if name in MIRA_STATUSES:
+            out.extend(states_of_mira_status(name))
+            continue
+        state = TaskState.parse(name)
+        if state is None:
+            raise ValidationError(
+                f"unknown status {part.strip()!r}; expected one of "
+                f"{', '.join(MIRA_STATUSES)} or a state "
+                f"({', '.join(s.mira_detail for s in TaskState)})",
+                field="status",
+            )
+        out.append(state.value)
+    return list(dict.fromkeys(out))
+
+
+def _with_task_details(spool: Any, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """List rows from the mirror carry neither the structure reference nor the last
+    progress step; the spool's record has both, as ``GET /tasks/{id}`` shows them."""
+    from spool.errors import MofsimError
+
+    out = []
+    for item in items:
+        if "structure" not in item or "progress_detail" not in item:
+            try:
+                record = spool.record(str(item["task_id"]))
+            except MofsimError:
+                record = {}
+            item = {
+                **item,
+                "structure": item.get("structure", record.get("structure")),
+                "progress_detail": item.get("progress_detail", record.get("progress_detail")),
+            }
+        out.append(item)
     return out
 
 
@@ -141,6 +174,7 @@ async def list_handler(request: web.Request) -> web.Response:
         offset=skip,
         caller=caller_of(request),
     )
+    items = await asyncio.to_thread(_with_task_details, app[SPOOL_KEY], items)
     return ok(
         request,
         {"total": total, "skip": skip, "limit": limit, "tasks": [mira_task(r) for r in items]},
@@ -150,8 +184,9 @@ async def list_handler(request: web.Request) -> web.Response:
 @returns(schema=TASK_SCHEMA, example=TASK_EXAMPLE)
 @describe(summary="Task status", tags=TAGS, responses={200: "the task", 404: UNKNOWN_TASK})
 async def status_handler(request: web.Request) -> web.Response:
-    """Poll this until `status` is completed (or failed); a failed task carries
-    `error_message` and `error_code`."""
+    """Poll this until `status` is completed or failed; a failed task (also one
+    cancelled or timed out: `state` says which) carries `error_message` and
+    `error_code`."""
     record = await quick(
         request, get_task, request.app[SPOOL_KEY], request.match_info["task_id"], caller_of(request)
     )
@@ -165,7 +200,7 @@ async def status_handler(request: web.Request) -> web.Response:
     responses={
         200: "cancelled, or cancel requested for a running task",
         404: UNKNOWN_TASK,
-        409: "the task has already finished",
+        400: "the task has already finished (TASK_TERMINAL)",
     },
 )
 async def cancel_handler(request: web.Request) -> web.Response:
@@ -185,12 +220,15 @@ async def cancel_handler(request: web.Request) -> web.Response:
         if done
         else "Cancellation requested; the task stops at its next step"
     )
+    # The guide's status of the task now: a running task runs until its next step.
+    now = TaskState.parse(str(out["status"]))
     return ok(
         request,
         {
             "message": message,
             "task_id": out["task_id"],
-            "status": "cancelled" if done else "cancelling",
+            "status": now.mira if now is not None else None,
+            "state": "cancelled" if done else "cancelling",
         },
     )
 
@@ -231,7 +269,7 @@ def full_result(spool: Any, task_id: str, caller: Caller = OWNER) -> dict[str, A
     responses={
         200: "the result",
         404: UNKNOWN_TASK,
-        409: "not finished yet (50003), or failed/cancelled/timed out",
+        400: "not finished yet (RESULT_NOT_READY), or failed, cancelled or timed out",
     },
 )
 async def result_handler(request: web.Request) -> web.Response:
@@ -246,7 +284,7 @@ async def result_handler(request: web.Request) -> web.Response:
 @describe(
     summary="Result summary",
     tags=TAGS,
-    responses={200: "the key numbers", 404: UNKNOWN_TASK, 409: "no result"},
+    responses={200: "the key numbers", 404: UNKNOWN_TASK, 400: "no result"},
 )
 async def summary_handler(request: web.Request) -> web.Response:
     """`key_metrics` holds the few numbers that characterise the result."""
@@ -261,15 +299,16 @@ async def summary_handler(request: web.Request) -> web.Response:
 
 
 @path_params(file_type={"type": "string", "enum": list(DOWNLOAD_KINDS)})
-@returns(media_type="application/octet-stream")
+# The type follows the kind and the file (the 200 text lists them): any, in the document.
+@returns(media_type="*/*")
 @describe(
     summary="Download a result file",
     tags=TAGS,
     responses={
         200: "the file (chemical/x-cif, application/octet-stream for ASE "
         "trajectories, application/x-ndjson for the log)",
+        400: "bad file_type, or not finished yet",
         404: "unknown task (or another key's) or no such file",
-        409: "not finished yet",
     },
 )
 async def download_handler(request: web.Request) -> web.StreamResponse:
@@ -290,17 +329,24 @@ async def download_handler(request: web.Request) -> web.StreamResponse:
 
 
 @returns(schema=HEALTH_SCHEMA, example=HEALTH_EXAMPLE)
-@describe(summary="Health (MIRA shape)", tags=TAGS, public=True, responses={200: "healthy"})
+@describe(
+    summary="Health (MIRA shape)",
+    tags=TAGS,
+    public=True,
+    responses={200: "healthy, or degraded (no daemon runs the tasks)", 503: "unhealthy"},
+)
 async def health_handler(request: web.Request) -> web.Response:
-    """The spool directory answers: the server can accept work."""
-    spool = request.app[SPOOL_KEY]
-    healthy = await asyncio.to_thread(spool.paths.incoming.is_dir)
+    """As `GET /health` judges it: `healthy` (spool writable, daemon running),
+    `degraded` (no daemon: tasks queue but do not run) or `unhealthy` (spool not
+    writable, 503); in the guide's shape, with `daemon_running` beside."""
+    info = await asyncio.to_thread(health_info, request.app)
     body = {
-        "status": "healthy" if healthy else "unhealthy",
-        "version": package_version(),
+        "status": info["status"],
+        "version": info["version"],
         "timestamp": iso_now(),
+        "daemon_running": bool(info["daemon"]["alive"]),
     }
-    return web.json_response(body, status=200 if healthy else 503)
+    return web.json_response(body, status=503 if info["status"] == "unhealthy" else 200)
 
 
 def setup(app: web.Application) -> None:

@@ -7,11 +7,13 @@ structure index, models through ``model_service``, exactly as ``/api/v1`` does.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 from aiohttp import web
 
 from executors.models import family_names
+from mofsim_core.mira_shapes import mira_supported_tasks
 from mofsim_core.model_service import (
     list_model_entries,
     model_detail,
@@ -61,10 +63,19 @@ def mira_structure(meta: dict[str, Any]) -> dict[str, Any]:
         "density": summary.get("density"),
         "upload_time": meta.get("created_at"),
         "metadata": {
-            "space_group": summary.get("spacegroup"),
+            **_space_group(summary.get("spacegroup")),
             **{k: cell.get(k) for k in ("a", "b", "c", "alpha", "beta", "gamma")},
         },
     }
+
+
+def _space_group(text: Any) -> dict[str, Any]:
+    """spglib's ``"Fm-3m (225)"`` as the guide shows it (``"Fm-3m"``), the number
+    beside; as stored when it is not in that form."""
+    match = re.fullmatch(r"\s*(\S+)\s*\((\d+)\)\s*", text) if isinstance(text, str) else None
+    if match is None:
+        return {"space_group": text, "space_group_number": None}
+    return {"space_group": match.group(1), "space_group_number": int(match.group(2))}
 
 
 def mira_structure_item(meta: dict[str, Any]) -> dict[str, Any]:
@@ -73,7 +84,9 @@ def mira_structure_item(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def mira_model(entry: dict[str, Any]) -> dict[str, Any]:
-    return {k: entry.get(k) for k in MIRA_MODEL_KEYS}
+    out = {k: entry.get(k) for k in MIRA_MODEL_KEYS}
+    out["supported_tasks"] = mira_supported_tasks(entry.get("supported_tasks"))
+    return out
 
 
 STRUCTURE_SCHEMA: dict[str, Any] = {
@@ -100,7 +113,8 @@ STRUCTURE_EXAMPLE = {
     "density": 0.594,
     "upload_time": "2025-12-30T10:30:00Z",
     "metadata": {
-        "space_group": "Fm-3m (225)",
+        "space_group": "Fm-3m",
+        "space_group_number": 225,
         "a": 18.28,
         "b": 18.28,
         "c": 18.28,
@@ -123,10 +137,8 @@ MODEL_SCHEMA: dict[str, Any] = {
 }
 _UPLOAD_RESPONSES = {
     201: "stored",
-    400: "no content",
-    413: "too large",
-    415: "unsupported format",
-    422: "unparsable or unphysical structure",
+    400: "no content, or too large",
+    422: "unsupported format, or unparsable or unphysical structure",
 }
 _FORMATS = ["cif", "poscar", "xyz", "extxyz", "vasp"]
 
@@ -314,11 +326,12 @@ async def list_families(request: web.Request) -> web.Response:
 @returns(schema=MODEL_SCHEMA)
 @describe(summary="Model detail", tags=TAGS, responses={200: "the model", 404: "unknown model"})
 async def get_model(request: web.Request) -> web.Response:
-    """The guide's fields plus framework, aliases, D3 flag and where it is loaded."""
+    """The guide's fields plus framework, aliases, D3 flag and where it is loaded;
+    `supported_task_types` lists the task types by our names alone."""
     data = await asyncio.to_thread(
         model_detail, request.app[SPOOL_KEY], request.match_info["model_key"], caller_of(request)
     )
-    return ok(request, data)
+    return ok(request, {**data, "supported_tasks": mira_supported_tasks(data["supported_tasks"])})
 
 
 @returns(
@@ -338,7 +351,9 @@ async def get_model(request: web.Request) -> web.Response:
     responses={200: "whether an executor holds it now", 404: "unknown model"},
 )
 async def get_model_status(request: web.Request) -> web.Response:
-    """From the daemon's slot snapshot; `memory_usage_mb` is null (not measured yet)."""
+    """From the daemon's slot snapshot; `memory_usage_mb` is what loading the model
+    took on `device`, measured by its executor (CUDA memory on a GPU, the process's
+    resident memory on the CPU); null while it is not loaded."""
     data = await asyncio.to_thread(
         model_status, request.app[SPOOL_KEY], request.match_info["model_key"], caller_of(request)
     )

@@ -34,6 +34,7 @@ from mofsim_http.auth import caller_of
 from mofsim_http.describe import describe
 from mofsim_http.envelope import ok
 from mofsim_http.json_body import parse_json, read_json_object
+from mofsim_http.paging import page_of, page_query
 from mofsim_http.structures import read_upload_form
 from spool.errors import ValidationError
 
@@ -76,10 +77,7 @@ def _action_args(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
 
 def family_query() -> dict[str, Any]:
     """The ``family`` filter: one of the families present (the custom uploads included)."""
-    return {
-        "type": "object",
-        "properties": {"family": {"type": "string", "enum": family_names()}},
-    }
+    return page_query({"family": {"type": "string", "enum": family_names()}})
 
 
 @describe(summary="List models", tags=["models"], query=family_query)
@@ -91,14 +89,14 @@ async def list_all(request: web.Request) -> web.Response:
         request.query.get("family") or None,
         caller_of(request),
     )
-    return ok(request, {"items": items, "total": len(items)})
+    return ok(request, page_of(request.query, items))
 
 
-@describe(summary="Model families", tags=["models"])
+@describe(summary="Model families", tags=["models"], query=page_query())
 async def list_families(request: web.Request) -> web.Response:
     """Each family with its package, whether that package is installed, and its models."""
     items = await asyncio.to_thread(model_families, request.app[SPOOL_KEY], caller_of(request))
-    return ok(request, {"items": items, "total": len(items)})
+    return ok(request, page_of(request.query, items))
 
 
 @describe(summary="Model detail", tags=["models"], responses={404: "unknown model"})
@@ -143,7 +141,12 @@ _ACTION_BODY = {
 async def _action(request: web.Request, action: str) -> web.Response:
     args = _action_args(request, await _json_body(request))
     data = await asyncio.to_thread(
-        request_model_action, request.app[SPOOL_KEY], request.match_info["key"], action, **args
+        request_model_action,
+        request.app[SPOOL_KEY],
+        request.match_info["key"],
+        action,
+        actor=caller_of(request).actor(f"anonymous@{request.remote}"),
+        **args,
     )
     data["status_url"] = f"{API_PREFIX}/models/{data['model_key']}/status"
     return ok(request, data, status=202, message=f"Model {action} requested")
@@ -191,7 +194,16 @@ def custom_body() -> dict[str, Any]:
             "name": {"type": "string", "maxLength": 200},
             "framework": {"type": "string", "enum": list(frameworks)},
             "description": {"type": "string"},
-            "with_d3": {"type": "boolean", "description": "the weights already include D3"},
+            "with_d3": {
+                "type": "boolean",
+                "description": "tasks on the model add D3(BJ) dispersion unless their "
+                "parameters.with_d3 says otherwise",
+            },
+            "d3_included": {
+                "type": "boolean",
+                "description": "the weights already include D3 (trained on D3-corrected "
+                "data): tasks asking for D3 are refused unless they set force_d3",
+            },
             "shared": {
                 "type": "boolean",
                 "description": "visible to and usable by every API key (default: only the "
@@ -199,7 +211,9 @@ def custom_body() -> dict[str, Any]:
             },
             "config": {
                 "type": "string",
-                "description": 'JSON object, e.g. {"precision": "float32"}',
+                "description": 'JSON object, e.g. {"precision": "float32"}; a pytorch '
+                "upload (a torch.jit.save archive) describes its interface here: inputs, "
+                "outputs, and optionally units, cutoff, stress, elements",
             },
             "elements": {"type": "string", "description": "element symbols, JSON list or commas"},
         },
@@ -242,18 +256,24 @@ async def upload_custom(request: web.Request) -> web.Response:
                 raise ValidationError("metadata must be a JSON object", field="metadata")
             fields = {**extra, **fields}
         info = await asyncio.to_thread(
-            save_custom_model, spool, form.path, form.filename, fields, caller_of(request).owner
+            save_custom_model,
+            spool,
+            form.path,
+            form.filename,
+            fields,
+            caller_of(request).owner,
+            actor=caller_of(request).actor(f"anonymous@{request.remote}"),
         )
     finally:
         form.discard()
     return ok(request, info, status=201, message="Custom model uploaded; validate it next")
 
 
-@describe(summary="List custom models", tags=["models"])
+@describe(summary="List custom models", tags=["models"], query=page_query())
 async def list_custom(request: web.Request) -> web.Response:
     """A user key lists the models it uploaded, an admin key all of them."""
     items = await asyncio.to_thread(list_custom_models, request.app[SPOOL_KEY], caller_of(request))
-    return ok(request, {"items": items, "total": len(items)})
+    return ok(request, page_of(request.query, items))
 
 
 @describe(
@@ -296,7 +316,10 @@ async def validate(request: web.Request) -> web.Response:
     lock = locks.setdefault(info["model_id"], asyncio.Lock())
     async with lock:
         data = await validate_custom_model(
-            app[SPOOL_KEY], info["model_id"], timeout=validation_timeout(app[CONFIG_KEY])
+            app[SPOOL_KEY],
+            info["model_id"],
+            timeout=validation_timeout(app[CONFIG_KEY]),
+            actor=caller_of(request).actor(f"anonymous@{request.remote}"),
         )
     return ok(
         request, data, message="Model is valid" if data["valid"] else "Model failed validation"

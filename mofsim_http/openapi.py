@@ -9,6 +9,8 @@ security schemes.
 
 ``@returns(...)`` is an optional companion of ``@describe``: it states what a success
 answers (a JSON Schema of the payload, a media type other than JSON, an example).
+``openapi_examples`` holds the request and response examples (and a few payload
+schemas) of operations whose handlers do not carry them, by ``"METHOD path"``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from aiohttp import web
 
 from mofsim_core.version import package_version
 from mofsim_http.describe import description_of
+from mofsim_http.mira_errors import mira_codes_for_status
 from mofsim_http.openapi_components import (
     codes_for_status,
     error_code_table_markdown,
@@ -28,6 +31,8 @@ from mofsim_http.openapi_components import (
     shared_schemas,
     task_parameter_schemas,
 )
+from mofsim_http.openapi_examples import request_examples, response_examples
+from mofsim_http.paging import PAGINATION_SCHEMA
 from spool.errors import ERROR_CODES
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -129,7 +134,7 @@ def _query_parameters(query: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 def _error_response(status: int, text: str, mira: bool) -> dict[str, Any]:
-    codes = codes_for_status(status)
+    codes: list[Any] = mira_codes_for_status(status) if mira else codes_for_status(status)
     if codes:
         text = f"{text} (error codes: {', '.join(map(str, codes))})"
     ref = "#/components/schemas/MiraError" if mira else "#/components/schemas/ErrorEnvelope"
@@ -143,11 +148,20 @@ def _success_response(
         return {
             "description": text,
             "content": {
+                # Before OpenAPI 3.2 (and its itemSchema) the schema of an event stream
+                # is read as the schema of each event.
                 "text/event-stream": {
                     "schema": {
-                        "type": "string",
+                        "type": "object",
                         "description": "Server-sent events: `event:` log, status, progress, "
-                        "end; an `id:` on each; resume with Last-Event-ID.",
+                        "end; an `id:` on each; resume with Last-Event-ID. `data` is a "
+                        "JSON log line.",
+                        "properties": {
+                            "event": {"type": "string"},
+                            "id": {"type": "string"},
+                            "data": {"type": "string"},
+                            "retry": {"type": "integer"},
+                        },
                     }
                 }
             },
@@ -193,7 +207,10 @@ def _request_body(desc: dict[str, Any]) -> dict[str, Any] | None:
 def build_operation(method: str, path: str, handler: Any) -> dict[str, Any]:
     """One OpenAPI operation from a handler's ``@describe`` (and ``@returns``)."""
     desc = description_of(handler) or {}
-    ret = returns_of(handler)
+    key = f"{method.upper()} {path}"
+    # What the handler says wins; the examples table fills in what it leaves out.
+    ret = {**response_examples().get(key, {})}
+    ret.update({k: v for k, v in returns_of(handler).items() if v is not None})
     dialect = dialect_of(path)
     mira = dialect == "mira"
     tags = list(desc.get("tags") or [])
@@ -218,6 +235,10 @@ def build_operation(method: str, path: str, handler: Any) -> dict[str, Any]:
         op["parameters"] = params
     body = _request_body(desc)
     if body is not None:
+        example = request_examples().get(key)
+        if example is not None:
+            for media in body["content"].values():
+                media["example"] = example
         op["requestBody"] = body
 
     responses: dict[str, Any] = {}
@@ -268,6 +289,7 @@ def build_openapi(app: web.Application, *, title: str = "MOFSim API") -> dict[st
             tags.setdefault(tag, None)
     schemas = shared_schemas()
     schemas.update(task_parameter_schemas())
+    schemas["Pagination"] = PAGINATION_SCHEMA
     return {
         "openapi": OPENAPI_VERSION,
         "info": {"title": title, "version": package_version(), "description": _description()},
@@ -284,8 +306,10 @@ def build_openapi(app: web.Application, *, title: str = "MOFSim API") -> dict[st
 
 
 TAG_TEXT = {
-    "MIRA": "The MIRA guide's dialect under /mira/api/v1: bare bodies, lowercase states, "
-    "`structure_id`/`model_key`, errors as `{detail, error_code, field}`.",
+    "MIRA": "The MIRA guide's dialect under /mira/api/v1: bare bodies, the guide's four "
+    "statuses (pending, running, completed, failed) with the state beside as `state`, "
+    "`structure_id`/`model_key`, errors as `{detail, error_code, field, code}` with the "
+    "guide's HTTP statuses (plus 401/403/429 for keys and request limits, 405 for methods).",
 }
 
 _USAGE = """```python
@@ -306,12 +330,13 @@ def _description() -> str:
             "Job server for MOF simulations with machine-learning interatomic potentials.",
             "**Dialects.** `/api/v1` answers the spec's envelope `{success, code, message, data, "
             "timestamp, request_id}` with uppercase task states; `/mira/api/v1` answers the MIRA "
-            "guide's bare bodies with lowercase states (a MIRA client works unmodified with "
-            "`MIRA_GATEWAY_URL=http://host:port/mira`).",
+            "guide's bare bodies with its four lowercase statuses (a MIRA client works "
+            "unmodified with `MIRA_GATEWAY_URL=http://host:port/mira`); its errors carry the "
+            "table's name as `error_code` and the guide's HTTP statuses.",
             "**Authentication.** When the server has API keys, send one as `X-API-Key: KEY` or "
             "`Authorization: Bearer KEY`. Admin operations need an admin key.",
             "**Example.**\n\n" + _USAGE,
-            "**Error codes.** Each code has exactly one HTTP status.\n\n"
+            "**Error codes.** Each code has exactly one HTTP status on `/api/v1`.\n\n"
             + error_code_table_markdown(),
         ]
     )

@@ -11,12 +11,17 @@ from __future__ import annotations
 from typing import Any
 
 from spool.errors import ERROR_CODES
-from spool.states import STATE_SYNONYMS, TaskState
+from spool.states import MIRA_STATUSES, STATE_SYNONYMS, TaskState
 
 # Names as the submission's validation accepts them: a model key that is not blank, a
 # structure id that is not empty.
 MODEL_KEY: dict[str, Any] = {"type": "string", "pattern": r"\S"}
-STRUCTURE_ID: dict[str, Any] = {"type": "string", "minLength": 1}
+# An upload's id: what executors.structure_io accepts (no "..", so it stays in its folder).
+STRUCTURE_ID: dict[str, Any] = {
+    "type": "string",
+    "pattern": r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*\.?$",
+    "maxLength": 128,
+}
 
 
 def error_code_table_markdown() -> str:
@@ -119,28 +124,37 @@ def shared_schemas() -> dict[str, Any]:
         },
         "MiraError": {
             "type": "object",
-            "description": "Every /mira error (the MIRA guide's shape).",
+            "description": "Every /mira error (the MIRA guide's shape): `error_code` is "
+            "the table's name, `code` its number.",
             "required": ["detail", "error_code"],
             "properties": {
                 "detail": {"type": "string"},
-                "error_code": {"type": "integer", "enum": codes},
+                "error_code": {"type": "string", "enum": list(ERROR_CODES)},
                 "field": {"type": ["string", "null"]},
+                "code": {"type": "integer", "enum": codes},
             },
             "example": {
                 "detail": "structure 'x' not found",
-                "error_code": 30002,
+                "error_code": "STRUCTURE_NOT_FOUND",
                 "field": "structure_id",
+                "code": 30002,
             },
         },
         "TaskState": {"type": "string", "enum": [s.value for s in TaskState]},
-        "MiraTaskState": {"type": "string", "enum": [s.mira for s in TaskState]},
+        "MiraTaskState": {
+            "type": "string",
+            "enum": list(MIRA_STATUSES),
+            "description": "the guide's four statuses; failed covers failed, cancelled "
+            "and timed out (`state` tells them apart)",
+        },
+        "MiraTaskDetail": {"type": "string", "enum": [s.mira_detail for s in TaskState]},
         "StructureRef": {
             "description": "Where a task's structure comes from.",
             "oneOf": [
                 {
                     "type": "object",
                     "required": ["source", "file_id"],
-                    "properties": {"source": {"const": "upload"}, "file_id": {"type": "string"}},
+                    "properties": {"source": {"const": "upload"}, "file_id": STRUCTURE_ID},
                 },
                 {
                     "type": "object",
@@ -157,7 +171,7 @@ def shared_schemas() -> dict[str, Any]:
                     "properties": {
                         "source": {"const": "inline"},
                         "format": {"type": "string", "enum": ["cif", "xyz", "extxyz", "poscar"]},
-                        "content": {"type": "string"},
+                        "content": {"type": "string", "minLength": 1},
                         "name": {"type": "string"},
                     },
                 },

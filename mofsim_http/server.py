@@ -150,10 +150,22 @@ def serve(config: Config, *, ready_file: Path | None = None) -> int:
             )
         if ready_file is not None:
             ready_file.write_text(server.url)
+        publisher = asyncio.create_task(_publish_latency(server))
         try:
             await stop.wait()
         finally:
+            publisher.cancel()
             await server.stop()
 
     asyncio.run(main())
     return 0
+
+
+async def _publish_latency(server: HttpServer) -> None:
+    """A server on its own hands its P99 to the daemon's alert rules through the spool
+    (``mofsim_core.api_latency``); inside the daemon it is asked directly instead."""
+    from mofsim_core import api_latency
+
+    while True:
+        api_latency.publish(server.spool.paths.state_dir, server.api_p99())
+        await asyncio.sleep(api_latency.PUBLISH_INTERVAL_S)

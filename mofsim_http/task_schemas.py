@@ -121,39 +121,41 @@ def submit_body_schema(task_type: str | None) -> dict[str, Any]:
         else {"$ref": "#/components/schemas/TaskTypeName"}
     )
     named["description"] = "optional; must match the path" if task_type else "the task type"
+    common: dict[str, Any] = {
+        "task_type": named,
+        "model": {**MODEL_KEY, "description": "a model key (GET /api/v1/models)"},
+        "model_key": {**MODEL_KEY, "description": "MIRA's name for model"},
+        "structure": {"$ref": "#/components/schemas/StructureRef"},
+        "structure_id": {**STRUCTURE_ID, "description": "MIRA: an uploaded structure"},
+        "task_id": {
+            "type": "string",
+            "pattern": f"^{SAFE_TOKEN.pattern}$",
+            "description": "optional; chosen by the client",
+        },
+    }
     schema: dict[str, Any] = {
         "type": "object",
-        "description": "The spec's submission (5.2). MIRA's flat shape is accepted too: "
-        "structure_id, model_key and the parameters at the top level.",
-        "properties": {
-            "task_type": named,
-            "model": {**MODEL_KEY, "description": "a model key (GET /api/v1/models)"},
-            "model_key": {**MODEL_KEY, "description": "MIRA's name for model"},
-            "structure": {"$ref": "#/components/schemas/StructureRef"},
-            "structure_id": {**STRUCTURE_ID, "description": "MIRA: an uploaded structure"},
-            "parameters": parameters,
-            "options": OPTIONS_SCHEMA,
-            "task_id": {
-                "type": "string",
-                "pattern": f"^{SAFE_TOKEN.pattern}$",
-                "description": "optional; chosen by the client",
-            },
-            # The flat shape: each option may also be given at the top level.
-            **OPTIONS_SCHEMA["properties"],
-        },
+        "description": "The spec's submission (5.2): parameters and options as objects. "
+        "MIRA's flat shape is accepted too: structure_id, model_key, the parameters and "
+        "the options at the top level. One body takes one shape, not a mix of both.",
         # A model and a structure are needed, each by one of its two names.
         "allOf": [
             {"oneOf": [{"required": ["model"]}, {"required": ["model_key"]}]},
             {"oneOf": [{"required": ["structure"]}, {"required": ["structure_id"]}]},
         ],
     }
+    nested = {**common, "parameters": parameters, "options": OPTIONS_SCHEMA}
     if task_type:
         # The flat shape's parameters are those of this task type, and nothing else is.
-        flat = task_module(task_type).SCHEMA.to_schema()["properties"]
-        schema["properties"] = {**flat, **schema["properties"]}
-        schema["additionalProperties"] = False
+        flat_params = task_module(task_type).SCHEMA.to_schema()["properties"]
+        flat = {**flat_params, **OPTIONS_SCHEMA["properties"], **common}
+        schema["anyOf"] = [
+            {"title": "spec", "properties": nested, "additionalProperties": False},
+            {"title": "flat", "properties": flat, "additionalProperties": False},
+        ]
     else:
         # Which other top-level keys are parameters depends on task_type.
+        schema["properties"] = {**nested, **OPTIONS_SCHEMA["properties"]}
         schema["required"] = ["task_type"]
     return schema
 

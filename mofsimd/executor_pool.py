@@ -37,6 +37,8 @@ class RunningTask:
     cancel_seen_at: float | None = None
     # The executor confirmed it began this task; until then a death is not the task's.
     started_seen: bool = False
+    # The submitting request's id (Job.request_id), for the lines logged about the task.
+    request_id: str | None = None
 
 
 @dataclass
@@ -50,14 +52,25 @@ class Executor:
     threads: int | None = None
     # Above this many atoms a default BFGS becomes LBFGS (executors.worker).
     large_structure_atoms: int = 2000
+    # Seconds between the executor's heartbeats (a thread of its own, so they go on
+    # while a model computes; a stopped or wedged process sends none).
+    heartbeat_s: float = 5.0
     on_message: Callable[[Executor, Message], None] | None = None
     on_exit: Callable[[Executor, int | None], None] | None = None
     proc: asyncio.subprocess.Process | None = None
     ready: bool = False
     current: RunningTask | None = None
     loaded_models: list[str] = field(default_factory=list)
+    # Model key -> MB its load took on this executor's device (None: not measured).
+    loaded_memory_mb: dict[str, float | None] = field(default_factory=dict)
     restarts: int = 0
     started_at: float = 0.0
+    # When the executor last said anything (a heartbeat or any other message).
+    last_beat: float = 0.0
+    # Set by the supervisor when the heartbeat is older than heartbeat_timeout_s.
+    offline: bool = False
+    # A spare slot (config spare_slots): warm-up and standby only.
+    spare: bool = False
     _reader: asyncio.Task[None] | None = None
     _stopping: bool = False
 
@@ -67,7 +80,7 @@ class Executor:
 
     @property
     def idle(self) -> bool:
-        return self.ready and self.current is None and self.alive
+        return self.ready and self.current is None and self.alive and not self.offline
 
     @property
     def alive(self) -> bool:
@@ -93,6 +106,8 @@ class Executor:
             str(self.max_atoms),
             "--large-structure-atoms",
             str(self.large_structure_atoms),
+            "--heartbeat-s",
+            str(self.heartbeat_s),
         ]
         if self.slot.kind == "nvml":
             cmd += ["--gpu-id", str(self.slot.index)]
@@ -129,6 +144,8 @@ class Executor:
             limit=2**24,
         )
         self.started_at = time.time()
+        self.last_beat = self.started_at
+        self.offline = False
         self._reader = asyncio.create_task(self._read_loop(), name=f"reader-{self.slot_id}")
         logger.info("executor {} started (pid {})", self.slot_id, self.proc.pid)
 
@@ -144,6 +161,7 @@ class Executor:
                 line = await stdout.readline()
                 if not line:
                     break
+                self.last_beat = time.time()
                 try:
                     msg = json.loads(line)
                 except ValueError:
@@ -154,6 +172,7 @@ class Executor:
                     self.ready = True
                 if "loaded" in msg:
                     self.loaded_models = list(msg["loaded"])
+                    self.loaded_memory_mb = dict(msg.get("loaded_memory_mb") or {})
                 if self.on_message:
                     self.on_message(self, msg)
         except Exception:

@@ -8,6 +8,8 @@ retention policy run hourly in a worker thread.
 
 from __future__ import annotations
 
+import json
+import os
 import queue
 import shutil
 import threading
@@ -18,7 +20,7 @@ from typing import Any
 
 from loguru import logger
 
-from mofsim_core import logs, retention
+from mofsim_core import api_latency, logs, retention
 from mofsim_core.alerts import AlertStore, Snapshot, evaluate, load_rules
 from mofsim_core.config import Config
 from mofsim_core.logs import log_dir_of
@@ -42,7 +44,8 @@ class Operations:
         *,
         api_p99: Callable[[], float | None] | None = None,
     ) -> None:
-        # The API's recent P99 when the daemon hosts the server; None otherwise.
+        # The API's recent P99 when the daemon hosts the server; None otherwise (a
+        # separate `mofsim serve` publishes it in the spool: mofsim_core.api_latency).
         self.api_p99 = api_p99
         self.spool = spool
         self.config = config
@@ -70,7 +73,9 @@ class Operations:
             warning_window_s=float(channels.get("warning_window_s", 60)),
         )
         self.store = AlertStore(spool.paths.state_dir / "alerts")
-        self.failure_streaks: dict[str, int] = {}
+        # Consecutive failures per model survive a restart (the rule counts across it).
+        self._streaks_file = spool.paths.state_dir / "failure_streaks.json"
+        self.failure_streaks: dict[str, int] = _read_streaks(self._streaks_file)
         self.database_down: str | None = None
         self.log_dir = log_dir_of(config)
         self.retention_policy = retention.Policy.from_config(config)  # refused early
@@ -82,7 +87,6 @@ class Operations:
         self._storage_error_at = 0.0
         self._last_housekeeping = 0.0
         self._housekeeping: threading.Thread | None = None
-        self._last_seen: dict[str, float] = {}
 
     def start(self) -> None:
         self.dispatcher.start()
@@ -137,11 +141,15 @@ class Operations:
             self._progress_webhook(task_id)
             return
         record = self.spool.record(task_id)
+        if state == TaskState.RUNNING and record["status"] == TaskState.ASSIGNED:
+            # The executor said it started before its RUNNING event reached the log.
+            record["status"] = TaskState.RUNNING.value
         if state in (TaskState.COMPLETED, TaskState.FAILED):
             model = str(record.get("model"))
-            self.failure_streaks[model] = (
-                self.failure_streaks.get(model, 0) + 1 if state == "FAILED" else 0
-            )
+            before = self.failure_streaks.get(model, 0)
+            self.failure_streaks[model] = before + 1 if state == "FAILED" else 0
+            if self.failure_streaks[model] != before:
+                self._save_streaks()
         event = STATE_EVENTS.get(state)
         sub = self._subscription(task_id)
         if event and sub is not None:
@@ -174,8 +182,6 @@ class Operations:
     def tick(self, sup: Any) -> None:
         now = time.time()
         for ex in sup.executors.values():
-            if ex.alive:
-                self._last_seen[ex.slot_id] = now
             if ex.current is not None:
                 self.on_state(ex.current.task_id, "PROGRESS")
         if now - self._last_alerts >= self.alert_interval_s:
@@ -198,24 +204,44 @@ class Operations:
             disk_free = None
         if now - self._storage_error_at < max(60.0, 2 * self.alert_interval_s):
             disk_free = 0.0
+        slots = {ex.slot_id: ex.slot for ex in sup.executors.values()}
+        devices = []
+        for d in sup.backend.status():
+            entry = d.to_dict()
+            slot = slots.get(d.slot_id)
+            if slot is not None:  # what the alert details' integer gpu_id is read from
+                entry.update(kind=slot.kind, index=slot.index)
+            devices.append(entry)
         snap = Snapshot(
-            devices=[d.to_dict() for d in sup.backend.status()],
+            devices=devices,
             queued=len(self.spool.queued()),
             failure_streaks=dict(self.failure_streaks),
             disk_free_gb=disk_free,
-            heartbeat_age_s={slot: now - seen for slot, seen in self._last_seen.items()},
-            api_p99_s=self.api_p99() if self.api_p99 is not None else None,
+            heartbeat_age_s=heartbeat_ages(sup.executors.values(), now),
+            heartbeat_timeout_s=self.config.heartbeat_timeout_s,
+            api_p99_s=api_latency.combined(
+                self.api_p99() if self.api_p99 is not None else None,
+                api_latency.read_p99(self.spool.paths.state_dir, now=now),
+            ),
             database_down=self.database_down,
         )
         fired, resolved = evaluate(self.rules, snap, self.store)
         if fired or resolved:
             self.channels.publish(fired, resolved)
 
+    def _save_streaks(self) -> None:
+        tmp = self._streaks_file.with_name(f".{self._streaks_file.name}.tmp")
+        try:
+            tmp.write_text(json.dumps(self.failure_streaks))
+            os.replace(tmp, self._streaks_file)
+        except OSError as exc:
+            logger.warning("cannot keep the failure counts per model: {}", exc)
+
     def housekeeping(self) -> None:
         """Archive old log files and apply the retention policy."""
         try:
             done = logs.archive(self.log_dir)
-            plan = retention.apply(self.spool, self.retention_policy)
+            plan = retention.apply(self.spool, self.retention_policy, actor="daemon")
             if done["gzipped"] or done["bundled"] or plan.actions:
                 logger.info(
                     "housekeeping: {} log files archived, {} retention actions",
@@ -224,6 +250,27 @@ class Operations:
                 )
         except (OSError, MofsimError) as exc:
             logger.warning("housekeeping failed: {}", exc)
+
+
+def heartbeat_ages(executors: Any, now: float) -> dict[str, float]:
+    """Seconds since each live local executor last beat (Slurm pilots keep their own
+    heartbeat, mofsimd.slurm_pool)."""
+    out: dict[str, float] = {}
+    for ex in executors:
+        beat = getattr(ex, "last_beat", None)
+        if isinstance(beat, int | float) and ex.alive:
+            out[ex.slot_id] = max(0.0, now - beat)
+    return out
+
+
+def _read_streaks(path: Path) -> dict[str, int]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): v for k, v in data.items() if isinstance(v, int) and not isinstance(v, bool)}
 
 
 def _channel_settings(path: Path) -> dict[str, Any]:

@@ -134,6 +134,7 @@ class Pilot:
                     "ready": self.ex.ready,
                     "current": self.current,
                     "loaded": list(self.ex.loaded_models),
+                    "loaded_memory_mb": dict(self.ex.loaded_memory_mb),
                     "gpus": self.gpus,
                     "leaving": self.leaving,
                 },

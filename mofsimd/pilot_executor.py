@@ -51,6 +51,7 @@ class PilotExecutor:
     ready: bool = False
     current: RunningTask | None = None
     loaded_models: list[str] = field(default_factory=list)
+    loaded_memory_mb: dict[str, float | None] = field(default_factory=dict)
     restarts: int = 0
     started_at: float = 0.0
     info: JobInfo | None = None
@@ -163,6 +164,7 @@ class PilotExecutor:
             # Where the pilot stands now; its next reply brings the rest.
             hb = pilot_channel.read_heartbeat(self.dir) or {}
             self.loaded_models = list(hb.get("loaded") or [])
+            self.loaded_memory_mb = dict(hb.get("loaded_memory_mb") or {})
             if hb.get("ready"):
                 # A task it still runs for the earlier daemon is an orphan's claim here,
                 # which keeps this slot from taking another until it ends.
@@ -190,6 +192,7 @@ class PilotExecutor:
             self._mark_ready(msg.get("pid"))
         if "loaded" in msg:
             self.loaded_models = list(msg["loaded"])
+            self.loaded_memory_mb = dict(msg.get("loaded_memory_mb") or {})
         if kind == "finished":
             self.idle_since = time.time()
         if kind == "exited":

@@ -23,7 +23,7 @@ from loguru import logger
 from mofsim_core.config import Config
 from mofsim_core.control import ModelControl
 from mofsim_core.devices import DeviceBackend
-from mofsim_core.devices_factory import parse_slots
+from mofsim_core.devices_factory import parse_slots, spare_slot_ids
 from mofsim_core.slot_state import SlotStateWriter
 from mofsimd import lifecycle, sdnotify
 from mofsimd.cost_tracker import CostTracker
@@ -32,6 +32,7 @@ from mofsimd.operations import Operations
 from mofsimd.orphans import OrphanClaims
 from mofsimd.pending import is_storage_error
 from mofsimd.scheduler import FreeSlot, QueuedJob, expected_duration, plan
+from mofsimd.slot_health import SlotHealth
 from mofsimd.task_outcomes import TaskOutcomes
 from mofsimd.watcher import SpoolWatcher
 from spool import transitions
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from mofsimd.slurm_pool import SlurmPilots
 
 
-class Supervisor(TaskOutcomes):
+class Supervisor(TaskOutcomes, SlotHealth):
     def __init__(
         self,
         config: Config,
@@ -66,6 +67,7 @@ class Supervisor(TaskOutcomes):
         self.stopped = asyncio.Event()
         self.ready = asyncio.Event()
         self.not_before: dict[str, float] = {}  # task_id -> retry backoff deadline
+        self.spare: frozenset[str] = frozenset()  # slots kept for warm-up and standby
         self._headers: dict[str, QueuedJob] = {}  # queued file name -> parsed header
         self.orphans = OrphanClaims(self.spool, config.max_attempts)
         self._watcher: SpoolWatcher | None = None
@@ -109,6 +111,7 @@ class Supervisor(TaskOutcomes):
                     logger.warning("task {} is still run by an orphaned executor; waiting", tid)
                 self.orphans.add(loc.path)
         slots = self.backend.slots()
+        self.spare = spare_slot_ids(self.config.spare_slots, [s.slot_id for s in slots])
         cpu_slots = sum(1 for s in slots if s.kind != "nvml") or 1
         threads = max(1, (os.cpu_count() or 1) // cpu_slots)
         for slot in slots:
@@ -119,11 +122,14 @@ class Supervisor(TaskOutcomes):
                 dtype=self.config.dtype,
                 max_atoms=self.config.max_atoms,
                 large_structure_atoms=self.config.large_structure_atoms,
+                # Several beats per timeout: one late beat must not take a slot offline.
+                heartbeat_s=min(5.0, self.config.heartbeat_timeout_s / 4),
                 threads=threads if slot.kind != "nvml" else None,
                 on_message=self._on_message,
                 on_exit=self._on_exit,
             )
             self.executors[slot.slot_id] = ex
+            ex.spare = slot.slot_id in self.spare
         await asyncio.gather(*(ex.start() for ex in self.executors.values()))
         if self.pilots is not None:
             await self.pilots.start()
@@ -210,6 +216,7 @@ class Supervisor(TaskOutcomes):
 
     def tick(self) -> None:
         self._enforce_limits()
+        self._watch_heartbeats()
         self.life.steps.retry()
         self._watch_claims()
         if self.stopping:
@@ -236,10 +243,17 @@ class Supervisor(TaskOutcomes):
                     order=order,
                     memory_total_mb=st.memory_total_mb if st else None,
                     time_left_s=getattr(ex, "time_left", None),
+                    spare=ex.slot_id in self.spare,
                 )
             )
+        standby, largest = self._standby(status)
         result = plan(
-            queue, free, now=time.time(), min_free_memory_mb=self.config.min_free_memory_mb
+            queue,
+            free,
+            now=time.time(),
+            min_free_memory_mb=self.config.min_free_memory_mb,
+            standby=standby,
+            largest_compute_mb=largest,
         )
         for job, slot in result.assignments:
             self._dispatch(job, self.executors[slot.slot_id])
@@ -290,7 +304,9 @@ class Supervisor(TaskOutcomes):
         claimed = transitions.claim(self.spool.paths, path, "_admission", job.task_id)
         if claimed is None:
             return
-        task = RunningTask(job.task_id, claimed, time.time(), 0.0, job.attempts)
+        task = RunningTask(
+            job.task_id, claimed, time.time(), 0.0, job.attempts, request_id=job.request_id
+        )
         self.life.finish(
             task,
             "FAILED",
@@ -312,7 +328,9 @@ class Supervisor(TaskOutcomes):
             transitions.reject(self.spool.paths, claimed, f"{exc.code} {exc.message}")
             return
         timeout = job.timeout or self.config.default_timeout
-        task = RunningTask(job.task_id, claimed, time.time(), timeout, job.attempts)
+        task = RunningTask(
+            job.task_id, claimed, time.time(), timeout, job.attempts, request_id=job.request_id
+        )
         self.life.assigned(job, ex)
         try:
             ex.run(task)

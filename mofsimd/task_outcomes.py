@@ -79,13 +79,18 @@ class TaskOutcomes:
 
     # -- executor callbacks ------------------------------------------------------------
     def _on_message(self, ex: Executor, msg: Message) -> None:
+        if msg.get("type") == "heartbeat":
+            if ex.offline:
+                self.wake.set()  # back in service at once
+            return
         task = ex.current
         if msg.get("type") == "started" and task is not None:
             if task.task_id == msg.get("task_id"):
                 task.started_seen = True
             self.ops.on_state(task.task_id, "RUNNING")
         if msg.get("type") == "finished":
-            if task is None or task.task_id != msg.get("task_id"):
+            # GONE: a hand-over that was taken back while the executor was stopped.
+            if task is None or task.task_id != msg.get("task_id") or msg.get("status") == "GONE":
                 return  # already ended by a timeout or a forced cancel
             ex.current = None
             if msg.get("status") == "BUSY":

@@ -206,6 +206,12 @@ def code_of(kind: type[MofsimError]) -> int:
     return ERROR_CODES[kind.code_name].code
 
 
+def code_name(code: int) -> str | None:
+    """The table's name of a numeric code (``30005`` -> ``MODEL_UNAVAILABLE``), the
+    MIRA dialect's ``error_code``; None for a code not in the table."""
+    return next((e.name for e in ERROR_CODES.values() if e.code == code), None)
+
+
 def error_from_code(code: int, message: str, field: str | None = None) -> MofsimError:
     """Rebuild an exception from a recorded code (results of failed tasks, SDK)."""
     for cls in _all_subclasses(MofsimError):

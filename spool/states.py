@@ -3,8 +3,9 @@
 ``TaskState`` members are ``str``, so they compare equal to, hash like and serialize
 as the uppercase names the job files, the mirror and the spec's API carry.  A task in
 a terminal state has a directory of its own in the spool (``TERMINAL_DIRS``); the
-others live in ``incoming/`` and ``claimed/``.  MIRA spells the same states in
-lowercase (``TaskState.mira``).
+others live in ``incoming/`` and ``claimed/``.  The MIRA guide knows only four
+statuses (``TaskState.mira``); its dialect shows the state itself in lowercase beside
+(``TaskState.mira_detail``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,13 @@ class TaskState(StrEnum):
 
     @property
     def mira(self) -> str:
-        """The MIRA dialect's spelling."""
+        """The MIRA guide's status: pending, running, completed or failed.  Its clients
+        poll until completed or failed, so every end that is not a success is failed."""
+        return MIRA_STATUS[self]
+
+    @property
+    def mira_detail(self) -> str:
+        """The state itself in the MIRA dialect's lowercase (queued, cancelled, ...)."""
         return self.value.lower()
 
     @classmethod
@@ -48,6 +55,25 @@ class TaskState(StrEnum):
             return cls(name.upper())
         except ValueError:
             return None
+
+
+MIRA_STATUSES = ("pending", "running", "completed", "failed")
+MIRA_STATUS: dict[str, str] = {
+    TaskState.PENDING: "pending",
+    TaskState.QUEUED: "pending",
+    TaskState.ASSIGNED: "pending",
+    TaskState.RUNNING: "running",
+    TaskState.COMPLETED: "completed",
+    TaskState.FAILED: "failed",
+    TaskState.CANCELLED: "failed",
+    TaskState.TIMEOUT: "failed",
+}
+
+
+def states_of_mira_status(status: str) -> list[TaskState]:
+    """The states one of the MIRA guide's statuses covers (``failed``: failed,
+    cancelled and timed out)."""
+    return [TaskState(s) for s, m in MIRA_STATUS.items() if m == status]
 
 
 # Named after what the task came to, not after the state: "done/", not "completed/".

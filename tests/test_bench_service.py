@@ -88,11 +88,11 @@ async def test_a_campaign_through_the_api_belongs_to_its_key(
     _, listing = await call(client, "GET", f"{API}/bench/campaigns", tokens["alice"])
     assert [r["campaign_id"] for r in listing["data"]["items"]] == [cid]
     assert (await call(client, "GET", f"{API}/bench/campaigns", tokens["bob"]))[1]["data"][
-        "total"
-    ] == 0
+        "pagination"
+    ]["total"] == 0
     assert (await call(client, "GET", f"{API}/bench/campaigns", tokens["ops"]))[1]["data"][
-        "total"
-    ] == 1
+        "pagination"
+    ]["total"] == 1
 
     # The report: the owner's and the admin's; another key's campaign is not there.
     status, doc = await call(client, "GET", f"{API}/bench/report?campaign={cid}", tokens["alice"])

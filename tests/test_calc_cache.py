@@ -144,6 +144,31 @@ def test_memory_of_a_torch_model_is_reported(tmp_path: Path) -> None:
     assert cache.stats()["entries"][0]["memory_mb"] is None
 
 
+def test_memory_a_load_takes_is_measured_per_model() -> None:
+    """On the CPU, the executor's resident memory grows by what the loader keeps."""
+    import numpy as np
+    from ase.calculators.emt import EMT as EMTCalculator
+
+    from executors.calc_cache import memory_in_use_mb
+
+    def heavy_loader(spec: Any, **kw: Any) -> Any:
+        calc = EMTCalculator()
+        calc.ballast = np.ones(12 * 2**20)  # 96 MiB, written, so resident
+        return calc
+
+    assert (memory_in_use_mb("cpu") or 0) > 0
+    cache = CalculatorCache(max_size=2, loader=heavy_loader)
+    cache.get(EMT, dtype="float32")
+    cache.get(EMT, dtype="float64")
+    taken = cache.loaded_memory()
+    assert set(taken) == {"emt"}
+    assert taken["emt"] is not None and taken["emt"] >= 2 * 90  # both entries, summed
+    rows = cache.stats()["entries"]
+    assert all(r["memory_usage_mb"] >= 90 for r in rows)
+    cache.unload("emt")
+    assert cache.loaded_memory() == {}
+
+
 def test_max_size_must_be_positive() -> None:
     with pytest.raises(ValueError):
         CalculatorCache(max_size=0)

@@ -287,10 +287,18 @@ def test_cancel_and_follow_a_running_task(
     both.same("status", queued["task_id"], "--json")
 
     r = both.remote("cancel", queued["task_id"], "--json")
-    assert _json(r) == {"task_id": queued["task_id"], "status": "CANCELLED"}
+    assert _json(r) == {
+        "task_id": queued["task_id"],
+        "status": "CANCELLED",
+        "cancel_requested": False,
+    }
     r = both.remote("cancel", running)
     assert r.exit_code == 0
-    assert r.stdout == f"CANCELLING {running}  (the executor stops at its next step)\n"
+    # The answer waits for the step that sees the request; a busy machine may need longer.
+    assert r.stdout in (
+        f"CANCELLED {running}\n",
+        f"RUNNING {running}  (cancel requested: the executor stops at its next step)\n",
+    )
     r = both.remote("logs", running, "--follow")
     assert r.exit_code == 0, r.output
     assert r.stdout.splitlines()[-1] == f"Task {running} CANCELLED"
@@ -554,6 +562,8 @@ def test_system_both_ways(both: Both) -> None:
 
     for flag in ("--active", "--history"):
         both.same("system", "alerts", flag, "--json")
+    filters = ("--level", "warning,critical", "--since", "2025-12-30T10:00:00Z", "--limit", "3")
+    both.same("system", "alerts", "--history", *filters, "--json")
     r = both.local("system", "alerts", "--active", "--history")
     assert r.exit_code == 1 and "(field: history)" in r.stderr
 

@@ -381,6 +381,11 @@ def test_upload_a_custom_model(client: MOFSimClient, tmp_path: Path) -> None:
     )
     assert info.key.startswith("custom:") and info.name == "mine" and info.model_id
     assert info.validated is False and info.raw["config"] == {"precision": "float64"}
+    assert info.with_d3 is False and info.d3_included is False
+    adds = client.upload_model(weights, name="adds", framework="mace", with_d3=True)
+    assert adds.with_d3 is True and adds.d3_included is False  # tasks add D3
+    has = client.upload_model(weights, name="has", framework="mace", d3_included=True)
+    assert has.with_d3 is False and has.d3_included is True  # the weights include it
     junk = tmp_path / "junk.model"
     junk.write_text("not weights")
     with pytest.raises(UnsupportedFormatError) as refused:
@@ -398,3 +403,29 @@ def test_validate_a_custom_model(client: MOFSimClient, tmp_path: Path) -> None:
     verdict = client.validate_model(info.key)
     assert verdict["valid"] is False and verdict["model_key"] == info.key
     assert verdict["validation"]["error"]["code"] == 30005
+
+
+def test_the_sdk_ships_its_type_hints(tmp_path: Path) -> None:
+    """PEP 561: ``py.typed`` is in the installed package, and a wheel built with the
+    project's packaging settings carries it."""
+    import importlib.resources
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    assert importlib.resources.files("mofsim_client").joinpath("py.typed").is_file()
+    root = Path(__file__).resolve().parents[1]
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    shutil.copytree(root / "mofsim_client", src / "mofsim_client")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
+        + [str(src), "-w", str(tmp_path / "out")],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = (tmp_path / "out").glob("*.whl")
+    assert "mofsim_client/py.typed" in zipfile.ZipFile(wheel).namelist()

@@ -150,9 +150,16 @@ def test_envelope_error_keeps_code_field_request_id_and_detail() -> None:
 
 def test_mira_shaped_and_non_json_errors() -> None:
     exc = error_from_response(
-        404, {"detail": "model x not found", "error_code": 30001, "field": "model_key"}
+        404,
+        {
+            "detail": "model x not found",
+            "error_code": "MODEL_NOT_FOUND",
+            "field": "model_key",
+            "code": 30001,
+        },
     )
     assert isinstance(exc, ModelNotFoundError) and exc.field == "model_key"
+    assert exc.code == 30001
     proxy = error_from_response(502, "<html>Bad Gateway</html>")
     assert type(proxy).__name__ == "ServerError" and proxy.code is None
 

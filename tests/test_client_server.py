@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import mofsim_client
 from mofsim_client import (
     AlertList,
     AsyncMOFSimClient,
+    CancelResult,
     Devices,
     LogEntry,
     LogPage,
@@ -25,6 +27,7 @@ from mofsim_client import (
     RetentionPlan,
     StructureInfo,
     StructureNotFoundError,
+    Task,
     TaskNotFoundError,
     ValidationError,
 )
@@ -53,7 +56,8 @@ def test_request_is_the_envelope_data_with_the_sdks_errors(
     assert isinstance(queue, dict) and "by_state" in queue and "success" not in queue
     assert client.request("GET", "/api/v1/system/queue").keys() == queue.keys()
     hooks = client.request("GET", f"tasks/{done_task}/webhooks")
-    assert hooks == {"task_id": done_task, "items": []}
+    assert hooks["task_id"] == done_task and hooks["items"] == []
+    assert hooks["pagination"]["total"] == 0
     # A body without an envelope comes back whole.
     spec = client.request("GET", "/openapi.json")
     assert spec["info"]["version"] == mofsim_client.__version__
@@ -80,6 +84,40 @@ def test_task_log_pages(client: MOFSimClient, done_task: str) -> None:
     assert all(e.level in ("WARNING", "ERROR", "CRITICAL") for e in warnings)
     with pytest.raises(TaskNotFoundError):
         client.get_log_page("task_0000000000000000")
+
+
+def test_expected_duration_request_ids_and_cancel_results(client: MOFSimClient) -> None:
+    one = client.submit("single-point", cu_xyz(), "emt", options={"expected_duration": 90})
+    assert one.info is not None and one.info.options is not None
+    assert one.info.options["expected_duration"] == 90
+    assert one.info.request_id is not None and one.info.request_id.startswith("req_")
+    item = {"task_type": "single-point", "structure": cu_xyz(), "model": "emt"}
+    (two,) = client.submit_batch([{**item, "expected_duration": 5}])
+    assert isinstance(two, Task) and two.info is not None and two.info.options is not None
+    assert two.info.options["expected_duration"] == 5
+    with pytest.raises(ValidationError) as bad:
+        client.submit("single-point", cu_xyz(), "emt", options={"expected_duration": -1})
+    assert bad.value.field == "options.expected_duration"
+    slow = client.submit(
+        "optimization",
+        cu_xyz(3, rattle=0.05),
+        "emt",
+        fmax=1e-30,
+        max_steps=10_000_000,
+        optimizer="FIRE",
+        trajectory_interval=1_000_000,
+    )
+    deadline = time.monotonic() + 60
+    while client.get_task_info(slow.task_id).status != "RUNNING":
+        assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.05)
+    done = client.cancel_task(slow.task_id)
+    assert isinstance(done, CancelResult) and done.task_id == slow.task_id
+    # One of the eight states: stopped at its next step, or (a busy machine) still on it.
+    assert (done.status, done.cancel_requested) in (("CANCELLED", False), ("RUNNING", True))
+    while client.get_task_info(slow.task_id).status != "CANCELLED":
+        assert time.monotonic() < deadline + 60, "the task never stopped"
+        time.sleep(0.05)
 
 
 def test_ordered_task_listing(client: MOFSimClient, done_task: str) -> None:
@@ -149,6 +187,16 @@ def test_alerts(client: MOFSimClient) -> None:
     assert rules.engine != "running" or "gpu_unavailable" in {r["type"] for r in rules.items}
     history = client.get_alerts("history", limit=5)
     assert history.kind == "history" and len(history.items) <= 5
+    assert history.pagination["page_size"] == 5
+    since = datetime(2025, 12, 30, 10, 0, tzinfo=UTC)
+    filtered = client.get_alerts(
+        "history", level=["CRITICAL", "WARNING"], since=since, resolved=False, offset=2
+    )
+    assert filtered.pagination["skip"] == 2
+    assert all(a.level in ("CRITICAL", "WARNING") and not a.resolved for a in filtered.alerts)
+    with pytest.raises(ValidationError) as bad_time:
+        client.get_alerts("history", until="yesterday")
+    assert bad_time.value.field == "until"
     with pytest.raises(ValidationError) as bad:
         client.get_alerts("recent")
     assert bad.value.field == "kind"

@@ -389,3 +389,17 @@ def test_auto_on_this_machine() -> None:
             assert b.status()[0].available
     finally:
         b.close()
+
+
+def test_spare_slots_name_slots_by_id_or_device_index() -> None:
+    from mofsim_core.devices_factory import spare_slot_ids
+
+    assert spare_slot_ids("", ["gpu0", "gpu1"]) == frozenset()
+    assert spare_slot_ids("7", [f"gpu{i}" for i in range(8)]) == {"gpu7"}
+    assert spare_slot_ids(" GPU6, 7 ", [f"gpu{i}" for i in range(8)]) == {"gpu6", "gpu7"}
+    assert spare_slot_ids("1", ["sim0", "sim1"]) == {"sim1"}
+    with pytest.raises(ValidationError, match="not one of the slots") as info:
+        spare_slot_ids("gpu9", ["gpu0", "gpu1"])
+    assert info.value.field == "spare_slots"
+    with pytest.raises(ValidationError, match="no slot to compute"):
+        spare_slot_ids("0,1", ["gpu0", "gpu1"])

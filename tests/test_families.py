@@ -97,18 +97,30 @@ def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_installed_families() -> None:
     fams = discover()
-    assert [f.name for f in fams] == ["sevennet", "mace", "orb", "ase"]
+    assert [f.name for f in fams] == [
+        "sevennet",
+        "mace",
+        "orb",
+        "chgnet",
+        "matgl",
+        "pytorch",
+        "ase",
+    ]
     for fam in fams:
-        assert fam.catalogue and fam.packages and fam.load_foundation
-        assert fam.accepts_uploads == (fam.name != "ase")
+        # Generic PyTorch models come only as uploads.
+        assert (bool(fam.catalogue) or fam.name == "pytorch") and fam.packages
+        assert fam.accepts_uploads == (fam.name not in {"chgnet", "matgl", "ase"})
     assert get_family("sevennet") is not None and get_family("sevennet").dtypes == ("float32",)
     assert get_family(CUSTOM_FAMILY) is None
     assert custom_frameworks() == {
         "sevennet": (".pt", ".pth"),
         "mace": (".model", ".pt", ".pth"),
         "orb": (".pt", ".pth", ".ckpt"),
+        "pytorch": (".pt", ".pth"),
     }
-    assert families()[-1]["description"] == "User-uploaded SevenNet, MACE or ORB weights"
+    assert families()[-1]["description"] == (
+        "User-uploaded SevenNet, MACE, ORB or PyTorch (TorchScript) weights"
+    )
 
 
 def test_a_module_without_a_family_or_with_a_taken_name_is_refused(
@@ -202,7 +214,7 @@ async def test_a_new_family_reaches_both_apis_and_the_document(
     doc = await (await client.get("/openapi.json")).json()
     upload = doc["paths"]["/api/v1/models/custom"]["post"]["requestBody"]["content"]
     form_schema = upload["multipart/form-data"]["schema"]["properties"]
-    assert form_schema["framework"]["enum"] == ["sevennet", "mace", "orb", "toy"]
+    assert form_schema["framework"]["enum"] == ["sevennet", "mace", "orb", "pytorch", "toy"]
     assert ".toy" in form_schema["file"]["description"]
     for path in ("/api/v1/models", "/mira/api/v1/models"):
         (param,) = [p for p in doc["paths"][path]["get"]["parameters"] if p["name"] == "family"]

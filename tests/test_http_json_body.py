@@ -54,8 +54,8 @@ pytestmark = pytest.mark.asyncio
 
 def error_of(doc: dict[str, Any]) -> tuple[int, str | None, str]:
     """(code, field, message) from either dialect's error body."""
-    if "error_code" in doc:  # MIRA
-        return doc["error_code"], doc["field"], doc["detail"]
+    if "error_code" in doc:  # MIRA: the name as error_code, the number as code
+        return doc["code"], doc["field"], doc["detail"]
     return doc["code"], doc["error"]["field"], doc["error"]["detail"]
 
 

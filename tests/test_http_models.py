@@ -131,6 +131,11 @@ async def test_load_and_unload_through_the_daemon(daemon_root: Path) -> None:
         st = await until(lambda: _loaded(client))
         assert st["loaded"] is True and st["device"] == "cpu"
         assert [s["slot_id"] for s in st["slots"]] == ["cpu1"]
+        # Measured by the executor as it loaded the model, reported with its list.
+        assert isinstance(st["memory_usage_mb"], float) and st["memory_usage_mb"] >= 0
+        assert st["slots"][0]["memory_usage_mb"] == st["memory_usage_mb"]
+        mira = await client.get("/mira/api/v1/models/emt/status")
+        assert (await mira.json())["memory_usage_mb"] == st["memory_usage_mb"]
         listing = (await data_of(client, "/api/v1/models?family=ase"))["items"]
         assert {m["key"]: m["loaded_on"] for m in listing} == {"emt": ["cpu1"], "lj": []}
         gpus = await data_of(client, "/api/v1/system/gpus")

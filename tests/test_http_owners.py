@@ -195,10 +195,14 @@ async def test_structures_and_tasks_of_another_key_in_the_mira_dialect(
 
     # B cannot see, use, cancel, read or download any of it.
     status, body = await call(client, "POST", f"{M}/tasks/single-point-energy", keys.b, json=submit)
-    assert (status, body["error_code"], body["field"]) == (404, 30002, "structure_id"), body
+    assert (status, body["error_code"], body["field"]) == (
+        404,
+        "STRUCTURE_NOT_FOUND",
+        "structure_id",
+    ), body
     for url in (f"{M}/structures/{sid}", f"{M}/structures/{sid}/preview"):
         status, body = await call(client, "GET", url, keys.b)
-        assert (status, body["error_code"]) == (404, 30002), url
+        assert (status, body["error_code"]) == (404, "STRUCTURE_NOT_FOUND"), url
     status, body = await call(client, "GET", f"{M}/structures", keys.b)
     assert body == {"total": 0, "structures": []}
     for method, url in [
@@ -210,7 +214,7 @@ async def test_structures_and_tasks_of_another_key_in_the_mira_dialect(
         ("GET", f"{M}/results/{done}/download/trajectory"),
     ]:
         status, body = await call(client, method, url, keys.b)
-        assert (status, body["error_code"]) == (404, 30003), (method, url, body)
+        assert (status, body["error_code"]) == (404, "TASK_NOT_FOUND"), (method, url, body)
     status, body = await call(client, "GET", f"{M}/tasks", keys.b)
     assert body["total"] == 0 and body["tasks"] == []
 

@@ -169,36 +169,6 @@ def test_database_password_is_masked() -> None:
 
 
 @pytest.mark.asyncio
-async def test_alerts_empty_without_an_engine_then_real_from_its_store(
-    client: Client, tmp_path: Path
-) -> None:
-    for kind in ("rules", "history", "active"):
-        for prefix in ("/api/v1/system/alerts", "/api/v1/alerts"):
-            data = (await body_of(client, f"{prefix}/{kind}"))["data"]
-            assert data == {kind: [], "total": 0, "engine": "not running on this spool"}
-    # The daemon's engine writes its store in state/alerts: the endpoints read it.
-    from mofsim_core.alerts import AlertStore, Snapshot, evaluate, load_rules
-    from mofsim_core.devices_simulated import SimulatedBackend
-
-    backend = SimulatedBackend(2)
-    backend.set_temperature(1, 91.0)
-    store = AlertStore(tmp_path / "spool" / "state" / "alerts")
-    rules = load_rules(None)
-    evaluate(rules, Snapshot(devices=[d.to_dict() for d in backend.status()]), store)
-    active = (await body_of(client, "/api/v1/alerts/active"))["data"]
-    assert active["engine"] == "running" and active["total"] == 1
-    assert active["active"][0]["type"] == "gpu_temperature_high"
-    rules_data = (await body_of(client, "/api/v1/system/alerts/rules"))["data"]
-    assert {r["type"] for r in rules_data["rules"]} == set(rules)
-    backend.set_temperature(1, 50.0)
-    evaluate(rules, Snapshot(devices=[d.to_dict() for d in backend.status()]), store)
-    history = (await body_of(client, "/api/v1/system/alerts/history?limit=5"))["data"]
-    assert [h["resolved"] for h in history["history"]] == [True, False]  # newest first
-    assert (await body_of(client, "/api/v1/alerts/active"))["data"]["active"] == []
-    await body_of(client, "/api/v1/alerts/history?limit=0", status=400)
-
-
-@pytest.mark.asyncio
 async def test_metrics_count_what_exists(client: Client, tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
     jobs = [quick_job(options={"priority": "HIGH"}), quick_job(), quick_job()]

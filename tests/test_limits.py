@@ -159,7 +159,7 @@ async def test_mira_refuses_the_same_with_flat_field_names(client: TestClient) -
         body = {"structure_id": sid, "model_key": "emt", **flat}
         resp = await client.post(f"/mira/api/v1/tasks/{endpoint}", json=body)
         doc = await resp.json()
-        assert (resp.status, doc["error_code"], doc["field"]) == (400, 40001, field), doc
+        assert (resp.status, doc["error_code"], doc["field"]) == (400, "VALIDATION", field), doc
 
 
 @pytest.mark.asyncio
@@ -180,7 +180,7 @@ async def test_a_full_queue_answers_503_with_30006_in_both_dialects(client: Test
     resp = await client.post(
         "/mira/api/v1/tasks/single-point", json={"structure_id": sid, "model_key": "emt"}
     )
-    assert (resp.status, (await resp.json())["error_code"]) == (503, 30006)
+    assert (resp.status, (await resp.json())["error_code"]) == (503, "QUEUE_FULL")
 
 
 # --- mofsim submit on a spool --------------------------------------------------------------

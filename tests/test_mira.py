@@ -130,9 +130,13 @@ async def _upload_cu(client: TestClient, repeat: int = 2) -> str:
     return str(body["id"])
 
 
-def _assert_mira_error(body: Any, code: int, field: str | None = "any") -> None:
-    assert set(body) == {"detail", "error_code", "field"}, body
-    assert body["error_code"] == code and body["detail"]
+def _assert_mira_error(body: Any, name: str, field: str | None = "any") -> None:
+    """The guide's shape: the table's name as ``error_code``, its number as ``code``."""
+    from spool.errors import ERROR_CODES
+
+    assert set(body) == {"detail", "error_code", "field", "code"}, body
+    assert body["error_code"] == name and body["detail"]
+    assert body["code"] == ERROR_CODES[name].code
     if field != "any":
         assert body["field"] == field
 
@@ -174,9 +178,9 @@ async def test_structures_in_the_guides_shapes(client: TestClient) -> None:
         ),
         422,
     )
-    _assert_mira_error(bad, 40002)
+    _assert_mira_error(bad, "INVALID_STRUCTURE")
     missing = await _json(await client.get(f"{M}/structures/struct_0000000000000000"), 404)
-    _assert_mira_error(missing, 30002, "structure_id")
+    _assert_mira_error(missing, "STRUCTURE_NOT_FOUND", "structure_id")
 
 
 @pytest.mark.asyncio
@@ -206,8 +210,10 @@ async def test_models_in_the_guides_shapes(client: TestClient) -> None:
     status = await _json(await client.get(f"{M}/models/mace-mp/status"), 200)
     assert status["model_key"] == "mace-mp" and status["loaded"] is False
     assert "device" in status and "memory_usage_mb" in status
-    _assert_mira_error(await _json(await client.get(f"{M}/models/no-such"), 404), 30001)
-    _assert_mira_error(await _json(await client.get(f"{M}/models?family=zz"), 400), 40001, "family")
+    _assert_mira_error(await _json(await client.get(f"{M}/models/no-such"), 404), "MODEL_NOT_FOUND")
+    _assert_mira_error(
+        await _json(await client.get(f"{M}/models?family=zz"), 400), "VALIDATION", "family"
+    )
 
 
 @pytest.mark.asyncio
@@ -224,42 +230,48 @@ async def test_tasks_queue_cancel_and_errors_without_daemon(client: TestClient) 
     }
     task = await _json(await client.post(f"{M}/tasks/optimization", json=body), 201)
     tid = task["task_id"]
-    assert task["status"] == "queued" and task["task_type"] == "optimization"
+    assert task["status"] == "pending" and task["state"] == "queued"
+    assert task["task_type"] == "optimization"
     assert task["model_key"] == "emt" and task["structure_id"] == sid
     assert task["created_at"] and "estimated_time_minutes" in task
     assert task["parameters"]["use_filter"] is True and task["total_steps"] == 50
 
     shown = await _json(await client.get(f"{M}/tasks/{tid}"), 200)
-    assert shown["status"] == "queued" and shown["progress"] == 0
+    assert shown["status"] == "pending" and shown["state"] == "queued"
+    assert shown["progress"] == 0 and isinstance(shown["progress"], int)
     pending = await _json(await client.get(f"{M}/tasks?status=pending"), 200)
     assert [t["task_id"] for t in pending["tasks"]] == [tid] and pending["total"] == 1
     none = await _json(await client.get(f"{M}/tasks?status=completed&task_type=optimization"), 200)
     assert none["total"] == 0 and none["tasks"] == []
 
-    not_ready = await _json(await client.get(f"{M}/results/{tid}"), 409)
-    _assert_mira_error(not_ready, 50003)
+    not_ready = await _json(await client.get(f"{M}/results/{tid}"), 400)
+    _assert_mira_error(not_ready, "RESULT_NOT_READY")
     cancelled = await _json(await client.post(f"{M}/tasks/{tid}/cancel"), 200)
     assert cancelled == {
         "message": "Task cancelled successfully",
         "task_id": tid,
-        "status": "cancelled",
+        "status": "failed",
+        "state": "cancelled",
     }
-    again = await _json(await client.post(f"{M}/tasks/{tid}/cancel"), 409)
-    _assert_mira_error(again, 50005)
-    assert (await _json(await client.get(f"{M}/tasks/{tid}"), 200))["status"] == "cancelled"
+    again = await _json(await client.post(f"{M}/tasks/{tid}/cancel"), 400)
+    _assert_mira_error(again, "TASK_TERMINAL")
+    ended = await _json(await client.get(f"{M}/tasks/{tid}"), 200)
+    assert ended["status"] == "failed" and ended["state"] == "cancelled"
+    assert ended["error_message"].startswith("task cancelled")
+    assert ended["error_code"] == "TASK_CANCELLED" and ended["error_code_numeric"] == 50004
 
     bad_param = await _json(
         await client.post(f"{M}/tasks/optimization", json={**body, "fmax": -1}), 400
     )
-    _assert_mira_error(bad_param, 40001, "fmax")
+    _assert_mira_error(bad_param, "VALIDATION", "fmax")
     unknown_key = await _json(
         await client.post(f"{M}/tasks/optimization", json={**body, "fmaxx": 1}), 400
     )
-    _assert_mira_error(unknown_key, 40001)
+    _assert_mira_error(unknown_key, "VALIDATION")
     bad_model = await _json(
         await client.post(f"{M}/tasks/optimization", json={**body, "model_key": "nope"}), 404
     )
-    _assert_mira_error(bad_model, 30001, "model_key")
+    _assert_mira_error(bad_model, "MODEL_NOT_FOUND", "model_key")
     bad_structure = await _json(
         await client.post(
             f"{M}/tasks/stability",
@@ -267,10 +279,14 @@ async def test_tasks_queue_cancel_and_errors_without_daemon(client: TestClient) 
         ),
         404,
     )
-    _assert_mira_error(bad_structure, 30002, "structure_id")
-    _assert_mira_error(await _json(await client.get(f"{M}/tasks/task_nope"), 404), 30003)
-    _assert_mira_error(await _json(await client.get(f"{M}/results/task_nope/summary"), 404), 30003)
-    _assert_mira_error(await _json(await client.get(f"{M}/tasks?limit=0"), 400), 40001, "limit")
+    _assert_mira_error(bad_structure, "STRUCTURE_NOT_FOUND", "structure_id")
+    _assert_mira_error(await _json(await client.get(f"{M}/tasks/task_nope"), 404), "TASK_NOT_FOUND")
+    _assert_mira_error(
+        await _json(await client.get(f"{M}/results/task_nope/summary"), 404), "TASK_NOT_FOUND"
+    )
+    _assert_mira_error(
+        await _json(await client.get(f"{M}/tasks?limit=0"), 400), "VALIDATION", "limit"
+    )
     _assert_mira_error(
         await _json(
             await client.post(
@@ -280,15 +296,19 @@ async def test_tasks_queue_cancel_and_errors_without_daemon(client: TestClient) 
             ),
             400,
         ),
-        40001,
+        "VALIDATION",
         "body",
     )
-    _assert_mira_error(await _json(await client.get(f"{M}/no/such/route"), 404), 30008)
+    _assert_mira_error(
+        await _json(await client.get(f"{M}/no/such/route"), 404), "ENDPOINT_NOT_FOUND"
+    )
 
     deleted = await _json(await client.delete(f"{M}/structures/{sid}"), 200)
     assert deleted == {"message": "Structure deleted successfully", "deleted_tasks": 1}
+    # No daemon runs the tasks: degraded, as GET /health says.
     health = await _json(await client.get("/mira/health"), 200)
-    assert health["status"] == "healthy" and health["version"] and health["timestamp"]
+    assert health["status"] == "degraded" and health["daemon_running"] is False
+    assert health["version"] and health["timestamp"]
 
 
 async def _await_end(client: TestClient, task_id: str, timeout: float = 120.0) -> None:
@@ -325,7 +345,8 @@ async def test_full_flow_with_a_daemon(tmp_path: Path) -> None:
             await _await_end(client, tid)
             task = await _json(await client.get(f"{M}/tasks/{tid}"), 200)
             assert task["status"] == "completed", task
-            assert task["progress"] == 100.0 and task["completed_at"]
+            assert task["progress"] == 100 and task["completed_at"]
+            assert task["state"] == "completed"
 
             result = await _json(await client.get(f"{M}/results/{tid}"), 200)
             assert result["task_id"] == tid and result["status"] == "completed"
@@ -366,7 +387,7 @@ async def test_full_flow_with_a_daemon(tmp_path: Path) -> None:
             lines = [json.loads(x) for x in (await log.text()).splitlines()]
             assert any(x.get("extra", {}).get("status") == "COMPLETED" for x in lines)
             bad_kind = await _json(await client.get(f"{M}/results/{tid}/download/plot"), 400)
-            _assert_mira_error(bad_kind, 40001, "file_type")
+            _assert_mira_error(bad_kind, "VALIDATION", "file_type")
 
             done = await _json(
                 await client.get(
@@ -376,10 +397,20 @@ async def test_full_flow_with_a_daemon(tmp_path: Path) -> None:
             )
             assert [t["task_id"] for t in done["tasks"]] == [tid]
             assert done["tasks"][0]["status"] == "completed"
+            # A finished task's list row comes from the mirror; it shows what its own
+            # status call shows.
+            assert task["current_step"] is not None and task["structure_name"] == "Cu"
+            for key in ("structure_id", "structure_name", "current_step", "total_steps"):
+                assert done["tasks"][0][key] == task[key], key
+
+            health = await _json(await client.get("/mira/health"), 200)
+            assert health["status"] == "healthy" and health["daemon_running"] is True
 
             deleted = await _json(await client.delete(f"{M}/structures/{sid}"), 200)
             assert deleted["deleted_tasks"] == 1
-            _assert_mira_error(await _json(await client.get(f"{M}/tasks/{tid}"), 404), 30003)
+            _assert_mira_error(
+                await _json(await client.get(f"{M}/tasks/{tid}"), 404), "TASK_NOT_FOUND"
+            )
     finally:
         daemon.stop()
 
@@ -429,12 +460,13 @@ async def test_guide_scenario_1_script_runs_unmodified(
 
             task_id = lines[1].split(": ", 1)[1]
             task = await _json(await client.get(f"{M}/tasks/{task_id}"), 200)
-            assert task["status"] == "failed" and task["error_code"] == 30005
+            assert task["status"] == "failed" and task["error_code"] == "MODEL_UNAVAILABLE"
+            assert task["error_code_numeric"] == 30005 and task["state"] == "failed"
             assert task["model_key"] == "mace-mp"
             assert task["parameters"]["use_filter"] is True and task["total_steps"] == 500
             assert task["parameters"]["enable_d3"] is True and task["parameters"]["fmax"] == 0.01
-            failed = await _json(await client.get(f"{M}/results/{task_id}"), 409)
-            _assert_mira_error(failed, 50001)
+            failed = await _json(await client.get(f"{M}/results/{task_id}"), 400)
+            _assert_mira_error(failed, "TASK_FAILED")
             assert not (work / "MOF-5-optimized.cif").exists()
     finally:
         daemon.stop()
@@ -459,7 +491,7 @@ def test_shapes_of_records_and_results() -> None:
     }
     now = datetime(2025, 12, 30, 10, 3, tzinfo=UTC)
     shown = mira_task(running, now)
-    assert shown["status"] == "running" and shown["progress"] == 25.0
+    assert shown["status"] == "running" and shown["progress"] == 25
     assert shown["current_step"] == 250 and shown["total_steps"] is None
     assert shown["structure_id"] is None  # a built-in structure has no upload id
     assert shown["estimated_remaining_minutes"] == pytest.approx(9.0)  # 3 min for 25 %
@@ -475,7 +507,8 @@ def test_shapes_of_records_and_results() -> None:
         }
     )
     assert failed["status"] == "failed" and failed["error_message"] == "weights unavailable"
-    assert failed["error_code"] == 30005 and failed["estimated_remaining_minutes"] is None
+    assert failed["error_code"] == "MODEL_UNAVAILABLE" and failed["error_code_numeric"] == 30005
+    assert failed["estimated_remaining_minutes"] is None
 
     doc = {
         "task_id": "t2",

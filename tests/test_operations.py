@@ -17,7 +17,7 @@ from mofsim_core.alerts import read_active, read_history
 from mofsim_core.devices_simulated import SimulatedBackend
 from mofsim_core.webhooks import deliveries, verify
 from spool import Spool
-from tests.daemon_helpers import Daemon, quick_job, status, wait_for
+from tests.daemon_helpers import Daemon, quick_job, slow_job, status, wait_for
 
 
 class Receiver:
@@ -94,6 +94,53 @@ def test_task_webhooks_are_signed_retried_and_not_duplicated(
     assert sum(1 for a in attempts if a["ok"]) == 2
 
 
+def test_started_says_running_and_every_end_carries_its_duration(tmp_path: Path) -> None:
+    """task.started names the state the task is in (RUNNING), and a timed-out or
+    cancelled task's run time is counted from its own start and end; a task that never
+    started has none."""
+    from mofsim_core.task_service import cancel_task
+
+    receiver = Receiver()
+    sp = Spool(tmp_path / "spool")
+    options = {
+        "notify_url": receiver.url,
+        "notify_events": ["task.started", "task.timeout", "task.cancelled", "task.failed"],
+        "retry_interval_seconds": 0.05,
+    }
+    timed = slow_job(options={**options, "timeout": 2})
+    cancelled = slow_job(options=options)
+    never = quick_job(model="no-such-model", options=options)
+    try:
+        with Daemon(sp.root, webhook_allow_private=True):
+            sp.submit(timed)
+            wait_for(lambda: status(sp, timed.task_id) == "TIMEOUT", 60, "timeout")
+            sp.submit(cancelled)
+            wait_for(lambda: status(sp, cancelled.task_id) == "RUNNING", 60, "running")
+            answer = cancel_task(sp, None, cancelled.task_id)
+            assert (answer["status"], answer["cancel_requested"]) in (
+                ("CANCELLED", False),
+                ("RUNNING", True),  # a machine too busy to take a step within the wait
+            )
+            wait_for(lambda: status(sp, cancelled.task_id) == "CANCELLED", 60, "cancel")
+            sp.submit(never)
+            wait_for(lambda: status(sp, never.task_id) == "FAILED", 60, "failure")
+            wait_for(lambda: len(receiver.accepted()) >= 5, 30, "five webhooks")
+    finally:
+        receiver.server.shutdown()
+        receiver.server.server_close()
+    got = {(b["task_id"], b["event"]): b for b in receiver.accepted()}
+    assert got[timed.task_id, "task.started"]["status"] == "RUNNING"
+    assert got[cancelled.task_id, "task.started"]["status"] == "RUNNING"
+    timed_out = got[timed.task_id, "task.timeout"]
+    assert timed_out["status"] == "TIMEOUT"
+    # From its RUNNING event (after the executor's setup) to its end: under the timeout.
+    assert 0 < timed_out["summary"]["duration_seconds"] < 30
+    stopped = got[cancelled.task_id, "task.cancelled"]
+    assert stopped["status"] == "CANCELLED" and stopped["summary"]["duration_seconds"] > 0
+    failed = got[never.task_id, "task.failed"]
+    assert failed["status"] == "FAILED" and failed["summary"]["duration_seconds"] is None
+
+
 def test_hot_card_fires_an_alert_reaching_the_webhook_then_resolves(
     tmp_path: Path, receiver: Receiver
 ) -> None:
@@ -164,3 +211,32 @@ def test_a_write_the_spool_refused_raises_the_low_disk_alert_at_once(tmp_path: P
     ops._evaluate_alerts(daemon, time.time())
     (alert,) = [a for a in read_active(alerts_dir) if a["type"] == "disk_space_low"]
     assert alert["level"] == "WARNING"
+
+
+def test_consecutive_failures_of_a_model_count_across_a_restart(tmp_path: Path) -> None:
+    sp = Spool(tmp_path / "spool")
+    rules = tmp_path / "alerts.toml"
+    rules.write_text("[channels]\ninterval_s = 0.2\n")
+    broken = {"source": "inline", "format": "extxyz", "content": "not a structure"}
+    alerts_dir = sp.paths.state_dir / "alerts"
+
+    def fail(n: int) -> None:
+        jobs = [quick_job(structure=broken) for _ in range(n)]
+        for job in jobs:
+            sp.submit(job)
+        for job in jobs:
+            wait_for(lambda job=job: status(sp, job.task_id) == "FAILED", 60, "failure")
+
+    def streak_alerts() -> list[dict[str, Any]]:
+        return [a for a in read_active(alerts_dir) if a["type"] == "model_consecutive_failures"]
+
+    with Daemon(sp.root, alert_rules=str(rules)):
+        fail(4)
+    with Daemon(sp.root, alert_rules=str(rules)):
+        fail(2)  # 6 in a row: over the threshold of 5 only if the first 4 still count
+        (alert,) = wait_for(streak_alerts, 30, "the failure alert")
+        assert alert["details"] == {"model": "emt", "failures": 6}
+        good = quick_job()
+        sp.submit(good)
+        wait_for(lambda: status(sp, good.task_id) == "COMPLETED", 60, "a success")
+        wait_for(lambda: not streak_alerts(), 30, "the alert resolved")

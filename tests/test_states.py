@@ -23,7 +23,29 @@ def test_states_are_their_uppercase_names_on_the_wire() -> None:
     assert json.dumps({"status": TaskState.QUEUED}) == '{"status": "QUEUED"}'
     assert TaskState.COMPLETED == "COMPLETED" and f"{TaskState.FAILED}" == "FAILED"
     assert "RUNNING" in ALL_STATES and "DONE" not in ALL_STATES
-    assert TaskState.CANCELLED.mira == "cancelled"
+    assert TaskState.CANCELLED.mira_detail == "cancelled"
+
+
+def test_mira_statuses_are_the_guides_four() -> None:
+    from spool.states import MIRA_STATUSES, states_of_mira_status
+
+    assert {s.mira for s in TaskState} == set(MIRA_STATUSES)
+    assert [s.mira for s in TaskState] == [
+        "pending",
+        "pending",
+        "pending",
+        "running",
+        "completed",
+        "failed",
+        "failed",
+        "failed",
+    ]
+    assert states_of_mira_status("failed") == [
+        TaskState.FAILED,
+        TaskState.CANCELLED,
+        TaskState.TIMEOUT,
+    ]
+    assert states_of_mira_status("queued") == []
 
 
 def test_terminal_states_have_their_own_directories(tmp_path: Path) -> None:

@@ -216,3 +216,38 @@ def test_second_daemon_on_same_spool_refuses(tmp_path: Path) -> None:
         second = Daemon(sp.root)
         with pytest.raises(AssertionError, match="another mofsim daemon"):
             second.start()
+
+
+def test_a_spare_card_stands_in_only_while_a_compute_card_is_lost(tmp_path: Path) -> None:
+    from mofsim_core.devices_simulated import SimulatedBackend
+
+    sp = Spool(tmp_path / "spool")
+    with Daemon(sp.root, slots="simulate:2", spare_slots="1"):
+        first = [quick_job() for _ in range(3)]
+        for job in first:
+            sp.submit(job)
+        for job in first:
+            wait_for(lambda job=job: done(sp, job.task_id), what="task on the compute card")
+        assert {sp.record(j.task_id)["slot"] for j in first} == {"sim0"}
+
+        cards = SimulatedBackend(2, state_file=sp.paths.state_dir / "simulated-devices.json")
+        cards.lose(0)
+        standing_in = quick_job()
+        sp.submit(standing_in)
+        wait_for(lambda: done(sp, standing_in.task_id), what="task on the spare card")
+        assert sp.record(standing_in.task_id)["slot"] == "sim1"
+
+        cards.restore(0)
+        wait_for(
+            lambda: (
+                json.loads((sp.paths.state_dir / "slots.json").read_text())["slots"][0]["state"]
+                == "idle"
+            ),
+            what="the compute card back",
+        )
+        back = quick_job()
+        sp.submit(back)
+        wait_for(lambda: done(sp, back.task_id), what="task after the card is back")
+        assert sp.record(back.task_id)["slot"] == "sim0"
+    snapshot = json.loads((sp.paths.state_dir / "slots.json").read_text())
+    assert [s["spare"] for s in snapshot["slots"]] == [False, True]

@@ -46,6 +46,7 @@ TASK = TaskType(
         "final_fmax",
         "volume_change_percent",
     ),
+    mira_capabilities=("optimization",),
 )
 
 SCHEMA = ParamSchema(

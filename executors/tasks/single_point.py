@@ -30,6 +30,7 @@ TASK = TaskType(
         "max_force": "max_force_eV_A",
     },
     key_metrics=("energy", "max_force", "energy_per_atom_eV"),
+    mira_capabilities=("energy", "forces", "stress"),
 )
 
 SCHEMA = ParamSchema(

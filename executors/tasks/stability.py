@@ -82,6 +82,7 @@ TASK = TaskType(
     summary="Staged molecular dynamics and a stable/unstable verdict",
     periodic=True,
     key_metrics=("stability_assessment", "volume_drift_percent", "final_rmsd", "avg_temperature"),
+    mira_capabilities=("md",),
 )
 
 SCHEMA = ParamSchema(
