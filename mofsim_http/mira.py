@@ -206,13 +206,15 @@ async def status_handler(request: web.Request) -> web.Response:
 async def cancel_handler(request: web.Request) -> web.Response:
     """A queued task is cancelled at once; a running one stops at its next step."""
     app = request.app
-    out = await quick(
-        request,
+    caller = caller_of(request)
+    # The default pool: the answer may wait a moment for a running task to stop.
+    out = await asyncio.to_thread(
         cancel_task,
         app[SPOOL_KEY],
         app[MIRROR_KEY],
         request.match_info["task_id"],
-        caller_of(request),
+        caller,
+        actor=caller.actor(f"anonymous@{request.remote}"),
     )
     done = out["status"] == "CANCELLED"
     message = (
@@ -228,7 +230,8 @@ async def cancel_handler(request: web.Request) -> web.Response:
             "message": message,
             "task_id": out["task_id"],
             "status": now.mira if now is not None else None,
-            "state": "cancelled" if done else "cancelling",
+            "state": now.mira_detail if now is not None else None,
+            "cancel_requested": bool(out.get("cancel_requested")),
         },
     )
 

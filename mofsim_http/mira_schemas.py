@@ -127,7 +127,12 @@ CANCEL_SCHEMA: dict[str, Any] = {
         "message": {"type": "string"},
         "task_id": TASK_ID,
         "status": {"$ref": "#/components/schemas/MiraTaskState"},
-        "state": {"type": "string", "enum": ["cancelled", "cancelling"]},
+        "state": {
+            "type": "string",
+            "description": "the task's state now: cancelled, or (stopping at its next "
+            "step) running or assigned; a task that ended first says how",
+        },
+        "cancel_requested": {"type": "boolean"},
     },
 }
 RESULT_SCHEMA: dict[str, Any] = {
