@@ -75,7 +75,7 @@ def executor_view(ex: Any, control_request: str | None = None) -> dict[str, Any]
             "last_heartbeat_at": getattr(ex, "last_beat", None) or None,
         },
         "loaded_models": list(ex.loaded_models),
-        # Slurm placeholders and older executors have no measurements.
+        # Pending Slurm pilots and older executors have no measurements.
         "loaded_memory_mb": dict(getattr(ex, "loaded_memory_mb", None) or {}),
         "current_task": None
         if task is None
