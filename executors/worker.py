@@ -147,7 +147,7 @@ class Worker:
             elif kind == "load":
                 self.reply(
                     type="loaded",
-                    **self.preload(str(cmd.get("model")), bool(cmd.get("with_d3", False))),
+                    **self.preload(str(cmd.get("model")), cmd.get("with_d3")),
                 )
             elif kind == "unload":
                 self.cache.unload(str(cmd.get("model")))
@@ -188,12 +188,15 @@ class Worker:
             lock.release()  # result.json, if any, is written before the lock goes
         self.reply(type="finished", task_id=task_id, loaded=self.loaded(), **outcome)
 
-    def preload(self, model: str, with_d3: bool) -> dict[str, Any]:
+    def preload(self, model: str, with_d3: bool | None) -> dict[str, Any]:
         from executors.models import resolve_model
 
         try:
             spec = resolve_model(model, self.paths.models)
-            self.cache.get(spec, self.device, self.dtype, with_d3, models_root=self.paths.models)
+            # Unsaid, D3 follows the model's default, as run_job decides for a task: a
+            # preload must warm the very calculator the next task will ask for.
+            d3 = spec.d3_default if with_d3 is None else bool(with_d3)
+            self.cache.get(spec, self.device, self.dtype, d3, models_root=self.paths.models)
         except MofsimError as exc:
             return {"ok": False, "error": exc.to_dict(), "loaded": self.loaded()}
         return {"ok": True, "loaded": self.loaded()}

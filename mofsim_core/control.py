@@ -237,7 +237,7 @@ class ModelControl:
             command = {
                 "type": act.request["action"],
                 "model": act.model_key,
-                "with_d3": bool(act.request.get("with_d3", False)),
+                "with_d3": act.request.get("with_d3"),
             }
             try:
                 ex.send(command)

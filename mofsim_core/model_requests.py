@@ -42,9 +42,15 @@ def model_control_dirs(paths: SpoolPaths) -> list[Path]:
 
 
 def submit_request(
-    paths: SpoolPaths, action: str, model: str, *, slot: str | None = None, with_d3: bool = False
+    paths: SpoolPaths,
+    action: str,
+    model: str,
+    *,
+    slot: str | None = None,
+    with_d3: bool | None = None,
 ) -> dict[str, Any]:
-    """Publish a request; returns it with ``status: pending``."""
+    """Publish a request; returns it with ``status: pending``.  ``with_d3`` None loads
+    the model as a task that says nothing of D3 would run it."""
     if action not in ACTIONS:
         raise ValidationError(f"action must be one of {', '.join(ACTIONS)}", field="action")
     if not isinstance(model, str) or not model.strip():
@@ -57,7 +63,7 @@ def submit_request(
         "action": action,
         "model": model,
         "slot": slot,
-        "with_d3": bool(with_d3),
+        "with_d3": None if with_d3 is None else bool(with_d3),
         "created_at": iso_from_ms(created_ms),
     }
     name = f"{created_ms:013d}-{doc['request_id']}.json"

@@ -210,7 +210,7 @@ def request_model_action(
     *,
     slot: str | None = None,
     gpu_id: int | None = None,
-    with_d3: bool = False,
+    with_d3: bool | None = None,
     actor: str = "local",
 ) -> dict[str, Any]:
     """Ask the daemon to load (or unload) a model; returns the pending request.

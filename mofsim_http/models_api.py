@@ -59,7 +59,8 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 def _action_args(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
     slot = body.get("slot", request.query.get("slot"))
     gpu_id = body.get("gpu_id", request.query.get("gpu_id"))
-    with_d3 = body.get("with_d3", request.query.get("with_d3", False))
+    # Absent means the model's own default (an upload's with_d3), as for a task.
+    with_d3 = body.get("with_d3", request.query.get("with_d3"))
     if slot is not None and not isinstance(slot, str):
         raise ValidationError("slot must be a string such as 'gpu0' or 'cpu0'", field="slot")
     if gpu_id is not None:
@@ -69,7 +70,7 @@ def _action_args(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
             raise ValidationError("gpu_id must be an integer", field="gpu_id") from exc
     if isinstance(with_d3, str):
         with_d3 = with_d3.lower() in ("1", "true", "yes")
-    return {"slot": slot, "gpu_id": gpu_id, "with_d3": bool(with_d3)}
+    return {"slot": slot, "gpu_id": gpu_id, "with_d3": None if with_d3 is None else bool(with_d3)}
 
 
 # --- catalogue ---------------------------------------------------------------------------------
@@ -133,7 +134,11 @@ _ACTION_BODY = {
             "(load) or every slot holding it (unload)",
         },
         "gpu_id": {"type": "integer", "minimum": 0},
-        "with_d3": {"type": "boolean"},
+        "with_d3": {
+            "type": "boolean",
+            "description": "load with D3(BJ) dispersion; default: the model's own default, "
+            "as a task that says nothing of D3 would run it",
+        },
     },
 }
 

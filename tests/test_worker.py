@@ -1,4 +1,5 @@
-"""The executor's handling of one job when the spool cannot be written."""
+"""The executor's handling of one job when the spool cannot be written, and its
+preloads."""
 
 from __future__ import annotations
 
@@ -93,3 +94,32 @@ def test_a_claim_that_cannot_be_locked_is_not_run_unguarded(
     assert replies[-1]["error"]["code"] == 10002
     # Nothing of the task ran: not one event was written.
     assert sp.paths.events_file(task_id).read_bytes() == before
+
+
+def test_a_preload_that_says_nothing_of_d3_warms_what_a_task_would_use(tmp_path: Path) -> None:
+    """An upload whose tasks add D3 by default is preloaded with D3, so the first task
+    on it finds its calculator warm instead of loading the model a second time."""
+    from tests.model_factories import (
+        LJ_CONFIG,
+        torchscript_lj,
+        trust_custom_model,
+        write_custom_model,
+    )
+
+    sp = Spool(tmp_path / "spool")
+    write_custom_model(
+        sp.paths.models,
+        "ljd3",
+        "pytorch",
+        "lj.pt",
+        raw=torchscript_lj(),
+        config=LJ_CONFIG,
+        with_d3=True,
+        d3_included=False,
+    )
+    assert trust_custom_model(sp.paths.models, "ljd3")["valid"] is True
+    worker = Worker(sp.root, "cpu0", out=io.StringIO())
+    assert worker.preload("custom:ljd3", None)["ok"] is True
+    assert [k[3] for k in worker.cache._entries] == [True]
+    assert worker.preload("custom:ljd3", False)["ok"] is True  # said plainly: without
+    assert sorted(k[3] for k in worker.cache._entries) == [False, True]
