@@ -26,18 +26,40 @@ from mofsim_cli.resource_common import PANEL
 from spool.errors import TaskError, ValidationError, error_from_code
 
 
+def _daemon_slots(spool: Path) -> list[Any]:
+    """The slots of the spool's daemon as its last snapshot lists them: what the user
+    started it with (``--slots``), which the configuration may not say.  Slurm pilots
+    are left out: their devices are on another machine."""
+    from mofsim_core.devices import Slot
+    from mofsim_core.slot_state import read_snapshot
+
+    out = []
+    for view in (read_snapshot(spool) or {}).get("slots") or []:
+        if not isinstance(view, dict) or view.get("kind") is None or "pilot" in view:
+            continue
+        kind, index = str(view["kind"]), int(view.get("index") or 0)
+        # Snapshots written before they carried it: an NVML card by its index.
+        visible = view.get("cuda_visible", str(index) if kind == "nvml" else "")
+        name = str((view.get("device_status") or {}).get("name") or view.get("name"))
+        out.append(Slot(str(view["slot_id"]), kind, index, name, visible))  # type: ignore[arg-type]
+    return out
+
+
 def _slot(slot_id: str | None, spool: Path) -> Any:
-    """The configured slot named ``slot_id`` (the first one when None)."""
+    """The slot named ``slot_id`` (the first one when None): the daemon's, or where no
+    daemon ever ran on the spool, the configured ones."""
     from mofsim_core.config import load_config
     from mofsim_core.devices_factory import parse_slots
 
-    backend = parse_slots(
-        load_config().slots, state_file=spool / "state" / "simulated-devices.json"
-    )
-    try:
-        slots = backend.slots()
-    finally:
-        backend.close()
+    slots = _daemon_slots(spool)
+    if not slots:
+        backend = parse_slots(
+            load_config().slots, state_file=spool / "state" / "simulated-devices.json"
+        )
+        try:
+            slots = backend.slots()
+        finally:
+            backend.close()
     if slot_id is None:
         return slots[0]
     for s in slots:

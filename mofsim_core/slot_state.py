@@ -64,6 +64,7 @@ def executor_view(ex: Any, control_request: str | None = None) -> dict[str, Any]
         "index": slot.index,
         "name": slot.name,
         "device": slot_device(slot.kind, slot.index),
+        "cuda_visible": slot.cuda_visible,
         "state": state,
         "spare": bool(getattr(ex, "spare", False)),
         "executor": {

@@ -253,3 +253,21 @@ def test_calibrating_a_model_on_a_structure_it_cannot_compute_says_so(tmp_path: 
         and "No EMT-potential for Zn" in r.output
     )
     assert "Traceback" not in r.output
+
+
+def test_calibrate_measures_the_slots_the_daemon_was_started_with(tmp_path: Path) -> None:
+    """``mofsim daemon --slots simulate:2`` on a machine configured for one CPU slot:
+    calibration finds the daemon's cards and files its fit under their name, the one
+    submissions consult."""
+    sp = Spool(tmp_path / "spool")
+    with Daemon(sp.root, slots="simulate:2"):
+        wait_for(lambda: snapshot_devices(sp.root), 30, "slot snapshot")
+        argv = ["models", "calibrate", "lj", "--slot", "sim1", "--max-atoms", "500", "--json"]
+        r = CliRunner().invoke(app, [*argv, "--spool", str(sp.root)], env={"MOFSIM_SLOTS": "cpu:1"})
+        assert r.exit_code == 0, r.output
+        doc = json.loads(r.output)
+        assert doc["fit"] == "lj|Simulated GPU|float32" and doc["device"] == "Simulated GPU 1"
+        bad = CliRunner().invoke(
+            app, ["models", "calibrate", "lj", "--slot", "cpu0", "--spool", str(sp.root)]
+        )
+        assert bad.exit_code == 1 and "slots: sim0, sim1" in bad.output
